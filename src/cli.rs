@@ -1,0 +1,441 @@
+//! Command line (SPEC §2): argument parsing and dispatch to the library.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _};
+use chrono::NaiveDate;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, Settings};
+use crate::jobs::{self, RunOptions, RunStatus};
+use crate::{report, warehouse};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "salesbatch",
+    version,
+    about = "Nightly sales ETL and per-region reports"
+)]
+pub struct Cli {
+    /// Config file (TOML).
+    #[arg(
+        long,
+        global = true,
+        env = "SALESBATCH_CONFIG",
+        default_value = "config/salesbatch.toml"
+    )]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the config, open every source, print a summary.
+    Check,
+    /// Run a job once for one date.
+    Run {
+        job: String,
+        /// Date to compute (default: yesterday in the configured timezone).
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
+        /// Only these regions' reports (repeatable; `*` = national).
+        #[arg(long = "region")]
+        regions: Vec<String>,
+        #[arg(long)]
+        no_email: bool,
+        #[arg(long)]
+        resend: bool,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Scheduler daemon: runs jobs on their cron schedules.
+    Serve,
+    /// Past runs.
+    History {
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// CSV of a computed table to stdout.
+    Export {
+        what: ExportKind,
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
+        #[arg(long = "region")]
+        regions: Vec<String>,
+    },
+    /// The email ledger; `deliveries retry` resends failed emails.
+    Deliveries {
+        #[arg(long)]
+        failed: bool,
+        #[command(subcommand)]
+        action: Option<DeliveriesAction>,
+    },
+    /// Write a runnable demo and run the nightly job on it once.
+    Demo {
+        #[arg(long, default_value = "demo")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 60)]
+        customers: u32,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Date the demo data ends on and the run computes (default: yesterday).
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportKind {
+    Tiers,
+    VisitGaps,
+    Scorecard,
+    Development,
+    Rejections,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeliveriesAction {
+    Retry,
+}
+
+/// SPEC §2 exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    Success = 0,
+    Failure = 1,
+    Usage = 2,
+    Degraded = 3,
+}
+
+fn yesterday(tz: chrono_tz::Tz) -> NaiveDate {
+    let today = chrono::Utc::now().with_timezone(&tz).date_naive();
+    today.pred_opt().unwrap_or(today)
+}
+
+fn load(path: &std::path::Path) -> anyhow::Result<Settings> {
+    Ok(config::load(path)?)
+}
+
+/// Runs one command. Config problems come back as `ConfigError` (exit 2).
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Demo {
+            dir,
+            customers,
+            seed,
+            as_of,
+        } => {
+            let as_of = as_of.unwrap_or_else(|| yesterday(chrono_tz::Asia::Shanghai));
+            let config_path = crate::demo::write(&dir, customers, seed, as_of)?;
+            println!("demo written to {}", dir.display());
+            let settings = load(&config_path)?;
+            run_job_cmd(&settings, "nightly", Some(as_of), RunOptions::default()).await
+        }
+        Command::Check => check(&load(&cli.config)?).await,
+        Command::Run {
+            job,
+            as_of,
+            regions,
+            no_email,
+            resend,
+            dry_run,
+        } => {
+            let settings = load(&cli.config)?;
+            run_job_cmd(
+                &settings,
+                &job,
+                as_of,
+                RunOptions {
+                    regions,
+                    no_email,
+                    resend,
+                    dry_run,
+                },
+            )
+            .await
+        }
+        Command::Serve => {
+            let settings = load(&cli.config)?;
+            crate::schedule::serve(settings).await?;
+            Ok(ExitCode::Success)
+        }
+        Command::History { limit } => {
+            let settings = load(&cli.config)?;
+            let store = open_store(&settings).await?;
+            println!(
+                "{:>6}  {:<12} {:<10}  {:<20}  {:>8}  {:<9}  counts",
+                "run", "job", "as_of", "started", "secs", "status"
+            );
+            for r in store.runs(limit).await? {
+                let secs = match (
+                    parse_ts(&r.started_at),
+                    r.finished_at.as_deref().and_then(parse_ts),
+                ) {
+                    (Some(a), Some(b)) => (b - a).num_seconds().to_string(),
+                    _ => String::new(),
+                };
+                println!(
+                    "{:>6}  {:<12} {:<10}  {:<20}  {:>8}  {:<9}  {}",
+                    r.run_id, r.job, r.as_of, r.started_at, secs, r.status, r.counts
+                );
+            }
+            Ok(ExitCode::Success)
+        }
+        Command::Export {
+            what,
+            as_of,
+            regions,
+        } => {
+            let settings = load(&cli.config)?;
+            export(&settings, what, as_of, &regions).await
+        }
+        Command::Deliveries { failed, action } => {
+            let settings = load(&cli.config)?;
+            let store = open_store(&settings).await?;
+            if action.is_some() {
+                return retry_deliveries(&settings, store.as_ref()).await;
+            }
+            println!(
+                "{:<10} {:<10} {:<28} {:<8} {:<7} {:>3}  error",
+                "as_of", "job", "recipient", "region", "status", "try"
+            );
+            for d in store.deliveries(failed).await? {
+                println!(
+                    "{:<10} {:<10} {:<28} {:<8} {:<7} {:>3}  {}",
+                    d.as_of,
+                    d.job,
+                    d.recipient,
+                    d.region,
+                    d.status,
+                    d.attempts,
+                    d.error.unwrap_or_default()
+                );
+            }
+            Ok(ExitCode::Success)
+        }
+    }
+}
+
+fn parse_ts(s: &str) -> Option<chrono::NaiveDateTime> {
+    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%SZ").ok()
+}
+
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Box<dyn warehouse::Store>> {
+    let url = settings.warehouse_url().map_err(anyhow::Error::msg)?;
+    Ok(warehouse::open(&url).await?)
+}
+
+async fn run_job_cmd(
+    settings: &Settings,
+    job: &str,
+    as_of: Option<NaiveDate>,
+    opts: RunOptions,
+) -> anyhow::Result<ExitCode> {
+    let Some(job_cfg) = settings.job(job) else {
+        let known: Vec<_> = settings
+            .config
+            .jobs
+            .iter()
+            .map(|j| format!("`{}`", j.name))
+            .collect();
+        bail!(
+            "unknown job `{job}`; the config defines {}",
+            if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            }
+        );
+    };
+    let as_of = as_of.unwrap_or_else(|| yesterday(settings.tz));
+    let store = open_store(settings).await?;
+    let progress = std::io::stderr().is_terminal().then(|| {
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.set_message(format!("running `{job}` for {as_of}"));
+        pb.enable_steady_tick(std::time::Duration::from_millis(120));
+        pb
+    });
+    let outcome = jobs::run_job(settings, store.as_ref(), job_cfg, as_of, &opts).await;
+    if let Some(pb) = progress {
+        pb.finish_and_clear();
+    }
+    let outcome = outcome?;
+    for r in &outcome.rejections {
+        eprintln!("rejected: {r}");
+    }
+    let c = &outcome.counts;
+    println!(
+        "run {} `{job}` as of {as_of}: {} files loaded, {} skipped, {} refused, {} rows, {} rejections, {} customers scored",
+        outcome.run_id, c.files_loaded, c.files_skipped, c.files_refused, c.rows_loaded, c.rejections, c.customers_scored
+    );
+    if let Some(dir) = &outcome.report_dir {
+        println!("reports: {}", dir.display());
+    }
+    if let Some(outbox) = &outcome.outbox {
+        println!(
+            "emails: {} written to {} ({} already sent, {} failed)",
+            c.emails_sent,
+            outbox.display(),
+            c.emails_skipped,
+            c.emails_failed
+        );
+    } else if c.emails_sent + c.emails_failed + c.emails_skipped > 0 {
+        println!(
+            "emails: {} sent, {} already sent, {} failed",
+            c.emails_sent, c.emails_skipped, c.emails_failed
+        );
+    }
+    Ok(match outcome.status {
+        RunStatus::Success => ExitCode::Success,
+        RunStatus::Degraded => ExitCode::Degraded,
+        RunStatus::Failed => ExitCode::Failure,
+    })
+}
+
+async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let mut problems = 0;
+    println!(
+        "config {}: ok ({} sources, {} jobs, {} recipients)",
+        settings.path.display(),
+        settings.config.sources.len(),
+        settings.config.jobs.len(),
+        settings.config.recipients.len()
+    );
+    let store = match open_store(settings).await {
+        Ok(s) => {
+            println!("warehouse: ok");
+            Some(s)
+        }
+        Err(e) => {
+            problems += 1;
+            println!("warehouse: {e:#}");
+            None
+        }
+    };
+    for s in &settings.config.sources {
+        match s.kind {
+            config::SourceKind::Sql => {
+                let var = s.url_env.as_deref().unwrap_or_default();
+                match std::env::var(var) {
+                    Ok(_) => println!("source `{}`: sql via `{var}`", s.name),
+                    Err(_) => {
+                        problems += 1;
+                        println!(
+                            "source `{}`: environment variable `{var}` is not set",
+                            s.name
+                        );
+                    }
+                }
+            }
+            _ => {
+                let files = crate::ingest::source_files(settings, s);
+                println!(
+                    "source `{}`: {} file(s) match `{}`",
+                    s.name,
+                    files.len(),
+                    s.path.as_deref().unwrap_or("")
+                );
+            }
+        }
+    }
+    if let Some(store) = store {
+        let regions: std::collections::BTreeSet<String> = store
+            .metric_inputs(
+                yesterday(settings.tz),
+                &crate::metrics::PeriodRange::new(yesterday(settings.tz), config::Period::Mtd),
+                12,
+                &settings.config.visits,
+            )
+            .await
+            .map(|i| {
+                i.customers
+                    .into_iter()
+                    .map(|c| c.region)
+                    .chain(i.reps.into_iter().map(|r| r.region))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for r in &settings.config.recipients {
+            for region in r.regions.iter().filter(|x| *x != "*") {
+                if !regions.contains(region) {
+                    println!("recipient {}: region `{region}` has no master row", r.email);
+                }
+            }
+        }
+    }
+    Ok(if problems > 0 {
+        ExitCode::Failure
+    } else {
+        ExitCode::Success
+    })
+}
+
+async fn export(
+    settings: &Settings,
+    what: ExportKind,
+    as_of: Option<NaiveDate>,
+    regions: &[String],
+) -> anyhow::Result<ExitCode> {
+    let store = open_store(settings).await?;
+    let as_of = as_of.unwrap_or_else(|| yesterday(settings.tz));
+    let Some(run) = store.snapshot_run(as_of).await? else {
+        bail!("no computed run for {as_of}; run a job with `--as-of {as_of}` first");
+    };
+    let out = std::io::stdout().lock();
+    match what {
+        ExportKind::Tiers => {
+            report::export::tiers(out, &store.tiers_of(run.run_id).await?, regions)?
+        }
+        ExportKind::Rejections => {
+            report::export::rejections(out, &store.rejections(run.run_id).await?)?
+        }
+        ExportKind::VisitGaps | ExportKind::Scorecard | ExportKind::Development => {
+            let kind = match what {
+                ExportKind::VisitGaps => "visits",
+                ExportKind::Scorecard => "scorecard",
+                _ => "development",
+            };
+            let doc = store
+                .snapshot_doc(run.run_id, kind)
+                .await?
+                .context("snapshot missing")?;
+            report::export::document(out, kind, &doc, regions)?;
+        }
+    }
+    Ok(ExitCode::Success)
+}
+
+async fn retry_deliveries(
+    settings: &Settings,
+    store: &dyn warehouse::Store,
+) -> anyhow::Result<ExitCode> {
+    let failed = store.deliveries(true).await?;
+    let mut degraded = false;
+    let mut pairs: Vec<(String, NaiveDate)> =
+        failed.iter().map(|d| (d.job.clone(), d.as_of)).collect();
+    pairs.dedup();
+    for (job, as_of) in pairs {
+        let Some(job_cfg) = settings.job(&job) else {
+            continue;
+        };
+        let mut cfg = job_cfg.clone();
+        cfg.steps = vec![
+            config::Step::Compute,
+            config::Step::Report,
+            config::Step::Deliver,
+        ];
+        let outcome = jobs::run_job(settings, store, &cfg, as_of, &RunOptions::default()).await?;
+        degraded |= outcome.counts.emails_failed > 0;
+        println!(
+            "{job} {as_of}: {} resent, {} still failing",
+            outcome.counts.emails_sent, outcome.counts.emails_failed
+        );
+    }
+    Ok(if degraded {
+        ExitCode::Degraded
+    } else {
+        ExitCode::Success
+    })
+}

@@ -1,0 +1,208 @@
+//! Delivery: one email per recipient and region, each recorded in the ledger.
+//! A region's manager gets only that region's bundle; `*` gets the national
+//! report and the data-quality workbook. Without `[smtp]`, emails are written
+//! with their envelope to `out/outbox/` (lettre's file transport).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::NaiveDate;
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use tracing::{info, warn};
+
+use crate::config::{Security, Settings, SmtpConfig};
+use crate::report::{Bundle, Scope};
+use crate::warehouse::{DeliveryRow, Store};
+
+const ATTEMPTS: u32 = 3;
+
+#[derive(Debug, Default)]
+pub struct DeliverSummary {
+    pub sent: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    pub outbox: Option<PathBuf>,
+}
+
+enum Transport {
+    Outbox(AsyncFileTransport<Tokio1Executor>, PathBuf),
+    Smtp(Box<AsyncSmtpTransport<Tokio1Executor>>, Duration),
+}
+
+fn smtp_transport(smtp: &SmtpConfig) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
+    let mut builder = match smtp.security {
+        Security::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host)?,
+        Security::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)?,
+        Security::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host),
+    }
+    .port(smtp.port)
+    .timeout(Some(Duration::from_secs(smtp.timeout_secs)));
+    if let (Some(u), Some(p)) = (&smtp.username_env, &smtp.password_env) {
+        let user = std::env::var(u).with_context(|| {
+            format!("environment variable `{u}` (smtp.username_env) is not set")
+        })?;
+        let pass = std::env::var(p).with_context(|| {
+            format!("environment variable `{p}` (smtp.password_env) is not set")
+        })?;
+        builder = builder.credentials(Credentials::new(user, pass));
+    }
+    Ok(builder.build())
+}
+
+fn transport(settings: &Settings) -> anyhow::Result<Transport> {
+    match &settings.config.smtp {
+        None => {
+            let dir = settings.output_dir().join("outbox");
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create `{}`", dir.display()))?;
+            Ok(Transport::Outbox(
+                AsyncFileTransport::<Tokio1Executor>::with_envelope(&dir),
+                dir,
+            ))
+        }
+        Some(smtp) => Ok(Transport::Smtp(
+            Box::new(smtp_transport(smtp)?),
+            Duration::from_secs(smtp.timeout_secs),
+        )),
+    }
+}
+
+fn attachment(path: &Path) -> anyhow::Result<SinglePart> {
+    let body = std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let ct =
+        ContentType::parse("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")?;
+    Ok(Attachment::new(name).body(body, ct))
+}
+
+/// Builds the email for one bundle.
+pub fn build_message(
+    from: &Mailbox,
+    to: &Mailbox,
+    bundle: &Bundle,
+    message_id: &str,
+) -> anyhow::Result<Message> {
+    let mut mixed = MultiPart::mixed().singlepart(SinglePart::html(bundle.html_body.clone()));
+    mixed = mixed.singlepart(attachment(&bundle.xlsx)?);
+    if let Some(q) = &bundle.quality_xlsx {
+        mixed = mixed.singlepart(attachment(q)?);
+    }
+    Ok(Message::builder()
+        .from(from.clone())
+        .to(to.clone())
+        .subject(bundle.title.clone())
+        .message_id(Some(message_id.to_string()))
+        .multipart(mixed)?)
+}
+
+async fn send_once(t: &Transport, msg: &Message) -> Result<String, String> {
+    match t {
+        Transport::Outbox(f, _) => f.send(msg.clone()).await.map_err(|e| e.to_string()),
+        // lettre's timeout covers connecting only: bound the whole send
+        Transport::Smtp(s, limit) => {
+            match tokio::time::timeout(*limit, s.send(msg.clone())).await {
+                Ok(Ok(_)) => Ok(String::new()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("send timed out after {}s", limit.as_secs())),
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn deliver_all(
+    settings: &Settings,
+    store: &dyn Store,
+    job: &str,
+    as_of: NaiveDate,
+    run_id: i64,
+    bundles: &[Bundle],
+    resend: bool,
+) -> anyhow::Result<DeliverSummary> {
+    let t = transport(settings)?;
+    let mut summary = DeliverSummary::default();
+    if let Transport::Outbox(_, dir) = &t {
+        summary.outbox = Some(dir.clone());
+    }
+    let from: Mailbox = settings
+        .config
+        .smtp
+        .as_ref()
+        .map_or("salesbatch <salesbatch@localhost>", |s| s.from.as_str())
+        .parse()
+        .context("smtp.from")?;
+    for r in &settings.config.recipients {
+        let to = Mailbox::new(
+            (!r.name.is_empty()).then(|| r.name.clone()),
+            r.email.parse().context("recipient email")?,
+        );
+        for region in &r.regions {
+            let scope = if region == "*" {
+                Scope::National
+            } else {
+                Scope::Region(region.clone())
+            };
+            let Some(bundle) = bundles.iter().find(|b| b.scope == scope) else {
+                continue;
+            };
+            let previous = store.delivery(job, as_of, &r.email, region).await?;
+            if !resend && previous.as_ref().is_some_and(|d| d.status == "sent") {
+                summary.skipped += 1;
+                continue;
+            }
+            let message_id = format!("<{run_id}.{}@salesbatch>", uuid::Uuid::new_v4());
+            let msg = build_message(&from, &to, bundle, &message_id)?;
+            let mut attempts = previous.as_ref().map_or(0, |d| d.attempts);
+            let mut result = Err(String::new());
+            for attempt in 0..ATTEMPTS {
+                if attempt > 0 {
+                    tokio::time::sleep(Duration::from_millis(500 * 4u64.pow(attempt - 1))).await;
+                }
+                attempts += 1;
+                result = send_once(&t, &msg).await;
+                if result.is_ok() {
+                    break;
+                }
+            }
+            let (status, error) = match &result {
+                Ok(_) => {
+                    summary.sent += 1;
+                    ("sent", None)
+                }
+                Err(e) => {
+                    summary.failed += 1;
+                    warn!(recipient = %r.email, region = %region, error = %e, "email not delivered; `salesbatch deliveries retry` resends it");
+                    ("failed", Some(e.clone()))
+                }
+            };
+            store
+                .record_delivery(&DeliveryRow {
+                    job: job.to_string(),
+                    as_of,
+                    recipient: r.email.clone(),
+                    region: region.clone(),
+                    run_id,
+                    status: status.to_string(),
+                    attempts,
+                    message_id: Some(message_id),
+                    error,
+                    updated_at: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                })
+                .await?;
+        }
+    }
+    info!(
+        sent = summary.sent,
+        failed = summary.failed,
+        skipped = summary.skipped,
+        "delivery finished"
+    );
+    Ok(summary)
+}

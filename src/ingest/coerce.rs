@@ -1,0 +1,225 @@
+//! Cell → canonical value coercion of SPEC §4: ids, text, dates (Excel cells,
+//! serials in either epoch, ISO, `YYYY/MM/DD`, `YYYY年M月D日`, a custom
+//! format), and numbers (numeric cells or decimal text with `¥`/`￥` and
+//! thousands separators).
+
+use chrono::{Duration, NaiveDate, NaiveDateTime};
+
+/// One input value as a reader found it, before any interpretation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Empty,
+    Text(String),
+    Number(f64),
+    /// a cell formatted as a date (the epoch is already applied)
+    DateTime(NaiveDateTime),
+    Bool(bool),
+    /// a spreadsheet error value such as `#N/A`
+    Error(String),
+}
+
+impl Cell {
+    pub fn is_blank(&self) -> bool {
+        match self {
+            Cell::Empty => true,
+            Cell::Text(s) => trim(s).is_empty(),
+            _ => false,
+        }
+    }
+
+    /// The value as the user would read it in the file, for reject messages.
+    pub fn display(&self) -> String {
+        match self {
+            Cell::Empty => String::new(),
+            Cell::Text(s) => s.clone(),
+            Cell::Number(n) => format_number(*n),
+            Cell::DateTime(d) => d.format("%Y-%m-%d %H:%M:%S").to_string(),
+            Cell::Bool(b) => b.to_string(),
+            Cell::Error(e) => e.clone(),
+        }
+    }
+}
+
+/// Trims Unicode white space, including U+3000 and NBSP.
+pub fn trim(s: &str) -> &str {
+    s.trim_matches(char::is_whitespace)
+}
+
+fn format_number(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 9.0e15 {
+        format!("{n:.0}")
+    } else {
+        format!("{n}")
+    }
+}
+
+/// Ids are text; a whole-number cell becomes its integer text (1001.0 → "1001").
+pub fn id(cell: &Cell) -> Option<String> {
+    text(cell)
+}
+
+pub fn text(cell: &Cell) -> Option<String> {
+    let s = match cell {
+        Cell::Empty => return None,
+        Cell::Text(s) => trim(s).to_string(),
+        Cell::Number(n) => format_number(*n),
+        Cell::DateTime(d) => {
+            if d.time() == chrono::NaiveTime::MIN {
+                d.date().format("%Y-%m-%d").to_string()
+            } else {
+                d.format("%Y-%m-%d %H:%M:%S").to_string()
+            }
+        }
+        Cell::Bool(b) => b.to_string(),
+        Cell::Error(e) => e.clone(),
+    };
+    (!s.is_empty()).then_some(s)
+}
+
+/// How a numeric cell in a date column is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Epoch {
+    #[default]
+    E1900,
+    E1904,
+}
+
+/// Converts an Excel serial to a date. 1900 system: serial 1 = 1900-01-01 and
+/// Excel's phantom 1900-02-29 (serial 60) is skipped.
+pub fn excel_serial(serial: f64, epoch: Epoch) -> Option<NaiveDate> {
+    if !serial.is_finite() || serial < 1.0 || serial > 2_958_465.0 {
+        return None;
+    }
+    let days = serial.floor() as i64;
+    let base = match epoch {
+        Epoch::E1904 => NaiveDate::from_ymd_opt(1904, 1, 1)?,
+        Epoch::E1900 if days < 60 => NaiveDate::from_ymd_opt(1899, 12, 31)?,
+        Epoch::E1900 if days == 60 => return None,
+        Epoch::E1900 => NaiveDate::from_ymd_opt(1899, 12, 30)?,
+    };
+    base.checked_add_signed(Duration::days(days))
+}
+
+/// `Ok(None)` for a blank cell, `Err(())` for a value that is not a date.
+pub fn date(
+    cell: &Cell,
+    epoch: Epoch,
+    extra_format: Option<&str>,
+) -> Result<Option<NaiveDate>, ()> {
+    match cell {
+        Cell::Empty => Ok(None),
+        Cell::DateTime(d) => Ok(Some(d.date())),
+        Cell::Number(n) => excel_serial(*n, epoch).map(Some).ok_or(()),
+        Cell::Text(s) => {
+            let s = trim(s);
+            if s.is_empty() {
+                return Ok(None);
+            }
+            parse_date_text(s, extra_format).map(Some).ok_or(())
+        }
+        Cell::Bool(_) | Cell::Error(_) => Err(()),
+    }
+}
+
+/// Text dates: ISO (a time part is ignored), `YYYY/MM/DD`, `YYYY年MM月DD日`
+/// (1- or 2-digit month and day for all three), then the source's format.
+pub fn parse_date_text(s: &str, extra_format: Option<&str>) -> Option<NaiveDate> {
+    if let Some(fmt) = extra_format {
+        if let Ok(d) = NaiveDate::parse_from_str(s, fmt) {
+            return Some(d);
+        }
+        if let Ok(dt) = NaiveDateTime::parse_from_str(s, fmt) {
+            return Some(dt.date());
+        }
+    }
+    let date_part = s.split(['T', ' ']).next().unwrap_or(s);
+    let parts: Vec<&str> = if let Some(rest) = date_part.strip_suffix('日') {
+        let (y, rest) = rest.split_once('年')?;
+        let (m, d) = rest.split_once('月')?;
+        vec![y, m, d]
+    } else if date_part.contains('-') {
+        date_part.split('-').collect()
+    } else {
+        date_part.split('/').collect()
+    };
+    let [y, m, d] = parts.as_slice() else {
+        return None;
+    };
+    let ok = |p: &str, lo: usize, hi: usize| {
+        (lo..=hi).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit())
+    };
+    if !(ok(y, 4, 4) && ok(m, 1, 2) && ok(d, 1, 2)) {
+        return None;
+    }
+    NaiveDate::from_ymd_opt(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?)
+}
+
+/// `Ok(None)` for blank, `Err(())` for text that is not a decimal number.
+pub fn number(cell: &Cell) -> Result<Option<f64>, ()> {
+    match cell {
+        Cell::Empty => Ok(None),
+        Cell::Number(n) if n.is_finite() => Ok(Some(*n)),
+        Cell::Text(s) => {
+            let s = trim(s);
+            if s.is_empty() {
+                return Ok(None);
+            }
+            parse_number_text(s).map(Some).ok_or(())
+        }
+        _ => Err(()),
+    }
+}
+
+pub fn parse_number_text(s: &str) -> Option<f64> {
+    let (negative, s) = match s.strip_prefix('-') {
+        Some(rest) => (true, trim(rest)),
+        None => (false, s),
+    };
+    let s = s.strip_prefix(['¥', '￥']).map_or(s, trim);
+    let (negative, s) = match (negative, s.strip_prefix('-')) {
+        (false, Some(rest)) => (true, rest),
+        (n, _) => (n, s),
+    };
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if int.is_empty() && frac.is_empty() {
+        return None;
+    }
+    // thousands separators only between groups of three digits
+    let groups: Vec<&str> = int.split(',').collect();
+    let grouped_ok = groups.len() == 1
+        || (!groups[0].is_empty()
+            && groups[0].len() <= 3
+            && groups[1..].iter().all(|g| g.len() == 3));
+    let digits = int.replace(',', "");
+    if !grouped_ok
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let v: f64 = format!(
+        "{}.{}",
+        if digits.is_empty() { "0" } else { &digits },
+        if frac.is_empty() { "0" } else { frac }
+    )
+    .parse()
+    .ok()?;
+    Some(if negative { -v } else { v })
+}
+
+/// A target month: `YYYY-MM` text (also `YYYY/MM`, `YYYY年MM月`) or any date in it.
+pub fn month(
+    cell: &Cell,
+    epoch: Epoch,
+    extra_format: Option<&str>,
+) -> Result<Option<crate::metrics::YearMonth>, ()> {
+    use crate::metrics::YearMonth;
+    if let Cell::Text(s) = cell {
+        let t = trim(s);
+        let t2 = t.trim_end_matches('月').replace(['/', '年'], "-");
+        if let Some(ym) = YearMonth::parse(&t2).filter(|_| t2.len() <= 7 && t2.len() >= 6) {
+            return Ok(Some(ym));
+        }
+    }
+    date(cell, epoch, extra_format).map(|d| d.map(YearMonth::of))
+}

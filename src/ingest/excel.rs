@@ -1,0 +1,220 @@
+//! Excel-family reader (xlsx, xlsm, xlsb, xls, ods) on calamine. xlsx/xlsb are
+//! streamed cell by cell; a sheet declaring more than Excel's 1,048,576 ×
+//! 16,384 cells is refused before anything is allocated for it.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use calamine::{open_workbook, Data, DataRef, Ods, Reader, Xls, Xlsb, Xlsx};
+
+use super::coerce::{Cell, Epoch};
+use super::reader::{FileError, RowAssembler, Visitor};
+
+const MAX_ROWS: u32 = 1_048_576;
+const MAX_COLS: u32 = 16_384;
+
+fn cannot_open(e: impl std::fmt::Display) -> FileError {
+    FileError::CannotOpen(e.to_string())
+}
+
+fn pick_sheet(names: &[String], wanted: Option<&str>) -> Result<String, FileError> {
+    match wanted {
+        Some(w) => names
+            .iter()
+            .find(|n| n.trim() == w.trim())
+            .cloned()
+            .ok_or_else(|| {
+                FileError::CannotOpen(format!(
+                    "sheet `{w}` not found; the workbook has {}",
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            }),
+        None => names
+            .first()
+            .cloned()
+            .ok_or_else(|| FileError::CannotOpen("the workbook has no sheets".into())),
+    }
+}
+
+fn check_dimensions(start: (u32, u32), end: (u32, u32)) -> Result<(), FileError> {
+    let rows = u64::from(end.0.saturating_sub(start.0)) + 1;
+    let cols = u64::from(end.1.saturating_sub(start.1)) + 1;
+    if end.0 >= MAX_ROWS
+        || end.1 >= MAX_COLS
+        || rows > u64::from(MAX_ROWS)
+        || cols > u64::from(MAX_COLS)
+    {
+        return Err(FileError::CannotOpen(format!(
+            "sheet declares absurd dimensions ({rows} rows × {cols} columns, Excel allows {MAX_ROWS} × {MAX_COLS})"
+        )));
+    }
+    Ok(())
+}
+
+fn from_ref(v: DataRef<'_>) -> Cell {
+    match v {
+        DataRef::Int(i) => Cell::Number(i as f64),
+        DataRef::Float(f) => Cell::Number(f),
+        DataRef::String(s) => Cell::Text(s),
+        DataRef::SharedString(s) => Cell::Text(s.to_string()),
+        DataRef::Bool(b) => Cell::Bool(b),
+        DataRef::DateTime(d) => d
+            .as_datetime()
+            .map_or(Cell::Number(d.as_f64()), Cell::DateTime),
+        DataRef::DateTimeIso(s) | DataRef::DurationIso(s) => Cell::Text(s),
+        DataRef::Error(e) => Cell::Error(e.to_string()),
+        DataRef::Empty => Cell::Empty,
+    }
+}
+
+fn from_data(v: &Data) -> Cell {
+    match v {
+        Data::Int(i) => Cell::Number(*i as f64),
+        Data::Float(f) => Cell::Number(*f),
+        Data::String(s) => Cell::Text(s.clone()),
+        Data::Bool(b) => Cell::Bool(*b),
+        Data::DateTime(d) => d
+            .as_datetime()
+            .map_or(Cell::Number(d.as_f64()), Cell::DateTime),
+        Data::DateTimeIso(s) | Data::DurationIso(s) => Cell::Text(s.clone()),
+        Data::Error(e) => Cell::Error(e.to_string()),
+        Data::Empty => Cell::Empty,
+    }
+}
+
+/// Reads one sheet of a workbook; returns the sheet's name.
+pub fn read(
+    path: &Path,
+    sheet: Option<&str>,
+    header_row: Option<u32>,
+    visitor: &mut dyn Visitor,
+) -> Result<String, FileError> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "xlsx" | "xlsm" => {
+            let mut wb: Xlsx<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
+            let epoch = if wb.has_1904_epoch() {
+                Epoch::E1904
+            } else {
+                Epoch::E1900
+            };
+            let name = pick_sheet(&wb.sheet_names(), sheet)?;
+            let mut cells = wb.worksheet_cells_reader(&name).map_err(cannot_open)?;
+            let dims = cells.dimensions();
+            check_dimensions(dims.start, dims.end)?;
+            stream(&name, epoch, header_row, visitor, || {
+                cells
+                    .next_cell()
+                    .map_err(cannot_open)
+                    .map(|c| c.map(|c| (c.get_position(), from_ref(c.get_value().clone()))))
+            })?;
+            Ok(name)
+        }
+        "xlsb" => {
+            let mut wb: Xlsb<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
+            let name = pick_sheet(&wb.sheet_names(), sheet)?;
+            let mut cells = wb.worksheet_cells_reader(&name).map_err(cannot_open)?;
+            let dims = cells.dimensions();
+            check_dimensions(dims.start, dims.end)?;
+            stream(&name, Epoch::E1900, header_row, visitor, || {
+                cells
+                    .next_cell()
+                    .map_err(cannot_open)
+                    .map(|c| c.map(|c| (c.get_position(), from_ref(c.get_value().clone()))))
+            })?;
+            Ok(name)
+        }
+        "xls" => {
+            let mut wb: Xls<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
+            read_range(&mut wb, sheet, header_row, visitor)
+        }
+        "ods" => {
+            let mut wb: Ods<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
+            read_range(&mut wb, sheet, header_row, visitor)
+        }
+        other => Err(FileError::CannotOpen(format!(
+            "`.{other}` is not a spreadsheet extension calamine reads"
+        ))),
+    }
+}
+
+/// Groups a cell stream (row-major, as sheets store it) into rows.
+fn stream(
+    sheet: &str,
+    epoch: Epoch,
+    header_row: Option<u32>,
+    visitor: &mut dyn Visitor,
+    mut next: impl FnMut() -> Result<Option<((u32, u32), Cell)>, FileError>,
+) -> Result<(), FileError> {
+    let mut asm = RowAssembler::new(header_row);
+    let mut row: Vec<Cell> = Vec::new();
+    let mut current: Option<u32> = None;
+    while let Some(((r, c), value)) = next()? {
+        if current != Some(r) {
+            if let Some(prev) = current {
+                asm.feed(visitor, sheet, epoch, u64::from(prev) + 1, &row)?;
+            }
+            row.clear();
+            current = Some(r);
+        }
+        let c = c as usize;
+        if c < asm.column_limit() {
+            if row.len() <= c {
+                row.resize(c + 1, Cell::Empty);
+            }
+            row[c] = value;
+        }
+    }
+    if let Some(prev) = current {
+        asm.feed(visitor, sheet, epoch, u64::from(prev) + 1, &row)?;
+    }
+    asm.finish()
+}
+
+fn read_range<R>(
+    wb: &mut R,
+    sheet: Option<&str>,
+    header_row: Option<u32>,
+    visitor: &mut dyn Visitor,
+) -> Result<String, FileError>
+where
+    R: Reader<BufReader<File>>,
+    R::Error: std::fmt::Display,
+{
+    let name = pick_sheet(&wb.sheet_names(), sheet)?;
+    let range = wb.worksheet_range(&name).map_err(cannot_open)?;
+    if let (Some(start), Some(end)) = (range.start(), range.end()) {
+        check_dimensions(start, end)?;
+    }
+    let start_row = range.start().map_or(0, |s| s.0);
+    let start_col = range.start().map_or(0, |s| s.1) as usize;
+    let mut asm = RowAssembler::new(header_row);
+    let mut buf: Vec<Cell> = Vec::new();
+    for (i, r) in range.rows().enumerate() {
+        buf.clear();
+        buf.resize(start_col, Cell::Empty);
+        buf.extend(
+            r.iter()
+                .take(asm.column_limit().saturating_sub(start_col))
+                .map(from_data),
+        );
+        asm.feed(
+            visitor,
+            &name,
+            Epoch::E1900,
+            u64::from(start_row) + i as u64 + 1,
+            &buf,
+        )?;
+    }
+    asm.finish()?;
+    Ok(name)
+}

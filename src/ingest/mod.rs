@@ -1,0 +1,528 @@
+//! Ingest: reads every configured source into the warehouse, masters first.
+//! Files of a source are parsed in parallel (bounded by the cores), each
+//! streaming batches to a writer that loads files one at a time, in sorted
+//! path order, each in its own transaction: a file is fully in or not at all.
+
+pub mod coerce;
+pub mod csv;
+pub mod excel;
+pub mod reader;
+pub mod record;
+pub mod sql;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, Semaphore};
+use tracing::{info, warn};
+
+use self::coerce::{Cell, Epoch};
+use self::reader::{FileError, Visitor};
+use self::record::{Located, Mapping, Masters, Reason, Rejection, RowContext};
+use crate::config::{Dataset, Settings, SourceConfig, SourceKind};
+use crate::warehouse::{Batch, FileLoad, LoadOutcome, Replace, Store};
+
+const BATCH_ROWS: usize = 2_000;
+const CHANNEL_BATCHES: usize = 4;
+
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct IngestSummary {
+    pub files_loaded: u64,
+    pub files_skipped: u64,
+    pub files_refused: u64,
+    pub rows_loaded: u64,
+    pub rejections: Vec<Rejection>,
+}
+
+/// Paths of a file source, sorted, with their display names relative to the
+/// config folder and `/`-separated.
+pub fn source_files(settings: &Settings, source: &SourceConfig) -> Vec<(PathBuf, String)> {
+    let Some(pattern) = &source.path else {
+        return Vec::new();
+    };
+    let full = settings.base_dir.join(pattern);
+    let mut files: Vec<PathBuf> = glob::glob(&full.to_string_lossy())
+        .map(|paths| {
+            paths
+                .filter_map(std::result::Result::ok)
+                .filter(|p| p.is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let rel = p.strip_prefix(&settings.base_dir).unwrap_or(&p);
+            let name = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            (p, name)
+        })
+        .collect()
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+fn file_rejection(
+    source: &str,
+    file: &str,
+    sheet: &str,
+    reason: Reason,
+    column: String,
+    detail: String,
+) -> Rejection {
+    Rejection {
+        source: source.to_string(),
+        file: file.to_string(),
+        sheet: sheet.to_string(),
+        row: 0,
+        cell: String::new(),
+        column,
+        value: String::new(),
+        reason,
+        detail,
+    }
+}
+
+/// Turns rows into records and sends them to the writer in batches.
+struct Pipeline {
+    source: SourceConfig,
+    file: String,
+    sheet: String,
+    epoch: Epoch,
+    masters: Arc<Masters>,
+    mapping: Option<Mapping>,
+    addresses: bool,
+    tx: mpsc::Sender<Batch>,
+    batch: Vec<Located>,
+    data_rows: u64,
+    rejected: u64,
+    unknown_ids: u64,
+    rejections: Vec<Rejection>,
+}
+
+impl Pipeline {
+    fn flush(&mut self) -> Result<(), FileError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_ROWS));
+        self.tx
+            .blocking_send(Batch::Rows(rows))
+            .map_err(|_| FileError::Cancelled)
+    }
+
+    /// Classifies one data row: a record joins the batch, a reject is kept.
+    fn accept(&mut self, row: u64, cells: &[Cell]) {
+        let Some(mapping) = &self.mapping else { return };
+        self.data_rows += 1;
+        let ctx = RowContext {
+            source: &self.source.name,
+            file: &self.file,
+            sheet: &self.sheet,
+            epoch: self.epoch,
+            date_format: self.source.date_format.as_deref(),
+            masters: &self.masters,
+            addresses: self.addresses,
+        };
+        match record::to_record(mapping, cells, row, &ctx) {
+            Ok(located) => self.batch.push(located),
+            Err(rejection) => {
+                self.rejected += 1;
+                if matches!(
+                    rejection.reason,
+                    Reason::UnknownCustomerId | Reason::UnknownRepId
+                ) {
+                    self.unknown_ids += 1;
+                }
+                self.rejections.push(rejection);
+            }
+        }
+    }
+
+    fn set_header(&mut self, header: &[String]) -> Result<usize, FileError> {
+        let mapping =
+            Mapping::from_header(&self.source, header).map_err(FileError::MissingColumn)?;
+        let max = mapping.max_column();
+        self.mapping = Some(mapping);
+        Ok(max)
+    }
+}
+
+impl Visitor for Pipeline {
+    fn header(&mut self, sheet: &str, epoch: Epoch, header: &[String]) -> Result<usize, FileError> {
+        self.sheet = sheet.to_string();
+        self.epoch = epoch;
+        self.set_header(header)
+    }
+
+    fn row(&mut self, row: u64, cells: &[Cell]) -> Result<(), FileError> {
+        self.accept(row, cells);
+        if self.batch.len() >= BATCH_ROWS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+}
+
+struct Parsed {
+    sheet: String,
+    result: Result<(), FileError>,
+    rejections: Vec<Rejection>,
+}
+
+/// Parses one file on a blocking thread, sending batches and finally `End`.
+fn parse_file(
+    path: PathBuf,
+    file: String,
+    source: SourceConfig,
+    masters: Arc<Masters>,
+    max_bytes: u64,
+    tx: mpsc::Sender<Batch>,
+) -> Parsed {
+    let mut p = Pipeline {
+        source,
+        file,
+        sheet: String::new(),
+        epoch: Epoch::E1900,
+        masters,
+        mapping: None,
+        addresses: true,
+        tx,
+        batch: Vec::with_capacity(BATCH_ROWS),
+        data_rows: 0,
+        rejected: 0,
+        unknown_ids: 0,
+        rejections: Vec::new(),
+    };
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let result = if size > max_bytes {
+        Err(FileError::CannotOpen(format!(
+            "file is {} MiB, over max_file_mb = {}",
+            size >> 20,
+            max_bytes >> 20
+        )))
+    } else {
+        // a parser bug on a hostile file must not take the run down with it
+        let src = p.source.clone();
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match src.kind {
+            SourceKind::Csv => csv::read(
+                &path,
+                src.encoding.unwrap_or_default(),
+                src.header_row,
+                &mut p,
+            ),
+            _ => excel::read(&path, src.sheet.as_deref(), src.header_row, &mut p).map(|_| ()),
+        }))
+        .unwrap_or_else(|_| {
+            Err(FileError::CannotOpen(
+                "the spreadsheet parser failed on this file".into(),
+            ))
+        })
+    };
+    let result = result.and_then(|()| p.flush()).and_then(|()| {
+        p.tx.blocking_send(Batch::End {
+            data_rows: p.data_rows,
+            rejected: p.rejected,
+            unknown_ids: p.unknown_ids,
+        })
+        .map_err(|_| FileError::Cancelled)
+    });
+    Parsed {
+        sheet: p.sheet,
+        result,
+        rejections: p.rejections,
+    }
+}
+
+/// Runs the ingest step over every source, datasets in SPEC load order.
+pub async fn run(settings: &Settings, store: &dyn Store) -> anyhow::Result<IngestSummary> {
+    let mut summary = IngestSummary::default();
+    let mut masters_changed = false;
+    for dataset in Dataset::LOAD_ORDER {
+        let masters = Arc::new(store.masters().await?);
+        for source in settings
+            .config
+            .sources
+            .iter()
+            .filter(|s| s.dataset == dataset)
+        {
+            let loaded_before = summary.files_loaded;
+            match source.kind {
+                SourceKind::Sql => {
+                    ingest_sql(settings, store, source, masters.clone(), &mut summary).await?
+                }
+                _ => {
+                    ingest_files(
+                        settings,
+                        store,
+                        source,
+                        masters.clone(),
+                        masters_changed,
+                        &mut summary,
+                    )
+                    .await?
+                }
+            }
+            if matches!(dataset, Dataset::Reps | Dataset::Customers)
+                && summary.files_loaded > loaded_before
+            {
+                masters_changed = true;
+            }
+        }
+    }
+    info!(
+        files_loaded = summary.files_loaded,
+        files_skipped = summary.files_skipped,
+        files_refused = summary.files_refused,
+        rows_loaded = summary.rows_loaded,
+        rejections = summary.rejections.len(),
+        "ingest finished"
+    );
+    Ok(summary)
+}
+
+async fn ingest_files(
+    settings: &Settings,
+    store: &dyn Store,
+    source: &SourceConfig,
+    masters: Arc<Masters>,
+    masters_changed: bool,
+    summary: &mut IngestSummary,
+) -> anyhow::Result<()> {
+    let files = source_files(settings, source);
+    let master = matches!(
+        source.dataset,
+        Dataset::Reps | Dataset::Customers | Dataset::Targets
+    );
+    // decide what to load: unchanged files are skipped, unless an earlier load
+    // refused rows for ids that the masters may now know
+    let mut todo = Vec::new();
+    for (path, name) in files {
+        let sha = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || sha256_file(&path)
+        })
+        .await??;
+        let state = store.file_state(&source.name, &name).await?;
+        let unchanged = state
+            .as_ref()
+            .is_some_and(|s| s.sha256 == sha && !(masters_changed && s.unknown_ids > 0));
+        todo.push((path, name, sha, unchanged));
+    }
+    // masters: a later file overrides an earlier one, so once one file changes
+    // every file after it is reloaded to keep "the later row wins"
+    if master {
+        if let Some(first) = todo.iter().position(|t| !t.3) {
+            for t in &mut todo[first..] {
+                t.3 = false;
+            }
+        }
+    }
+    let permits = Arc::new(Semaphore::new(
+        std::thread::available_parallelism().map_or(2, |n| n.get()),
+    ));
+    let max_bytes = settings.config.ingest.max_file_mb.saturating_mul(1 << 20);
+    let mut pending = Vec::new();
+    for (path, name, sha, unchanged) in todo {
+        if unchanged {
+            summary.files_skipped += 1;
+            continue;
+        }
+        let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+        let permit = permits.clone().acquire_owned();
+        let (src, m, file) = (source.clone(), masters.clone(), name.clone());
+        // permits are granted in file order, so the file the writer waits on
+        // always has one: parse-ahead can never starve the writer
+        let handle = tokio::spawn(async move {
+            let _permit = permit.await;
+            tokio::task::spawn_blocking(move || parse_file(path, file, src, m, max_bytes, tx)).await
+        });
+        pending.push((name, sha, rx, handle));
+    }
+    for (name, sha, rx, handle) in pending {
+        let load = FileLoad {
+            source: source.name.clone(),
+            file: name.clone(),
+            sheet: source.sheet.clone().unwrap_or_default(),
+            dataset: source.dataset,
+            sha256: sha,
+            replace: Replace::File,
+            max_reject_ratio: settings.config.ingest.max_reject_ratio,
+        };
+        let outcome = store.load_file(load, rx).await?;
+        let parsed = handle.await??;
+        finish_file(source, &name, parsed, outcome, summary);
+    }
+    Ok(())
+}
+
+fn finish_file(
+    source: &SourceConfig,
+    name: &str,
+    parsed: Parsed,
+    outcome: LoadOutcome,
+    summary: &mut IngestSummary,
+) {
+    match (parsed.result, outcome) {
+        (Ok(()), LoadOutcome::Loaded { rows }) => {
+            summary.files_loaded += 1;
+            summary.rows_loaded += rows;
+            summary.rejections.extend(parsed.rejections);
+        }
+        (Ok(()), LoadOutcome::RatioExceeded) => {
+            summary.files_refused += 1;
+            let n = parsed.rejections.len();
+            summary.rejections.extend(parsed.rejections);
+            summary.rejections.push(file_rejection(
+                &source.name,
+                name,
+                &parsed.sheet,
+                Reason::RejectRatioExceeded,
+                String::new(),
+                format!("{n} rows rejected; nothing from this file was loaded"),
+            ));
+            warn!(source = %source.name, file = name, rejected = n, "file refused: reject ratio exceeded");
+        }
+        (result, _) => {
+            summary.files_refused += 1;
+            let (reason, column, detail) = match result {
+                Err(FileError::MissingColumn(cols)) => {
+                    (Reason::MissingColumn, cols.join(", "), String::new())
+                }
+                Err(e) => (Reason::CannotOpenFile, String::new(), e.to_string()),
+                Ok(()) => (
+                    Reason::CannotOpenFile,
+                    String::new(),
+                    "loading stopped before the end".into(),
+                ),
+            };
+            warn!(source = %source.name, file = name, %reason, detail = %detail, "file refused");
+            summary.rejections.push(file_rejection(
+                &source.name,
+                name,
+                &parsed.sheet,
+                reason,
+                column,
+                detail,
+            ));
+        }
+    }
+}
+
+/// A `sql` source: one load, one transaction. Sales replace their rows dated
+/// on or after `:since`; other datasets replace all rows of the source.
+async fn ingest_sql(
+    settings: &Settings,
+    store: &dyn Store,
+    source: &SourceConfig,
+    masters: Arc<Masters>,
+    summary: &mut IngestSummary,
+) -> anyhow::Result<()> {
+    let _ = settings;
+    let var = source.url_env.as_deref().unwrap_or_default();
+    let name = format!("sql:{var}");
+    let Ok(url) = std::env::var(var) else {
+        summary.files_refused += 1;
+        summary.rejections.push(file_rejection(
+            &source.name,
+            &name,
+            "",
+            Reason::CannotOpenFile,
+            String::new(),
+            format!("environment variable `{var}` is not set"),
+        ));
+        warn!(source = %source.name, "sql source skipped: `{var}` is not set");
+        return Ok(());
+    };
+    let (since, replace) = if source.dataset == Dataset::Sales {
+        let latest = store.latest_invoice_date(&source.name).await?;
+        let since = latest
+            .map(|d| d - chrono::Duration::days(i64::from(source.lookback_days())))
+            .unwrap_or(NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or(NaiveDate::MIN));
+        (since, Replace::SourceSince(since))
+    } else {
+        (
+            NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or(NaiveDate::MIN),
+            Replace::Source,
+        )
+    };
+    let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+    let load = FileLoad {
+        source: source.name.clone(),
+        file: name.clone(),
+        sheet: String::new(),
+        dataset: source.dataset,
+        sha256: String::new(),
+        replace,
+        max_reject_ratio: settings.config.ingest.max_reject_ratio,
+    };
+    let mut p = Pipeline {
+        source: source.clone(),
+        file: name.clone(),
+        sheet: String::new(),
+        epoch: Epoch::E1900,
+        masters,
+        mapping: None,
+        addresses: false,
+        tx: tx.clone(),
+        batch: Vec::with_capacity(BATCH_ROWS),
+        data_rows: 0,
+        rejected: 0,
+        unknown_ids: 0,
+        rejections: Vec::new(),
+    };
+    let query = source.query.clone().unwrap_or_default();
+    let reader = async {
+        let result = sql::fetch(&url, &query, since, &tx, |pos, names, cells| {
+            if p.mapping.is_none() {
+                p.set_header(names).map_err(|e| e.to_string())?;
+            }
+            p.accept(pos, &cells);
+            Ok((p.batch.len() >= BATCH_ROWS).then(|| Batch::Rows(std::mem::take(&mut p.batch))))
+        })
+        .await;
+        if result.is_ok() {
+            let rows = std::mem::take(&mut p.batch);
+            let end = Batch::End {
+                data_rows: p.data_rows,
+                rejected: p.rejected,
+                unknown_ids: p.unknown_ids,
+            };
+            for batch in [Batch::Rows(rows), end] {
+                if tx.send(batch).await.is_err() {
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        result
+    };
+    let (result, outcome) = tokio::join!(reader, store.load_file(load, rx));
+    let outcome = outcome?;
+    let parsed = Parsed {
+        sheet: String::new(),
+        result: result.map_err(FileError::CannotOpen),
+        rejections: p.rejections,
+    };
+    finish_file(source, &name, parsed, outcome, summary);
+    Ok(())
+}

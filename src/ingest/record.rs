@@ -1,0 +1,390 @@
+//! Canonical rows (SPEC §4) and the mapping from a file's header to them:
+//! one typed record per dataset, or one rejection naming the cell and reason.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+use super::coerce::{self, Cell, Epoch};
+use crate::config::{Dataset, SourceConfig};
+use crate::metrics::YearMonth;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sale {
+    pub invoice_date: NaiveDate,
+    pub customer_id: String,
+    pub product_id: String,
+    pub amount: f64,
+    pub quantity: Option<f64>,
+    pub invoice_no: Option<String>,
+    pub line_no: Option<String>,
+    pub rep_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CustomerRow {
+    pub customer_id: String,
+    pub name: String,
+    pub region: String,
+    pub rep_id: String,
+    pub customer_type: Option<String>,
+    pub first_contact_date: Option<NaiveDate>,
+    pub signed_date: Option<NaiveDate>,
+    pub prospect_score: Option<f64>,
+    pub coverage_score: Option<f64>,
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Visit {
+    pub visit_date: NaiveDate,
+    pub rep_id: String,
+    pub customer_id: String,
+    pub visit_type: Option<String>,
+    pub outcome: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RepRow {
+    pub rep_id: String,
+    pub name: String,
+    pub region: String,
+    pub hire_date: Option<NaiveDate>,
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TargetRow {
+    pub rep_id: String,
+    pub month: YearMonth,
+    pub sales_target: Option<f64>,
+    pub new_customer_target: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SurveyRow {
+    pub customer_id: String,
+    pub date: NaiveDate,
+    pub score: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Record {
+    Sale(Sale),
+    Customer(CustomerRow),
+    Visit(Visit),
+    Rep(RepRow),
+    Target(TargetRow),
+    Survey(SurveyRow),
+}
+
+/// A record with the 1-based row (or line, or result position) it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Located {
+    pub row: u64,
+    pub record: Record,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Reason {
+    MissingRequiredField,
+    UnparsableDate,
+    UnparsableNumber,
+    UnknownCustomerId,
+    UnknownRepId,
+    RejectRatioExceeded,
+    CannotOpenFile,
+    MissingColumn,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::MissingRequiredField => "missing required field",
+            Reason::UnparsableDate => "unparsable date",
+            Reason::UnparsableNumber => "unparsable number",
+            Reason::UnknownCustomerId => "unknown customer id",
+            Reason::UnknownRepId => "unknown rep id",
+            Reason::RejectRatioExceeded => "reject ratio exceeded",
+            Reason::CannotOpenFile => "cannot open file",
+            Reason::MissingColumn => "missing column",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One data-quality row: which file, sheet, row and cell was refused, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rejection {
+    pub source: String,
+    pub file: String,
+    pub sheet: String,
+    /// 0 when the whole file is refused
+    pub row: u64,
+    /// spreadsheet address such as `C17`, empty for file-level problems
+    pub cell: String,
+    /// the header text in the file (or the canonical field if unmapped)
+    pub column: String,
+    pub value: String,
+    pub reason: Reason,
+    /// extra detail for file-level problems (the parser's message)
+    pub detail: String,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`: {}", self.source, self.file)?;
+        if !self.sheet.is_empty() {
+            write!(f, " [{}]", self.sheet)?;
+        }
+        if self.row > 0 {
+            write!(f, " row {}", self.row)?;
+        }
+        if !self.cell.is_empty() {
+            write!(f, " cell {}", self.cell)?;
+        }
+        if !self.column.is_empty() {
+            write!(f, " column `{}`", self.column)?;
+        }
+        if self.row > 0 || !self.value.is_empty() {
+            write!(f, " value `{}`", self.value)?;
+        }
+        write!(f, ": {}", self.reason)?;
+        if !self.detail.is_empty() {
+            write!(f, " ({})", self.detail)?;
+        }
+        Ok(())
+    }
+}
+
+/// Spreadsheet column letters for a 0-based index (0 → A, 26 → AA).
+pub fn column_letters(mut col: usize) -> String {
+    let mut out = Vec::new();
+    loop {
+        out.push(b'A' + u8::try_from(col % 26).unwrap_or(0));
+        if col < 26 {
+            break;
+        }
+        col = col / 26 - 1;
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Known ids of the masters, for the unknown-id checks.
+#[derive(Debug, Default, Clone)]
+pub struct Masters {
+    pub customers: HashSet<String>,
+    pub reps: HashSet<String>,
+}
+
+/// Where each mapped field sits in the file.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    pub dataset: Dataset,
+    /// (field, required, column index, header text); in SPEC table order
+    pub fields: Vec<(&'static str, bool, usize, String)>,
+}
+
+impl Mapping {
+    /// Matches the mapped headers (trimmed, full-width spaces included)
+    /// against a header row; `Err` lists the headers the file lacks.
+    pub fn from_header(source: &SourceConfig, header: &[String]) -> Result<Self, Vec<String>> {
+        let cleaned: Vec<&str> = header.iter().map(|h| coerce::trim(h)).collect();
+        let mut fields = Vec::new();
+        let mut missing = Vec::new();
+        for (field, required) in source.dataset.fields() {
+            let Some(wanted) = source.columns.get(*field) else {
+                continue;
+            };
+            let wanted = coerce::trim(wanted);
+            match cleaned.iter().position(|h| *h == wanted) {
+                Some(i) => fields.push((*field, *required, i, wanted.to_string())),
+                None => missing.push(wanted.to_string()),
+            }
+        }
+        if missing.is_empty() {
+            Ok(Self {
+                dataset: source.dataset,
+                fields,
+            })
+        } else {
+            Err(missing)
+        }
+    }
+
+    pub fn max_column(&self) -> usize {
+        self.fields.iter().map(|f| f.2).max().unwrap_or(0)
+    }
+}
+
+/// Per-file context for turning cells into records.
+pub struct RowContext<'a> {
+    pub source: &'a str,
+    pub file: &'a str,
+    pub sheet: &'a str,
+    pub epoch: Epoch,
+    pub date_format: Option<&'a str>,
+    pub masters: &'a Masters,
+    /// SQL results have no cell addresses
+    pub addresses: bool,
+}
+
+enum Kind {
+    Id,
+    Text,
+    Date,
+    Number,
+    Month,
+}
+
+fn kind_of(field: &str) -> Kind {
+    match field {
+        "customer_id" | "product_id" | "rep_id" | "invoice_no" | "line_no" => Kind::Id,
+        "invoice_date" | "first_contact_date" | "signed_date" | "visit_date" | "hire_date"
+        | "date" => Kind::Date,
+        "amount"
+        | "quantity"
+        | "prospect_score"
+        | "coverage_score"
+        | "sales_target"
+        | "new_customer_target"
+        | "score" => Kind::Number,
+        "month" => Kind::Month,
+        _ => Kind::Text,
+    }
+}
+
+#[derive(Default)]
+struct Values {
+    text: std::collections::HashMap<&'static str, String>,
+    date: std::collections::HashMap<&'static str, NaiveDate>,
+    number: std::collections::HashMap<&'static str, f64>,
+    month: Option<YearMonth>,
+}
+
+/// Turns one row (cells indexed by column) into a record, or the rejection of
+/// its first failing field in table order, then the id checks.
+pub fn to_record(
+    mapping: &Mapping,
+    cells: &[Cell],
+    row: u64,
+    ctx: &RowContext<'_>,
+) -> Result<Located, Rejection> {
+    let empty = Cell::Empty;
+    let mut v = Values::default();
+    let reject =
+        |field: &(&'static str, bool, usize, String), cell: &Cell, reason: Reason| Rejection {
+            source: ctx.source.to_string(),
+            file: ctx.file.to_string(),
+            sheet: ctx.sheet.to_string(),
+            row,
+            cell: if ctx.addresses {
+                format!("{}{row}", column_letters(field.2))
+            } else {
+                String::new()
+            },
+            column: field.3.clone(),
+            value: cell.display(),
+            reason,
+            detail: String::new(),
+        };
+    for f in &mapping.fields {
+        let cell = cells.get(f.2).unwrap_or(&empty);
+        let present = match kind_of(f.0) {
+            Kind::Id | Kind::Text => coerce::text(cell).map(|s| v.text.insert(f.0, s)).is_some(),
+            Kind::Date => match coerce::date(cell, ctx.epoch, ctx.date_format) {
+                Ok(d) => d.map(|d| v.date.insert(f.0, d)).is_some(),
+                Err(()) => return Err(reject(f, cell, Reason::UnparsableDate)),
+            },
+            Kind::Number => match coerce::number(cell) {
+                Ok(n) => n.map(|n| v.number.insert(f.0, n)).is_some(),
+                Err(()) => return Err(reject(f, cell, Reason::UnparsableNumber)),
+            },
+            Kind::Month => match coerce::month(cell, ctx.epoch, ctx.date_format) {
+                Ok(m) => {
+                    v.month = m;
+                    m.is_some()
+                }
+                Err(()) => return Err(reject(f, cell, Reason::UnparsableDate)),
+            },
+        };
+        if f.1 && !present {
+            return Err(reject(f, cell, Reason::MissingRequiredField));
+        }
+    }
+    for f in &mapping.fields {
+        let known = match f.0 {
+            "customer_id" if mapping.dataset != Dataset::Customers => {
+                Some((&ctx.masters.customers, Reason::UnknownCustomerId))
+            }
+            "rep_id" if mapping.dataset != Dataset::Reps => {
+                Some((&ctx.masters.reps, Reason::UnknownRepId))
+            }
+            _ => None,
+        };
+        if let (Some((set, reason)), Some(id)) = (known, v.text.get(f.0)) {
+            if !set.contains(id) {
+                return Err(reject(f, cells.get(f.2).unwrap_or(&empty), reason));
+            }
+        }
+    }
+    let mut t = |k: &str| v.text.remove(k);
+    let record = match mapping.dataset {
+        Dataset::Sales => Record::Sale(Sale {
+            invoice_date: v.date["invoice_date"],
+            customer_id: t("customer_id").unwrap_or_default(),
+            product_id: t("product_id").unwrap_or_default(),
+            amount: v.number["amount"],
+            quantity: v.number.get("quantity").copied(),
+            invoice_no: t("invoice_no"),
+            line_no: t("line_no"),
+            rep_id: t("rep_id"),
+        }),
+        Dataset::Customers => Record::Customer(CustomerRow {
+            customer_id: t("customer_id").unwrap_or_default(),
+            name: t("name").unwrap_or_default(),
+            region: t("region").unwrap_or_default(),
+            rep_id: t("rep_id").unwrap_or_default(),
+            customer_type: t("customer_type"),
+            first_contact_date: v.date.get("first_contact_date").copied(),
+            signed_date: v.date.get("signed_date").copied(),
+            prospect_score: v.number.get("prospect_score").copied(),
+            coverage_score: v.number.get("coverage_score").copied(),
+            status: t("status"),
+        }),
+        Dataset::Visits => Record::Visit(Visit {
+            visit_date: v.date["visit_date"],
+            rep_id: t("rep_id").unwrap_or_default(),
+            customer_id: t("customer_id").unwrap_or_default(),
+            visit_type: t("visit_type"),
+            outcome: t("outcome"),
+        }),
+        Dataset::Reps => Record::Rep(RepRow {
+            rep_id: t("rep_id").unwrap_or_default(),
+            name: t("name").unwrap_or_default(),
+            region: t("region").unwrap_or_default(),
+            hire_date: v.date.get("hire_date").copied(),
+            email: t("email"),
+        }),
+        Dataset::Targets => Record::Target(TargetRow {
+            rep_id: t("rep_id").unwrap_or_default(),
+            month: v.month.unwrap_or(YearMonth::new(1900, 1)),
+            sales_target: v.number.get("sales_target").copied(),
+            new_customer_target: v.number.get("new_customer_target").copied(),
+        }),
+        Dataset::Satisfaction => Record::Survey(SurveyRow {
+            customer_id: t("customer_id").unwrap_or_default(),
+            date: v.date["date"],
+            score: v.number["score"],
+        }),
+    };
+    Ok(Located { row, record })
+}

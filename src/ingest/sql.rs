@@ -1,0 +1,138 @@
+//! SQL source: runs the configured query against PostgreSQL, MySQL/MariaDB or
+//! SQLite (URL from the environment) and streams its rows. `:since` is bound
+//! as a real parameter; no value is ever spliced into the SQL text.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use futures_util::TryStreamExt;
+use sqlx::{Column, Row};
+
+use super::coerce::Cell;
+
+/// Rewrites each `:since` into the backend's placeholder and counts them.
+pub fn bind_since(query: &str, placeholder: impl Fn(usize) -> String) -> (String, usize) {
+    let mut out = String::with_capacity(query.len());
+    let mut n = 0;
+    let mut rest = query;
+    while let Some(pos) = rest.find(":since") {
+        let after = &rest[pos + 6..];
+        if after
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_')
+        {
+            out.push_str(&rest[..pos + 6]);
+        } else {
+            n += 1;
+            out.push_str(&rest[..pos]);
+            out.push_str(&placeholder(n));
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    (out, n)
+}
+
+macro_rules! cell_at {
+    ($row:expr, $i:expr, $decimal:expr) => {{
+        let row = $row;
+        let i = $i;
+        // numbers before dates: SQLite would read a REAL as a julian day
+        if let Ok(v) = row.try_get::<Option<String>, _>(i) {
+            v.map_or(Cell::Empty, Cell::Text)
+        } else if let Ok(v) = row.try_get::<Option<f64>, _>(i) {
+            v.map_or(Cell::Empty, Cell::Number)
+        } else if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
+            v.map_or(Cell::Empty, |n| Cell::Number(n as f64))
+        } else if let Ok(v) = row.try_get::<Option<i32>, _>(i) {
+            v.map_or(Cell::Empty, |n| Cell::Number(f64::from(n)))
+        } else if let Some(c) = $decimal(row, i) {
+            c
+        } else if let Ok(v) = row.try_get::<Option<NaiveDate>, _>(i) {
+            v.map_or(Cell::Empty, |d| {
+                Cell::DateTime(d.and_time(chrono::NaiveTime::MIN))
+            })
+        } else if let Ok(v) = row.try_get::<Option<NaiveDateTime>, _>(i) {
+            v.map_or(Cell::Empty, Cell::DateTime)
+        } else if let Ok(v) = row.try_get::<Option<DateTime<Utc>>, _>(i) {
+            v.map_or(Cell::Empty, |d| Cell::DateTime(d.naive_utc()))
+        } else if let Ok(v) = row.try_get::<Option<bool>, _>(i) {
+            v.map_or(Cell::Empty, Cell::Bool)
+        } else {
+            Cell::Error(format!(
+                "unsupported SQL type `{}`",
+                row.columns()[i].type_info()
+            ))
+        }
+    }};
+}
+
+fn pg_decimal(row: &sqlx::postgres::PgRow, i: usize) -> Option<Cell> {
+    row.try_get::<Option<rust_decimal::Decimal>, _>(i)
+        .ok()
+        .map(|v| v.map_or(Cell::Empty, |d| Cell::Text(d.to_string())))
+}
+
+fn mysql_decimal(row: &sqlx::mysql::MySqlRow, i: usize) -> Option<Cell> {
+    row.try_get::<Option<rust_decimal::Decimal>, _>(i)
+        .ok()
+        .map(|v| v.map_or(Cell::Empty, |d| Cell::Text(d.to_string())))
+}
+
+fn no_decimal(_: &sqlx::sqlite::SqliteRow, _: usize) -> Option<Cell> {
+    None
+}
+
+/// Runs `query` and calls `on_row(position, column names, cells)` per result
+/// row (positions 1-based); whatever batch it returns is sent to `tx` before
+/// the next row is fetched, so memory holds one batch at a time.
+pub async fn fetch<B>(
+    url: &str,
+    query: &str,
+    since: NaiveDate,
+    tx: &tokio::sync::mpsc::Sender<B>,
+    mut on_row: impl FnMut(u64, &[String], Vec<Cell>) -> Result<Option<B>, String>,
+) -> Result<(), String> {
+    let err = |e: sqlx::Error| e.to_string();
+    macro_rules! run {
+        ($pool:ty, $ph:expr, $decimal:expr) => {{
+            let pool = <$pool>::connect(url).await.map_err(err)?;
+            let (sql, n) = bind_since(query, $ph);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for _ in 0..n {
+                q = q.bind(since);
+            }
+            let mut rows = q.fetch(&pool);
+            let mut names: Vec<String> = Vec::new();
+            let mut pos = 0u64;
+            while let Some(row) = rows.try_next().await.map_err(err)? {
+                if names.is_empty() {
+                    names = row.columns().iter().map(|c| c.name().to_string()).collect();
+                }
+                pos += 1;
+                let cells = (0..row.len())
+                    .map(|i| cell_at!(&row, i, $decimal))
+                    .collect();
+                if let Some(batch) = on_row(pos, &names, cells)? {
+                    tx.send(batch)
+                        .await
+                        .map_err(|_| "ingest cancelled".to_string())?;
+                }
+            }
+            drop(rows);
+            pool.close().await;
+            Ok(())
+        }};
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        run!(sqlx::PgPool, |n| format!("${n}"), pg_decimal)
+    } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+        run!(sqlx::MySqlPool, |_| "?".to_string(), mysql_decimal)
+    } else if url.starts_with("sqlite:") {
+        run!(sqlx::SqlitePool, |_| "?".to_string(), no_decimal)
+    } else {
+        Err(format!(
+            "unsupported URL scheme in `{}`",
+            url.split("://").next().unwrap_or("")
+        ))
+    }
+}

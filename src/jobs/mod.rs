@@ -1,0 +1,225 @@
+//! The job: ingest → compute → report → deliver for one as-of date. The
+//! scheduler and a manual `run` both call `run_job`; it never decides dates.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use chrono::NaiveDate;
+use serde::Serialize;
+use tracing::{info, info_span, Instrument};
+
+use crate::config::{JobConfig, Settings, Step};
+use crate::ingest::{self, IngestSummary};
+use crate::metrics::{self, Computed, Rules};
+use crate::warehouse::Store;
+use crate::{deliver, report};
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub regions: Vec<String>,
+    pub no_email: bool,
+    pub resend: bool,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Success,
+    Degraded,
+    Failed,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct RunCounts {
+    pub files_loaded: u64,
+    pub files_skipped: u64,
+    pub files_refused: u64,
+    pub rows_loaded: u64,
+    pub rejections: u64,
+    pub customers_scored: u64,
+    pub reports: u64,
+    pub emails_sent: u64,
+    pub emails_failed: u64,
+    pub emails_skipped: u64,
+}
+
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub run_id: i64,
+    pub status: RunStatus,
+    pub counts: RunCounts,
+    pub report_dir: Option<PathBuf>,
+    pub outbox: Option<PathBuf>,
+    pub rejections: Vec<crate::ingest::record::Rejection>,
+}
+
+pub fn rules_of(settings: &Settings, job: &JobConfig) -> Rules {
+    let c = &settings.config;
+    Rules {
+        tiering: c.tiering.clone(),
+        inactive_values: c.customers.inactive_values.clone(),
+        visits: c.visits.clone(),
+        scorecard: c.scorecard.weights.clone(),
+        development: c.development.event,
+        period: job.period,
+    }
+}
+
+/// Runs one job for one date. Dry runs compute and render to a scratch
+/// folder but store nothing and send nothing.
+pub async fn run_job(
+    settings: &Settings,
+    store: &dyn Store,
+    job: &JobConfig,
+    as_of: NaiveDate,
+    opts: &RunOptions,
+) -> anyhow::Result<RunOutcome> {
+    let rules = rules_of(settings, job);
+    let rules_json = serde_json::to_string(&rules)?;
+    let run_id = if opts.dry_run {
+        0
+    } else {
+        store.start_run(&job.name, as_of, &rules_json).await?
+    };
+    let span = info_span!("job", job = %job.name, run_id, %as_of);
+    let result = steps(settings, store, job, as_of, opts, &rules, run_id)
+        .instrument(span.clone())
+        .await;
+    let _enter = span.enter();
+    match result {
+        Ok(outcome) => {
+            if !opts.dry_run {
+                let status = match outcome.status {
+                    RunStatus::Success => "success",
+                    RunStatus::Degraded => "degraded",
+                    RunStatus::Failed => "failed",
+                };
+                store
+                    .finish_run(
+                        run_id,
+                        status,
+                        &serde_json::to_string(&outcome.counts)?,
+                        None,
+                    )
+                    .await?;
+            }
+            info!(status = ?outcome.status, "run finished");
+            Ok(outcome)
+        }
+        Err(e) => {
+            if !opts.dry_run {
+                let _ = store
+                    .finish_run(run_id, "failed", "{}", Some(&format!("{e:#}")))
+                    .await;
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn steps(
+    settings: &Settings,
+    store: &dyn Store,
+    job: &JobConfig,
+    as_of: NaiveDate,
+    opts: &RunOptions,
+    rules: &Rules,
+    run_id: i64,
+) -> anyhow::Result<RunOutcome> {
+    let mut counts = RunCounts::default();
+    let mut summary = IngestSummary::default();
+    if job.steps.contains(&Step::Ingest) && !opts.dry_run {
+        summary = ingest::run(settings, store)
+            .await
+            .context("ingest failed")?;
+        store.save_rejections(run_id, &summary.rejections).await?;
+        counts.files_loaded = summary.files_loaded;
+        counts.files_skipped = summary.files_skipped;
+        counts.files_refused = summary.files_refused;
+        counts.rows_loaded = summary.rows_loaded;
+        counts.rejections = summary.rejections.len() as u64;
+    }
+    let mut computed: Option<Computed> = None;
+    if job.steps.contains(&Step::Compute) {
+        let period = metrics::PeriodRange::new(as_of, job.period);
+        let inputs = store
+            .metric_inputs(as_of, &period, rules.tiering.window_months, &rules.visits)
+            .await
+            .context("reading metric inputs from the warehouse")?;
+        let previous = store.previous_tiers(as_of).await?;
+        let c = metrics::compute_all(&inputs, rules, as_of, previous.as_deref());
+        counts.customers_scored = c.tiers.len() as u64;
+        info!(
+            customers = c.tiers.len(),
+            reps = c.scorecard.len(),
+            changes = c.changes.len(),
+            "compute finished"
+        );
+        if !opts.dry_run {
+            let docs = [
+                ("visits", serde_json::to_string(&c.visits)?),
+                ("development", serde_json::to_string(&c.development)?),
+                ("scorecard", serde_json::to_string(&c.scorecard)?),
+                ("changes", serde_json::to_string(&c.changes)?),
+                ("period", serde_json::to_string(&c.period)?),
+            ];
+            store.save_snapshot(run_id, as_of, &c.tiers, &docs).await?;
+        }
+        computed = Some(c);
+    }
+    let mut report_dir = None;
+    let mut bundles = Vec::new();
+    if job.steps.contains(&Step::Report) {
+        if let Some(c) = &computed {
+            let dir = if opts.dry_run {
+                settings
+                    .output_dir()
+                    .join("dry-run")
+                    .join(as_of.to_string())
+                    .join(&job.name)
+            } else {
+                settings
+                    .output_dir()
+                    .join(as_of.to_string())
+                    .join(&job.name)
+            };
+            bundles =
+                report::render_all(settings, rules, c, &summary.rejections, &dir, &opts.regions)?;
+            counts.reports = bundles.len() as u64;
+            info!(reports = bundles.len(), dir = %dir.display(), "reports written");
+            report_dir = Some(dir);
+        }
+    }
+    let mut outbox = None;
+    if job.steps.contains(&Step::Deliver) && !opts.no_email && !opts.dry_run && !bundles.is_empty()
+    {
+        let d = deliver::deliver_all(
+            settings,
+            store,
+            &job.name,
+            as_of,
+            run_id,
+            &bundles,
+            opts.resend,
+        )
+        .await?;
+        counts.emails_sent = d.sent;
+        counts.emails_failed = d.failed;
+        counts.emails_skipped = d.skipped;
+        outbox = d.outbox;
+    }
+    let status = if counts.rejections > 0 || counts.emails_failed > 0 {
+        RunStatus::Degraded
+    } else {
+        RunStatus::Success
+    };
+    Ok(RunOutcome {
+        run_id,
+        status,
+        counts,
+        report_dir,
+        outbox,
+        rejections: summary.rejections,
+    })
+}

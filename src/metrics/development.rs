@@ -1,0 +1,171 @@
+//! Customer development (客户开发量), SPEC §5: new customers by the configured
+//! event per rep and region against targets; conversion, retention, churn.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use super::calendar::{within_last_months, PeriodRange, YearMonth};
+use super::{ratio, Customer, MonthlySales, PurchaseSpan, Rep, Target};
+use crate::config::DevelopmentEvent;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RepDevelopment {
+    pub rep_id: String,
+    pub name: String,
+    pub region: String,
+    pub new_customers: u32,
+    pub new_customer_target: Option<f64>,
+    pub achievement: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct AreaDevelopment {
+    pub new_customers: u32,
+    pub new_customer_target: Option<f64>,
+    pub achievement: Option<f64>,
+    /// customers first contacted in the last 12 months up to D
+    pub contacted: u32,
+    pub converted: u32,
+    pub conversion: Option<f64>,
+    /// customers buying (net > 0) over months M−6..M−4
+    pub retention_base: u32,
+    pub retained: u32,
+    pub retention: Option<f64>,
+    pub churn: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DevelopmentReport {
+    pub by_rep: Vec<RepDevelopment>,
+    pub by_region: BTreeMap<String, AreaDevelopment>,
+    pub company: AreaDevelopment,
+}
+
+/// The date of a customer's development event, if it happened on or before D.
+pub fn event_date(
+    c: &Customer,
+    event: DevelopmentEvent,
+    purchases: &HashMap<String, PurchaseSpan>,
+    as_of: NaiveDate,
+) -> Option<NaiveDate> {
+    let d = match event {
+        DevelopmentEvent::FirstPurchase => purchases.get(&c.customer_id).map(|p| p.first),
+        DevelopmentEvent::Signed => c.signed_date,
+        DevelopmentEvent::FirstContact => c.first_contact_date,
+    }?;
+    (d <= as_of).then_some(d)
+}
+
+/// Σ of a target field over the months of P; `None` when no month has one.
+pub fn period_target(
+    targets: &[Target],
+    rep_id: &str,
+    period: &PeriodRange,
+    field: impl Fn(&Target) -> Option<f64>,
+) -> Option<f64> {
+    let months = period.months();
+    targets
+        .iter()
+        .filter(|t| t.rep_id == rep_id && months.contains(&t.month))
+        .filter_map(field)
+        .fold(None, |acc, v| Some(acc.unwrap_or(0.0) + v))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn compute(
+    customers: &[Customer],
+    reps: &[Rep],
+    purchases: &HashMap<String, PurchaseSpan>,
+    monthly: &[MonthlySales],
+    targets: &[Target],
+    event: DevelopmentEvent,
+    period: &PeriodRange,
+    as_of: NaiveDate,
+) -> DevelopmentReport {
+    let mut new_by_rep: HashMap<&str, u32> = HashMap::new();
+    let mut by_region: BTreeMap<String, AreaDevelopment> = BTreeMap::new();
+    let mut company = AreaDevelopment::default();
+
+    let m = YearMonth::of(as_of);
+    let (old_from, old_to, new_from, new_to) = (m.add(-6), m.add(-4), m.add(-3), m.add(-1));
+    let mut old_net: HashMap<&str, f64> = HashMap::new();
+    let mut new_net: HashMap<&str, f64> = HashMap::new();
+    for row in monthly {
+        if row.month >= old_from && row.month <= old_to {
+            *old_net.entry(row.customer_id.as_str()).or_default() += row.amount;
+        } else if row.month >= new_from && row.month <= new_to {
+            *new_net.entry(row.customer_id.as_str()).or_default() += row.amount;
+        }
+    }
+
+    for c in customers {
+        let area = by_region.entry(c.region.clone()).or_default();
+        if event_date(c, event, purchases, as_of).is_some_and(|d| period.contains(d)) {
+            *new_by_rep.entry(c.rep_id.as_str()).or_default() += 1;
+            area.new_customers += 1;
+            company.new_customers += 1;
+        }
+        if c.first_contact_date
+            .is_some_and(|d| within_last_months(d, as_of, 12))
+        {
+            let converted = purchases
+                .get(&c.customer_id)
+                .is_some_and(|p| p.first <= as_of);
+            for a in [&mut *area, &mut company] {
+                a.contacted += 1;
+                a.converted += u32::from(converted);
+            }
+        }
+        if old_net
+            .get(c.customer_id.as_str())
+            .is_some_and(|&v| v > 0.0)
+        {
+            let retained = new_net
+                .get(c.customer_id.as_str())
+                .is_some_and(|&v| v > 0.0);
+            for a in [&mut *area, &mut company] {
+                a.retention_base += 1;
+                a.retained += u32::from(retained);
+            }
+        }
+    }
+
+    let mut by_rep = Vec::with_capacity(reps.len());
+    for r in reps {
+        let target = period_target(targets, &r.rep_id, period, |t| t.new_customer_target);
+        let new_customers = new_by_rep.get(r.rep_id.as_str()).copied().unwrap_or(0);
+        if let Some(t) = target {
+            for a in [by_region.entry(r.region.clone()).or_default(), &mut company] {
+                a.new_customer_target = Some(a.new_customer_target.unwrap_or(0.0) + t);
+            }
+        }
+        by_rep.push(RepDevelopment {
+            rep_id: r.rep_id.clone(),
+            name: r.name.clone(),
+            region: r.region.clone(),
+            new_customers,
+            new_customer_target: target,
+            achievement: target.and_then(|t| ratio(f64::from(new_customers), t)),
+        });
+    }
+    by_rep.sort_by(|a, b| a.region.cmp(&b.region).then(a.rep_id.cmp(&b.rep_id)));
+    for a in by_region.values_mut().chain(std::iter::once(&mut company)) {
+        finish(a);
+    }
+    DevelopmentReport {
+        by_rep,
+        by_region,
+        company,
+    }
+}
+
+fn finish(a: &mut AreaDevelopment) {
+    a.achievement = a
+        .new_customer_target
+        .and_then(|t| ratio(f64::from(a.new_customers), t));
+    a.conversion = ratio(f64::from(a.converted), f64::from(a.contacted));
+    a.retention = ratio(f64::from(a.retained), f64::from(a.retention_base));
+    a.churn = a.retention.map(|r| 1.0 - r);
+}

@@ -1,0 +1,174 @@
+//! `export`: CSV to stdout with the English canonical column names.
+
+use std::io::Write;
+
+use crate::ingest::record::Rejection;
+use crate::metrics::tiers::TierResult;
+
+pub fn tiers(out: impl Write, rows: &[TierResult], region: &[String]) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record([
+        "customer_id",
+        "region",
+        "rep_id",
+        "avg_monthly_sales",
+        "growth",
+        "breadth",
+        "loyalty",
+        "prospect",
+        "sales_score",
+        "growth_score",
+        "coverage_score",
+        "loyalty_score",
+        "prospect_score",
+        "score",
+        "tier",
+        "lifecycle",
+    ])?;
+    for t in rows
+        .iter()
+        .filter(|t| region.is_empty() || region.contains(&t.region))
+    {
+        w.write_record([
+            t.customer_id.clone(),
+            t.region.clone(),
+            t.rep_id.clone(),
+            format!("{:.2}", t.avg_monthly_sales),
+            format!("{:.4}", t.growth),
+            format!("{:.4}", t.breadth),
+            format!("{:.4}", t.loyalty),
+            t.prospect.to_string(),
+            t.sub.sales.to_string(),
+            t.sub.growth.to_string(),
+            format!("{:.2}", t.sub.coverage),
+            format!("{:.2}", t.sub.loyalty),
+            t.sub.prospect.to_string(),
+            format!("{:.2}", t.score),
+            t.tier.clone(),
+            t.lifecycle.as_str().to_string(),
+        ])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+pub fn rejections(out: impl Write, rows: &[Rejection]) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record([
+        "source", "file", "sheet", "row", "cell", "column", "value", "reason", "detail",
+    ])?;
+    for r in rows {
+        w.write_record([
+            r.source.as_str(),
+            &r.file,
+            &r.sheet,
+            &if r.row > 0 {
+                r.row.to_string()
+            } else {
+                String::new()
+            },
+            &r.cell,
+            &r.column,
+            &r.value,
+            r.reason.as_str(),
+            &r.detail,
+        ])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// Flattens a stored snapshot document (visits, scorecard, development).
+pub fn document(out: impl Write, kind: &str, json: &str, region: &[String]) -> anyhow::Result<()> {
+    use crate::metrics::{
+        development::DevelopmentReport, scorecard::RepScore, visits::VisitReport,
+    };
+    let keep = |r: &str| region.is_empty() || region.iter().any(|x| x == r);
+    let f = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_default();
+    let mut w = csv::Writer::from_writer(out);
+    match kind {
+        "visits" => {
+            let v: VisitReport = serde_json::from_str(json)?;
+            w.write_record([
+                "customer_id",
+                "region",
+                "rep_id",
+                "tier",
+                "target",
+                "actual",
+                "gap",
+            ])?;
+            for c in v.customers.iter().filter(|c| keep(&c.region)) {
+                w.write_record([
+                    &c.customer_id,
+                    &c.region,
+                    &c.rep_id,
+                    &c.tier,
+                    &c.target.to_string(),
+                    &c.actual.to_string(),
+                    &c.gap.to_string(),
+                ])?;
+            }
+        }
+        "scorecard" => {
+            let v: Vec<RepScore> = serde_json::from_str(json)?;
+            w.write_record([
+                "rep_id",
+                "region",
+                "sales",
+                "sales_target",
+                "expected_sales",
+                "sales_achievement",
+                "active_customers",
+                "new_customers",
+                "new_customer_target",
+                "visit_attainment",
+                "visit_coverage",
+                "visit_pace",
+                "avg_satisfaction",
+                "kpi",
+                "rank",
+            ])?;
+            for s in v.iter().filter(|s| keep(&s.region)) {
+                w.write_record([
+                    s.rep_id.clone(),
+                    s.region.clone(),
+                    format!("{:.2}", s.sales),
+                    f(s.sales_target),
+                    f(s.expected_sales),
+                    f(s.sales_achievement),
+                    s.active_customers.to_string(),
+                    s.new_customers.to_string(),
+                    f(s.new_customer_target),
+                    f(s.visit_attainment),
+                    f(s.visit_coverage),
+                    f(s.visit_pace),
+                    f(s.avg_satisfaction),
+                    f(s.kpi),
+                    s.rank.to_string(),
+                ])?;
+            }
+        }
+        _ => {
+            let v: DevelopmentReport = serde_json::from_str(json)?;
+            w.write_record([
+                "rep_id",
+                "region",
+                "new_customers",
+                "new_customer_target",
+                "achievement",
+            ])?;
+            for d in v.by_rep.iter().filter(|d| keep(&d.region)) {
+                w.write_record([
+                    d.rep_id.clone(),
+                    d.region.clone(),
+                    d.new_customers.to_string(),
+                    f(d.new_customer_target),
+                    f(d.achievement),
+                ])?;
+            }
+        }
+    }
+    w.flush()?;
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! HTML report and email body (tera 2, autoescaped `.html` templates). The
+//! page is self-contained: inline CSS, charts drawn as CSS bars, no external
+//! assets. Users may override `report.html` in `templates_dir`.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use serde::Serialize;
+use tera::{Context, Tera};
+
+use super::i18n::Labels;
+use super::tables::{Report, Table, Value};
+
+const DEFAULT_TEMPLATE: &str = include_str!("../../report-templates/report.html");
+/// Rows shown per table in the page; the workbook has them all.
+const PAGE_ROWS: usize = 20;
+
+pub struct Renderer {
+    tera: Tera,
+}
+
+#[derive(Serialize)]
+struct HtmlTable {
+    title: &'static str,
+    headers: Vec<&'static str>,
+    numeric: Vec<bool>,
+    rows: Vec<Vec<String>>,
+    total: usize,
+}
+
+fn html_table(t: &Table, labels: Labels, rows: impl Iterator<Item = Vec<Value>>) -> HtmlTable {
+    let rows: Vec<Vec<Value>> = rows.collect();
+    let numeric = t
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, _)| {
+            rows.iter().any(|r| {
+                matches!(
+                    r.get(i),
+                    Some(Value::Int(_) | Value::Num(_) | Value::Money(_) | Value::Pct(_))
+                )
+            })
+        })
+        .collect();
+    HtmlTable {
+        title: labels.get(t.key),
+        headers: t.columns.iter().map(|c| labels.get(c)).collect(),
+        numeric,
+        total: rows.len(),
+        rows: rows
+            .iter()
+            .take(PAGE_ROWS)
+            .map(|r| r.iter().map(Value::display).collect())
+            .collect(),
+    }
+}
+
+impl Renderer {
+    pub fn new(templates_dir: &Path) -> anyhow::Result<Self> {
+        let mut tera = Tera::new();
+        tera.add_raw_template("report.html", DEFAULT_TEMPLATE)
+            .context("built-in template `report.html`")?;
+        let custom = templates_dir.join("report.html");
+        if custom.is_file() {
+            let text = std::fs::read_to_string(&custom)
+                .with_context(|| format!("cannot read `{}`", custom.display()))?;
+            tera.add_raw_template("report.html", &text)
+                .with_context(|| format!("template `{}`", custom.display()))?;
+        }
+        Ok(Self { tera })
+    }
+
+    pub fn render(&self, report: &Report, labels: Labels) -> anyhow::Result<String> {
+        let mut ctx = Context::new();
+        ctx.insert("title", &report.title);
+        ctx.insert("scope", &report.scope_name);
+        ctx.insert("as_of", &report.as_of.to_string());
+        ctx.insert("period", &report.period);
+        ctx.insert("l", &labels.all());
+        let headline: Vec<(&str, String)> = report
+            .headline
+            .iter()
+            .map(|(k, v)| (labels.get(k), v.display()))
+            .collect();
+        ctx.insert("headline", &headline);
+        let max = report
+            .tier_counts
+            .iter()
+            .map(|t| t.2)
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let bars: Vec<(String, String, u64, u64)> = report
+            .tier_counts
+            .iter()
+            .map(|(t, l, n)| (t.clone(), l.clone(), *n, n * 100 / max))
+            .collect();
+        ctx.insert("tier_bars", &bars);
+        let gap_col = report.visits.column("gap").unwrap_or(0);
+        let worst = html_table(
+            &report.visits,
+            labels,
+            report
+                .visits
+                .rows
+                .iter()
+                .filter(|r| matches!(r.get(gap_col), Some(Value::Int(g)) if *g > 0))
+                .cloned(),
+        );
+        ctx.insert("worst_gaps", &worst);
+        ctx.insert(
+            "changes",
+            &html_table(&report.changes, labels, report.changes.rows.iter().cloned()),
+        );
+        ctx.insert(
+            "ranking",
+            &html_table(
+                &report.scorecard,
+                labels,
+                report.scorecard.rows.iter().cloned(),
+            ),
+        );
+        ctx.insert(
+            "areas",
+            &html_table(&report.areas, labels, report.areas.rows.iter().cloned()),
+        );
+        ctx.insert("rules", &report.rules);
+        self.tera
+            .render("report.html", &ctx)
+            .context("rendering `report.html`")
+    }
+}

@@ -1,0 +1,118 @@
+//! Report language: every label in workbooks, pages and emails, in Chinese
+//! (default) and English.
+
+use crate::config::Locale;
+
+/// (key, zh-CN, en)
+const LABELS: &[(&str, &str, &str)] = &[
+    ("summary", "概览", "Summary"),
+    ("tiers", "客户分级", "Customer tiers"),
+    ("changes", "分级变动", "Tier changes"),
+    ("visits", "拜访缺口", "Visit gaps"),
+    ("scorecard", "业绩考核", "Rep scorecard"),
+    ("development", "客户开发", "Development"),
+    ("quality", "数据质量", "Data quality"),
+    ("national", "全国", "National"),
+    ("report_title", "销售日报", "Sales report"),
+    ("as_of", "数据截至", "As of"),
+    ("period", "考核期间", "Period"),
+    ("region", "大区", "Region"),
+    ("customer_id", "客户编码", "Customer id"),
+    ("customer", "客户名称", "Customer"),
+    ("rep_id", "代表编码", "Rep id"),
+    ("rep", "代表", "Rep"),
+    ("avg_monthly_sales", "月均销售额", "Avg monthly sales"),
+    ("growth", "增长率", "Growth"),
+    ("breadth", "品种覆盖", "Breadth"),
+    ("loyalty", "忠诚度", "Loyalty"),
+    ("prospect", "潜力", "Prospect"),
+    ("sales_score", "销售得分", "Sales score"),
+    ("growth_score", "增长得分", "Growth score"),
+    ("coverage_score", "覆盖得分", "Coverage score"),
+    ("loyalty_score", "忠诚得分", "Loyalty score"),
+    ("prospect_score", "潜力得分", "Prospect score"),
+    ("score", "综合得分", "Score"),
+    ("tier", "等级", "Tier"),
+    ("lifecycle", "客户分型", "Lifecycle"),
+    ("near_boundary", "临界", "Near boundary"),
+    ("from_tier", "原等级", "From"),
+    ("to_tier", "新等级", "To"),
+    ("previous_score", "原得分", "Previous score"),
+    ("delta", "变动", "Delta"),
+    ("driver", "主要因素", "Main driver"),
+    ("target", "目标拜访", "Target visits"),
+    ("actual", "实际拜访", "Actual visits"),
+    ("gap", "缺口", "Gap"),
+    ("sales", "销售额", "Sales"),
+    ("sales_target", "销售目标", "Sales target"),
+    ("expected_sales", "时间进度目标", "Expected sales"),
+    ("sales_achievement", "销售达成率", "Sales achievement"),
+    ("active_customers", "活跃客户", "Active customers"),
+    ("new_customers", "新开发客户", "New customers"),
+    ("new_customer_target", "开发目标", "New-customer target"),
+    ("achievement", "开发达成率", "Achievement"),
+    ("visit_attainment", "拜访达成率", "Visit attainment"),
+    ("visit_coverage", "拜访覆盖率", "Visit coverage"),
+    ("visit_pace", "拜访进度", "Visit pace"),
+    ("avg_satisfaction", "满意度", "Satisfaction"),
+    ("kpi", "KPI", "KPI"),
+    ("rank", "排名", "Rank"),
+    ("conversion", "转化率", "Conversion"),
+    ("retention", "留存率", "Retention"),
+    ("churn", "流失率", "Churn"),
+    ("customers_scored", "参与分级客户数", "Customers scored"),
+    ("upgrades", "升级", "Upgrades"),
+    ("downgrades", "降级", "Downgrades"),
+    (
+        "worst_gaps",
+        "重点客户拜访缺口",
+        "Worst visit gaps on top tiers",
+    ),
+    ("ranking", "代表排名", "Rep ranking"),
+    ("tier_distribution", "客户等级分布", "Customers by tier"),
+    ("count", "数量", "Count"),
+    ("source", "数据源", "Source"),
+    ("file", "文件", "File"),
+    ("sheet", "工作表", "Sheet"),
+    ("row", "行", "Row"),
+    ("cell", "单元格", "Cell"),
+    ("column", "列", "Column"),
+    ("value", "值", "Value"),
+    ("reason", "原因", "Reason"),
+    ("detail", "说明", "Detail"),
+    ("rejections", "拒收行数", "Rejected rows"),
+    ("rules", "计算规则", "Rules"),
+    ("weights", "权重", "Weights"),
+    ("thresholds", "等级门槛", "Tier thresholds"),
+    ("monthly_visits", "每月拜访", "Monthly visits"),
+    (
+        "quality_note",
+        "明细见全国报表的数据质量工作簿",
+        "Details are in the national data-quality workbook",
+    ),
+    ("upgrade", "升级", "upgrade"),
+    ("downgrade", "降级", "downgrade"),
+    ("yes", "是", "yes"),
+    ("company", "公司合计", "Company"),
+    ("potential", "潜在", "potential"),
+    ("new", "新客户", "new"),
+    ("dormant", "休眠", "dormant"),
+    ("existing", "存量", "existing"),
+];
+
+#[derive(Debug, Clone, Copy)]
+pub struct Labels(pub Locale);
+
+impl Labels {
+    pub fn get(&self, key: &str) -> &'static str {
+        LABELS
+            .iter()
+            .find(|(k, _, _)| *k == key)
+            .map_or("", |(_, zh, en)| if self.0 == Locale::En { en } else { zh })
+    }
+
+    /// All labels as a map for templates.
+    pub fn all(&self) -> std::collections::BTreeMap<&'static str, &'static str> {
+        LABELS.iter().map(|(k, _, _)| (*k, self.get(k))).collect()
+    }
+}

@@ -1,0 +1,116 @@
+//! Reports: one workbook and one HTML page per region, plus the national
+//! workbook for `*` recipients and the data-quality workbook. Every table is
+//! built once (`tables.rs`) from the region's rows only, then written by the
+//! xlsx and HTML writers, so both always show the same numbers.
+
+pub mod export;
+pub mod html;
+pub mod i18n;
+pub mod tables;
+pub mod xlsx;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+use crate::config::Settings;
+use crate::ingest::record::Rejection;
+use crate::metrics::{Computed, Rules};
+
+pub use tables::{Scope, Table, Value};
+
+/// Files written for one audience.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    /// a region name, `*` for the national report
+    pub scope: Scope,
+    pub title: String,
+    pub xlsx: PathBuf,
+    pub html: PathBuf,
+    pub html_body: String,
+    /// the national bundle also carries the data-quality workbook
+    pub quality_xlsx: Option<PathBuf>,
+}
+
+/// Regions present in the results (customers' and reps' regions), sorted.
+pub fn regions_of(c: &Computed) -> BTreeSet<String> {
+    c.tiers
+        .iter()
+        .map(|t| t.region.clone())
+        .chain(c.scorecard.iter().map(|s| s.region.clone()))
+        .filter(|r| !r.is_empty())
+        .collect()
+}
+
+/// A file name from a region name: path separators and control characters
+/// cannot escape the output folder.
+pub fn file_stem(region: &str) -> String {
+    let s: String = region
+        .chars()
+        .map(|c| {
+            if c.is_control() || "/\\:*?\"<>|".contains(c) {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let s = s.trim_matches('.').trim().to_string();
+    if s.is_empty() {
+        "_".into()
+    } else {
+        s
+    }
+}
+
+pub fn render_all(
+    settings: &Settings,
+    rules: &Rules,
+    c: &Computed,
+    rejections: &[Rejection],
+    dir: &Path,
+    only_regions: &[String],
+) -> anyhow::Result<Vec<Bundle>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    let labels = i18n::Labels(settings.config.locale);
+    let renderer = html::Renderer::new(&settings.templates_dir())?;
+    let mut scopes: Vec<Scope> = regions_of(c)
+        .into_iter()
+        .filter(|r| only_regions.is_empty() || only_regions.contains(r))
+        .map(Scope::Region)
+        .collect();
+    if only_regions.is_empty() || only_regions.iter().any(|r| r == "*") {
+        scopes.push(Scope::National);
+    }
+    let mut out = Vec::new();
+    for scope in scopes {
+        let report = tables::build(&scope, c, rules, rejections, labels);
+        let stem = match &scope {
+            Scope::Region(r) => file_stem(r),
+            Scope::National => "national".into(),
+        };
+        let xlsx = dir.join(format!("{stem}.xlsx"));
+        xlsx::write(&report, &xlsx, labels)?;
+        let html_body = renderer.render(&report, labels)?;
+        let html = dir.join(format!("{stem}.html"));
+        std::fs::write(&html, &html_body)
+            .with_context(|| format!("cannot write `{}`", html.display()))?;
+        let quality_xlsx = if scope == Scope::National {
+            let path = dir.join("data-quality.xlsx");
+            xlsx::write_quality(&report, &path, labels)?;
+            Some(path)
+        } else {
+            None
+        };
+        out.push(Bundle {
+            title: report.title.clone(),
+            scope,
+            xlsx,
+            html,
+            html_body,
+            quality_xlsx,
+        });
+    }
+    Ok(out)
+}

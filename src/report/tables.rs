@@ -1,0 +1,481 @@
+//! The report model: every table a workbook or page shows, built from one
+//! scope's rows only. Filtering happens here and nowhere else, so a regional
+//! report can never carry another region's customers.
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+use super::i18n::Labels;
+use crate::ingest::record::Rejection;
+use crate::metrics::{Computed, Rules};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Region(String),
+    National,
+}
+
+impl Scope {
+    pub fn includes(&self, region: &str) -> bool {
+        match self {
+            Scope::Region(r) => r == region,
+            Scope::National => true,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Scope::Region(r) => r,
+            Scope::National => "*",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "t", content = "v")]
+pub enum Value {
+    Text(String),
+    Int(i64),
+    Num(f64),
+    Money(f64),
+    Pct(f64),
+    Date(NaiveDate),
+    Blank,
+}
+
+impl Value {
+    pub fn opt_pct(v: Option<f64>) -> Self {
+        v.map_or(Value::Blank, Value::Pct)
+    }
+    pub fn opt_money(v: Option<f64>) -> Self {
+        v.map_or(Value::Blank, Value::Money)
+    }
+    pub fn opt_num(v: Option<f64>) -> Self {
+        v.map_or(Value::Blank, Value::Num)
+    }
+
+    /// Text for the HTML page and email body.
+    pub fn display(&self) -> String {
+        match self {
+            Value::Text(s) => s.clone(),
+            Value::Int(i) => i.to_string(),
+            Value::Num(n) => format!("{n:.2}"),
+            Value::Money(m) => money(*m),
+            Value::Pct(p) => format!("{:.1}%", p * 100.0),
+            Value::Date(d) => d.to_string(),
+            Value::Blank => String::new(),
+        }
+    }
+}
+
+/// `1234567.891` → `1,234,567.89`
+pub fn money(v: f64) -> String {
+    let s = format!("{:.2}", v.abs());
+    let (int, frac) = s.split_once('.').unwrap_or((&s, "00"));
+    let mut grouped = String::new();
+    for (i, ch) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(ch);
+    }
+    format!("{}{grouped}.{frac}", if v < 0.0 { "-" } else { "" })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Table {
+    /// label key of the sheet
+    pub key: &'static str,
+    /// label keys of the columns
+    pub columns: Vec<&'static str>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+impl Table {
+    fn new(key: &'static str, columns: &[&'static str]) -> Self {
+        Self {
+            key,
+            columns: columns.to_vec(),
+            rows: Vec::new(),
+        }
+    }
+    pub fn column(&self, key: &str) -> Option<usize> {
+        self.columns.iter().position(|c| *c == key)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub title: String,
+    pub scope_name: String,
+    pub national: bool,
+    pub as_of: NaiveDate,
+    pub period: String,
+    /// (label key, value)
+    pub headline: Vec<(&'static str, Value)>,
+    /// (tier, label, count)
+    pub tier_counts: Vec<(String, String, u64)>,
+    pub tiers: Table,
+    pub changes: Table,
+    pub visits: Table,
+    pub scorecard: Table,
+    pub development: Table,
+    pub areas: Table,
+    pub quality: Table,
+    pub rules: Vec<(String, String)>,
+}
+
+pub fn build(
+    scope: &Scope,
+    c: &Computed,
+    rules: &Rules,
+    rejections: &[Rejection],
+    labels: Labels,
+) -> Report {
+    let text = |s: &str| Value::Text(s.to_string());
+    let mut tiers = Table::new(
+        "tiers",
+        &[
+            "customer_id",
+            "customer",
+            "region",
+            "rep_id",
+            "avg_monthly_sales",
+            "growth",
+            "breadth",
+            "loyalty",
+            "prospect",
+            "sales_score",
+            "growth_score",
+            "coverage_score",
+            "loyalty_score",
+            "prospect_score",
+            "score",
+            "tier",
+            "lifecycle",
+            "near_boundary",
+        ],
+    );
+    let mut tier_counts: Vec<(String, String, u64)> = rules
+        .tiering
+        .tiers
+        .iter()
+        .map(|t| (t.name.clone(), t.label.clone(), 0))
+        .collect();
+    for t in c.tiers.iter().filter(|t| scope.includes(&t.region)) {
+        if let Some(tc) = tier_counts.iter_mut().find(|x| x.0 == t.tier) {
+            tc.2 += 1;
+        }
+        tiers.rows.push(vec![
+            text(&t.customer_id),
+            text(&t.name),
+            text(&t.region),
+            text(&t.rep_id),
+            Value::Money(t.avg_monthly_sales),
+            Value::Pct(t.growth),
+            Value::Pct(t.breadth),
+            Value::Pct(t.loyalty),
+            Value::Num(t.prospect),
+            Value::Num(t.sub.sales),
+            Value::Num(t.sub.growth),
+            Value::Num(t.sub.coverage),
+            Value::Num(t.sub.loyalty),
+            Value::Num(t.sub.prospect),
+            Value::Num(t.score),
+            text(&t.tier),
+            text(labels.get(t.lifecycle.as_str())),
+            if t.near_boundary {
+                text(labels.get("yes"))
+            } else {
+                Value::Blank
+            },
+        ]);
+    }
+
+    let mut changes = Table::new(
+        "changes",
+        &[
+            "customer_id",
+            "customer",
+            "region",
+            "rep_id",
+            "from_tier",
+            "to_tier",
+            "previous_score",
+            "score",
+            "delta",
+            "driver",
+        ],
+    );
+    let (mut upgrades, mut downgrades) = (0i64, 0i64);
+    for ch in c.changes.iter().filter(|x| scope.includes(&x.region)) {
+        if ch.upgrade {
+            upgrades += 1;
+        } else {
+            downgrades += 1;
+        }
+        changes.rows.push(vec![
+            text(&ch.customer_id),
+            text(&ch.name),
+            text(&ch.region),
+            text(&ch.rep_id),
+            text(&ch.from_tier),
+            text(&ch.to_tier),
+            Value::Num(ch.previous_score),
+            Value::Num(ch.score),
+            Value::Num(ch.delta),
+            text(labels.get(&format!("{}_score", ch.driver))),
+        ]);
+    }
+
+    let mut visits = Table::new(
+        "visits",
+        &[
+            "customer_id",
+            "customer",
+            "region",
+            "rep_id",
+            "tier",
+            "target",
+            "actual",
+            "gap",
+        ],
+    );
+    for v in c
+        .visits
+        .customers
+        .iter()
+        .filter(|v| scope.includes(&v.region) && v.target > 0)
+    {
+        visits.rows.push(vec![
+            text(&v.customer_id),
+            text(&v.name),
+            text(&v.region),
+            text(&v.rep_id),
+            text(&v.tier),
+            Value::Int(i64::from(v.target)),
+            Value::Int(i64::from(v.actual)),
+            Value::Int(i64::from(v.gap)),
+        ]);
+    }
+
+    let mut scorecard = Table::new(
+        "scorecard",
+        &[
+            "rank",
+            "rep_id",
+            "rep",
+            "region",
+            "sales",
+            "sales_target",
+            "expected_sales",
+            "sales_achievement",
+            "active_customers",
+            "new_customers",
+            "new_customer_target",
+            "visit_attainment",
+            "visit_coverage",
+            "visit_pace",
+            "avg_satisfaction",
+            "kpi",
+        ],
+    );
+    for s in c.scorecard.iter().filter(|s| scope.includes(&s.region)) {
+        scorecard.rows.push(vec![
+            Value::Int(i64::from(s.rank)),
+            text(&s.rep_id),
+            text(&s.name),
+            text(&s.region),
+            Value::Money(s.sales),
+            Value::opt_money(s.sales_target),
+            Value::opt_money(s.expected_sales),
+            Value::opt_pct(s.sales_achievement),
+            Value::Int(i64::from(s.active_customers)),
+            Value::Int(i64::from(s.new_customers)),
+            Value::opt_num(s.new_customer_target),
+            Value::opt_pct(s.visit_attainment),
+            Value::opt_pct(s.visit_coverage),
+            Value::opt_pct(s.visit_pace),
+            Value::opt_num(s.avg_satisfaction),
+            Value::opt_num(s.kpi),
+        ]);
+    }
+
+    let mut development = Table::new(
+        "development",
+        &[
+            "rep_id",
+            "rep",
+            "region",
+            "new_customers",
+            "new_customer_target",
+            "achievement",
+        ],
+    );
+    for d in c
+        .development
+        .by_rep
+        .iter()
+        .filter(|d| scope.includes(&d.region))
+    {
+        development.rows.push(vec![
+            text(&d.rep_id),
+            text(&d.name),
+            text(&d.region),
+            Value::Int(i64::from(d.new_customers)),
+            Value::opt_num(d.new_customer_target),
+            Value::opt_pct(d.achievement),
+        ]);
+    }
+    let mut areas = Table::new(
+        "development",
+        &[
+            "region",
+            "new_customers",
+            "new_customer_target",
+            "achievement",
+            "conversion",
+            "retention",
+            "churn",
+        ],
+    );
+    let mut area_rows: Vec<(String, &crate::metrics::development::AreaDevelopment)> = c
+        .development
+        .by_region
+        .iter()
+        .filter(|(r, _)| scope.includes(r))
+        .map(|(r, a)| (r.clone(), a))
+        .collect();
+    if *scope == Scope::National {
+        area_rows.push((labels.get("company").to_string(), &c.development.company));
+    }
+    for (name, a) in area_rows {
+        areas.rows.push(vec![
+            Value::Text(name),
+            Value::Int(i64::from(a.new_customers)),
+            Value::opt_num(a.new_customer_target),
+            Value::opt_pct(a.achievement),
+            Value::opt_pct(a.conversion),
+            Value::opt_pct(a.retention),
+            Value::opt_pct(a.churn),
+        ]);
+    }
+
+    // Rejected rows can hold any region's data: only the national audience
+    // sees them row by row; regions get the count.
+    let mut quality = Table::new(
+        "quality",
+        &[
+            "source", "file", "sheet", "row", "cell", "column", "value", "reason", "detail",
+        ],
+    );
+    if *scope == Scope::National {
+        for r in rejections {
+            quality.rows.push(vec![
+                text(&r.source),
+                text(&r.file),
+                text(&r.sheet),
+                if r.row > 0 {
+                    Value::Int(i64::try_from(r.row).unwrap_or(i64::MAX))
+                } else {
+                    Value::Blank
+                },
+                text(&r.cell),
+                text(&r.column),
+                text(&r.value),
+                text(r.reason.as_str()),
+                text(&r.detail),
+            ]);
+        }
+    }
+
+    let scoped_visits = match scope {
+        Scope::Region(r) => c.visits.by_region.get(r).copied().unwrap_or_default(),
+        Scope::National => c.visits.company,
+    };
+    let sales: f64 = c
+        .scorecard
+        .iter()
+        .filter(|s| scope.includes(&s.region))
+        .map(|s| s.sales)
+        .sum();
+    let headline = vec![
+        ("customers_scored", Value::Int(tiers.rows.len() as i64)),
+        ("sales", Value::Money(sales)),
+        (
+            "visit_attainment",
+            Value::opt_pct(scoped_visits.attainment()),
+        ),
+        ("visit_coverage", Value::opt_pct(scoped_visits.coverage())),
+        ("visit_pace", Value::opt_pct(scoped_visits.pace(&c.period))),
+        ("upgrades", Value::Int(upgrades)),
+        ("downgrades", Value::Int(downgrades)),
+        ("rejections", Value::Int(rejections.len() as i64)),
+    ];
+
+    let w = &rules.tiering.weights;
+    let sw = &rules.scorecard;
+    let rules_rows = vec![
+        (
+            labels.get("weights").to_string(),
+            format!(
+                "sales {} · growth {} · coverage {} · loyalty {} · prospect {}",
+                w.sales, w.growth, w.coverage, w.loyalty, w.prospect
+            ),
+        ),
+        (
+            labels.get("thresholds").to_string(),
+            rules
+                .tiering
+                .tiers
+                .iter()
+                .map(|t| format!("{} ≥ {}", t.name, t.min_score))
+                .collect::<Vec<_>>()
+                .join(" · "),
+        ),
+        (
+            labels.get("monthly_visits").to_string(),
+            rules
+                .tiering
+                .tiers
+                .iter()
+                .map(|t| format!("{} {}", t.name, t.monthly_visits))
+                .collect::<Vec<_>>()
+                .join(" · "),
+        ),
+        (
+            format!("{} KPI", labels.get("weights")),
+            format!(
+                "sales {} · new_customers {} · visits {} · satisfaction {}",
+                sw.sales, sw.new_customers, sw.visits, sw.satisfaction
+            ),
+        ),
+    ];
+
+    let scope_name = match scope {
+        Scope::Region(r) => r.clone(),
+        Scope::National => labels.get("national").to_string(),
+    };
+    Report {
+        title: format!(
+            "{} · {} · {}",
+            labels.get("report_title"),
+            scope_name,
+            c.as_of
+        ),
+        scope_name,
+        national: *scope == Scope::National,
+        as_of: c.as_of,
+        period: format!("{} – {}", c.period.start, c.period.end),
+        headline,
+        tier_counts,
+        tiers,
+        changes,
+        visits,
+        scorecard,
+        development,
+        areas,
+        quality,
+        rules: rules_rows,
+    }
+}

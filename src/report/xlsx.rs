@@ -1,0 +1,272 @@
+//! Excel writer (rust_xlsxwriter): typed numbers and dates, number formats,
+//! frozen headers, autofilters, widths, conditional formats on gaps and
+//! achievement, and a native chart on the Summary sheet. Input text is
+//! always written with `write_string`, so `=HYPERLINK(…)` stays text.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use rust_xlsxwriter::{
+    Chart, ChartType, ConditionalFormatCell, ConditionalFormatCellRule, DocProperties,
+    ExcelDateTime, Format, FormatBorder, Workbook, Worksheet,
+};
+
+use super::i18n::Labels;
+use super::tables::{Report, Table, Value};
+
+struct Formats {
+    header: Format,
+    money: Format,
+    num: Format,
+    pct: Format,
+    date: Format,
+    bad: Format,
+    warn: Format,
+}
+
+impl Formats {
+    fn new() -> Self {
+        Self {
+            header: Format::new()
+                .set_bold()
+                .set_background_color(0x00DDEBF7)
+                .set_border_bottom(FormatBorder::Thin),
+            money: Format::new().set_num_format("#,##0.00"),
+            num: Format::new().set_num_format("0.00"),
+            pct: Format::new().set_num_format("0.0%"),
+            date: Format::new().set_num_format("yyyy-mm-dd"),
+            bad: Format::new()
+                .set_font_color(0x009C0006)
+                .set_background_color(0x00FFC7CE),
+            warn: Format::new()
+                .set_font_color(0x009C5700)
+                .set_background_color(0x00FFEB9C),
+        }
+    }
+}
+
+fn xl(e: rust_xlsxwriter::XlsxError) -> anyhow::Error {
+    anyhow::anyhow!("xlsx: {e}")
+}
+
+fn write_value(
+    ws: &mut Worksheet,
+    row: u32,
+    col: u16,
+    v: &Value,
+    f: &Formats,
+) -> anyhow::Result<()> {
+    match v {
+        Value::Text(s) => ws.write_string(row, col, s).map(|_| ()),
+        Value::Int(i) => ws.write_number(row, col, *i as f64).map(|_| ()),
+        Value::Num(n) => ws
+            .write_number_with_format(row, col, *n, &f.num)
+            .map(|_| ()),
+        Value::Money(m) => ws
+            .write_number_with_format(row, col, *m, &f.money)
+            .map(|_| ()),
+        Value::Pct(p) => ws
+            .write_number_with_format(row, col, *p, &f.pct)
+            .map(|_| ()),
+        Value::Date(d) => ws.write_date_with_format(row, col, *d, &f.date).map(|_| ()),
+        Value::Blank => Ok(()),
+    }
+    .map_err(xl)
+}
+
+fn width_for(key: &str) -> f64 {
+    match key {
+        "customer" | "rep" | "file" | "detail" => 28.0,
+        "source" | "region" | "reason" | "value" | "column" => 16.0,
+        _ => 13.0,
+    }
+}
+
+fn write_table(
+    wb: &mut Workbook,
+    table: &Table,
+    labels: Labels,
+    f: &Formats,
+) -> anyhow::Result<()> {
+    let ws = wb.add_worksheet();
+    ws.set_name(labels.get(table.key)).map_err(xl)?;
+    fill_table(ws, table, labels, f, 0)?;
+    Ok(())
+}
+
+fn fill_table(
+    ws: &mut Worksheet,
+    table: &Table,
+    labels: Labels,
+    f: &Formats,
+    first_row: u32,
+) -> anyhow::Result<()> {
+    for (c, key) in table.columns.iter().enumerate() {
+        let col = u16::try_from(c)?;
+        ws.write_string_with_format(first_row, col, labels.get(key), &f.header)
+            .map_err(xl)?;
+        ws.set_column_width(col, width_for(key)).map_err(xl)?;
+    }
+    for (r, row) in table.rows.iter().enumerate() {
+        let rr = first_row + 1 + u32::try_from(r)?;
+        for (c, v) in row.iter().enumerate() {
+            write_value(ws, rr, u16::try_from(c)?, v, f)?;
+        }
+    }
+    let last_col = u16::try_from(table.columns.len().saturating_sub(1))?;
+    let last_row = first_row + u32::try_from(table.rows.len())?;
+    ws.set_freeze_panes(first_row + 1, 0).map_err(xl)?;
+    ws.autofilter(first_row, 0, last_row.max(first_row + 1), last_col)
+        .map_err(xl)?;
+    if !table.rows.is_empty() {
+        let data = (first_row + 1, last_row);
+        if let Some(c) = table.column("gap") {
+            let c = u16::try_from(c)?;
+            let cf = ConditionalFormatCell::new()
+                .set_rule(ConditionalFormatCellRule::GreaterThan(0))
+                .set_format(&f.bad);
+            ws.add_conditional_format(data.0, c, data.1, c, &cf)
+                .map_err(xl)?;
+        }
+        for key in [
+            "sales_achievement",
+            "achievement",
+            "visit_attainment",
+            "visit_pace",
+        ] {
+            if let Some(c) = table.column(key) {
+                let c = u16::try_from(c)?;
+                let cf = ConditionalFormatCell::new()
+                    .set_rule(ConditionalFormatCellRule::LessThan(0.8))
+                    .set_format(&f.warn);
+                ws.add_conditional_format(data.0, c, data.1, c, &cf)
+                    .map_err(xl)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn new_workbook(report: &Report) -> Workbook {
+    let mut wb = Workbook::new();
+    // fixed creation time: the same inputs give the same file
+    let created = ExcelDateTime::from_ymd(
+        u16::try_from(chrono::Datelike::year(&report.as_of)).unwrap_or(2000),
+        u8::try_from(chrono::Datelike::month(&report.as_of)).unwrap_or(1),
+        u8::try_from(chrono::Datelike::day(&report.as_of)).unwrap_or(1),
+    )
+    .unwrap_or_else(|_| ExcelDateTime::from_serial_datetime(1.0).unwrap_or_default());
+    let props = DocProperties::new()
+        .set_title(&report.title)
+        .set_author("salesbatch")
+        .set_creation_datetime(&created);
+    wb.set_properties(&props);
+    wb
+}
+
+/// Writes a scope's workbook: Summary, tiers, changes, gaps, scorecard,
+/// development, data quality.
+pub fn write(report: &Report, path: &Path, labels: Labels) -> anyhow::Result<()> {
+    let f = Formats::new();
+    let mut wb = new_workbook(report);
+    {
+        let ws = wb.add_worksheet();
+        ws.set_name(labels.get("summary")).map_err(xl)?;
+        ws.set_column_width(0, 24).map_err(xl)?;
+        ws.set_column_width(1, 18).map_err(xl)?;
+        ws.set_column_width(2, 14).map_err(xl)?;
+        ws.write_string_with_format(
+            0,
+            0,
+            &report.title,
+            &Format::new().set_bold().set_font_size(14),
+        )
+        .map_err(xl)?;
+        ws.write_string(1, 0, labels.get("as_of")).map_err(xl)?;
+        ws.write_date_with_format(1, 1, report.as_of, &f.date)
+            .map_err(xl)?;
+        ws.write_string(2, 0, labels.get("period")).map_err(xl)?;
+        ws.write_string(2, 1, &report.period).map_err(xl)?;
+        let mut row = 4u32;
+        for (key, v) in &report.headline {
+            ws.write_string(row, 0, labels.get(key)).map_err(xl)?;
+            write_value(ws, row, 1, v, &f)?;
+            row += 1;
+        }
+        row += 1;
+        let tier_header = row;
+        ws.write_string_with_format(row, 0, labels.get("tier"), &f.header)
+            .map_err(xl)?;
+        ws.write_string_with_format(row, 1, labels.get("tier_distribution"), &f.header)
+            .map_err(xl)?;
+        ws.write_string_with_format(row, 2, labels.get("count"), &f.header)
+            .map_err(xl)?;
+        for (tier, label, count) in &report.tier_counts {
+            row += 1;
+            ws.write_string(row, 0, tier).map_err(xl)?;
+            ws.write_string(row, 1, label).map_err(xl)?;
+            ws.write_number(row, 2, *count as f64).map_err(xl)?;
+        }
+        let sheet = labels.get("summary");
+        let mut chart = Chart::new(ChartType::Column);
+        chart
+            .add_series()
+            .set_categories((sheet, tier_header + 1, 0, row, 0))
+            .set_values((sheet, tier_header + 1, 2, row, 2))
+            .set_name(labels.get("count"));
+        chart.title().set_name(labels.get("tier_distribution"));
+        chart.legend().set_hidden();
+        ws.insert_chart(4, 4, &chart).map_err(xl)?;
+        row += 2;
+        ws.write_string_with_format(row, 0, labels.get("rules"), &f.header)
+            .map_err(xl)?;
+        for (k, v) in &report.rules {
+            row += 1;
+            ws.write_string(row, 0, k).map_err(xl)?;
+            ws.write_string(row, 1, v).map_err(xl)?;
+        }
+    }
+    for table in [
+        &report.tiers,
+        &report.changes,
+        &report.visits,
+        &report.scorecard,
+        &report.development,
+    ] {
+        write_table(&mut wb, table, labels, &f)?;
+    }
+    let ws = wb.add_worksheet();
+    ws.set_name(labels.get("quality")).map_err(xl)?;
+    if report.national {
+        fill_table(ws, &report.quality, labels, &f, 0)?;
+    } else {
+        ws.set_column_width(0, 20).map_err(xl)?;
+        let count = report
+            .headline
+            .iter()
+            .find(|(k, _)| *k == "rejections")
+            .map(|(_, v)| v.clone());
+        ws.write_string_with_format(0, 0, labels.get("rejections"), &f.header)
+            .map_err(xl)?;
+        if let Some(v) = count {
+            write_value(ws, 0, 1, &v, &f)?;
+        }
+        ws.write_string(1, 0, labels.get("quality_note"))
+            .map_err(xl)?;
+    }
+    wb.save(path)
+        .map_err(xl)
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    Ok(())
+}
+
+/// The data-quality workbook for HQ: every rejected row with its location.
+pub fn write_quality(report: &Report, path: &Path, labels: Labels) -> anyhow::Result<()> {
+    let f = Formats::new();
+    let mut wb = new_workbook(report);
+    write_table(&mut wb, &report.quality, labels, &f)?;
+    wb.save(path)
+        .map_err(xl)
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    Ok(())
+}

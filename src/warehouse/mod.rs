@@ -1,0 +1,181 @@
+//! Warehouse: where canonical rows, runs, snapshots and the delivery ledger
+//! live. `Store` is the storage contract; each backend keeps all of its SQL in
+//! one file (`sqlite.rs`). sqlx's `Any` driver is deliberately not used: it
+//! carries no dates or decimals and emits placeholders PostgreSQL rejects.
+
+mod sqlite;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+pub use sqlite::SqliteStore;
+
+use crate::config::{Dataset, VisitsConfig};
+use crate::ingest::record::{Located, Masters, Rejection};
+use crate::metrics::tiers::TierResult;
+use crate::metrics::{Inputs, PeriodRange};
+
+pub type Result<T> = std::result::Result<T, WarehouseError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WarehouseError {
+    #[error("warehouse `{url}`: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("warehouse migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("warehouse query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("warehouse url `{0}` is not supported (use sqlite://…)")]
+    Unsupported(String),
+    #[error("stored snapshot is unreadable: {0}")]
+    Snapshot(#[from] serde_json::Error),
+}
+
+/// What was stored for a file the last time it loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileState {
+    pub sha256: String,
+    pub unknown_ids: u64,
+}
+
+/// Which stored rows a load replaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replace {
+    /// the rows that came from this file
+    File,
+    /// a SQL source: its rows dated on or after `since` (sales) …
+    SourceSince(NaiveDate),
+    /// … or all of its rows (other datasets)
+    Source,
+}
+
+#[derive(Debug, Clone)]
+pub struct FileLoad {
+    pub source: String,
+    pub file: String,
+    pub sheet: String,
+    pub dataset: Dataset,
+    pub sha256: String,
+    pub replace: Replace,
+    pub max_reject_ratio: f64,
+}
+
+/// What a parser sends to the writer of one file.
+#[derive(Debug)]
+pub enum Batch {
+    Rows(Vec<Located>),
+    /// the file was read to its end: `data_rows` non-empty rows, of which
+    /// `rejected` were refused (`unknown_ids` of them for an unknown id)
+    End {
+        data_rows: u64,
+        rejected: u64,
+        unknown_ids: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadOutcome {
+    Loaded {
+        rows: u64,
+    },
+    /// too many rejects: rolled back, nothing from the file stored
+    RatioExceeded,
+    /// the parser stopped before the end: rolled back
+    Aborted,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRow {
+    pub run_id: i64,
+    pub job: String,
+    pub as_of: NaiveDate,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub status: String,
+    pub counts: String,
+    pub rules: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryRow {
+    pub job: String,
+    pub as_of: NaiveDate,
+    pub recipient: String,
+    pub region: String,
+    pub run_id: i64,
+    pub status: String,
+    pub attempts: i64,
+    pub message_id: Option<String>,
+    pub error: Option<String>,
+    pub updated_at: String,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    async fn file_state(&self, source: &str, file: &str) -> Result<Option<FileState>>;
+    /// Loads one file in one transaction, consuming batches until `End`.
+    async fn load_file(&self, load: FileLoad, rx: mpsc::Receiver<Batch>) -> Result<LoadOutcome>;
+    /// Latest invoice date stored from a source.
+    async fn latest_invoice_date(&self, source: &str) -> Result<Option<NaiveDate>>;
+    async fn masters(&self) -> Result<Masters>;
+
+    async fn start_run(&self, job: &str, as_of: NaiveDate, rules: &str) -> Result<i64>;
+    async fn finish_run(
+        &self,
+        run_id: i64,
+        status: &str,
+        counts: &str,
+        error: Option<&str>,
+    ) -> Result<()>;
+    async fn runs(&self, limit: i64) -> Result<Vec<RunRow>>;
+    /// The latest run for `as_of` that saved a snapshot.
+    async fn snapshot_run(&self, as_of: NaiveDate) -> Result<Option<RunRow>>;
+    async fn save_rejections(&self, run_id: i64, rows: &[Rejection]) -> Result<()>;
+    async fn rejections(&self, run_id: i64) -> Result<Vec<Rejection>>;
+
+    async fn metric_inputs(
+        &self,
+        as_of: NaiveDate,
+        period: &PeriodRange,
+        window_months: u32,
+        visits: &VisitsConfig,
+    ) -> Result<Inputs>;
+    async fn save_snapshot(
+        &self,
+        run_id: i64,
+        as_of: NaiveDate,
+        tiers: &[TierResult],
+        docs: &[(&str, String)],
+    ) -> Result<()>;
+    async fn tiers_of(&self, run_id: i64) -> Result<Vec<TierResult>>;
+    /// Tiers of the latest snapshot dated before `as_of`.
+    async fn previous_tiers(&self, as_of: NaiveDate) -> Result<Option<Vec<TierResult>>>;
+    async fn snapshot_doc(&self, run_id: i64, kind: &str) -> Result<Option<String>>;
+
+    async fn delivery(
+        &self,
+        job: &str,
+        as_of: NaiveDate,
+        recipient: &str,
+        region: &str,
+    ) -> Result<Option<DeliveryRow>>;
+    async fn record_delivery(&self, row: &DeliveryRow) -> Result<()>;
+    async fn deliveries(&self, failed_only: bool) -> Result<Vec<DeliveryRow>>;
+
+    /// Takes the job's lock so that a job never runs twice at once.
+    async fn try_lock(&self, job: &str, holder: &str) -> Result<bool>;
+    async fn unlock(&self, job: &str, holder: &str) -> Result<()>;
+}
+
+/// Opens the warehouse a URL names, creating and migrating it as needed.
+pub async fn open(url: &str) -> Result<Box<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Box::new(SqliteStore::open(url).await?))
+    } else {
+        Err(WarehouseError::Unsupported(
+            url.split('@').next_back().unwrap_or(url).to_string(),
+        ))
+    }
+}

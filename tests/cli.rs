@@ -1,0 +1,130 @@
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_salesbatch"))
+}
+
+#[test]
+fn invalid_config_exits_2_and_names_both_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "colour = 1\n[scorecard.weights]\nsales = 0.5\nnew_customers = 0.2\nvisits = 0.1\nsatisfaction = 0.1\n").unwrap();
+    let out = bin()
+        .arg("--config")
+        .arg(&path)
+        .arg("check")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml:1: `colour`: unknown field `colour`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad.toml:2: `scorecard.weights`: weights sum to 0.9, they must sum to 1.0"),
+        "{err}"
+    );
+}
+
+/// The quick start: the demo runs the nightly job, exits 3 (degraded), names
+/// each dirty row, writes reports and emails; a rerun loads nothing twice.
+#[test]
+fn demo_runs_end_to_end_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    let out = bin()
+        .args(["demo", "--as-of", "2026-11-20", "--dir"])
+        .arg(&demo)
+        .env_remove("SALESBATCH_DEMO_ERP_URL")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("row 36 cell E36 column `金额` value `N/A`: unparsable number"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("value `2026/02/30`: unparsable date"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("value `X99999`: unknown customer id"),
+        "{stderr}"
+    );
+    let reports = demo.join("out/2026-11-20/nightly");
+    for f in [
+        "华东.xlsx",
+        "华东.html",
+        "national.xlsx",
+        "data-quality.xlsx",
+    ] {
+        assert!(reports.join(f).is_file(), "{f} missing");
+    }
+    let emails = std::fs::read_dir(demo.join("out/outbox"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "eml")
+        })
+        .count();
+    assert_eq!(emails, 4);
+    // the regional page never shows another region's customers
+    let east = std::fs::read_to_string(reports.join("华东.html")).unwrap();
+    assert!(!east.contains("华南</td>") && !east.contains("华北</td>"));
+    // HTML is escaped: the customer named =HYPERLINK("…") is text
+    let national = std::fs::read_to_string(reports.join("national.html")).unwrap();
+    assert!(!national.contains("<script"));
+
+    let config = demo.join("salesbatch.toml");
+    let export = |args: &[&str]| {
+        let o = bin()
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let tiers = export(&["export", "tiers", "--as-of", "2026-11-20"]);
+    let rows: Vec<&str> = tiers.lines().collect();
+    assert_eq!(rows[0], "customer_id,region,rep_id,avg_monthly_sales,growth,breadth,loyalty,prospect,sales_score,growth_score,coverage_score,loyalty_score,prospect_score,score,tier,lifecycle");
+    // 60 customers, two of them 停用 (ids 23 and 46): 58 scored
+    assert_eq!(rows.len() - 1, 58);
+    let rejections = export(&["export", "rejections", "--as-of", "2026-11-20"]);
+    assert_eq!(rejections.lines().count(), 4, "{rejections}");
+
+    // rerun: every file is unchanged and skipped, emails are not resent, totals equal
+    let erp = format!(
+        "sqlite://{}",
+        std::fs::canonicalize(demo.join("erp.db"))
+            .unwrap()
+            .display()
+    );
+    let again = bin()
+        .arg("--config")
+        .arg(&config)
+        .args(["run", "nightly", "--as-of", "2026-11-20"])
+        .env("SALESBATCH_DEMO_ERP_URL", erp)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    // the SQL source re-reads its lookback window and replaces it; files are skipped
+    assert!(
+        stdout.contains("1 files loaded, 21 skipped, 0 refused"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("(4 already sent, 0 failed)"), "{stdout}");
+    assert_eq!(export(&["export", "tiers", "--as-of", "2026-11-20"]), tiers);
+}

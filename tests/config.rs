@@ -1,0 +1,43 @@
+use std::path::Path;
+
+use salesbatch::config;
+
+#[test]
+fn example_config_parses() {
+    let s = config::load(Path::new("config/salesbatch.toml")).expect("example config is valid");
+    assert_eq!(s.config.tiering.tiers.len(), 5);
+    assert_eq!(s.config.tiering.tiers[1].name, "B");
+    assert_eq!(s.config.sources.len(), 3);
+}
+
+#[test]
+fn every_problem_is_reported_with_its_line() {
+    let text = "timezone = \"Asia/Shanghai\"\ncolour = \"blue\"\n\n[tiering.weights]\nsales = 0.5\ngrowth = 0.1\ncoverage = 0.1\nloyalty = 0.1\nprospect = 0.1\n";
+    let err = config::load_str(Path::new("bad.toml"), text).expect_err("invalid");
+    let lines: Vec<String> = err.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(err.problems.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].starts_with("bad.toml:2: `colour`: unknown field `colour`"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(
+        lines[1],
+        "bad.toml:4: `tiering.weights`: weights sum to 0.9, they must sum to 1.0"
+    );
+}
+
+#[test]
+fn tiers_out_of_order_and_bad_cron_are_both_reported() {
+    let text = "[[tiering.tiers]]\nname = \"A\"\nmin_score = 50\nmonthly_visits = 1\n[[tiering.tiers]]\nname = \"B\"\nmin_score = 60\nmonthly_visits = 1\n\n[[jobs]]\nname = \"n\"\ncron = \"0 30 2 * *\"\n";
+    let err = config::load_str(Path::new("c.toml"), text).expect_err("invalid");
+    let all = err.to_string();
+    assert!(
+        all.contains("c.toml:7: `tiering.tiers[1].min_score`: tiers must be ordered high to low"),
+        "{all}"
+    );
+    assert!(
+        all.contains("c.toml:12: `jobs[0].cron`: `0 30 2 * *` has 5 fields"),
+        "{all}"
+    );
+}
