@@ -386,10 +386,10 @@ async fn export(
     let out = std::io::stdout().lock();
     match what {
         ExportKind::Tiers => {
-            report::export::tiers(out, &store.tiers_of(run.run_id).await?, regions)?
+            report::export::tiers(out, &store.tiers_of(run.run_id).await?, regions)?;
         }
         ExportKind::Rejections => {
-            report::export::rejections(out, &store.rejections(run.run_id).await?)?
+            report::export::rejections(out, &store.rejections(run.run_id).await?)?;
         }
         ExportKind::VisitGaps | ExportKind::Scorecard | ExportKind::Development => {
             let kind = match what {

@@ -133,14 +133,13 @@ pub fn load_str(path: &Path, text: &str) -> Result<Settings, ConfigError> {
     };
     let base_dir = path
         .parent()
-        .map(|p| {
+        .map_or(Path::new("."), |p| {
             if p.as_os_str().is_empty() {
                 Path::new(".")
             } else {
                 p
             }
         })
-        .unwrap_or(Path::new("."))
         .to_path_buf();
     let (tz, more) = validate::validate(path, text, &config, &base_dir);
     problems.extend(more);

@@ -87,7 +87,7 @@ pub enum Epoch {
 /// Converts an Excel serial to a date. 1900 system: serial 1 = 1900-01-01 and
 /// Excel's phantom 1900-02-29 (serial 60) is skipped.
 pub fn excel_serial(serial: f64, epoch: Epoch) -> Option<NaiveDate> {
-    if !serial.is_finite() || serial < 1.0 || serial > 2_958_465.0 {
+    if !serial.is_finite() || !(1.0..=2_958_465.0).contains(&serial) {
         return None;
     }
     let days = serial.floor() as i64;

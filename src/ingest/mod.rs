@@ -213,7 +213,7 @@ fn parse_file(
         unknown_ids: 0,
         rejections: Vec::new(),
     };
-    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let size = std::fs::metadata(&path).map_or(0, |m| m.len());
     let result = if size > max_bytes {
         Err(FileError::CannotOpen(format!(
             "file is {} MiB, over max_file_mb = {}",
@@ -268,7 +268,7 @@ pub async fn run(settings: &Settings, store: &dyn Store) -> anyhow::Result<Inges
             let loaded_before = summary.files_loaded;
             match source.kind {
                 SourceKind::Sql => {
-                    ingest_sql(settings, store, source, masters.clone(), &mut summary).await?
+                    ingest_sql(settings, store, source, masters.clone(), &mut summary).await?;
                 }
                 _ => {
                     ingest_files(
@@ -279,7 +279,7 @@ pub async fn run(settings: &Settings, store: &dyn Store) -> anyhow::Result<Inges
                         masters_changed,
                         &mut summary,
                     )
-                    .await?
+                    .await?;
                 }
             }
             if matches!(dataset, Dataset::Reps | Dataset::Customers)
@@ -338,7 +338,7 @@ async fn ingest_files(
         }
     }
     let permits = Arc::new(Semaphore::new(
-        std::thread::available_parallelism().map_or(2, |n| n.get()),
+        std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
     ));
     let max_bytes = settings.config.ingest.max_file_mb.saturating_mul(1 << 20);
     let mut pending = Vec::new();
@@ -455,9 +455,10 @@ async fn ingest_sql(
     };
     let (since, replace) = if source.dataset == Dataset::Sales {
         let latest = store.latest_invoice_date(&source.name).await?;
-        let since = latest
-            .map(|d| d - chrono::Duration::days(i64::from(source.lookback_days())))
-            .unwrap_or(NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or(NaiveDate::MIN));
+        let since = latest.map_or(
+            NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or(NaiveDate::MIN),
+            |d| d - chrono::Duration::days(i64::from(source.lookback_days())),
+        );
         (since, Replace::SourceSince(since))
     } else {
         (

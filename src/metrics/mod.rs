@@ -117,7 +117,7 @@ pub fn ratio(a: f64, b: f64) -> Option<f64> {
 
 /// Whether a customer is scored: its trimmed status is not an inactive value.
 pub fn is_scored(status: Option<&str>, inactive_values: &[String]) -> bool {
-    let status = status.map(str::trim).unwrap_or("");
+    let status = status.map_or("", str::trim);
     status.is_empty()
         || !inactive_values
             .iter()
