@@ -341,22 +341,7 @@ async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
         }
     }
     if let Some(store) = store {
-        let regions: std::collections::BTreeSet<String> = store
-            .metric_inputs(
-                yesterday(settings.tz),
-                &crate::metrics::PeriodRange::new(yesterday(settings.tz), config::Period::Mtd),
-                12,
-                &settings.config.visits,
-            )
-            .await
-            .map(|i| {
-                i.customers
-                    .into_iter()
-                    .map(|c| c.region)
-                    .chain(i.reps.into_iter().map(|r| r.region))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let regions = store.regions().await?;
         for r in &settings.config.recipients {
             for region in r.regions.iter().filter(|x| *x != "*") {
                 if !regions.contains(region) {

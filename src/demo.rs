@@ -4,7 +4,6 @@
 //! sales over 14 months, returns, visits, targets, surveys, and a few dirty
 //! rows that the run must reject by name.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -156,7 +155,7 @@ pub fn write(dir: &Path, customers: u32, seed: u64, as_of: NaiveDate) -> anyhow:
             _ => HISTORY_MONTHS,
         };
         let contact =
-            m.add(-first_month.max(1) - 1).first_day() + Duration::days(rng.random_range(0..25));
+            m.offset(-first_month.max(1) - 1).first_day() + Duration::days(rng.random_range(0..25));
         let name = if i == 3 {
             "=HYPERLINK(\"http://evil.example\",\"点我\")".to_string()
         } else {
@@ -207,7 +206,7 @@ pub fn write(dir: &Path, customers: u32, seed: u64, as_of: NaiveDate) -> anyhow:
     let mut csv_out = Vec::new();
     csv_out.push(["销售日期", "终端编码", "品规编码", "数量", "销售金额"].join(","));
     for k in (0..=HISTORY_MONTHS).rev() {
-        let month = m.add(-k);
+        let month = m.offset(-k);
         let last = if k == 0 { as_of.day() } else { month.days() };
         let mut flow = Writer::new(&["日期", "客户编码", "产品编码", "数量", "金额"])?;
         for (ci, c) in custs.iter().enumerate() {
@@ -299,7 +298,7 @@ pub fn write(dir: &Path, customers: u32, seed: u64, as_of: NaiveDate) -> anyhow:
     // visits this month and last, targets, surveys
     let mut w = Writer::new(&["拜访日期", "代表编码", "客户编码", "拜访类型", "结果"])?;
     for k in [1, 0] {
-        let month = m.add(-k);
+        let month = m.offset(-k);
         let last = if k == 0 { as_of.day() } else { month.days() };
         for c in &custs {
             for _ in 0..rng.random_range(0..5) {
@@ -329,7 +328,7 @@ pub fn write(dir: &Path, customers: u32, seed: u64, as_of: NaiveDate) -> anyhow:
     let mut w = Writer::new(&["代表编码", "月份", "销售目标", "开发目标"])?;
     for (id, _) in &reps {
         for k in [1, 0] {
-            let month = m.add(-k);
+            let month = m.offset(-k);
             let base: f64 = custs
                 .iter()
                 .filter(|c| &c.rep == id)
@@ -363,7 +362,6 @@ pub fn write(dir: &Path, customers: u32, seed: u64, as_of: NaiveDate) -> anyhow:
     }
     let _ = std::fs::remove_dir_all(dir.join("data"));
     let _ = std::fs::remove_dir_all(dir.join("out"));
-    std::io::stdout().flush()?;
     Ok(config_path)
 }
 

@@ -141,7 +141,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<Settings, ConfigError> {
             }
         })
         .to_path_buf();
-    let (tz, more) = validate::validate(path, text, &config, &base_dir);
+    let (tz, more) = validate::validate(path, text, &config);
     problems.extend(more);
     if !problems.is_empty() {
         problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));

@@ -89,12 +89,7 @@ fn k(parts: &[&str]) -> Vec<Seg> {
     parts.iter().map(|p| Seg::key(p)).collect()
 }
 
-pub fn validate(
-    file: &Path,
-    text: &str,
-    config: &Config,
-    _base_dir: &Path,
-) -> (Option<chrono_tz::Tz>, Vec<Problem>) {
+pub fn validate(file: &Path, text: &str, config: &Config) -> (Option<chrono_tz::Tz>, Vec<Problem>) {
     let mut c = Checker {
         file,
         index: SpanIndex::new(text),

@@ -76,6 +76,11 @@ pub fn text(cell: &Cell) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
+/// A value that is present but cannot be read as the type its field needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unparsable value")]
+pub struct Unparsable;
+
 /// How a numeric cell in a date column is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Epoch {
@@ -100,24 +105,24 @@ pub fn excel_serial(serial: f64, epoch: Epoch) -> Option<NaiveDate> {
     base.checked_add_signed(Duration::days(days))
 }
 
-/// `Ok(None)` for a blank cell, `Err(())` for a value that is not a date.
+/// `Ok(None)` for a blank cell, `Err(Unparsable)` for a value that is not a date.
 pub fn date(
     cell: &Cell,
     epoch: Epoch,
     extra_format: Option<&str>,
-) -> Result<Option<NaiveDate>, ()> {
+) -> Result<Option<NaiveDate>, Unparsable> {
     match cell {
         Cell::Empty => Ok(None),
         Cell::DateTime(d) => Ok(Some(d.date())),
-        Cell::Number(n) => excel_serial(*n, epoch).map(Some).ok_or(()),
+        Cell::Number(n) => excel_serial(*n, epoch).map(Some).ok_or(Unparsable),
         Cell::Text(s) => {
             let s = trim(s);
             if s.is_empty() {
                 return Ok(None);
             }
-            parse_date_text(s, extra_format).map(Some).ok_or(())
+            parse_date_text(s, extra_format).map(Some).ok_or(Unparsable)
         }
-        Cell::Bool(_) | Cell::Error(_) => Err(()),
+        Cell::Bool(_) | Cell::Error(_) => Err(Unparsable),
     }
 }
 
@@ -154,8 +159,8 @@ pub fn parse_date_text(s: &str, extra_format: Option<&str>) -> Option<NaiveDate>
     NaiveDate::from_ymd_opt(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?)
 }
 
-/// `Ok(None)` for blank, `Err(())` for text that is not a decimal number.
-pub fn number(cell: &Cell) -> Result<Option<f64>, ()> {
+/// `Ok(None)` for blank, `Err(Unparsable)` for text that is not a decimal number.
+pub fn number(cell: &Cell) -> Result<Option<f64>, Unparsable> {
     match cell {
         Cell::Empty => Ok(None),
         Cell::Number(n) if n.is_finite() => Ok(Some(*n)),
@@ -164,9 +169,9 @@ pub fn number(cell: &Cell) -> Result<Option<f64>, ()> {
             if s.is_empty() {
                 return Ok(None);
             }
-            parse_number_text(s).map(Some).ok_or(())
+            parse_number_text(s).map(Some).ok_or(Unparsable)
         }
-        _ => Err(()),
+        _ => Err(Unparsable),
     }
 }
 
@@ -212,7 +217,7 @@ pub fn month(
     cell: &Cell,
     epoch: Epoch,
     extra_format: Option<&str>,
-) -> Result<Option<crate::metrics::YearMonth>, ()> {
+) -> Result<Option<crate::metrics::YearMonth>, Unparsable> {
     use crate::metrics::YearMonth;
     if let Cell::Text(s) = cell {
         let t = trim(s);

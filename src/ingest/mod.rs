@@ -26,6 +26,8 @@ use crate::config::{Dataset, Settings, SourceConfig, SourceKind};
 use crate::warehouse::{Batch, FileLoad, LoadOutcome, Replace, Store};
 
 const BATCH_ROWS: usize = 2_000;
+/// `:since` on a source's first load (SPEC §4).
+const EPOCH_START: NaiveDate = NaiveDate::from_ymd_opt(1900, 1, 1).expect("valid date");
 const CHANNEL_BATCHES: usize = 4;
 
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -120,6 +122,30 @@ struct Pipeline {
 }
 
 impl Pipeline {
+    fn new(
+        source: SourceConfig,
+        file: String,
+        masters: Arc<Masters>,
+        addresses: bool,
+        tx: mpsc::Sender<Batch>,
+    ) -> Self {
+        Self {
+            source,
+            file,
+            sheet: String::new(),
+            epoch: Epoch::E1900,
+            masters,
+            mapping: None,
+            addresses,
+            tx,
+            batch: Vec::with_capacity(BATCH_ROWS),
+            data_rows: 0,
+            rejected: 0,
+            unknown_ids: 0,
+            rejections: Vec::new(),
+        }
+    }
+
     fn flush(&mut self) -> Result<(), FileError> {
         if self.batch.is_empty() {
             return Ok(());
@@ -153,7 +179,7 @@ impl Pipeline {
                 ) {
                     self.unknown_ids += 1;
                 }
-                self.rejections.push(rejection);
+                self.rejections.push(*rejection);
             }
         }
     }
@@ -191,29 +217,15 @@ struct Parsed {
 
 /// Parses one file on a blocking thread, sending batches and finally `End`.
 fn parse_file(
-    path: PathBuf,
+    path: &Path,
     file: String,
     source: SourceConfig,
     masters: Arc<Masters>,
     max_bytes: u64,
     tx: mpsc::Sender<Batch>,
 ) -> Parsed {
-    let mut p = Pipeline {
-        source,
-        file,
-        sheet: String::new(),
-        epoch: Epoch::E1900,
-        masters,
-        mapping: None,
-        addresses: true,
-        tx,
-        batch: Vec::with_capacity(BATCH_ROWS),
-        data_rows: 0,
-        rejected: 0,
-        unknown_ids: 0,
-        rejections: Vec::new(),
-    };
-    let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+    let mut p = Pipeline::new(source, file, masters, true, tx);
+    let size = std::fs::metadata(path).map_or(0, |m| m.len());
     let result = if size > max_bytes {
         Err(FileError::CannotOpen(format!(
             "file is {} MiB, over max_file_mb = {}",
@@ -225,12 +237,12 @@ fn parse_file(
         let src = p.source.clone();
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match src.kind {
             SourceKind::Csv => csv::read(
-                &path,
+                path,
                 src.encoding.unwrap_or_default(),
                 src.header_row,
                 &mut p,
             ),
-            _ => excel::read(&path, src.sheet.as_deref(), src.header_row, &mut p).map(|_| ()),
+            _ => excel::read(path, src.sheet.as_deref(), src.header_row, &mut p).map(|_| ()),
         }))
         .unwrap_or_else(|_| {
             Err(FileError::CannotOpen(
@@ -257,8 +269,8 @@ fn parse_file(
 pub async fn run(settings: &Settings, store: &dyn Store) -> anyhow::Result<IngestSummary> {
     let mut summary = IngestSummary::default();
     let mut masters_changed = false;
+    let mut masters = Arc::new(store.masters().await?);
     for dataset in Dataset::LOAD_ORDER {
-        let masters = Arc::new(store.masters().await?);
         for source in settings
             .config
             .sources
@@ -287,6 +299,10 @@ pub async fn run(settings: &Settings, store: &dyn Store) -> anyhow::Result<Inges
             {
                 masters_changed = true;
             }
+        }
+        // only reps and customers change the ids later datasets are checked against
+        if matches!(dataset, Dataset::Reps | Dataset::Customers) {
+            masters = Arc::new(store.masters().await?);
         }
     }
     info!(
@@ -354,7 +370,8 @@ async fn ingest_files(
         // always has one: parse-ahead can never starve the writer
         let handle = tokio::spawn(async move {
             let _permit = permit.await;
-            tokio::task::spawn_blocking(move || parse_file(path, file, src, m, max_bytes, tx)).await
+            tokio::task::spawn_blocking(move || parse_file(&path, file, src, m, max_bytes, tx))
+                .await
         });
         pending.push((name, sha, rx, handle));
     }
@@ -455,16 +472,12 @@ async fn ingest_sql(
     };
     let (since, replace) = if source.dataset == Dataset::Sales {
         let latest = store.latest_invoice_date(&source.name).await?;
-        let since = latest.map_or(
-            NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or(NaiveDate::MIN),
-            |d| d - chrono::Duration::days(i64::from(source.lookback_days())),
-        );
+        let since = latest.map_or(EPOCH_START, |d| {
+            d - chrono::Duration::days(i64::from(source.lookback_days()))
+        });
         (since, Replace::SourceSince(since))
     } else {
-        (
-            NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or(NaiveDate::MIN),
-            Replace::Source,
-        )
+        (EPOCH_START, Replace::Source)
     };
     let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
     let load = FileLoad {
@@ -476,21 +489,7 @@ async fn ingest_sql(
         replace,
         max_reject_ratio: settings.config.ingest.max_reject_ratio,
     };
-    let mut p = Pipeline {
-        source: source.clone(),
-        file: name.clone(),
-        sheet: String::new(),
-        epoch: Epoch::E1900,
-        masters,
-        mapping: None,
-        addresses: false,
-        tx: tx.clone(),
-        batch: Vec::with_capacity(BATCH_ROWS),
-        data_rows: 0,
-        rejected: 0,
-        unknown_ids: 0,
-        rejections: Vec::new(),
-    };
+    let mut p = Pipeline::new(source.clone(), name.clone(), masters, false, tx.clone());
     let query = source.query.clone().unwrap_or_default();
     let reader = async {
         let result = sql::fetch(&url, &query, since, &tx, |pos, names, cells| {

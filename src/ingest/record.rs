@@ -277,11 +277,12 @@ pub fn to_record(
     cells: &[Cell],
     row: u64,
     ctx: &RowContext<'_>,
-) -> Result<Located, Rejection> {
+) -> Result<Located, Box<Rejection>> {
     let empty = Cell::Empty;
     let mut v = Values::default();
-    let reject =
-        |field: &(&'static str, bool, usize, String), cell: &Cell, reason: Reason| Rejection {
+    // boxed: rejections are the rare path, records the hot one
+    let reject = |field: &(&'static str, bool, usize, String), cell: &Cell, reason: Reason| {
+        Box::new(Rejection {
             source: ctx.source.to_string(),
             file: ctx.file.to_string(),
             sheet: ctx.sheet.to_string(),
@@ -295,25 +296,26 @@ pub fn to_record(
             value: cell.display(),
             reason,
             detail: String::new(),
-        };
+        })
+    };
     for f in &mapping.fields {
         let cell = cells.get(f.2).unwrap_or(&empty);
         let present = match kind_of(f.0) {
             Kind::Id | Kind::Text => coerce::text(cell).map(|s| v.text.insert(f.0, s)).is_some(),
             Kind::Date => match coerce::date(cell, ctx.epoch, ctx.date_format) {
                 Ok(d) => d.map(|d| v.date.insert(f.0, d)).is_some(),
-                Err(()) => return Err(reject(f, cell, Reason::UnparsableDate)),
+                Err(coerce::Unparsable) => return Err(reject(f, cell, Reason::UnparsableDate)),
             },
             Kind::Number => match coerce::number(cell) {
                 Ok(n) => n.map(|n| v.number.insert(f.0, n)).is_some(),
-                Err(()) => return Err(reject(f, cell, Reason::UnparsableNumber)),
+                Err(coerce::Unparsable) => return Err(reject(f, cell, Reason::UnparsableNumber)),
             },
             Kind::Month => match coerce::month(cell, ctx.epoch, ctx.date_format) {
                 Ok(m) => {
                     v.month = m;
                     m.is_some()
                 }
-                Err(()) => return Err(reject(f, cell, Reason::UnparsableDate)),
+                Err(coerce::Unparsable) => return Err(reject(f, cell, Reason::UnparsableDate)),
             },
         };
         if f.1 && !present {

@@ -36,7 +36,7 @@ impl YearMonth {
         Self { year, month }
     }
 
-    pub fn add(self, months: i64) -> Self {
+    pub fn offset(self, months: i64) -> Self {
         Self::from_index(self.index() + months)
     }
 
@@ -45,7 +45,10 @@ impl YearMonth {
     }
 
     pub fn last_day(self) -> NaiveDate {
-        self.add(1).first_day().pred_opt().unwrap_or(NaiveDate::MIN)
+        self.offset(1)
+            .first_day()
+            .pred_opt()
+            .unwrap_or(NaiveDate::MIN)
     }
 
     pub fn days(self) -> u32 {
@@ -85,7 +88,7 @@ impl PeriodRange {
                 days: m.days(),
             },
             Period::PreviousMonth => {
-                let p = m.add(-1);
+                let p = m.offset(-1);
                 Self {
                     start: p.first_day(),
                     end: p.last_day(),
@@ -118,7 +121,7 @@ impl PeriodRange {
 /// The scoring window W: `n` complete calendar months before the month of D.
 pub fn window(as_of: NaiveDate, n: u32) -> Vec<YearMonth> {
     let m = YearMonth::of(as_of);
-    (1..=i64::from(n)).rev().map(|k| m.add(-k)).collect()
+    (1..=i64::from(n)).rev().map(|k| m.offset(-k)).collect()
 }
 
 /// Start (exclusive) of "the last k months up to D" = (D − k months, D].

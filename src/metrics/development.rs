@@ -58,19 +58,28 @@ pub fn event_date(
     (d <= as_of).then_some(d)
 }
 
-/// Σ of a target field over the months of P; `None` when no month has one.
-pub fn period_target(
-    targets: &[Target],
-    rep_id: &str,
+/// A rep's targets summed over the months of P; a field is `None` when no
+/// month of P sets it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PeriodTarget {
+    pub sales: Option<f64>,
+    pub new_customers: Option<f64>,
+}
+
+/// Indexes targets by rep once, so per-rep lookups do not rescan them.
+pub fn period_targets<'a>(
+    targets: &'a [Target],
     period: &PeriodRange,
-    field: impl Fn(&Target) -> Option<f64>,
-) -> Option<f64> {
+) -> HashMap<&'a str, PeriodTarget> {
+    let add = |acc: Option<f64>, v: Option<f64>| v.map(|v| acc.unwrap_or(0.0) + v).or(acc);
     let months = period.months();
-    targets
-        .iter()
-        .filter(|t| t.rep_id == rep_id && months.contains(&t.month))
-        .filter_map(field)
-        .fold(None, |acc, v| Some(acc.unwrap_or(0.0) + v))
+    let mut out: HashMap<&str, PeriodTarget> = HashMap::new();
+    for t in targets.iter().filter(|t| months.contains(&t.month)) {
+        let e = out.entry(t.rep_id.as_str()).or_default();
+        e.sales = add(e.sales, t.sales_target);
+        e.new_customers = add(e.new_customers, t.new_customer_target);
+    }
+    out
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -89,7 +98,8 @@ pub fn compute(
     let mut company = AreaDevelopment::default();
 
     let m = YearMonth::of(as_of);
-    let (old_from, old_to, new_from, new_to) = (m.add(-6), m.add(-4), m.add(-3), m.add(-1));
+    let (old_from, old_to, new_from, new_to) =
+        (m.offset(-6), m.offset(-4), m.offset(-3), m.offset(-1));
     let mut old_net: HashMap<&str, f64> = HashMap::new();
     let mut new_net: HashMap<&str, f64> = HashMap::new();
     for row in monthly {
@@ -132,9 +142,12 @@ pub fn compute(
         }
     }
 
+    let by_rep_target = period_targets(targets, period);
     let mut by_rep = Vec::with_capacity(reps.len());
     for r in reps {
-        let target = period_target(targets, &r.rep_id, period, |t| t.new_customer_target);
+        let target = by_rep_target
+            .get(r.rep_id.as_str())
+            .and_then(|t| t.new_customers);
         let new_customers = new_by_rep.get(r.rep_id.as_str()).copied().unwrap_or(0);
         if let Some(t) = target {
             for a in [by_region.entry(r.region.clone()).or_default(), &mut company] {

@@ -8,7 +8,7 @@ use chrono::{Months, NaiveDate};
 use serde::{Deserialize, Serialize};
 
 use super::calendar::{within_last_months, PeriodRange};
-use super::development::{period_target, DevelopmentReport};
+use super::development::{period_targets, DevelopmentReport};
 use super::visits::VisitReport;
 use super::{ratio, Customer, PeriodSales, PurchaseSpan, Rep, Survey, Target};
 use crate::config::ScorecardWeights;
@@ -96,13 +96,14 @@ pub fn compute(
         .map(|d| (d.rep_id.as_str(), (d.new_customers, d.new_customer_target)))
         .collect();
 
+    let sales_targets = period_targets(targets, period);
     let pace = period.pace_factor();
     let mut out: Vec<RepScore> = reps
         .iter()
         .map(|r| {
             let id = r.rep_id.as_str();
             let sales_amount = sales.get(id).copied().unwrap_or(0.0);
-            let sales_target = period_target(targets, id, period, |t| t.sales_target);
+            let sales_target = sales_targets.get(id).and_then(|t| t.sales);
             let expected_sales = sales_target.map(|t| t * pace);
             let (new_customers, new_customer_target) =
                 new_by_rep.get(id).copied().unwrap_or((0, None));

@@ -1,7 +1,7 @@
 //! Customer tiering (客户分级), SPEC §5: raw measures over the scoring window,
 //! five sub-scores, the weighted score, the tier and the lifecycle.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -87,13 +87,13 @@ pub struct TierResult {
 }
 
 #[derive(Default)]
-struct Raw {
+struct Raw<'a> {
     total: f64,
     h1: f64,
     h2: f64,
     lines: u64,
     by_month: HashMap<YearMonth, f64>,
-    by_product: HashMap<String, f64>,
+    by_product: HashMap<&'a str, f64>,
 }
 
 /// Scores every scored customer (status not inactive) as of `as_of`.
@@ -109,7 +109,7 @@ pub fn compute(
     let n = rules.window_months;
     let months = window(as_of, n);
     let (first, last) = (months[0], months[months.len() - 1]);
-    let h1_end = first.add(i64::from(n / 2)); // first month of H2
+    let h1_end = first.offset(i64::from(n / 2)); // first month of H2
 
     let mut raw: HashMap<&str, Raw> = HashMap::new();
     let mut product_totals: HashMap<&str, f64> = HashMap::new();
@@ -126,7 +126,7 @@ pub fn compute(
         }
         r.lines += row.lines;
         *r.by_month.entry(row.month).or_default() += row.amount;
-        *r.by_product.entry(row.product_id.clone()).or_default() += row.amount;
+        *r.by_product.entry(row.product_id.as_str()).or_default() += row.amount;
         *product_totals.entry(row.product_id.as_str()).or_default() += row.amount;
     }
     let sold_products = product_totals.values().filter(|&&v| v > 0.0).count();
@@ -307,15 +307,4 @@ pub fn tier_rank(rules: &TieringConfig, tier: &str) -> usize {
         .iter()
         .position(|t| t.name == tier)
         .unwrap_or(usize::MAX)
-}
-
-/// Months of W that are used (for documentation in reports).
-pub fn window_label(as_of: NaiveDate, n: u32) -> (YearMonth, YearMonth) {
-    let w = window(as_of, n);
-    (w[0], w[w.len() - 1])
-}
-
-/// Distinct regions of the results, sorted.
-pub fn regions(results: &[TierResult]) -> BTreeSet<String> {
-    results.iter().map(|r| r.region.clone()).collect()
 }

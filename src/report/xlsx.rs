@@ -45,6 +45,8 @@ impl Formats {
     }
 }
 
+// by value: it is used as a `map_err` adapter
+#[allow(clippy::needless_pass_by_value)]
 fn xl(e: rust_xlsxwriter::XlsxError) -> anyhow::Error {
     anyhow::anyhow!("xlsx: {e}")
 }

@@ -120,6 +120,8 @@ pub trait Store: Send + Sync {
     /// Latest invoice date stored from a source.
     async fn latest_invoice_date(&self, source: &str) -> Result<Option<NaiveDate>>;
     async fn masters(&self) -> Result<Masters>;
+    /// Regions named by any customer or rep master row.
+    async fn regions(&self) -> Result<std::collections::BTreeSet<String>>;
 
     async fn start_run(&self, job: &str, as_of: NaiveDate, rules: &str) -> Result<i64>;
     async fn finish_run(

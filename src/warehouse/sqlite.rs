@@ -302,6 +302,14 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn regions(&self) -> Result<std::collections::BTreeSet<String>> {
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT region FROM customers UNION SELECT region FROM reps")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().collect())
+    }
+
     async fn start_run(&self, job: &str, as_of: NaiveDate, rules: &str) -> Result<i64> {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO runs (job, as_of, started_at, status, rules) VALUES (?, ?, ?, 'running', ?) RETURNING run_id",
@@ -444,7 +452,9 @@ impl Store for SqliteStore {
 
         // whole months before M: the scoring window and the retention months
         let m = YearMonth::of(as_of);
-        let first = window(as_of, window_months)[0].min(m.add(-6)).first_day();
+        let first = window(as_of, window_months)[0]
+            .min(m.offset(-6))
+            .first_day();
         let monthly_sales = sqlx::query(
             "SELECT customer_id, product_id, substr(invoice_date, 1, 7) AS ym, SUM(amount), COUNT(*) FROM sales \
              WHERE invoice_date >= ? AND invoice_date < ? GROUP BY customer_id, product_id, ym",
