@@ -76,9 +76,18 @@ fn demo_runs_end_to_end_and_is_idempotent() {
     // the regional page never shows another region's customers
     let east = std::fs::read_to_string(reports.join("华东.html")).unwrap();
     assert!(!east.contains("华南</td>") && !east.contains("华北</td>"));
-    // HTML is escaped: the customer named =HYPERLINK("…") is text
-    let national = std::fs::read_to_string(reports.join("national.html")).unwrap();
-    assert!(!national.contains("<script"));
+    // every customer row of the 华东 workbook is a 华东 customer
+    let mut wb: calamine::Xlsx<_> = calamine::open_workbook(reports.join("华东.xlsx")).unwrap();
+    let tiers_sheet = calamine::Reader::worksheet_range(&mut wb, "客户分级").unwrap();
+    let regions: Vec<String> = tiers_sheet
+        .rows()
+        .skip(1)
+        .map(|r| r[2].to_string())
+        .collect();
+    assert!(
+        !regions.is_empty() && regions.iter().all(|r| r == "华东"),
+        "{regions:?}"
+    );
 
     let config = demo.join("salesbatch.toml");
     let export = |args: &[&str]| {

@@ -137,3 +137,436 @@ fn inactive_customers_are_not_scored() {
     );
     assert!(out.is_empty());
 }
+
+// ---------------------------------------------------------------------------
+// One fixture for visits, development and the scorecard, as of 2026-11-20
+// with period `mtd`: P = 2026-11-01 … 2026-11-20, elapsed 20, days 30, so the
+// pace factor is 20/30 = 2/3.
+//
+// customer  region rep tier (monthly visits)   first/last purchase    first contact
+//   A       华东   R1  A (4)                   2025-01-05 / 2026-11-10 2024-12-01
+//   B       华东   R1  B (3)                   2026-11-02 / 2026-11-02 2026-10-01
+//   C       华东   R2  E (0)                   2025-03-01 / 2026-08-20 –
+//   D       华东   R2  C (2)                   2026-11-15 / 2026-11-15 2025-11-20
+//   E       华北   R4  D (1)                   –                       2026-06-01
+// Rep R3 (华东) has no customers and no targets.
+// ---------------------------------------------------------------------------
+
+use salesbatch::config::{DevelopmentEvent, Period, ScorecardWeights};
+use salesbatch::metrics::tiers::{SubScores, TierResult};
+use salesbatch::metrics::{
+    changes, development, scorecard, visits, PeriodRange, PeriodSales, Rep, Survey, Target,
+    VisitDay,
+};
+
+const AS_OF: (i32, u32, u32) = (2026, 11, 20);
+
+fn as_of() -> NaiveDate {
+    d(AS_OF.0, AS_OF.1, AS_OF.2)
+}
+
+pub fn tier(id: &str, region: &str, rep: &str, tier: &str) -> TierResult {
+    TierResult {
+        customer_id: id.into(),
+        name: id.into(),
+        region: region.into(),
+        rep_id: rep.into(),
+        avg_monthly_sales: 0.0,
+        growth: 0.0,
+        breadth: 0.0,
+        loyalty: 0.0,
+        prospect: 0.0,
+        sub: SubScores::default(),
+        score: 0.0,
+        tier: tier.into(),
+        lifecycle: Lifecycle::Existing,
+        near_boundary: false,
+    }
+}
+
+fn fixture_tiers() -> Vec<TierResult> {
+    vec![
+        tier("A", "华东", "R1", "A"),
+        tier("B", "华东", "R1", "B"),
+        tier("C", "华东", "R2", "E"),
+        tier("D", "华东", "R2", "C"),
+        tier("E", "华北", "R4", "D"),
+    ]
+}
+
+fn fixture_customers() -> Vec<Customer> {
+    let c = |id: &str, region: &str, rep: &str, contact: Option<NaiveDate>| Customer {
+        customer_id: id.into(),
+        name: id.into(),
+        region: region.into(),
+        rep_id: rep.into(),
+        first_contact_date: contact,
+        ..Default::default()
+    };
+    vec![
+        c("A", "华东", "R1", Some(d(2024, 12, 1))),
+        c("B", "华东", "R1", Some(d(2026, 10, 1))),
+        c("C", "华东", "R2", None),
+        c("D", "华东", "R2", Some(d(2025, 11, 20))),
+        c("E", "华北", "R4", Some(d(2026, 6, 1))),
+    ]
+}
+
+fn fixture_reps() -> Vec<Rep> {
+    let r = |id: &str, region: &str| Rep {
+        rep_id: id.into(),
+        name: id.into(),
+        region: region.into(),
+    };
+    vec![
+        r("R1", "华东"),
+        r("R2", "华东"),
+        r("R3", "华东"),
+        r("R4", "华北"),
+    ]
+}
+
+fn fixture_purchases() -> HashMap<String, PurchaseSpan> {
+    let p = |f: NaiveDate, l: NaiveDate| PurchaseSpan { first: f, last: l };
+    HashMap::from([
+        ("A".to_string(), p(d(2025, 1, 5), d(2026, 11, 10))),
+        ("B".to_string(), p(d(2026, 11, 2), d(2026, 11, 2))),
+        ("C".to_string(), p(d(2025, 3, 1), d(2026, 8, 20))),
+        ("D".to_string(), p(d(2026, 11, 15), d(2026, 11, 15))),
+    ])
+}
+
+/// Counted visits per customer and day (already filtered to counted types).
+fn fixture_visit_days() -> Vec<VisitDay> {
+    let v = |c: &str, day: NaiveDate, n: u32| VisitDay {
+        customer_id: c.into(),
+        date: day,
+        visits: n,
+    };
+    vec![
+        v("A", d(2026, 10, 30), 1), // before P: not counted
+        v("A", d(2026, 11, 3), 2),  // capped at 1 per day
+        v("A", d(2026, 11, 5), 1),
+        v("A", d(2026, 11, 10), 1),
+        v("A", d(2026, 11, 12), 1),
+        v("A", d(2026, 11, 15), 1),
+        v("B", d(2026, 11, 4), 1),
+        v("C", d(2026, 11, 6), 1), // tier E: target 0, left out of the totals
+        v("E", d(2026, 11, 9), 1),
+    ]
+}
+
+fn period() -> PeriodRange {
+    PeriodRange::new(as_of(), Period::Mtd)
+}
+
+fn close(a: Option<f64>, b: f64) -> bool {
+    a.is_some_and(|a| (a - b).abs() < 1e-12)
+}
+
+/// A: actual 5 (11-03 capped to 1, 10-30 outside P), target 4, gap 0.
+/// B: actual 1, target 3, gap 2. D: actual 0, target 2, gap 2. E: 1 of 1.
+/// R1: Σmin = 4 + 1 = 5, Σtarget = 7 → attainment 5/7, coverage 2/2,
+///     pace 5 ÷ (7 × 2/3) = 15/14.
+/// R2: only D counts (C has target 0) → 0/2, coverage 0/1, pace 0.
+/// 华东: 5/9, coverage 2/3, pace 5 ÷ 6 = 5/6. 华北: 1/1, 1/1, pace 1.5.
+/// Company: 6/10, coverage 3/4, pace 6 ÷ (10 × 2/3) = 0.9.
+#[test]
+fn visit_gaps_computed_by_hand() {
+    let rules = TieringConfig::default();
+    let r = visits::compute(
+        &fixture_tiers(),
+        &fixture_visit_days(),
+        &rules,
+        &period(),
+        1,
+    );
+    let got: Vec<(&str, u32, u32, u32)> = r
+        .customers
+        .iter()
+        .map(|c| (c.customer_id.as_str(), c.target, c.actual, c.gap))
+        .collect();
+    // highest tier first, then the worst gap
+    assert_eq!(
+        got,
+        vec![
+            ("A", 4, 5, 0),
+            ("B", 3, 1, 2),
+            ("D", 2, 0, 2),
+            ("E", 1, 1, 0),
+            ("C", 0, 1, 0)
+        ]
+    );
+    let p = period();
+    let r1 = r.by_rep["R1"];
+    assert!(
+        close(r1.attainment(), 5.0 / 7.0)
+            && close(r1.coverage(), 1.0)
+            && close(r1.pace(&p), 15.0 / 14.0)
+    );
+    let r2 = r.by_rep["R2"];
+    assert!(close(r2.attainment(), 0.0) && close(r2.coverage(), 0.0) && close(r2.pace(&p), 0.0));
+    let east = r.by_region["华东"];
+    assert!(
+        close(east.attainment(), 5.0 / 9.0)
+            && close(east.coverage(), 2.0 / 3.0)
+            && close(east.pace(&p), 5.0 / 6.0)
+    );
+    let north = r.by_region["华北"];
+    assert!(close(north.attainment(), 1.0) && close(north.pace(&p), 1.5));
+    assert!(
+        close(r.company.attainment(), 0.6)
+            && close(r.company.coverage(), 0.75)
+            && close(r.company.pace(&p), 0.9)
+    );
+    // attainment is capped per customer: A's fifth visit does not cover B's gap
+    assert!(r1.attainment().unwrap() < 1.0);
+}
+
+#[test]
+fn a_rep_without_targeted_customers_has_blank_visit_ratios() {
+    let rules = TieringConfig::default();
+    let r = visits::compute(&[tier("C", "华东", "R2", "E")], &[], &rules, &period(), 1);
+    let t = r.by_rep["R2"];
+    assert_eq!(
+        (t.attainment(), t.coverage(), t.pace(&period())),
+        (None, None, None)
+    );
+}
+
+fn fixture_monthly() -> Vec<MonthlySales> {
+    vec![
+        // retention base months are 2026-05 … 2026-07, later months 2026-08 … 2026-10
+        sale("A", "P1", 2026, 6, 100.0),
+        sale("A", "P1", 2026, 9, 50.0),
+        sale("C", "P1", 2026, 5, 200.0),
+        sale("C", "P1", 2026, 7, -250.0), // net −50: not in the base
+        sale("E", "P1", 2026, 7, 30.0),
+        sale("E", "P1", 2026, 8, -30.0), // bought before, net ≤ 0 after: churned
+    ]
+}
+
+fn fixture_targets() -> Vec<Target> {
+    vec![
+        Target {
+            rep_id: "R1".into(),
+            month: YearMonth::new(2026, 11),
+            sales_target: Some(3000.0),
+            new_customer_target: Some(3.0),
+        },
+        // another month: outside P
+        Target {
+            rep_id: "R1".into(),
+            month: YearMonth::new(2026, 10),
+            sales_target: Some(9999.0),
+            new_customer_target: Some(9.0),
+        },
+    ]
+}
+
+/// First purchases in P: B (R1) on 11-02 and D (R2) on 11-15.
+/// R1: 1 new of target 3 → 1/3. R2: 1 new, no target → blank.
+/// 华东: 2 new of 3 (targets by rep region) → 2/3.
+/// Conversion (first contact in 2025-11-21 … 2026-11-20): B bought → 华东 1/1;
+/// E never bought → 华北 0/1; D's contact is exactly 12 months back: excluded.
+/// Retention: A (base, retained), E (base, churned) → 华东 1, 华北 0, company 0.5.
+#[test]
+fn development_computed_by_hand() {
+    let r = development::compute(
+        &fixture_customers(),
+        &fixture_reps(),
+        &fixture_purchases(),
+        &fixture_monthly(),
+        &fixture_targets(),
+        DevelopmentEvent::FirstPurchase,
+        &period(),
+        as_of(),
+    );
+    let rep = |id: &str| r.by_rep.iter().find(|x| x.rep_id == id).unwrap().clone();
+    let r1 = rep("R1");
+    assert_eq!((r1.new_customers, r1.new_customer_target), (1, Some(3.0)));
+    assert!(close(r1.achievement, 1.0 / 3.0));
+    let r2 = rep("R2");
+    assert_eq!(
+        (r2.new_customers, r2.new_customer_target, r2.achievement),
+        (1, None, None)
+    );
+    let east = &r.by_region["华东"];
+    assert_eq!(
+        (
+            east.new_customers,
+            east.new_customer_target,
+            east.contacted,
+            east.converted
+        ),
+        (2, Some(3.0), 1, 1)
+    );
+    assert!(close(east.achievement, 2.0 / 3.0) && close(east.conversion, 1.0));
+    assert!(close(east.retention, 1.0) && close(east.churn, 0.0));
+    let north = &r.by_region["华北"];
+    assert!(close(north.conversion, 0.0) && close(north.retention, 0.0) && close(north.churn, 1.0));
+    assert!(
+        close(r.company.conversion, 0.5)
+            && close(r.company.retention, 0.5)
+            && close(r.company.churn, 0.5)
+    );
+}
+
+/// R1: sales 1,500 (A, no line rep) + 500 (a line on D carrying rep R1) = 2,000;
+///     target 3,000 → expected 3,000 × 2/3 = 2,000, achievement 2/3;
+///     components: sales min(2000/2000, 1) = 1; new min(1 ÷ (3 × 2/3), 1) = 0.5;
+///     visits min(15/14, 1) = 1; satisfaction 80/100 (the 2025-10-01 survey is
+///     older than 12 months) → kpi = 100 × (0.5 + 0.1 + 0.2 + 0.08) = 88.
+/// R2: sales 700 (D, no line rep), no targets, visit pace 0, no survey →
+///     only the visits component exists → kpi = 100 × 0 = 0.
+/// R3: nothing measurable → no kpi, ranked last. R4: pace 1.5 → kpi 100.
+/// Active customers (a purchase in 2026-08-21 … 2026-11-20): R1 A and B = 2;
+/// R2 only D (C's last purchase, 2026-08-20, is exactly 3 months back) = 1.
+#[test]
+fn scorecard_computed_by_hand() {
+    let tiers = fixture_tiers();
+    let v = visits::compute(
+        &tiers,
+        &fixture_visit_days(),
+        &TieringConfig::default(),
+        &period(),
+        1,
+    );
+    let dev = development::compute(
+        &fixture_customers(),
+        &fixture_reps(),
+        &fixture_purchases(),
+        &fixture_monthly(),
+        &fixture_targets(),
+        DevelopmentEvent::FirstPurchase,
+        &period(),
+        as_of(),
+    );
+    let sales = vec![
+        PeriodSales {
+            customer_id: "A".into(),
+            line_rep_id: None,
+            amount: 1500.0,
+        },
+        PeriodSales {
+            customer_id: "D".into(),
+            line_rep_id: Some("R1".into()),
+            amount: 500.0,
+        },
+        PeriodSales {
+            customer_id: "D".into(),
+            line_rep_id: None,
+            amount: 700.0,
+        },
+    ];
+    let surveys = vec![
+        Survey {
+            customer_id: "A".into(),
+            date: d(2026, 6, 1),
+            score: 80.0,
+        },
+        Survey {
+            customer_id: "A".into(),
+            date: d(2025, 10, 1),
+            score: 20.0,
+        },
+    ];
+    let s = scorecard::compute(
+        &fixture_reps(),
+        &fixture_customers(),
+        &sales,
+        &fixture_purchases(),
+        &fixture_targets(),
+        &surveys,
+        &v,
+        &dev,
+        &ScorecardWeights::default(),
+        &period(),
+        as_of(),
+    );
+    let order: Vec<(&str, u32)> = s.iter().map(|x| (x.rep_id.as_str(), x.rank)).collect();
+    // sorted by region (byte order: 华东 before 华北), then rank
+    assert_eq!(order, vec![("R1", 1), ("R2", 2), ("R3", 3), ("R4", 1)]);
+    let r1 = &s[0];
+    assert_eq!(
+        (
+            r1.sales,
+            r1.sales_target,
+            r1.active_customers,
+            r1.new_customers
+        ),
+        (2000.0, Some(3000.0), 2, 1)
+    );
+    assert!(close(r1.expected_sales, 2000.0) && close(r1.sales_achievement, 2.0 / 3.0));
+    assert!(close(r1.avg_satisfaction, 80.0) && close(r1.kpi, 88.0));
+    let r2 = &s[1];
+    assert_eq!(
+        (r2.sales, r2.sales_target, r2.active_customers),
+        (700.0, None, 1)
+    );
+    assert!(close(r2.kpi, 0.0));
+    assert_eq!(s[2].kpi, None);
+    assert!(close(s[3].kpi, 100.0));
+}
+
+#[test]
+fn kpi_rescales_weights_over_present_components() {
+    // only visits (0.2 → 1) and satisfaction (0.1 → 1) exist: 100 × (0.2·0.5 + 0.1·1) ÷ 0.3
+    assert!(close(
+        scorecard::kpi(&[(0.5, None), (0.2, None), (0.2, Some(0.5)), (0.1, Some(1.0))]),
+        100.0 * 0.2 / 0.3
+    ));
+    assert_eq!(scorecard::kpi(&[(0.5, None), (0.5, None)]), None);
+}
+
+/// X: C (70) → B (80): sales sub-score +15 weighs 0.5 × 15 = 7.5 → driver sales.
+/// Y: B (76) → C (74): growth −10 weighs 0.2 × −10 = −2 → driver growth.
+/// Z keeps its tier and is not listed. Upgrades first.
+#[test]
+fn tier_changes_computed_by_hand() {
+    let rules = TieringConfig::default();
+    let with = |id: &str, t: &str, score: f64, sales: f64, growth: f64| {
+        let mut r = tier(id, "华东", "R1", t);
+        r.score = score;
+        r.sub = SubScores {
+            sales,
+            growth,
+            coverage: 70.0,
+            loyalty: 70.0,
+            prospect: 70.0,
+        };
+        r
+    };
+    let prev = vec![
+        with("X", "C", 70.0, 70.0, 70.0),
+        with("Y", "B", 76.0, 70.0, 100.0),
+        with("Z", "C", 65.0, 70.0, 70.0),
+    ];
+    let now = vec![
+        with("X", "B", 80.0, 85.0, 70.0),
+        with("Y", "C", 74.0, 70.0, 90.0),
+        with("Z", "C", 66.0, 70.0, 75.0),
+    ];
+    let ch = changes::compute(&now, &prev, &rules);
+    let got: Vec<(&str, &str, &str, bool, f64, &str)> = ch
+        .iter()
+        .map(|c| {
+            (
+                c.customer_id.as_str(),
+                c.from_tier.as_str(),
+                c.to_tier.as_str(),
+                c.upgrade,
+                c.delta,
+                c.driver.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("X", "C", "B", true, 10.0, "sales"),
+            ("Y", "B", "C", false, -2.0, "growth")
+        ]
+    );
+    assert_eq!((ch[0].driver_delta, ch[1].driver_delta), (7.5, -2.0));
+}

@@ -1,0 +1,126 @@
+use std::path::Path;
+
+use calamine::{open_workbook, Data, Reader, Xlsx};
+use chrono::NaiveDate;
+use salesbatch::config::{self, Period};
+use salesbatch::ingest::record::{Reason, Rejection};
+use salesbatch::metrics::{development, visits, Computed, PeriodRange, Rules};
+use salesbatch::report;
+
+use crate::metrics::tier;
+
+const FORMULA_NAME: &str = "=HYPERLINK(\"http://evil.example\",\"点我\")";
+const SCRIPT_NAME: &str = "<script>alert(1)</script>";
+
+fn rendered(dir: &Path) -> Vec<report::Bundle> {
+    let settings =
+        config::load_str(&dir.join("salesbatch.toml"), "").expect("empty config is valid");
+    let as_of = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+    let period = PeriodRange::new(as_of, Period::Mtd);
+    let c = &settings.config;
+    let rules = Rules {
+        tiering: c.tiering.clone(),
+        inactive_values: c.customers.inactive_values.clone(),
+        visits: c.visits.clone(),
+        scorecard: c.scorecard.weights.clone(),
+        development: c.development.event,
+        period: Period::Mtd,
+    };
+    let mut east = tier("E1", "华东", "R1", "A");
+    east.name = FORMULA_NAME.into();
+    let mut north = tier("N1", "华北", "R2", "A");
+    north.name = SCRIPT_NAME.into();
+    let tiers = vec![east, north];
+    let visits = visits::compute(&tiers, &[], &rules.tiering, &period, 1);
+    let development = development::compute(
+        &[],
+        &[],
+        &Default::default(),
+        &[],
+        &[],
+        rules.development,
+        &period,
+        as_of,
+    );
+    let computed = Computed {
+        as_of,
+        period,
+        tiers,
+        changes: vec![],
+        visits,
+        development,
+        scorecard: vec![],
+    };
+    let rejection = Rejection {
+        source: "flow".into(),
+        file: "inbox/north.xlsx".into(),
+        sheet: "Sheet1".into(),
+        row: 7,
+        cell: "B7".into(),
+        column: "客户编码".into(),
+        value: "NORTH-SECRET".into(),
+        reason: Reason::UnknownCustomerId,
+        detail: String::new(),
+    };
+    report::render_all(
+        &settings,
+        &rules,
+        &computed,
+        &[rejection],
+        &dir.join("out"),
+        &[],
+    )
+    .expect("rendered")
+}
+
+fn sheet(path: &Path, name: &str) -> Vec<Vec<Data>> {
+    let mut wb: Xlsx<_> = open_workbook(path).expect("workbook opens");
+    let range = wb.worksheet_range(name).expect("sheet exists");
+    range.rows().map(<[Data]>::to_vec).collect()
+}
+
+#[test]
+fn regional_reports_hold_only_their_region_and_keep_text_as_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundles = rendered(dir.path());
+    let scopes: Vec<&str> = bundles.iter().map(|b| b.scope.name()).collect();
+    assert_eq!(scopes, vec!["华东", "华北", "*"]);
+
+    let east = dir.path().join("out/华东.xlsx");
+    let tiers = sheet(&east, "客户分级");
+    assert_eq!(tiers.len(), 2, "header + the one 华东 customer");
+    assert_eq!(tiers[1][0], Data::String("E1".into()));
+    assert_eq!(tiers[1][2], Data::String("华东".into()));
+    // the formula-looking name is a string cell, and no formula was written
+    assert_eq!(tiers[1][1], Data::String(FORMULA_NAME.into()));
+    let mut wb: Xlsx<_> = open_workbook(&east).unwrap();
+    let formulas = wb.worksheet_formula("客户分级").unwrap();
+    assert!(
+        formulas.used_cells().all(|(_, _, f)| f.is_empty()),
+        "no formula cells"
+    );
+    // the regional data-quality sheet carries a count, never the rejected values
+    let quality = sheet(&east, "数据质量");
+    assert_eq!(quality[0][1], Data::Float(1.0));
+    assert!(!quality
+        .iter()
+        .flatten()
+        .any(|c| c.to_string().contains("NORTH-SECRET")));
+
+    // the national data-quality workbook has the full row
+    let dq = sheet(&dir.path().join("out/data-quality.xlsx"), "数据质量");
+    assert_eq!(dq[1][6], Data::String("NORTH-SECRET".into()));
+
+    // HTML is escaped; 华北's page shows its customer in the worst-gap table
+    let north = std::fs::read_to_string(dir.path().join("out/华北.html")).unwrap();
+    assert!(
+        north.contains("&lt;script&gt;alert(1)&lt;&#x2F;script&gt;")
+            || north.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{north}"
+    );
+    assert!(!north.contains(SCRIPT_NAME));
+    assert!(
+        !north.contains("E1"),
+        "华北 page must not show 华东's customer"
+    );
+}
