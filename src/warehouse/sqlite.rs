@@ -213,6 +213,21 @@ async fn insert_rows(
     Ok(())
 }
 
+/// Converts rows as they arrive, so the raw rows of a large aggregate are
+/// never all held at once next to their typed copies.
+async fn map_rows<T>(
+    query: sqlx::query::Query<'_, Sqlite, <Sqlite as sqlx::Database>::Arguments>,
+    pool: &SqlitePool,
+    mut convert: impl FnMut(&sqlx::sqlite::SqliteRow) -> Option<T>,
+) -> Result<Vec<T>> {
+    let mut rows = query.fetch(pool);
+    let mut out = Vec::new();
+    while let Some(row) = futures_util::TryStreamExt::try_next(&mut rows).await? {
+        out.extend(convert(&row));
+    }
+    Ok(out)
+}
+
 fn parse_date(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap_or(NaiveDate::MIN)
 }
@@ -419,14 +434,13 @@ impl Store for SqliteStore {
         window_months: u32,
         visits: &VisitsConfig,
     ) -> Result<Inputs> {
-        let customers = sqlx::query(
+        let customers = map_rows(
+        sqlx::query(
             "SELECT customer_id, name, region, rep_id, customer_type, first_contact_date, signed_date, prospect_score, \
              coverage_score, status FROM customers ORDER BY customer_id",
-        )
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| Customer {
+        ),
+        &self.pool,
+        |r| Some(Customer {
             customer_id: r.get(0),
             name: r.get(1),
             region: r.get(2),
@@ -437,8 +451,9 @@ impl Store for SqliteStore {
             prospect_score: r.get(7),
             coverage_score: r.get(8),
             status: r.get(9),
-        })
-        .collect();
+        }),
+    )
+    .await?;
         let reps = sqlx::query("SELECT rep_id, name, region FROM reps ORDER BY rep_id")
             .fetch_all(&self.pool)
             .await?
@@ -455,16 +470,15 @@ impl Store for SqliteStore {
         let first = window(as_of, window_months)[0]
             .min(m.offset(-6))
             .first_day();
-        let monthly_sales = sqlx::query(
+        let monthly_sales = map_rows(
+        sqlx::query(
             "SELECT customer_id, product_id, substr(invoice_date, 1, 7) AS ym, SUM(amount), COUNT(*) FROM sales \
              WHERE invoice_date >= ? AND invoice_date < ? GROUP BY customer_id, product_id, ym",
         )
         .bind(first)
-        .bind(m.first_day())
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .filter_map(|r| {
+        .bind(m.first_day()),
+        &self.pool,
+        |r| {
             Some(MonthlySales {
                 customer_id: r.get(0),
                 product_id: r.get(1),
@@ -472,54 +486,62 @@ impl Store for SqliteStore {
                 amount: r.get(3),
                 lines: u64::try_from(r.get::<i64, _>(4)).unwrap_or(0),
             })
-        })
-        .collect();
+        },
+    )
+    .await?;
 
-        let purchases: HashMap<String, PurchaseSpan> = sqlx::query(
+        let purchases: HashMap<String, PurchaseSpan> = map_rows(
+        sqlx::query(
             "SELECT customer_id, MIN(invoice_date), MAX(invoice_date) FROM sales WHERE amount > 0 AND invoice_date <= ? \
              GROUP BY customer_id",
         )
-        .bind(as_of)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| {
+        .bind(as_of),
+        &self.pool,
+        |r| Some({
             (
                 r.get::<String, _>(0),
                 PurchaseSpan { first: parse_date(&r.get::<String, _>(1)), last: parse_date(&r.get::<String, _>(2)) },
             )
-        })
-        .collect();
+        }),
+    )
+    .await?
+    .into_iter()
+    .collect();
 
         let end = period.end.min(as_of);
-        let period_sales = sqlx::query(
+        let period_sales = map_rows(
+        sqlx::query(
             "SELECT customer_id, rep_id, SUM(amount) FROM sales WHERE invoice_date >= ? AND invoice_date <= ? \
              GROUP BY customer_id, rep_id",
         )
         .bind(period.start)
-        .bind(end)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| PeriodSales { customer_id: r.get(0), line_rep_id: r.get(1), amount: r.get(2) })
-        .collect();
+        .bind(end),
+        &self.pool,
+        |r| Some(PeriodSales { customer_id: r.get(0), line_rep_id: r.get(1), amount: r.get(2) }),
+    )
+    .await?;
 
         let counted: HashSet<&str> = visits.counted_types.iter().map(|s| s.trim()).collect();
         let mut days: HashMap<(String, String), u32> = HashMap::new();
-        for r in sqlx::query(
-            "SELECT customer_id, visit_date, visit_type, COUNT(*) FROM visits WHERE visit_date >= ? AND visit_date <= ? \
-             GROUP BY customer_id, visit_date, visit_type",
+        let counted_days = map_rows(
+            sqlx::query(
+                "SELECT customer_id, visit_date, visit_type, COUNT(*) FROM visits WHERE visit_date >= ? AND visit_date <= ? \
+                 GROUP BY customer_id, visit_date, visit_type",
+            )
+            .bind(period.start)
+            .bind(end),
+            &self.pool,
+            |r| {
+                let kind: Option<String> = r.get(2);
+                let kind = kind.as_deref().map(str::trim).filter(|k| !k.is_empty()).unwrap_or(visits.default_type.trim());
+                counted.contains(kind).then(|| {
+                    ((r.get::<String, _>(0), r.get::<String, _>(1)), u32::try_from(r.get::<i64, _>(3)).unwrap_or(0))
+                })
+            },
         )
-        .bind(period.start)
-        .bind(end)
-        .fetch_all(&self.pool)
-        .await?
-        {
-            let kind: Option<String> = r.get(2);
-            let kind = kind.as_deref().map(str::trim).filter(|k| !k.is_empty()).unwrap_or(visits.default_type.trim());
-            if counted.contains(kind) {
-                *days.entry((r.get(0), r.get(1))).or_default() += u32::try_from(r.get::<i64, _>(3)).unwrap_or(0);
-            }
+        .await?;
+        for (key, n) in counted_days {
+            *days.entry(key).or_default() += n;
         }
         let visit_days = days
             .into_iter()
@@ -550,20 +572,22 @@ impl Store for SqliteStore {
         let survey_from = end
             .checked_sub_months(chrono::Months::new(12))
             .unwrap_or(NaiveDate::MIN);
-        let surveys = sqlx::query(
-            "SELECT customer_id, date, score FROM satisfaction WHERE date > ? AND date <= ?",
+        let surveys = map_rows(
+            sqlx::query(
+                "SELECT customer_id, date, score FROM satisfaction WHERE date > ? AND date <= ?",
+            )
+            .bind(survey_from)
+            .bind(end),
+            &self.pool,
+            |r| {
+                Some(Survey {
+                    customer_id: r.get(0),
+                    date: parse_date(&r.get::<String, _>(1)),
+                    score: r.get(2),
+                })
+            },
         )
-        .bind(survey_from)
-        .bind(end)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| Survey {
-            customer_id: r.get(0),
-            date: parse_date(&r.get::<String, _>(1)),
-            score: r.get(2),
-        })
-        .collect();
+        .await?;
 
         Ok(Inputs {
             customers,
