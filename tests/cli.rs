@@ -137,3 +137,91 @@ fn demo_runs_end_to_end_and_is_idempotent() {
     assert!(stdout.contains("(4 already sent, 0 failed)"), "{stdout}");
     assert_eq!(export(&["export", "tiers", "--as-of", "2026-11-20"]), tiers);
 }
+
+/// Many files, each larger than what its channel buffers, more files than
+/// cores: parsers block on full channels. The writer must still get every
+/// file, in order (an earlier design could deadlock here). Also checks that
+/// every row loads exactly once.
+#[test]
+fn ingest_of_many_large_files_completes() {
+    use std::io::Write as _;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("in/sales")).unwrap();
+    std::fs::write(root.join("in/reps.csv"), "rep,name,region\nR1,张伟,华东\n").unwrap();
+    std::fs::write(
+        root.join("in/customers.csv"),
+        "id,name,region,rep\nC1,医院,华东,R1\n",
+    )
+    .unwrap();
+    const FILES: usize = 8;
+    const ROWS: usize = 9_000;
+    for f in 0..FILES {
+        let mut out = std::io::BufWriter::new(
+            std::fs::File::create(root.join(format!("in/sales/s{f:02}.csv"))).unwrap(),
+        );
+        writeln!(out, "date,customer,product,amount").unwrap();
+        for r in 0..ROWS {
+            writeln!(out, "2026-10-{:02},C1,P{},1.00", 1 + r % 28, r % 5).unwrap();
+        }
+    }
+    std::fs::write(
+        root.join("salesbatch.toml"),
+        r#"
+[[sources]]
+name = "reps"
+dataset = "reps"
+kind = "csv"
+path = "in/reps.csv"
+columns = { rep_id = "rep", name = "name", region = "region" }
+[[sources]]
+name = "customers"
+dataset = "customers"
+kind = "csv"
+path = "in/customers.csv"
+columns = { customer_id = "id", name = "name", region = "region", rep_id = "rep" }
+[[sources]]
+name = "sales"
+dataset = "sales"
+kind = "csv"
+path = "in/sales/*.csv"
+columns = { invoice_date = "date", customer_id = "customer", product_id = "product", amount = "amount" }
+[[jobs]]
+name = "load"
+cron = "0 0 1 * * *"
+steps = ["ingest"]
+"#,
+    )
+    .unwrap();
+    let mut child = bin()
+        .arg("--config")
+        .arg(root.join("salesbatch.toml"))
+        .args(["run", "load", "--as-of", "2026-11-20"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("ingest did not finish: parse-ahead deadlock");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert_eq!(status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "{} files loaded, 0 skipped, 0 refused, {} rows",
+            FILES + 2,
+            FILES * ROWS + 2
+        )),
+        "{stdout}"
+    );
+}

@@ -10,13 +10,14 @@ pub mod reader;
 pub mod record;
 pub mod sql;
 
+use std::collections::VecDeque;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use self::coerce::{Cell, Epoch};
@@ -353,29 +354,31 @@ async fn ingest_files(
             }
         }
     }
-    let permits = Arc::new(Semaphore::new(
-        std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
-    ));
+    // Parse-ahead window: the writer loads files strictly in path order, and
+    // only the next `window` files (the one being loaded included) may be
+    // parsing. Spawning from this loop, in order, is what guarantees the file
+    // the writer waits on is always running: a parser blocked on its full
+    // channel can never hold a slot that an earlier file needs.
+    let window = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let max_bytes = settings.config.ingest.max_file_mb.saturating_mul(1 << 20);
-    let mut pending = Vec::new();
-    for (path, name, sha, unchanged) in todo {
-        if unchanged {
-            summary.files_skipped += 1;
-            continue;
+    let (unchanged, changed): (Vec<_>, Vec<_>) = todo.into_iter().partition(|t| t.3);
+    summary.files_skipped += unchanged.len() as u64;
+    let mut to_load = changed.into_iter();
+    let mut running = VecDeque::new();
+    loop {
+        while running.len() < window {
+            let Some((path, name, sha, _)) = to_load.next() else {
+                break;
+            };
+            let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+            let (src, m, file) = (source.clone(), masters.clone(), name.clone());
+            let handle =
+                tokio::task::spawn_blocking(move || parse_file(&path, file, src, m, max_bytes, tx));
+            running.push_back((name, sha, rx, handle));
         }
-        let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
-        let permit = permits.clone().acquire_owned();
-        let (src, m, file) = (source.clone(), masters.clone(), name.clone());
-        // permits are granted in file order, so the file the writer waits on
-        // always has one: parse-ahead can never starve the writer
-        let handle = tokio::spawn(async move {
-            let _permit = permit.await;
-            tokio::task::spawn_blocking(move || parse_file(&path, file, src, m, max_bytes, tx))
-                .await
-        });
-        pending.push((name, sha, rx, handle));
-    }
-    for (name, sha, rx, handle) in pending {
+        let Some((name, sha, rx, handle)) = running.pop_front() else {
+            break;
+        };
         let load = FileLoad {
             source: source.name.clone(),
             file: name.clone(),
@@ -386,7 +389,7 @@ async fn ingest_files(
             max_reject_ratio: settings.config.ingest.max_reject_ratio,
         };
         let outcome = store.load_file(load, rx).await?;
-        let parsed = handle.await??;
+        let parsed = handle.await?;
         finish_file(source, &name, parsed, outcome, summary);
     }
     Ok(())
