@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, Settings};
 use crate::jobs::{self, RunOptions, RunStatus};
-use crate::{report, warehouse};
+use crate::{deliver, report, warehouse};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -83,6 +83,9 @@ pub enum Command {
         /// Date the demo data ends on and the run computes (default: yesterday).
         #[arg(long)]
         as_of: Option<NaiveDate>,
+        /// Only write the demo files; do not run the nightly job.
+        #[arg(long)]
+        no_run: bool,
     },
 }
 
@@ -126,10 +129,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             customers,
             seed,
             as_of,
+            no_run,
         } => {
             let as_of = as_of.unwrap_or_else(|| yesterday(chrono_tz::Asia::Shanghai));
             let config_path = crate::demo::write(&dir, customers, seed, as_of)?;
             println!("demo written to {}", dir.display());
+            if no_run {
+                return Ok(ExitCode::Success);
+            }
             let settings = load(&config_path)?;
             run_job_cmd(&settings, "nightly", Some(as_of), RunOptions::default()).await
         }
@@ -198,18 +205,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return retry_deliveries(&settings, store.as_ref()).await;
             }
             println!(
-                "{:<10} {:<10} {:<28} {:<8} {:<7} {:>3}  error",
-                "as_of", "job", "recipient", "region", "status", "try"
+                "{:<10} {:<10} {:<28} {:<8} {:<7} {:>3}  {:<50}  error",
+                "as_of", "job", "recipient", "region", "status", "try", "message_id"
             );
             for d in store.deliveries(failed).await? {
                 println!(
-                    "{:<10} {:<10} {:<28} {:<8} {:<7} {:>3}  {}",
+                    "{:<10} {:<10} {:<28} {:<8} {:<7} {:>3}  {:<50}  {}",
                     d.as_of,
                     d.job,
                     d.recipient,
                     d.region,
                     d.status,
                     d.attempts,
+                    d.message_id.unwrap_or_default(),
                     d.error.unwrap_or_default()
                 );
             }
@@ -319,7 +327,14 @@ async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
             config::SourceKind::Sql => {
                 let var = s.url_env.as_deref().unwrap_or_default();
                 match std::env::var(var) {
-                    Ok(_) => println!("source `{}`: sql via `{var}`", s.name),
+                    Ok(url) => match crate::ingest::sql::ping(&url).await {
+                        Ok(()) => println!("source `{}`: sql via `{var}`: connected", s.name),
+                        Err(e) => {
+                            problems += 1;
+                            // the URL may hold a password: name the variable only
+                            println!("source `{}`: cannot connect via `{var}`: {e}", s.name);
+                        }
+                    },
                     Err(_) => {
                         problems += 1;
                         println!(
@@ -396,11 +411,17 @@ async fn retry_deliveries(
     settings: &Settings,
     store: &dyn warehouse::Store,
 ) -> anyhow::Result<ExitCode> {
-    let failed = store.deliveries(true).await?;
-    let mut degraded = false;
-    let mut pairs: Vec<(String, NaiveDate)> =
-        failed.iter().map(|d| (d.job.clone(), d.as_of)).collect();
+    let spooled = deliver::retry_spooled(settings, store).await?;
+    println!("{} resent, {} still failing", spooled.sent, spooled.failed);
+    let mut degraded = spooled.failed > 0;
+    let mut pairs: Vec<(String, NaiveDate)> = spooled
+        .unspooled
+        .iter()
+        .map(|d| (d.job.clone(), d.as_of))
+        .collect();
+    pairs.sort();
     pairs.dedup();
+    // without a spooled message the email is rebuilt from that date's run
     for (job, as_of) in pairs {
         let Some(job_cfg) = settings.job(&job) else {
             continue;
@@ -414,7 +435,7 @@ async fn retry_deliveries(
         let outcome = jobs::run_job(settings, store, &cfg, as_of, &RunOptions::default()).await?;
         degraded |= outcome.counts.emails_failed > 0;
         println!(
-            "{job} {as_of}: {} resent, {} still failing",
+            "{job} {as_of}: rebuilt, {} resent, {} still failing",
             outcome.counts.emails_sent, outcome.counts.emails_failed
         );
     }

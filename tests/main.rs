@@ -1,5 +1,7 @@
 //! The one integration-test binary.
 mod cli;
 mod config;
+mod deliver;
+mod ingest;
 mod metrics;
 mod report;

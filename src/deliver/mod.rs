@@ -1,13 +1,16 @@
 //! Delivery: one email per recipient and region, each recorded in the ledger.
 //! A region's manager gets only that region's bundle; `*` gets the national
 //! report and the data-quality workbook. Without `[smtp]`, emails are written
-//! with their envelope to `out/outbox/` (lettre's file transport).
+//! with their envelope to `out/outbox/` (lettre's file transport). A message
+//! that still fails after its attempts is spooled the same way to
+//! `out/spool/`, so `deliveries retry` resends exactly what was built then.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::NaiveDate;
+use lettre::address::Envelope;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
@@ -102,18 +105,54 @@ pub fn build_message(
         .multipart(mixed)?)
 }
 
-async fn send_once(t: &Transport, msg: &Message) -> Result<String, String> {
+fn spool(settings: &Settings) -> anyhow::Result<AsyncFileTransport<Tokio1Executor>> {
+    let dir = settings.output_dir().join("spool");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    Ok(AsyncFileTransport::<Tokio1Executor>::with_envelope(dir))
+}
+
+async fn send_once(t: &Transport, envelope: &Envelope, raw: &[u8]) -> Result<(), String> {
     match t {
-        Transport::Outbox(f, _) => f.send(msg.clone()).await.map_err(|e| e.to_string()),
+        Transport::Outbox(f, _) => f
+            .send_raw(envelope, raw)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
         // lettre's timeout covers connecting only: bound the whole send
         Transport::Smtp(s, limit) => {
-            match tokio::time::timeout(*limit, s.send(msg.clone())).await {
-                Ok(Ok(_)) => Ok(String::new()),
+            match tokio::time::timeout(*limit, s.send_raw(envelope, raw)).await {
+                Ok(Ok(_)) => Ok(()),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(_) => Err(format!("send timed out after {}s", limit.as_secs())),
             }
         }
     }
+}
+
+/// Sends with up to `ATTEMPTS` tries, backing off 0.5 s then 2 s; returns
+/// the attempts made and the last error.
+async fn send_with_backoff(
+    t: &Transport,
+    envelope: &Envelope,
+    raw: &[u8],
+) -> (i64, Result<(), String>) {
+    let mut result = Err(String::new());
+    let mut made = 0;
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(500 * 4u64.pow(attempt - 1))).await;
+        }
+        made += 1;
+        result = send_once(t, envelope, raw).await;
+        if result.is_ok() {
+            break;
+        }
+    }
+    (made, result)
+}
+
+fn now() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -159,27 +198,22 @@ pub async fn deliver_all(
             }
             let message_id = format!("<{run_id}.{}@salesbatch>", uuid::Uuid::new_v4());
             let msg = build_message(&from, &to, bundle, &message_id)?;
-            let mut attempts = previous.as_ref().map_or(0, |d| d.attempts);
-            let mut result = Err(String::new());
-            for attempt in 0..ATTEMPTS {
-                if attempt > 0 {
-                    tokio::time::sleep(Duration::from_millis(500 * 4u64.pow(attempt - 1))).await;
-                }
-                attempts += 1;
-                result = send_once(&t, &msg).await;
-                if result.is_ok() {
-                    break;
-                }
-            }
-            let (status, error) = match &result {
-                Ok(_) => {
+            let raw = msg.formatted();
+            let (made, result) = send_with_backoff(&t, msg.envelope(), &raw).await;
+            let attempts = previous.as_ref().map_or(0, |d| d.attempts) + made;
+            let (status, error, spooled) = match result {
+                Ok(()) => {
                     summary.sent += 1;
-                    ("sent", None)
+                    ("sent", None, None)
                 }
                 Err(e) => {
                     summary.failed += 1;
+                    let id = spool(settings)?
+                        .send(msg)
+                        .await
+                        .context("cannot spool the undelivered email")?;
                     warn!(recipient = %r.email, region = %region, error = %e, "email not delivered; `salesbatch deliveries retry` resends it");
-                    ("failed", Some(e.clone()))
+                    ("failed", Some(e), Some(id))
                 }
             };
             store
@@ -193,7 +227,8 @@ pub async fn deliver_all(
                     attempts,
                     message_id: Some(message_id),
                     error,
-                    updated_at: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                    updated_at: now(),
+                    spool: spooled,
                 })
                 .await?;
         }
@@ -203,6 +238,66 @@ pub async fn deliver_all(
         failed = summary.failed,
         skipped = summary.skipped,
         "delivery finished"
+    );
+    Ok(summary)
+}
+
+/// What `deliveries retry` did with the spooled emails.
+#[derive(Debug, Default)]
+pub struct RetrySummary {
+    pub sent: u64,
+    pub failed: u64,
+    /// failed deliveries with no spooled message (recorded before spooling
+    /// existed, or the spool was removed): their job run must be redone
+    pub unspooled: Vec<DeliveryRow>,
+}
+
+/// Resends every failed email from the spool, byte for byte as first built.
+pub async fn retry_spooled(settings: &Settings, store: &dyn Store) -> anyhow::Result<RetrySummary> {
+    let t = transport(settings)?;
+    let spool = spool(settings)?;
+    let mut summary = RetrySummary::default();
+    for mut d in store.deliveries(true).await? {
+        let Some(id) = d.spool.clone() else {
+            summary.unspooled.push(d);
+            continue;
+        };
+        let (envelope, raw) = match spool.read(&id).await {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(recipient = %d.recipient, region = %d.region, error = %e, "spooled email unreadable; rerunning its job");
+                summary.unspooled.push(d);
+                continue;
+            }
+        };
+        let (made, result) = send_with_backoff(&t, &envelope, &raw).await;
+        d.attempts += made;
+        d.updated_at = now();
+        match result {
+            Ok(()) => {
+                summary.sent += 1;
+                d.status = "sent".into();
+                d.error = None;
+                d.spool = None;
+                store.record_delivery(&d).await?;
+                let dir = settings.output_dir().join("spool");
+                for ext in ["eml", "json"] {
+                    let _ = std::fs::remove_file(dir.join(format!("{id}.{ext}")));
+                }
+            }
+            Err(e) => {
+                summary.failed += 1;
+                warn!(recipient = %d.recipient, region = %d.region, error = %e, "email still not delivered");
+                d.error = Some(e);
+                store.record_delivery(&d).await?;
+            }
+        }
+    }
+    info!(
+        sent = summary.sent,
+        failed = summary.failed,
+        rerun = summary.unspooled.len(),
+        "retry finished"
     );
     Ok(summary)
 }

@@ -1,6 +1,7 @@
 //! Excel-family reader (xlsx, xlsm, xlsb, xls, ods) on calamine. xlsx/xlsb are
 //! streamed cell by cell; a sheet declaring more than Excel's 1,048,576 ×
-//! 16,384 cells is refused before anything is allocated for it.
+//! 16,384 cells is refused before anything is allocated for it; xls and the zip
+//! containers first pass the checks in `guard`.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -9,6 +10,7 @@ use std::path::Path;
 use calamine::{open_workbook, Data, DataRef, Ods, Reader, Xls, Xlsb, Xlsx};
 
 use super::coerce::{Cell, Epoch};
+use super::guard;
 use super::reader::{FileError, RowAssembler, Visitor};
 
 const MAX_ROWS: u32 = 1_048_576;
@@ -101,6 +103,7 @@ pub fn read(
         .to_ascii_lowercase();
     match ext.as_str() {
         "xlsx" | "xlsm" => {
+            guard::zip_container(path)?;
             let mut wb: Xlsx<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
             let epoch = if wb.has_1904_epoch() {
                 Epoch::E1904
@@ -120,6 +123,7 @@ pub fn read(
             Ok(name)
         }
         "xlsb" => {
+            guard::zip_container(path)?;
             let mut wb: Xlsb<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
             let name = pick_sheet(&wb.sheet_names(), sheet)?;
             let mut cells = wb.worksheet_cells_reader(&name).map_err(cannot_open)?;
@@ -134,10 +138,12 @@ pub fn read(
             Ok(name)
         }
         "xls" => {
+            guard::xls_dimensions(path)?;
             let mut wb: Xls<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
             read_range(&mut wb, sheet, header_row, visitor)
         }
         "ods" => {
+            guard::zip_container(path)?;
             let mut wb: Ods<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
             read_range(&mut wb, sheet, header_row, visitor)
         }

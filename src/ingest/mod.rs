@@ -6,6 +6,7 @@
 pub mod coerce;
 pub mod csv;
 pub mod excel;
+pub mod guard;
 pub mod reader;
 pub mod record;
 pub mod sql;
@@ -408,7 +409,13 @@ fn finish_file(
             summary.rows_loaded += rows;
             summary.rejections.extend(parsed.rejections);
         }
-        (Ok(()), LoadOutcome::RatioExceeded) => {
+        (
+            Ok(()),
+            LoadOutcome::RatioExceeded {
+                rejected,
+                data_rows,
+            },
+        ) => {
             summary.files_refused += 1;
             let n = parsed.rejections.len();
             summary.rejections.extend(parsed.rejections);
@@ -418,7 +425,9 @@ fn finish_file(
                 &parsed.sheet,
                 Reason::RejectRatioExceeded,
                 String::new(),
-                format!("{n} rows rejected; nothing from this file was loaded"),
+                format!(
+                    "{rejected} of {data_rows} rows rejected; nothing from this file was loaded"
+                ),
             ));
             warn!(source = %source.name, file = name, rejected = n, "file refused: reject ratio exceeded");
         }

@@ -136,3 +136,33 @@ pub async fn fetch<B>(
         ))
     }
 }
+
+/// Connects to a source database and closes again: what `check` calls to
+/// prove a SQL source is reachable without running its query.
+pub async fn ping(url: &str) -> Result<(), String> {
+    let err = |e: sqlx::Error| e.to_string();
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        sqlx::PgPool::connect(url).await.map_err(err)?.close().await;
+    } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+        sqlx::MySqlPool::connect(url)
+            .await
+            .map_err(err)?
+            .close()
+            .await;
+    } else if url.starts_with("sqlite:") {
+        let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url)
+            .map_err(err)?
+            .read_only(true);
+        sqlx::SqlitePool::connect_with(options)
+            .await
+            .map_err(err)?
+            .close()
+            .await;
+    } else {
+        return Err(format!(
+            "unsupported URL scheme in `{}`",
+            url.split("://").next().unwrap_or("")
+        ));
+    }
+    Ok(())
+}

@@ -81,7 +81,10 @@ pub enum LoadOutcome {
         rows: u64,
     },
     /// too many rejects: rolled back, nothing from the file stored
-    RatioExceeded,
+    RatioExceeded {
+        rejected: u64,
+        data_rows: u64,
+    },
     /// the parser stopped before the end: rolled back
     Aborted,
 }
@@ -110,6 +113,8 @@ pub struct DeliveryRow {
     pub message_id: Option<String>,
     pub error: Option<String>,
     pub updated_at: String,
+    /// id of the spooled message (`out/spool/<id>.eml` + `.json`) while failed
+    pub spool: Option<String>,
 }
 
 #[async_trait]

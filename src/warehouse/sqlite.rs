@@ -269,7 +269,10 @@ impl Store for SqliteStore {
                 } => {
                     if data_rows > 0 && rejected as f64 > load.max_reject_ratio * data_rows as f64 {
                         tx.rollback().await?;
-                        return Ok(LoadOutcome::RatioExceeded);
+                        return Ok(LoadOutcome::RatioExceeded {
+                            rejected,
+                            data_rows,
+                        });
                     }
                     sqlx::query(
                         "INSERT INTO ingested_files (source, file, sha256, rows_loaded, rows_rejected, unknown_ids, loaded_at) \
@@ -682,7 +685,7 @@ impl Store for SqliteStore {
         region: &str,
     ) -> Result<Option<DeliveryRow>> {
         let row = sqlx::query(
-            "SELECT job, as_of, recipient, region, run_id, status, attempts, message_id, error, updated_at FROM deliveries \
+            "SELECT job, as_of, recipient, region, run_id, status, attempts, message_id, error, updated_at, spool FROM deliveries \
              WHERE job = ? AND as_of = ? AND recipient = ? AND region = ?",
         )
         .bind(job)
@@ -696,10 +699,11 @@ impl Store for SqliteStore {
 
     async fn record_delivery(&self, d: &DeliveryRow) -> Result<()> {
         sqlx::query(
-            "INSERT INTO deliveries (job, as_of, recipient, region, run_id, status, attempts, message_id, error, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job, as_of, recipient, region) DO UPDATE SET \
+            "INSERT INTO deliveries (job, as_of, recipient, region, run_id, status, attempts, message_id, error, updated_at, spool) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job, as_of, recipient, region) DO UPDATE SET \
              run_id = excluded.run_id, status = excluded.status, attempts = excluded.attempts, \
-             message_id = excluded.message_id, error = excluded.error, updated_at = excluded.updated_at",
+             message_id = excluded.message_id, error = excluded.error, updated_at = excluded.updated_at, \
+             spool = excluded.spool",
         )
         .bind(&d.job)
         .bind(d.as_of)
@@ -711,6 +715,7 @@ impl Store for SqliteStore {
         .bind(&d.message_id)
         .bind(&d.error)
         .bind(&d.updated_at)
+        .bind(&d.spool)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -718,7 +723,7 @@ impl Store for SqliteStore {
 
     async fn deliveries(&self, failed_only: bool) -> Result<Vec<DeliveryRow>> {
         let rows = sqlx::query(
-            "SELECT job, as_of, recipient, region, run_id, status, attempts, message_id, error, updated_at FROM deliveries \
+            "SELECT job, as_of, recipient, region, run_id, status, attempts, message_id, error, updated_at, spool FROM deliveries \
              WHERE (? = 0 OR status = 'failed') ORDER BY as_of DESC, job, recipient, region",
         )
         .bind(i64::from(failed_only))
@@ -772,6 +777,7 @@ fn delivery_row(r: &sqlx::sqlite::SqliteRow) -> DeliveryRow {
         message_id: r.get(7),
         error: r.get(8),
         updated_at: r.get(9),
+        spool: r.get(10),
     }
 }
 

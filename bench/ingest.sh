@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Ingest benchmark: xlsx and CSV timed separately against calamine alone.
+#
+# Generates the demo with N customers (files only), loads its masters once,
+# then for each format copies that warehouse and times an ingest-only job
+# over just that format's sales files with /usr/bin/time -v. The baseline is
+# examples/calamine_read.rs: the same xlsx files read cell by cell with
+# calamine's streaming reader, on the same number of threads, doing nothing
+# else. Usage: bench/ingest.sh [CUSTOMERS] [DIR]
+set -euo pipefail
+n=${1:-20000}
+dir=$(realpath -m "${2:-bench-data/ingest-$n}")
+bin=$PWD/target/release/salesbatch
+cargo build --release --quiet --bin salesbatch --example calamine_read
+rm -rf "$dir"
+mkdir -p "$dir"
+"$bin" demo --dir "$dir/demo" --customers "$n" --as-of 2026-11-20 --no-run >/dev/null
+
+masters='
+[[sources]]
+name = "reps"
+dataset = "reps"
+kind = "excel"
+path = "demo/inbox/reps/*.xlsx"
+columns = { rep_id = "代表编码", name = "姓名", region = "大区", hire_date = "入职日期", email = "邮箱" }
+[[sources]]
+name = "customers"
+dataset = "customers"
+kind = "excel"
+path = "demo/inbox/customers/*.xlsx"
+columns = { customer_id = "客户编码", name = "客户名称", region = "大区", rep_id = "负责代表", customer_type = "客户类型", first_contact_date = "首次接触日期", signed_date = "签约日期", prospect_score = "潜力评分", coverage_score = "覆盖评分", status = "状态" }
+[[jobs]]
+name = "load"
+cron = "0 0 1 * * *"
+steps = ["ingest"]
+'
+write_config() { # name, warehouse, extra sources
+  printf '[warehouse]\nurl = "sqlite://%s"\n%s\n%s\n' "$2" "$masters" "$3" >"$dir/$1.toml"
+}
+write_config masters "$dir/masters.db" ""
+"$bin" --config "$dir/masters.toml" run load --as-of 2026-11-20 >/dev/null
+
+xlsx_source='
+[[sources]]
+name = "distributor-flow"
+dataset = "sales"
+kind = "excel"
+path = "demo/inbox/flow/*.xlsx"
+columns = { invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", quantity = "数量", amount = "金额" }'
+csv_source='
+[[sources]]
+name = "distributor-flow-csv"
+dataset = "sales"
+kind = "csv"
+path = "demo/inbox/flow_csv/*.csv"
+encoding = "gbk"
+columns = { invoice_date = "销售日期", customer_id = "终端编码", product_id = "品规编码", quantity = "数量", amount = "销售金额" }'
+
+echo "== $n customers"
+echo "-- calamine alone (xlsx)"
+/usr/bin/time -v target/release/examples/calamine_read "$dir"/demo/inbox/flow/*.xlsx 2>"$dir/calamine.log"
+grep -E 'Elapsed \(wall|Maximum resident' "$dir/calamine.log"
+for fmt in xlsx csv; do
+  src_var="${fmt}_source"
+  for ext in "" -wal -shm; do
+    if [ -f "$dir/masters.db$ext" ]; then cp "$dir/masters.db$ext" "$dir/$fmt.db$ext"; fi
+  done
+  write_config "$fmt" "$dir/$fmt.db" "${!src_var}"
+  echo "-- salesbatch ingest ($fmt)"
+  /usr/bin/time -v "$bin" --config "$dir/$fmt.toml" run load --as-of 2026-11-20 >"$dir/$fmt.out" 2>"$dir/$fmt.log" || true
+  grep -E '^run ' "$dir/$fmt.out"
+  grep -E 'Elapsed \(wall|Maximum resident' "$dir/$fmt.log"
+done
+du -sh "$dir"/demo/inbox/flow "$dir"/demo/inbox/flow_csv

@@ -1,0 +1,802 @@
+//! Ingest against real files and real databases: every format, every reject
+//! reason, hostile files, idempotent reloads, SQL sources on PostgreSQL and
+//! MariaDB, files written by LibreOffice, and a kill in the middle of a file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
+use salesbatch::config::Settings;
+use salesbatch::ingest::IngestSummary;
+use sqlx::Row;
+
+/// A scratch project: masters (reps R1, R2; customers C1–C3 and 1001) plus
+/// whatever sources a test adds, with its own SQLite warehouse.
+pub struct Lab {
+    pub dir: tempfile::TempDir,
+}
+
+const MASTERS: &str = r#"
+[[sources]]
+name = "reps"
+dataset = "reps"
+kind = "csv"
+path = "in/reps.csv"
+columns = { rep_id = "rep", name = "name", region = "region" }
+[[sources]]
+name = "customers"
+dataset = "customers"
+kind = "csv"
+path = "in/customers.csv"
+columns = { customer_id = "id", name = "name", region = "region", rep_id = "rep" }
+[[jobs]]
+name = "load"
+cron = "0 0 1 * * *"
+steps = ["ingest"]
+"#;
+
+impl Lab {
+    pub fn new() -> Self {
+        let lab = Self {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        lab.write(
+            "in/reps.csv",
+            "rep,name,region\nR1,张伟,华东\nR2,李娜,华北\n".as_bytes(),
+        );
+        lab.write(
+            "in/customers.csv",
+            "id,name,region,rep\nC1,甲医院,华东,R1\nC2,乙药店,华北,R2\nC3,丙诊所,华东,R1\n1001,丁医院,华东,R1\n"
+                .as_bytes(),
+        );
+        lab
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, bytes: &[u8]) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+
+    /// Writes `salesbatch.toml` (masters + `extra`) and loads it.
+    pub fn settings(&self, extra: &str) -> Settings {
+        let path = self.path("salesbatch.toml");
+        std::fs::write(&path, format!("{extra}\n{MASTERS}")).unwrap();
+        salesbatch::config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub async fn ingest(&self, settings: &Settings) -> IngestSummary {
+        let store = salesbatch::warehouse::open(&settings.warehouse_url().unwrap())
+            .await
+            .unwrap();
+        salesbatch::ingest::run(settings, store.as_ref())
+            .await
+            .unwrap()
+    }
+
+    pub async fn warehouse(&self) -> sqlx::SqlitePool {
+        sqlx::SqlitePool::connect(&format!(
+            "sqlite://{}",
+            self.path("data/warehouse.db").display()
+        ))
+        .await
+        .unwrap()
+    }
+
+    /// (invoice_date, customer_id, product_id, amount) of one source, sorted.
+    pub async fn sales(&self, source: &str) -> Vec<(String, String, String, f64)> {
+        let pool = self.warehouse().await;
+        let rows = sqlx::query(
+            "SELECT invoice_date, customer_id, product_id, amount FROM sales WHERE source = ? \
+             ORDER BY invoice_date, customer_id, product_id, amount",
+        )
+        .bind(source)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        rows.iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect()
+    }
+
+    pub async fn total(&self, source: &str) -> f64 {
+        self.sales(source).await.iter().map(|r| r.3).sum()
+    }
+}
+
+fn rejections(summary: &IngestSummary) -> Vec<String> {
+    summary.rejections.iter().map(ToString::to_string).collect()
+}
+
+fn assert_has(lines: &[String], wanted: &str) {
+    assert!(
+        lines.iter().any(|l| l == wanted),
+        "no rejection\n  {wanted}\namong\n  {}",
+        lines.join("\n  ")
+    );
+}
+
+fn row(d: &str, c: &str, p: &str, a: f64) -> (String, String, String, f64) {
+    (d.into(), c.into(), p.into(), a)
+}
+
+/// A server or tool a test needs: on a laptop without it the test is skipped
+/// with a notice, under `CI=true` its absence fails the test.
+pub fn require(what: &str, available: bool) -> bool {
+    if available {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{what} is required when CI=true"
+    );
+    eprintln!("SKIPPED: {what} is not available here");
+    false
+}
+
+const FLOW_COLUMNS: &str = r#"columns = { invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", amount = "金额" }"#;
+
+#[tokio::test]
+async fn csv_in_utf8_bom_crlf_gbk_and_gb18030_loads_the_same_rows() {
+    let lab = Lab::new();
+    // quoted thousands separator, currency signs, three date spellings, a
+    // padded id, a header with a full-width space around it
+    let text = "日期,客户编码,产品编码,\u{3000}金额 \r\n\
+                2026-10-03,C1,P1,\"1,234.50\"\r\n\
+                2026/10/04, C2 ,P2,￥200\r\n\
+                2026年10月05日,C3,\"P,3\",￥-50.25\r\n";
+    let mut bom = vec![0xEF, 0xBB, 0xBF];
+    bom.extend_from_slice(text.as_bytes());
+    lab.write("in/utf8/a.csv", &bom);
+    let (gbk, _, bad) = encoding_rs::GBK.encode(text);
+    assert!(!bad);
+    lab.write("in/gbk/a.csv", &gbk);
+    let (gb18030, _, bad) = encoding_rs::GB18030.encode(text);
+    assert!(!bad);
+    lab.write("in/gb18030/a.csv", &gb18030);
+    let mut extra = String::new();
+    for (name, enc) in [("utf8", "utf-8"), ("gbk", "gbk"), ("gb18030", "gb18030")] {
+        extra.push_str(&format!(
+            "[[sources]]\nname = \"{name}\"\ndataset = \"sales\"\nkind = \"csv\"\npath = \"in/{name}/*.csv\"\nencoding = \"{enc}\"\n{FLOW_COLUMNS}\n"
+        ));
+    }
+    let settings = lab.settings(&extra);
+    let summary = lab.ingest(&settings).await;
+    assert!(summary.rejections.is_empty(), "{:?}", rejections(&summary));
+    let expected = vec![
+        row("2026-10-03", "C1", "P1", 1234.5),
+        row("2026-10-04", "C2", "P2", 200.0),
+        row("2026-10-05", "C3", "P,3", -50.25),
+    ];
+    for source in ["utf8", "gbk", "gb18030"] {
+        assert_eq!(lab.sales(source).await, expected, "{source}");
+    }
+}
+
+/// Writes a sales workbook as users' Excel files look: a title row above the
+/// header, typed date cells, a numeric id, amounts as numbers and as text.
+fn flow_workbook(path: &Path) {
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet().set_name("流向").unwrap();
+    let date = Format::new().set_num_format("yyyy-mm-dd");
+    ws.write(0, 0, "十月流向（经销商甲）").unwrap();
+    for (c, h) in ["日期", "客户编码", "产品编码", "数量", "金额"]
+        .iter()
+        .enumerate()
+    {
+        ws.write(2, c as u16, *h).unwrap();
+    }
+    ws.write_datetime_with_format(3, 0, ExcelDateTime::from_ymd(2026, 10, 3).unwrap(), &date)
+        .unwrap();
+    ws.write(3, 1, 1001.0).unwrap();
+    ws.write(3, 2, "P1").unwrap();
+    ws.write(3, 3, 10).unwrap();
+    ws.write(3, 4, 1500.5).unwrap();
+    // a date typed as an unformatted serial number and an amount stored as text
+    ws.write(4, 0, 46_330.0).unwrap();
+    ws.write(4, 1, "C2").unwrap();
+    ws.write(4, 2, "P2").unwrap();
+    ws.write(4, 4, "¥1,000").unwrap();
+    ws.write(5, 0, "2026年10月07日").unwrap();
+    ws.write(5, 1, "C3").unwrap();
+    ws.write(5, 2, "P1").unwrap();
+    ws.write(5, 4, -20).unwrap();
+    wb.add_worksheet().set_name("说明").unwrap();
+    wb.save(path).unwrap();
+}
+
+fn flow_expected() -> Vec<(String, String, String, f64)> {
+    vec![
+        row("2026-10-03", "1001", "P1", 1500.5),
+        // serial 46330 in the 1900 system: 45658 is 2025-01-01, + 365 + 307 days
+        row("2026-11-04", "C2", "P2", 1000.0),
+        row("2026-10-07", "C3", "P1", -20.0),
+    ]
+}
+
+fn flow_source(name: &str, glob: &str) -> String {
+    format!(
+        "[[sources]]\nname = \"{name}\"\ndataset = \"sales\"\nkind = \"excel\"\npath = \"{glob}\"\nsheet = \"流向\"\nheader_row = 3\n{FLOW_COLUMNS}\n"
+    )
+}
+
+#[tokio::test]
+async fn xlsx_cells_of_every_type_are_coerced() {
+    let lab = Lab::new();
+    std::fs::create_dir_all(lab.path("in/xlsx")).unwrap();
+    flow_workbook(&lab.path("in/xlsx/october.xlsx"));
+    let settings = lab.settings(&flow_source("flow", "in/xlsx/*.xlsx"));
+    let summary = lab.ingest(&settings).await;
+    assert!(summary.rejections.is_empty(), "{:?}", rejections(&summary));
+    let mut expected = flow_expected();
+    expected.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert_eq!(lab.sales("flow").await, expected);
+}
+
+#[tokio::test]
+async fn each_reject_reason_names_file_row_cell_column_and_value() {
+    let lab = Lab::new();
+    let mut good = String::from("日期,客户编码,产品编码,金额,代表\n");
+    for d in 1..=20 {
+        good.push_str(&format!("2026-10-{d:02},C1,P1,10,R1\n"));
+    }
+    // rows 22–26: one per row-level reason, in the table's field order
+    good.push_str(",C1,P1,10,R1\n");
+    good.push_str("2026-13-01,C1,P1,10,R1\n");
+    good.push_str("2026-10-01,C1,P1,十元,R1\n");
+    good.push_str("2026-10-01,C9,P1,10,R1\n");
+    good.push_str("2026-10-01,C1,P1,10,R7\n");
+    lab.write("in/flow/good.csv", good.as_bytes());
+    // 1 of 2 rows bad: over the ratio, nothing from this file loads
+    lab.write(
+        "in/flow/bad.csv",
+        "日期,客户编码,产品编码,金额,代表\n2026-10-01,C1,P1,99,R1\n2026-10-02,C1,P1,NaN元,R1\n"
+            .as_bytes(),
+    );
+    lab.write(
+        "in/flow/layout.csv",
+        "日期,客户,产品编码,金额\n2026-10-01,C1,P1,5\n".as_bytes(),
+    );
+    let settings = lab.settings(
+        r#"
+[ingest]
+max_reject_ratio = 0.25
+[[sources]]
+name = "flow"
+dataset = "sales"
+kind = "csv"
+path = "in/flow/*.csv"
+columns = { invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", amount = "金额", rep_id = "代表" }
+"#,
+    );
+    let summary = lab.ingest(&settings).await;
+    let got = rejections(&summary);
+    let good = "`flow`: in/flow/good.csv";
+    for wanted in [
+        format!("{good} row 22 cell A22 column `日期` value ``: missing required field"),
+        format!("{good} row 23 cell A23 column `日期` value `2026-13-01`: unparsable date"),
+        format!("{good} row 24 cell D24 column `金额` value `十元`: unparsable number"),
+        format!("{good} row 25 cell B25 column `客户编码` value `C9`: unknown customer id"),
+        format!("{good} row 26 cell E26 column `代表` value `R7`: unknown rep id"),
+        "`flow`: in/flow/bad.csv row 3 cell D3 column `金额` value `NaN元`: unparsable number"
+            .to_string(),
+        "`flow`: in/flow/bad.csv: reject ratio exceeded (1 of 2 rows rejected; nothing from this file was loaded)".to_string(),
+        "`flow`: in/flow/layout.csv column `客户编码, 代表`: missing column".to_string(),
+    ] {
+        assert_has(&got, &wanted);
+    }
+    assert_eq!(got.len(), 8, "{got:#?}");
+    // only good.csv's 20 clean rows are in the warehouse
+    assert_eq!(lab.sales("flow").await.len(), 20);
+    assert!((lab.total("flow").await - 200.0).abs() < 1e-9);
+    assert_eq!((summary.files_loaded, summary.files_refused), (3, 2));
+}
+
+/// An xlsx whose worksheet XML declares `A1:XFD1048577` and claims nothing else.
+fn absurd_xlsx(path: &Path) {
+    let tmp = path.with_extension("tmp.xlsx");
+    flow_workbook(&tmp);
+    rewrite_zip(&tmp, path, |name, data| {
+        if name == "xl/worksheets/sheet1.xml" {
+            let xml = String::from_utf8(data).unwrap();
+            let start = xml.find("<dimension ref=\"").unwrap() + 16;
+            let end = start + xml[start..].find('"').unwrap();
+            format!("{}A1:XFD1048577{}", &xml[..start], &xml[end..]).into_bytes()
+        } else {
+            data
+        }
+    });
+    std::fs::remove_file(tmp).unwrap();
+}
+
+fn rewrite_zip(from: &Path, to: &Path, mut edit: impl FnMut(&str, Vec<u8>) -> Vec<u8>) {
+    let mut src = zip::ZipArchive::new(std::fs::File::open(from).unwrap()).unwrap();
+    let mut out = zip::ZipWriter::new(std::fs::File::create(to).unwrap());
+    for i in 0..src.len() {
+        let mut f = src.by_index(i).unwrap();
+        let name = f.name().unwrap().to_string();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut f, &mut data).unwrap();
+        out.start_file(name.as_str(), zip::write::SimpleFileOptions::default())
+            .unwrap();
+        out.write_all(&edit(&name, data)).unwrap();
+    }
+    out.finish().unwrap();
+}
+
+/// A valid xlsx whose sheet part inflates to 300 MiB of spaces.
+fn zip_bomb_xlsx(path: &Path) {
+    let tmp = path.with_extension("tmp.xlsx");
+    flow_workbook(&tmp);
+    rewrite_zip(&tmp, path, |name, data| {
+        if name == "xl/worksheets/sheet2.xml" {
+            let mut v = data;
+            v.resize(300 << 20, b' ');
+            v
+        } else {
+            data
+        }
+    });
+    std::fs::remove_file(tmp).unwrap();
+}
+
+#[tokio::test]
+async fn hostile_files_are_refused_and_the_good_ones_still_load() {
+    let lab = Lab::new();
+    std::fs::create_dir_all(lab.path("in/x")).unwrap();
+    flow_workbook(&lab.path("in/x/a-good.xlsx"));
+    absurd_xlsx(&lab.path("in/x/b-absurd.xlsx"));
+    zip_bomb_xlsx(&lab.path("in/x/c-bomb.xlsx"));
+    assert!(
+        std::fs::metadata(lab.path("in/x/c-bomb.xlsx"))
+            .unwrap()
+            .len()
+            < (2 << 20)
+    );
+    lab.write(
+        "in/x/d-text.xlsx",
+        "日期,客户编码\n2026-10-01,C1\n".as_bytes(),
+    );
+    let mut corrupt = std::fs::read(lab.path("in/x/a-good.xlsx")).unwrap();
+    corrupt.truncate(corrupt.len() / 2);
+    lab.write("in/x/e-truncated.xlsx", &corrupt);
+    lab.write("in/x/f-huge.xlsx", &vec![b'x'; 3 << 20]);
+    let mut other = Workbook::new();
+    other.add_worksheet().set_name("Sheet1").unwrap();
+    other.add_worksheet().set_name("汇总").unwrap();
+    other.save(lab.path("in/x/g-nosheet.xlsx")).unwrap();
+    let settings = lab.settings(&format!(
+        "[ingest]\nmax_file_mb = 2\n{}",
+        flow_source("flow", "in/x/*.xlsx")
+    ));
+    let summary = lab.ingest(&settings).await;
+    let got = rejections(&summary);
+    let open =
+        |file: &str, detail: &str| format!("`flow`: in/x/{file}: cannot open file ({detail})");
+    assert_has(&got, &open("b-absurd.xlsx", "sheet declares absurd dimensions (1048577 rows × 16384 columns, Excel allows 1048576 × 16384)"));
+    assert!(
+        got.iter()
+            .any(|l| l
+                .starts_with("`flow`: in/x/c-bomb.xlsx: cannot open file (zip bomb suspected:")),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter().any(|l| l
+            .starts_with("`flow`: in/x/d-text.xlsx: cannot open file (not a valid zip container")),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter()
+            .any(|l| l.starts_with("`flow`: in/x/e-truncated.xlsx: cannot open file (")),
+        "{got:#?}"
+    );
+    assert_has(
+        &got,
+        &open("f-huge.xlsx", "file is 3 MiB, over max_file_mb = 2"),
+    );
+    assert_has(
+        &got,
+        &open(
+            "g-nosheet.xlsx",
+            "sheet `流向` not found; the workbook has `Sheet1`, `汇总`",
+        ),
+    );
+    assert_eq!(got.len(), 6, "{got:#?}");
+    let mut expected = flow_expected();
+    expected.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert_eq!(lab.sales("flow").await, expected);
+}
+
+#[tokio::test]
+async fn a_changed_file_replaces_its_rows_and_keyed_lines_upsert() {
+    let lab = Lab::new();
+    let header = "单号,行号,日期,客户编码,产品编码,金额\n";
+    lab.write(
+        "in/f/a.csv",
+        format!("{header}S1,1,2026-10-01,C1,P1,100\nS1,2,2026-10-01,C1,P2,50\nS2,1,2026-10-02,C2,P1,30\n")
+            .as_bytes(),
+    );
+    lab.write(
+        "in/f/b.csv",
+        format!("{header}S9,1,2026-10-05,C3,P1,7\n").as_bytes(),
+    );
+    let settings = lab.settings(
+        r#"
+[[sources]]
+name = "f"
+dataset = "sales"
+kind = "csv"
+path = "in/f/*.csv"
+columns = { invoice_no = "单号", line_no = "行号", invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", amount = "金额" }
+"#,
+    );
+    let first = lab.ingest(&settings).await;
+    assert_eq!(first.files_loaded, 4);
+    assert!((lab.total("f").await - 187.0).abs() < 1e-9);
+    // unchanged: skipped, totals equal
+    let again = lab.ingest(&settings).await;
+    assert_eq!((again.files_loaded, again.files_skipped), (0, 4));
+    assert!((lab.total("f").await - 187.0).abs() < 1e-9);
+    // a.csv re-exported: one line corrected, one dropped; b.csv re-sends S1/1
+    lab.write(
+        "in/f/a.csv",
+        format!("{header}S1,1,2026-10-01,C1,P1,120\nS2,1,2026-10-02,C2,P1,30\n").as_bytes(),
+    );
+    lab.write(
+        "in/f/b.csv",
+        format!("{header}S9,1,2026-10-05,C3,P1,7\nS1,1,2026-10-01,C1,P1,120\n").as_bytes(),
+    );
+    let changed = lab.ingest(&settings).await;
+    assert_eq!((changed.files_loaded, changed.files_skipped), (2, 2));
+    assert_eq!(
+        lab.sales("f").await,
+        vec![
+            row("2026-10-01", "C1", "P1", 120.0),
+            row("2026-10-02", "C2", "P1", 30.0),
+            row("2026-10-05", "C3", "P1", 7.0),
+        ]
+    );
+}
+
+// ---------------------------------------------------------------- SQL sources
+
+/// The ERP table and its rows, in SQL both PostgreSQL and MariaDB accept.
+const ERP_SETUP: [&str; 2] = [
+    "CREATE TABLE sales_lines (doc_no varchar(20), line_no integer, doc_date date, \
+     cust_code varchar(20), sku varchar(20), net numeric(14,2))",
+    "INSERT INTO sales_lines VALUES ('D1', 1, '2025-06-30', 'C1', 'P1', 1000.50), \
+     ('D2', 1, '2026-10-01', 'C1', 'P1', 200.00), ('D2', 2, '2026-10-01', 'C2', 'P2', -35.25), \
+     ('D3', 1, '2026-10-20', 'C3', 'P1', 80.00), ('D4', 1, '2026-10-21', 'X9', 'P1', 5.00)",
+];
+
+fn erp_source(name: &str, env: &str) -> String {
+    format!(
+        r#"
+[ingest]
+max_reject_ratio = 0.5
+[[sources]]
+name = "{name}"
+dataset = "sales"
+kind = "sql"
+url_env = "{env}"
+lookback_days = 35
+query = "SELECT doc_no, line_no, doc_date, cust_code, sku, net FROM sales_lines WHERE doc_date >= :since ORDER BY doc_no, line_no"
+columns = {{ invoice_no = "doc_no", line_no = "line_no", invoice_date = "doc_date", customer_id = "cust_code", product_id = "sku", amount = "net" }}
+"#
+    )
+}
+
+/// Runs the same scenario on any ERP backend: first load from 1900-01-01,
+/// an edit inside the lookback window, a deletion before it, a rerun.
+async fn erp_scenario(
+    env: &str,
+    url: &str,
+    exec: impl Fn(&'static str) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
+) {
+    for sql in ERP_SETUP {
+        exec(sql).await;
+    }
+    let lab = Lab::new();
+    // each test has its own variable, set before any read of it
+    std::env::set_var(env, url);
+    let settings = lab.settings(&erp_source("erp", env));
+    let first = lab.ingest(&settings).await;
+    assert_eq!(
+        rejections(&first),
+        vec![format!(
+            "`erp`: sql:{env} row 5 column `cust_code` value `X9`: unknown customer id"
+        )]
+    );
+    assert_eq!(
+        lab.sales("erp").await,
+        vec![
+            row("2025-06-30", "C1", "P1", 1000.5),
+            row("2026-10-01", "C1", "P1", 200.0),
+            row("2026-10-01", "C2", "P2", -35.25),
+            row("2026-10-20", "C3", "P1", 80.0),
+        ]
+    );
+    // :since = 2026-10-20 − 35 days = 2026-09-15: D2/2 corrected, D3 deleted
+    // (both inside the window), D1 deleted in the ERP but older: kept
+    exec("UPDATE sales_lines SET net = -40.00 WHERE doc_no = 'D2' AND line_no = 2").await;
+    exec("DELETE FROM sales_lines WHERE doc_no IN ('D1', 'D3', 'D4')").await;
+    let second = lab.ingest(&settings).await;
+    assert!(second.rejections.is_empty());
+    let expected = vec![
+        row("2025-06-30", "C1", "P1", 1000.5),
+        row("2026-10-01", "C1", "P1", 200.0),
+        row("2026-10-01", "C2", "P2", -40.0),
+    ];
+    assert_eq!(lab.sales("erp").await, expected);
+    lab.ingest(&settings).await;
+    assert_eq!(lab.sales("erp").await, expected, "a rerun changed a total");
+}
+
+fn test_db_name(kind: &str) -> String {
+    format!("sb_{kind}_{}", uuid::Uuid::new_v4().simple())
+}
+
+#[tokio::test]
+async fn sql_source_on_postgresql_binds_since_and_replaces_the_window() {
+    let Ok(server) = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres").await
+    else {
+        require("PostgreSQL on 127.0.0.1:5432", false);
+        return;
+    };
+    let db = test_db_name("pg");
+    let create = format!("CREATE DATABASE {db}");
+    sqlx::query(sqlx::AssertSqlSafe(create))
+        .execute(&server)
+        .await
+        .unwrap();
+    let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
+    let erp = sqlx::PgPool::connect(&url).await.unwrap();
+    let pool = erp.clone();
+    erp_scenario("SB_TEST_PG_ERP_URL", &url, move |sql| {
+        let pool = pool.clone();
+        Box::pin(async move {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        })
+    })
+    .await;
+    erp.close().await;
+    let drop = format!("DROP DATABASE {db} WITH (FORCE)");
+    sqlx::query(sqlx::AssertSqlSafe(drop))
+        .execute(&server)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn sql_source_on_mariadb_binds_since_and_replaces_the_window() {
+    let Ok(server) = sqlx::MySqlPool::connect("mysql://root@127.0.0.1:3306/mysql").await else {
+        require("MariaDB on 127.0.0.1:3306", false);
+        return;
+    };
+    let db = test_db_name("my");
+    let create = format!("CREATE DATABASE {db} CHARACTER SET utf8mb4");
+    sqlx::query(sqlx::AssertSqlSafe(create))
+        .execute(&server)
+        .await
+        .unwrap();
+    let url = format!("mysql://root@127.0.0.1:3306/{db}");
+    let erp = sqlx::MySqlPool::connect(&url).await.unwrap();
+    let pool = erp.clone();
+    erp_scenario("SB_TEST_MY_ERP_URL", &url, move |sql| {
+        let pool = pool.clone();
+        Box::pin(async move {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        })
+    })
+    .await;
+    erp.close().await;
+    let drop = format!("DROP DATABASE {db}");
+    sqlx::query(sqlx::AssertSqlSafe(drop))
+        .execute(&server)
+        .await
+        .unwrap();
+}
+
+// ------------------------------------------------------------- LibreOffice
+
+fn soffice() -> Option<PathBuf> {
+    [
+        "/usr/bin/soffice",
+        "/usr/bin/libreoffice",
+        "/usr/lib/libreoffice/program/soffice",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+}
+
+/// Converts `input` with headless LibreOffice (its own profile, so tests can
+/// run side by side) into `outdir`.
+fn convert(soffice: &Path, input: &Path, to: &str, outdir: &Path) {
+    let profile = tempfile::tempdir().unwrap();
+    let status = Command::new(soffice)
+        .arg(format!(
+            "-env:UserInstallation=file://{}",
+            profile.path().display()
+        ))
+        .args(["--headless", "--norestore", "--convert-to", to, "--outdir"])
+        .arg(outdir)
+        .arg(input)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "soffice --convert-to {to} failed");
+}
+
+#[tokio::test]
+async fn files_saved_by_libreoffice_load_like_the_original() {
+    let Some(soffice) = soffice() else {
+        require("LibreOffice (soffice)", false);
+        return;
+    };
+    let lab = Lab::new();
+    let src = lab.path("made/october.xlsx");
+    std::fs::create_dir_all(src.parent().unwrap()).unwrap();
+    flow_workbook(&src);
+    for (to, dir) in [
+        ("xls", "in/xls"),
+        ("ods", "in/ods"),
+        ("xlsx:Calc MS Excel 2007 XML", "in/lo-xlsx"),
+    ] {
+        std::fs::create_dir_all(lab.path(dir)).unwrap();
+        convert(&soffice, &src, to, &lab.path(dir));
+    }
+    let settings = lab.settings(&format!(
+        "{}{}{}",
+        flow_source("xls", "in/xls/*.xls"),
+        flow_source("ods", "in/ods/*.ods"),
+        flow_source("lo-xlsx", "in/lo-xlsx/*.xlsx"),
+    ));
+    let summary = lab.ingest(&settings).await;
+    assert!(summary.rejections.is_empty(), "{:?}", rejections(&summary));
+    let mut expected = flow_expected();
+    expected.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    for source in ["xls", "ods", "lo-xlsx"] {
+        assert_eq!(lab.sales(source).await, expected, "{source}");
+    }
+
+    // the same xls with its DIMENSIONS record claiming 5,000,000 rows: calamine
+    // would reserve memory for it and abort; it is refused instead
+    let xls = std::fs::read(lab.path("in/xls/october.xls")).unwrap();
+    lab.write(
+        "in/hostile/october.xls",
+        &patch_xls_dimensions(&xls, 5_000_000),
+    );
+    let settings = lab.settings(&flow_source("hostile", "in/hostile/*.xls"));
+    let summary = lab.ingest(&settings).await;
+    assert_eq!(
+        rejections(&summary),
+        vec!["`hostile`: in/hostile/october.xls: cannot open file (sheet declares absurd dimensions (5000000 rows × 5 columns, an xls sheet holds at most 65536 × 256))".to_string()]
+    );
+}
+
+/// Rewrites the last-row field of every BIFF8 `DIMENSIONS` record.
+fn patch_xls_dimensions(xls: &[u8], rows: u32) -> Vec<u8> {
+    let mut cf = cfb::CompoundFile::open(std::io::Cursor::new(xls.to_vec())).unwrap();
+    let mut stream = Vec::new();
+    std::io::Read::read_to_end(&mut cf.open_stream("/Workbook").unwrap(), &mut stream).unwrap();
+    let mut i = 0;
+    let mut patched = 0;
+    while i + 4 <= stream.len() {
+        let typ = u16::from_le_bytes([stream[i], stream[i + 1]]);
+        let len = usize::from(u16::from_le_bytes([stream[i + 2], stream[i + 3]]));
+        if typ == 0x0200 && len >= 14 && stream[i + 4 + 4..i + 4 + 8] != [0, 0, 0, 0] {
+            stream[i + 8..i + 12].copy_from_slice(&rows.to_le_bytes());
+            patched += 1;
+        }
+        i += 4 + len;
+    }
+    assert!(patched > 0, "no DIMENSIONS record found");
+    cf.create_stream("/Workbook")
+        .unwrap()
+        .write_all(&stream)
+        .unwrap();
+    cf.flush().unwrap();
+    cf.into_inner().into_inner()
+}
+
+// ----------------------------------------------------------------- crash
+
+/// Kills `salesbatch run` while it is inside one big file's transaction and
+/// checks that nothing of that file remains; the rerun then loads it whole.
+#[test]
+fn a_kill_in_the_middle_of_a_file_leaves_nothing_of_it() {
+    let lab = Lab::new();
+    const ROWS: usize = 400_000;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(lab.path("in/big.csv")).unwrap());
+    writeln!(out, "日期,客户编码,产品编码,金额").unwrap();
+    for r in 0..ROWS {
+        writeln!(
+            out,
+            "2026-10-{:02},C{},P{},1.00",
+            1 + r % 28,
+            1 + r % 3,
+            r % 50
+        )
+        .unwrap();
+    }
+    drop(out);
+    let settings = lab.settings(&format!(
+        "[[sources]]\nname = \"big\"\ndataset = \"sales\"\nkind = \"csv\"\npath = \"in/big.csv\"\n{FLOW_COLUMNS}\n"
+    ));
+    let config = settings.path.clone();
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_salesbatch"))
+            .arg("--config")
+            .arg(&config)
+            .args(["run", "load", "--as-of", "2026-11-20"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = run();
+    // the WAL grows only while the big file's transaction writes rows
+    let wal = lab.path("data/warehouse.db-wal");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut mid_file = false;
+    while Instant::now() < deadline {
+        if std::fs::metadata(&wal).map_or(0, |m| m.len()) > 4 << 20 {
+            mid_file = true;
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        mid_file,
+        "the run ended before the kill: make the file bigger"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let pool = lab.warehouse().await;
+        let count = |sql: &'static str| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query(sql)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+                    .get::<i64, _>(0)
+            }
+        };
+        assert_eq!(count("SELECT COUNT(*) FROM sales").await, 0);
+        assert_eq!(
+            count("SELECT COUNT(*) FROM ingested_files WHERE source = 'big'").await,
+            0
+        );
+        // the masters before it were committed and stay
+        assert_eq!(count("SELECT COUNT(*) FROM customers").await, 4);
+        pool.close().await;
+    });
+    let status = run().wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    rt.block_on(async {
+        let pool = lab.warehouse().await;
+        let n: i64 = sqlx::query("SELECT COUNT(*) FROM sales")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, ROWS as i64);
+        pool.close().await;
+    });
+}
