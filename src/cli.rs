@@ -159,6 +159,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     no_email,
                     resend,
                     dry_run,
+                    progress: None,
                 },
             )
             .await
@@ -259,14 +260,14 @@ async fn run_job_cmd(
     };
     let as_of = as_of.unwrap_or_else(|| yesterday(settings.tz));
     let store = open_store(settings).await?;
-    let progress = std::io::stderr().is_terminal().then(|| {
+    let mut opts = opts;
+    opts.progress = std::io::stderr().is_terminal().then(|| {
         let pb = indicatif::ProgressBar::new_spinner();
-        pb.set_message(format!("running `{job}` for {as_of}"));
         pb.enable_steady_tick(std::time::Duration::from_millis(120));
         pb
     });
     let outcome = jobs::run_job(settings, store.as_ref(), job_cfg, as_of, &opts).await;
-    if let Some(pb) = progress {
+    if let Some(pb) = &opts.progress {
         pb.finish_and_clear();
     }
     let outcome = outcome?;

@@ -110,6 +110,26 @@ fn demo_runs_end_to_end_and_is_idempotent() {
     assert_eq!(rows[0], "customer_id,region,rep_id,avg_monthly_sales,growth,breadth,loyalty,prospect,sales_score,growth_score,coverage_score,loyalty_score,prospect_score,score,tier,lifecycle");
     // 60 customers, two of them 停用 (ids 23 and 46): 58 scored
     assert_eq!(rows.len() - 1, 58);
+    let db = demo.join("data/warehouse.db");
+    // C00005: sales 85, growth −3.6 % → 70, breadth 1.0 → 85, loyalty 100,
+    // prospect 0: 42.5 + 14 + 8.5 + 10 + 0 = 75.00, exactly B's threshold.
+    // C00010: 85, growth −37.9 % → 20, 50, 11/12 months → 91.67, 68:
+    // 42.5 + 4 + 5 + 9.1667 + 6.8 = 67.4667 → 67.47, C.
+    for (customer, score, tier) in [("C00005", "75.00", "B"), ("C00010", "67.47", "C")] {
+        let row: Vec<&str> = rows
+            .iter()
+            .find(|r| r.starts_with(customer))
+            .unwrap()
+            .split(',')
+            .collect();
+        let (by_hand, tier_by_hand) = hand_check(&db, customer);
+        assert_eq!(
+            (row[13], row[14]),
+            (by_hand.as_str(), tier_by_hand),
+            "{customer}"
+        );
+        assert_eq!((row[13], row[14]), (score, tier), "{customer}");
+    }
     let rejections = export(&["export", "rejections", "--as-of", "2026-11-20"]);
     assert_eq!(rejections.lines().count(), 4, "{rejections}");
 
@@ -124,7 +144,7 @@ fn demo_runs_end_to_end_and_is_idempotent() {
         .arg("--config")
         .arg(&config)
         .args(["run", "nightly", "--as-of", "2026-11-20"])
-        .env("SALESBATCH_DEMO_ERP_URL", erp)
+        .env("SALESBATCH_DEMO_ERP_URL", &erp)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&again.stdout);
@@ -141,6 +161,61 @@ fn demo_runs_end_to_end_and_is_idempotent() {
     );
     assert!(stdout.contains("(4 already sent, 0 failed)"), "{stdout}");
     assert_eq!(export(&["export", "tiers", "--as-of", "2026-11-20"]), tiers);
+
+    // history: newest first, with status and counts
+    let history = export(&["history"]);
+    let runs: Vec<&str> = history.lines().skip(1).collect();
+    assert_eq!(runs.len(), 2, "{history}");
+    assert!(
+        runs[0]
+            .trim_start()
+            .starts_with("2  nightly      2026-11-20")
+            && runs[0].contains("success")
+            && runs[0].contains("\"files_loaded\":1,\"files_skipped\":21"),
+        "{history}"
+    );
+    assert!(
+        runs[1].trim_start().starts_with("1  nightly")
+            && runs[1].contains("degraded")
+            && runs[1].contains("\"rejections\":3"),
+        "{history}"
+    );
+
+    // check opens every source: the SQL one fails without its URL
+    let check = |erp: Option<&str>| {
+        let mut c = bin();
+        c.arg("--config").arg(&config).arg("check");
+        match erp {
+            Some(url) => c.env("SALESBATCH_DEMO_ERP_URL", url),
+            None => c.env_remove("SALESBATCH_DEMO_ERP_URL"),
+        };
+        let o = c.output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+        )
+    };
+    let (code, out) = check(None);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("source `erp`: environment variable `SALESBATCH_DEMO_ERP_URL` is not set"),
+        "{out}"
+    );
+    let (code, out) = check(Some(&erp));
+    assert_eq!(code, Some(0), "{out}");
+    for line in [
+        "warehouse: ok",
+        "source `erp`: sql via `SALESBATCH_DEMO_ERP_URL`: connected",
+        "source `distributor-flow`: 15 file(s) match `inbox/flow/*.xlsx`",
+    ] {
+        assert!(out.lines().any(|l| l == line), "{line} not in\n{out}");
+    }
+    let (code, out) = check(Some("sqlite:///nonexistent/erp.db"));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("source `erp`: cannot connect via `SALESBATCH_DEMO_ERP_URL`: "),
+        "{out}"
+    );
 }
 
 /// Many files, each larger than what its channel buffers, more files than
@@ -205,4 +280,146 @@ columns = { invoice_date = "date", customer_id = "customer", product_id = "produ
         )),
         "{stdout}"
     );
+}
+
+/// SPEC §5 tiering for one demo customer, worked step by step from the
+/// warehouse rows with plain SQL and arithmetic, independently of `metrics`.
+/// As-of 2026-11-20 → W = 2025-11-01 … 2026-10-31, H1 = its first 6 months.
+fn hand_check(db: &std::path::Path, customer: &str) -> (String, &'static str) {
+    use sqlx::Row;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        // per scored customer: window total, H1, H2, months with net > 0
+        let rows = sqlx::query(
+            "WITH m AS (SELECT customer_id, substr(invoice_date, 1, 7) AS month, SUM(amount) AS net \
+               FROM sales WHERE invoice_date BETWEEN '2025-11-01' AND '2026-10-31' \
+               GROUP BY customer_id, month) \
+             SELECT c.customer_id, c.prospect_score, c.coverage_score, \
+               COALESCE(SUM(m.net), 0.0), COALESCE(SUM(CASE WHEN m.month < '2026-05' THEN m.net END), 0.0), \
+               COALESCE(SUM(CASE WHEN m.month >= '2026-05' THEN m.net END), 0.0), \
+               COUNT(CASE WHEN m.net > 0 THEN 1 END), COUNT(m.month) \
+             FROM customers c LEFT JOIN m ON m.customer_id = c.customer_id \
+             WHERE lower(trim(COALESCE(c.status, ''))) NOT IN ('inactive', '停用', '无效', '注销') \
+             GROUP BY c.customer_id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        // products with net > 0 per customer, and across all customers
+        let products = |sql: &'static str| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query(sql)
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
+                    .collect::<std::collections::HashMap<_, _>>()
+            }
+        };
+        let per_customer = products(
+            "SELECT customer_id, COUNT(*) FROM (SELECT customer_id, product_id FROM sales \
+             WHERE invoice_date BETWEEN '2025-11-01' AND '2026-10-31' \
+             GROUP BY customer_id, product_id HAVING SUM(amount) > 0) GROUP BY customer_id",
+        )
+        .await;
+        let all_products = products(
+            "SELECT 'all', COUNT(*) FROM (SELECT product_id FROM sales \
+             WHERE invoice_date BETWEEN '2025-11-01' AND '2026-10-31' \
+             GROUP BY product_id HAVING SUM(amount) > 0)",
+        )
+        .await["all"] as f64;
+        pool.close().await;
+
+        struct C {
+            id: String,
+            avg: f64,
+            breadth: f64,
+            coverage_master: Option<f64>,
+            prospect: Option<f64>,
+            h1: f64,
+            h2: f64,
+            loyalty: f64,
+            has_lines: bool,
+        }
+        let cs: Vec<C> = rows
+            .iter()
+            .map(|r| {
+                let id: String = r.get(0);
+                C {
+                    breadth: per_customer.get(&id).copied().unwrap_or(0) as f64 / all_products,
+                    id,
+                    prospect: r.get(1),
+                    coverage_master: r.get(2),
+                    avg: r.get::<f64, _>(3) / 12.0,
+                    h1: r.get(4),
+                    h2: r.get(5),
+                    loyalty: r.get::<i64, _>(6) as f64 / 12.0,
+                    has_lines: r.get::<i64, _>(7) > 0,
+                }
+            })
+            .collect();
+        let me = cs.iter().find(|c| c.id == customer).unwrap();
+        // share = (n − average ascending rank + 1) ÷ n among positive values
+        let share = |value: f64, all: Vec<f64>| {
+            let n = all.len() as f64;
+            let below = all.iter().filter(|v| **v < value).count() as f64;
+            let ties = all.iter().filter(|v| **v == value).count() as f64;
+            let rank = below + (ties + 1.0) / 2.0;
+            (n - rank + 1.0) / n
+        };
+        let rank_points = |share: f64| match share {
+            s if s <= 0.10 => 100.0,
+            s if s <= 0.30 => 85.0,
+            s if s <= 0.60 => 70.0,
+            _ => 50.0,
+        };
+        let sales_score = if me.avg > 0.0 {
+            rank_points(share(me.avg, cs.iter().map(|c| c.avg).filter(|v| *v > 0.0).collect()))
+        } else {
+            0.0
+        };
+        let growth = if me.h1 > 0.0 {
+            (me.h2 - me.h1) / me.h1
+        } else if me.h2 > 0.0 {
+            1.0
+        } else {
+            0.0
+        };
+        let growth_score = match growth {
+            _ if !me.has_lines => 0.0,
+            g if g >= 0.20 => 100.0,
+            g if g >= 0.05 => 85.0,
+            g if g >= -0.05 => 70.0,
+            g if g >= -0.20 => 50.0,
+            _ => 20.0,
+        };
+        let coverage_score = match me.coverage_master {
+            Some(v) => v.clamp(0.0, 100.0),
+            None if me.breadth > 0.0 => rank_points(share(
+                me.breadth,
+                cs.iter().map(|c| c.breadth).filter(|v| *v > 0.0).collect(),
+            )),
+            None => 0.0,
+        };
+        let prospect_score = me.prospect.unwrap_or(0.0).clamp(0.0, 100.0);
+        let score = 0.5 * sales_score
+            + 0.2 * growth_score
+            + 0.1 * coverage_score
+            + 0.1 * 100.0 * me.loyalty
+            + 0.1 * prospect_score;
+        let rounded = (score * 100.0).round() / 100.0;
+        let tier = match rounded {
+            s if s >= 90.0 => "A",
+            s if s >= 75.0 => "B",
+            s if s >= 60.0 => "C",
+            s if s >= 50.0 => "D",
+            _ => "E",
+        };
+        (format!("{rounded:.2}"), tier)
+    })
 }

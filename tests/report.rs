@@ -124,3 +124,51 @@ fn regional_reports_hold_only_their_region_and_keep_text_as_text() {
         "华北 page must not show 华东's customer"
     );
 }
+
+/// Replaces what changes from run to run in a formatted email (date,
+/// MIME boundaries) and folds base64 blocks, so the structure can be
+/// snapshotted: headers, parts, encodings, attachment names.
+fn redact_email(raw: &str) -> String {
+    let mut boundaries: Vec<String> = Vec::new();
+    for line in raw.lines() {
+        if let Some(b) = line.split("boundary=\"").nth(1) {
+            boundaries.push(b.trim_end_matches('"').to_string());
+        }
+    }
+    let mut out: Vec<String> = Vec::new();
+    for line in raw.lines() {
+        let mut line = line.to_string();
+        for (i, b) in boundaries.iter().enumerate() {
+            line = line.replace(b.as_str(), &format!("BOUNDARY-{i}"));
+        }
+        if line.starts_with("Date: ") {
+            line = "Date: [date]".into();
+        }
+        let base64 = line.len() >= 40
+            && line
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='));
+        if base64 {
+            if out.last().map(String::as_str) != Some("[base64]") {
+                out.push("[base64]".into());
+            }
+            continue;
+        }
+        out.push(line);
+    }
+    out.join("\n")
+}
+
+#[test]
+fn report_page_and_email_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundles = rendered(dir.path());
+    let east = bundles.iter().find(|b| b.scope.name() == "华东").unwrap();
+    insta::assert_snapshot!("east_html", std::fs::read_to_string(&east.html).unwrap());
+
+    let from: lettre::message::Mailbox = "销售报表 <reports@example.com>".parse().unwrap();
+    let to: lettre::message::Mailbox = "华东大区经理 <east@example.com>".parse().unwrap();
+    let msg = salesbatch::deliver::build_message(&from, &to, east, "<1.fixed@salesbatch>").unwrap();
+    let raw = String::from_utf8(msg.formatted()).unwrap();
+    insta::assert_snapshot!("east_email", redact_email(&raw));
+}

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
+use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -269,6 +270,34 @@ fn parse_file(
 
 /// Runs the ingest step over every source, datasets in SPEC load order.
 pub async fn run(settings: &Settings, store: &dyn Store) -> anyhow::Result<IngestSummary> {
+    run_with_progress(settings, store, None).await
+}
+
+fn show_progress(progress: Option<&ProgressBar>, s: &IngestSummary) {
+    if let Some(pb) = progress {
+        pb.set_position(s.files_loaded + s.files_skipped + s.files_refused);
+    }
+}
+
+/// `run`, advancing `progress` by one per file (or SQL source) done.
+pub async fn run_with_progress(
+    settings: &Settings,
+    store: &dyn Store,
+    progress: Option<&ProgressBar>,
+) -> anyhow::Result<IngestSummary> {
+    if let Some(pb) = progress {
+        let total: usize = settings
+            .config
+            .sources
+            .iter()
+            .map(|s| match s.kind {
+                SourceKind::Sql => 1,
+                _ => source_files(settings, s).len(),
+            })
+            .sum();
+        pb.set_length(total as u64);
+        pb.set_position(0);
+    }
     let mut summary = IngestSummary::default();
     let mut masters_changed = false;
     let mut masters = Arc::new(store.masters().await?);
@@ -292,10 +321,12 @@ pub async fn run(settings: &Settings, store: &dyn Store) -> anyhow::Result<Inges
                         masters.clone(),
                         masters_changed,
                         &mut summary,
+                        progress,
                     )
                     .await?;
                 }
             }
+            show_progress(progress, &summary);
             if matches!(dataset, Dataset::Reps | Dataset::Customers)
                 && summary.files_loaded > loaded_before
             {
@@ -325,6 +356,7 @@ async fn ingest_files(
     masters: Arc<Masters>,
     masters_changed: bool,
     summary: &mut IngestSummary,
+    progress: Option<&ProgressBar>,
 ) -> anyhow::Result<()> {
     let files = source_files(settings, source);
     let master = matches!(
@@ -364,6 +396,7 @@ async fn ingest_files(
     let max_bytes = settings.config.ingest.max_file_mb.saturating_mul(1 << 20);
     let (unchanged, changed): (Vec<_>, Vec<_>) = todo.into_iter().partition(|t| t.3);
     summary.files_skipped += unchanged.len() as u64;
+    show_progress(progress, summary);
     let mut to_load = changed.into_iter();
     let mut running = VecDeque::new();
     loop {
@@ -392,6 +425,7 @@ async fn ingest_files(
         let outcome = store.load_file(load, rx).await?;
         let parsed = handle.await?;
         finish_file(source, &name, parsed, outcome, summary);
+        show_progress(progress, summary);
     }
     Ok(())
 }

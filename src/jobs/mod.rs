@@ -20,6 +20,8 @@ pub struct RunOptions {
     pub no_email: bool,
     pub resend: bool,
     pub dry_run: bool,
+    /// a terminal progress bar; each step sets its message and length
+    pub progress: Option<indicatif::ProgressBar>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -83,6 +85,7 @@ pub async fn run_job(
         store.start_run(&job.name, as_of, &rules_json).await?
     };
     let span = info_span!("job", job = %job.name, run_id, %as_of);
+    span.in_scope(|| info!(steps = ?job.steps, dry_run = opts.dry_run, "run started"));
     let result = steps(settings, store, job, as_of, opts, &rules, run_id)
         .instrument(span.clone())
         .await;
@@ -130,7 +133,8 @@ async fn steps(
     let mut counts = RunCounts::default();
     let mut summary = IngestSummary::default();
     if job.steps.contains(&Step::Ingest) && !opts.dry_run {
-        summary = ingest::run(settings, store)
+        stage(opts, "ingest");
+        summary = ingest::run_with_progress(settings, store, opts.progress.as_ref())
             .await
             .context("ingest failed")?;
         store.save_rejections(run_id, &summary.rejections).await?;
@@ -142,6 +146,7 @@ async fn steps(
     }
     let mut computed: Option<Computed> = None;
     if job.steps.contains(&Step::Compute) {
+        stage(opts, "compute");
         let period = metrics::PeriodRange::new(as_of, job.period);
         let inputs = store
             .metric_inputs(as_of, &period, rules.tiering.window_months, &rules.visits)
@@ -171,6 +176,7 @@ async fn steps(
     let mut report_dir = None;
     let mut bundles = Vec::new();
     if job.steps.contains(&Step::Report) {
+        stage(opts, "reports");
         if let Some(c) = &computed {
             let dir = if opts.dry_run {
                 settings
@@ -194,6 +200,7 @@ async fn steps(
     let mut outbox = None;
     if job.steps.contains(&Step::Deliver) && !opts.no_email && !opts.dry_run && !bundles.is_empty()
     {
+        stage(opts, "emails");
         let d = deliver::deliver_all(
             settings,
             store,
@@ -222,4 +229,20 @@ async fn steps(
         outbox,
         rejections: summary.rejections,
     })
+}
+
+/// Names the running step on the progress bar; steps without a file count
+/// show as a spinner.
+fn stage(opts: &RunOptions, name: &str) {
+    if let Some(pb) = &opts.progress {
+        let style = if name == "ingest" {
+            "{spinner} {msg} [{bar:30}] {pos}/{len} files, {elapsed}"
+        } else {
+            "{spinner} {msg}, {elapsed}"
+        };
+        if let Ok(style) = indicatif::ProgressStyle::with_template(style) {
+            pb.set_style(style.progress_chars("=> "));
+        }
+        pb.set_message(name.to_string());
+    }
 }
