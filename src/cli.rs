@@ -266,7 +266,7 @@ async fn run_job_cmd(
         pb.enable_steady_tick(std::time::Duration::from_millis(120));
         pb
     });
-    let outcome = jobs::run_job(settings, store.as_ref(), job_cfg, as_of, &opts).await;
+    let outcome = jobs::run_locked(settings, store.as_ref(), job_cfg, as_of, &opts).await;
     if let Some(pb) = &opts.progress {
         pb.finish_and_clear();
     }
@@ -433,7 +433,8 @@ async fn retry_deliveries(
             config::Step::Report,
             config::Step::Deliver,
         ];
-        let outcome = jobs::run_job(settings, store, &cfg, as_of, &RunOptions::default()).await?;
+        let outcome =
+            jobs::run_locked(settings, store, &cfg, as_of, &RunOptions::default()).await?;
         degraded |= outcome.counts.emails_failed > 0;
         println!(
             "{job} {as_of}: rebuilt, {} resent, {} still failing",

@@ -14,7 +14,16 @@ pub fn emails_in(dir: &std::path::Path) -> usize {
         .count()
 }
 
-fn bin() -> Command {
+/// stdout then stderr of a finished command, for assertion messages.
+pub fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_salesbatch"))
 }
 
@@ -148,9 +157,10 @@ fn demo_runs_end_to_end_and_is_idempotent() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&again.stdout);
+    // the skipped files' rejected rows are still missing: still degraded
     assert_eq!(
         again.status.code(),
-        Some(0),
+        Some(3),
         "{stdout}{}",
         String::from_utf8_lossy(&again.stderr)
     );
@@ -161,6 +171,10 @@ fn demo_runs_end_to_end_and_is_idempotent() {
     );
     assert!(stdout.contains("(4 already sent, 0 failed)"), "{stdout}");
     assert_eq!(export(&["export", "tiers", "--as-of", "2026-11-20"]), tiers);
+    assert_eq!(
+        export(&["export", "rejections", "--as-of", "2026-11-20"]),
+        rejections
+    );
 
     // history: newest first, with status and counts
     let history = export(&["history"]);
@@ -170,8 +184,9 @@ fn demo_runs_end_to_end_and_is_idempotent() {
         runs[0]
             .trim_start()
             .starts_with("2  nightly      2026-11-20")
-            && runs[0].contains("success")
-            && runs[0].contains("\"files_loaded\":1,\"files_skipped\":21"),
+            && runs[0].contains("degraded")
+            && runs[0].contains("\"files_loaded\":1,\"files_skipped\":21")
+            && runs[0].contains("\"rejections\":3"),
         "{history}"
     );
     assert!(

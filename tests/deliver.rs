@@ -4,9 +4,10 @@
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use crate::cli::{bin, text};
 use crate::ingest::require;
 
 struct SmtpServer {
@@ -55,18 +56,6 @@ fn start_smtp(port: u16, maildir: &Path) -> SmtpServer {
         std::thread::sleep(Duration::from_millis(50));
     }
     server
-}
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_salesbatch"))
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn delivered(maildir: &Path) -> Vec<String> {

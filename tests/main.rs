@@ -5,3 +5,4 @@ mod deliver;
 mod ingest;
 mod metrics;
 mod report;
+mod warehouse;

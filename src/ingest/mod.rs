@@ -366,6 +366,7 @@ async fn ingest_files(
     // decide what to load: unchanged files are skipped, unless an earlier load
     // refused rows for ids that the masters may now know
     let mut todo = Vec::new();
+    let mut carried = Vec::new();
     for (path, name) in files {
         let sha = tokio::task::spawn_blocking({
             let path = path.clone();
@@ -377,6 +378,10 @@ async fn ingest_files(
             .as_ref()
             .is_some_and(|s| s.sha256 == sha && !(masters_changed && s.unknown_ids > 0));
         todo.push((path, name, sha, unchanged));
+        // a skipped file's rejected rows are still missing: report them again
+        if unchanged && state.is_some_and(|s| s.rows_rejected > 0) {
+            carried.push(todo.len() - 1);
+        }
     }
     // masters: a later file overrides an earlier one, so once one file changes
     // every file after it is reloaded to keep "the later row wins"
@@ -394,6 +399,12 @@ async fn ingest_files(
     // channel can never hold a slot that an earlier file needs.
     let window = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let max_bytes = settings.config.ingest.max_file_mb.saturating_mul(1 << 20);
+    for i in carried {
+        if todo[i].3 {
+            let old = store.file_rejections(&source.name, &todo[i].1).await?;
+            summary.rejections.extend(old);
+        }
+    }
     let (unchanged, changed): (Vec<_>, Vec<_>) = todo.into_iter().partition(|t| t.3);
     summary.files_skipped += unchanged.len() as u64;
     show_progress(progress, summary);

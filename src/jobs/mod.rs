@@ -70,6 +70,96 @@ pub fn rules_of(settings: &Settings, job: &JobConfig) -> Rules {
 
 /// Runs one job for one date. Dry runs compute and render to a scratch
 /// folder but store nothing and send nothing.
+/// A running job refreshes its lock this often...
+const LOCK_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(30);
+/// ...so a lock not refreshed for this long belongs to a process that died
+/// (on any machine sharing the warehouse). Compute blocks the heartbeat for
+/// at most tens of seconds at the design point.
+pub const LOCK_STALE_AFTER: chrono::Duration = chrono::Duration::minutes(5);
+
+/// Raised when another process holds the job's lock.
+#[derive(Debug, thiserror::Error)]
+#[error("job `{job}` is already running in another process (warehouse lock held); try again when it ends")]
+pub struct JobLocked {
+    pub job: String,
+}
+
+/// `run_job` under the job's warehouse lock, as the scheduler and a manual
+/// run both call it: a job never runs twice at once, on one machine or on
+/// several sharing a PostgreSQL warehouse. Dry runs write nothing and take
+/// no lock.
+pub async fn run_locked(
+    settings: &Settings,
+    store: &dyn Store,
+    job: &JobConfig,
+    as_of: NaiveDate,
+    opts: &RunOptions,
+) -> anyhow::Result<RunOutcome> {
+    if opts.dry_run {
+        return run_job(settings, store, job, as_of, opts).await;
+    }
+    let holder = format!(
+        "{}@{}:{}",
+        std::process::id(),
+        hostname(),
+        uuid::Uuid::new_v4().simple()
+    );
+    // a holder on this machine whose process is gone released nothing: free it now
+    if let Some(old) = store.lock_holder(&job.name).await? {
+        if holder_is_dead_here(&old) {
+            tracing::warn!(job = %job.name, holder = %old, "taking over the lock of a process that died");
+            store.unlock(&job.name, &old).await?;
+        }
+    }
+    let stale = (chrono::Utc::now() - LOCK_STALE_AFTER)
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    if !store.try_lock(&job.name, &holder, &stale).await? {
+        return Err(JobLocked {
+            job: job.name.clone(),
+        }
+        .into());
+    }
+    let work = run_job(settings, store, job, as_of, opts);
+    tokio::pin!(work);
+    let mut heartbeat = tokio::time::interval(LOCK_HEARTBEAT);
+    heartbeat.tick().await;
+    let result = loop {
+        tokio::select! {
+            r = &mut work => break r,
+            _ = heartbeat.tick() => {
+                if let Err(e) = store.refresh_lock(&job.name, &holder).await {
+                    tracing::warn!(job = %job.name, error = %e, "cannot refresh the job lock");
+                }
+            }
+        }
+    };
+    if let Err(e) = store.unlock(&job.name, &holder).await {
+        tracing::warn!(job = %job.name, error = %e, "cannot release the job lock; it expires on its own");
+    }
+    result
+}
+
+/// `pid@host:…` names a process on this host that no longer exists.
+fn holder_is_dead_here(holder: &str) -> bool {
+    let Some((pid, rest)) = holder.split_once('@') else {
+        return false;
+    };
+    let host = rest.rsplit_once(':').map_or(rest, |(h, _)| h);
+    host == hostname()
+        && pid.parse::<u32>().is_ok_and(|pid| {
+            pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        })
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
 pub async fn run_job(
     settings: &Settings,
     store: &dyn Store,

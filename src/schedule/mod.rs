@@ -49,24 +49,15 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
                             return;
                         }
                     };
-                    let holder = format!("{}:{}", std::process::id(), uuid::Uuid::new_v4());
-                    match store.try_lock(&job.name, &holder).await {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            warn!(job = %job.name, "previous fire still running; this one is skipped");
-                            return;
-                        }
-                        Err(e) => {
-                            error!(job = %job.name, error = %e, "cannot take the job lock");
-                            return;
-                        }
-                    }
-                    if let Err(e) =
-                        jobs::run_job(&s, store.as_ref(), &job, as_of, &RunOptions::default()).await
+                    match jobs::run_locked(&s, store.as_ref(), &job, as_of, &RunOptions::default())
+                        .await
                     {
-                        error!(job = %job.name, error = %format!("{e:#}"), "job failed");
+                        Ok(_) => {}
+                        Err(e) if e.is::<jobs::JobLocked>() => {
+                            warn!(job = %job.name, "previous fire still running; this one is skipped");
+                        }
+                        Err(e) => error!(job = %job.name, error = %format!("{e:#}"), "job failed"),
                     }
-                    let _ = store.unlock(&job.name, &holder).await;
                 })
             },
         )?;

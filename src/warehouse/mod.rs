@@ -1,21 +1,27 @@
 //! Warehouse: where canonical rows, runs, snapshots and the delivery ledger
 //! live. `Store` is the storage contract; each backend keeps all of its SQL in
-//! one file (`sqlite.rs`). sqlx's `Any` driver is deliberately not used: it
-//! carries no dates or decimals and emits placeholders PostgreSQL rejects.
+//! one file (`sqlite.rs` for the embedded default, `postgres.rs` for the
+//! warehouse several instances share). sqlx's `Any` driver is deliberately not
+//! used: it carries no dates or decimals and emits placeholders PostgreSQL
+//! rejects.
 
+mod postgres;
 mod sqlite;
+
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use crate::config::{Dataset, VisitsConfig};
-use crate::ingest::record::{Located, Masters, Rejection};
+use crate::ingest::record::{Located, Masters, Reason, Rejection};
 use crate::metrics::tiers::TierResult;
-use crate::metrics::{Inputs, PeriodRange};
+use crate::metrics::{Inputs, PeriodRange, VisitDay};
 
 pub type Result<T> = std::result::Result<T, WarehouseError>;
 
@@ -27,7 +33,7 @@ pub enum WarehouseError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("warehouse query failed: {0}")]
     Query(#[from] sqlx::Error),
-    #[error("warehouse url `{0}` is not supported (use sqlite://…)")]
+    #[error("warehouse url `{0}` is not supported (use sqlite://… or postgres://…)")]
     Unsupported(String),
     #[error("stored snapshot is unreadable: {0}")]
     Snapshot(#[from] serde_json::Error),
@@ -38,6 +44,7 @@ pub enum WarehouseError {
 pub struct FileState {
     pub sha256: String,
     pub unknown_ids: u64,
+    pub rows_rejected: u64,
 }
 
 /// Which stored rows a load replaces.
@@ -141,6 +148,9 @@ pub trait Store: Send + Sync {
     async fn snapshot_run(&self, as_of: NaiveDate) -> Result<Option<RunRow>>;
     async fn save_rejections(&self, run_id: i64, rows: &[Rejection]) -> Result<()>;
     async fn rejections(&self, run_id: i64) -> Result<Vec<Rejection>>;
+    /// The row rejections recorded the last time a file was loaded: an
+    /// unchanged file is skipped, but its rejected rows are still missing.
+    async fn file_rejections(&self, source: &str, file: &str) -> Result<Vec<Rejection>>;
 
     async fn metric_inputs(
         &self,
@@ -171,18 +181,101 @@ pub trait Store: Send + Sync {
     async fn record_delivery(&self, row: &DeliveryRow) -> Result<()>;
     async fn deliveries(&self, failed_only: bool) -> Result<Vec<DeliveryRow>>;
 
-    /// Takes the job's lock so that a job never runs twice at once.
-    async fn try_lock(&self, job: &str, holder: &str) -> Result<bool>;
+    /// Takes the job's lock so that a job never runs twice at once. A lock
+    /// taken before `stale_before` (a UTC timestamp as `now()` writes it) is
+    /// taken over: its holder died without releasing it.
+    async fn try_lock(&self, job: &str, holder: &str, stale_before: &str) -> Result<bool>;
     async fn unlock(&self, job: &str, holder: &str) -> Result<()>;
+    /// Marks the lock as still held (the heartbeat of a running job).
+    async fn refresh_lock(&self, job: &str, holder: &str) -> Result<()>;
+    /// Who holds the job's lock, if anyone.
+    async fn lock_holder(&self, job: &str) -> Result<Option<String>>;
 }
 
 /// Opens the warehouse a URL names, creating and migrating it as needed.
 pub async fn open(url: &str) -> Result<Box<dyn Store>> {
     if url.starts_with("sqlite:") {
         Ok(Box::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Box::new(PgStore::open(url).await?))
     } else {
-        Err(WarehouseError::Unsupported(
-            url.split('@').next_back().unwrap_or(url).to_string(),
-        ))
+        Err(WarehouseError::Unsupported(redact(url)))
     }
+}
+
+/// A URL fit for messages and logs: any password is replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Tier snapshot rows per INSERT statement.
+pub(crate) const SNAPSHOT_CHUNK: usize = 1_000;
+
+/// Turns (customer, day, visit type, visits) groups into counted visits per
+/// customer and day: blank types take `default_type`; only `counted_types`.
+pub(crate) fn fold_visit_days(
+    groups: Vec<(String, NaiveDate, Option<String>, u64)>,
+    counted: &HashSet<&str>,
+    visits: &VisitsConfig,
+) -> Vec<VisitDay> {
+    let mut days: HashMap<(String, NaiveDate), u32> = HashMap::new();
+    for (customer, date, kind, n) in groups {
+        let kind = kind
+            .as_deref()
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .unwrap_or(visits.default_type.trim());
+        if counted.contains(kind) {
+            *days.entry((customer, date)).or_default() += u32::try_from(n).unwrap_or(u32::MAX);
+        }
+    }
+    days.into_iter()
+        .map(|((customer_id, date), visits)| VisitDay {
+            customer_id,
+            date,
+            visits,
+        })
+        .collect()
+}
+
+pub(crate) fn now() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Table names come from this fixed list only, never from input.
+pub(crate) fn table_of(d: Dataset) -> &'static str {
+    match d {
+        Dataset::Reps => "reps",
+        Dataset::Customers => "customers",
+        Dataset::Sales => "sales",
+        Dataset::Visits => "visits",
+        Dataset::Targets => "targets",
+        Dataset::Satisfaction => "satisfaction",
+    }
+}
+
+/// The reason stored as text back to its variant.
+pub(crate) fn reason_from(s: &str) -> Reason {
+    [
+        Reason::MissingRequiredField,
+        Reason::UnparsableDate,
+        Reason::UnparsableNumber,
+        Reason::UnknownCustomerId,
+        Reason::UnknownRepId,
+        Reason::RejectRatioExceeded,
+        Reason::CannotOpenFile,
+        Reason::MissingColumn,
+    ]
+    .into_iter()
+    .find(|r| r.as_str() == s)
+    .unwrap_or(Reason::CannotOpenFile)
 }

@@ -13,16 +13,15 @@ use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use tokio::sync::mpsc;
 
 use super::{
-    Batch, DeliveryRow, FileLoad, FileState, LoadOutcome, Replace, Result, RunRow, Store,
-    WarehouseError,
+    fold_visit_days, now, reason_from, table_of, Batch, DeliveryRow, FileLoad, FileState,
+    LoadOutcome, Replace, Result, RunRow, Store, WarehouseError,
 };
 use crate::config::{Dataset, VisitsConfig};
-use crate::ingest::record::{Located, Masters, Reason, Record, Rejection};
+use crate::ingest::record::{Located, Masters, Record, Rejection};
 use crate::metrics::calendar::{window, YearMonth};
 use crate::metrics::tiers::TierResult;
 use crate::metrics::{
     Customer, Inputs, MonthlySales, PeriodRange, PeriodSales, PurchaseSpan, Rep, Survey, Target,
-    VisitDay,
 };
 
 /// Rows per multi-row INSERT: 13 binds × 1,000 stays far below SQLite's 32,766.
@@ -32,14 +31,10 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
-fn now() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
 impl SqliteStore {
     pub async fn open(url: &str) -> Result<Self> {
         let connect = |source| WarehouseError::Connect {
-            url: url.to_string(),
+            url: super::redact(url),
             source,
         };
         if let Some(path) = url
@@ -97,18 +92,6 @@ async fn delete_replaced(tx: &mut Transaction<'_, Sqlite>, load: &FileLoad) -> R
         }
     }
     Ok(())
-}
-
-/// Table names come from this fixed list only, never from input.
-fn table_of(d: Dataset) -> &'static str {
-    match d {
-        Dataset::Reps => "reps",
-        Dataset::Customers => "customers",
-        Dataset::Sales => "sales",
-        Dataset::Visits => "visits",
-        Dataset::Targets => "targets",
-        Dataset::Satisfaction => "satisfaction",
-    }
 }
 
 async fn insert_rows(
@@ -236,7 +219,7 @@ fn parse_date(s: &str) -> NaiveDate {
 impl Store for SqliteStore {
     async fn file_state(&self, source: &str, file: &str) -> Result<Option<FileState>> {
         let row = sqlx::query(
-            "SELECT sha256, unknown_ids FROM ingested_files WHERE source = ? AND file = ?",
+            "SELECT sha256, unknown_ids, rows_rejected FROM ingested_files WHERE source = ? AND file = ?",
         )
         .bind(source)
         .bind(file)
@@ -245,6 +228,7 @@ impl Store for SqliteStore {
         Ok(row.map(|r| FileState {
             sha256: r.get(0),
             unknown_ids: u64::try_from(r.get::<i64, _>(1)).unwrap_or(0),
+            rows_rejected: u64::try_from(r.get::<i64, _>(2)).unwrap_or(0),
         }))
     }
 
@@ -414,20 +398,22 @@ impl Store for SqliteStore {
         .bind(run_id)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Rejection {
-                source: r.get(0),
-                file: r.get(1),
-                sheet: r.get(2),
-                row: u64::try_from(r.get::<i64, _>(3)).unwrap_or(0),
-                cell: r.get(4),
-                column: r.get(5),
-                value: r.get(6),
-                reason: reason_from(&r.get::<String, _>(7)),
-                detail: r.get(8),
-            })
-            .collect())
+        Ok(rows.iter().map(rejection_row).collect())
+    }
+
+    async fn file_rejections(&self, source: &str, file: &str) -> Result<Vec<Rejection>> {
+        let rows = sqlx::query(
+            "SELECT source, file, sheet, row_no, cell, column_name, value, reason, detail FROM rejections \
+             WHERE source = ? AND file = ? AND row_no > 0 AND run_id = \
+             (SELECT MAX(run_id) FROM rejections WHERE source = ? AND file = ? AND row_no > 0) ORDER BY row_no",
+        )
+        .bind(source)
+        .bind(file)
+        .bind(source)
+        .bind(file)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(rejection_row).collect())
     }
 
     async fn metric_inputs(
@@ -525,7 +511,6 @@ impl Store for SqliteStore {
     .await?;
 
         let counted: HashSet<&str> = visits.counted_types.iter().map(|s| s.trim()).collect();
-        let mut days: HashMap<(String, String), u32> = HashMap::new();
         let counted_days = map_rows(
             sqlx::query(
                 "SELECT customer_id, visit_date, visit_type, COUNT(*) FROM visits WHERE visit_date >= ? AND visit_date <= ? \
@@ -535,25 +520,16 @@ impl Store for SqliteStore {
             .bind(end),
             &self.pool,
             |r| {
-                let kind: Option<String> = r.get(2);
-                let kind = kind.as_deref().map(str::trim).filter(|k| !k.is_empty()).unwrap_or(visits.default_type.trim());
-                counted.contains(kind).then(|| {
-                    ((r.get::<String, _>(0), r.get::<String, _>(1)), u32::try_from(r.get::<i64, _>(3)).unwrap_or(0))
-                })
+                Some((
+                    r.get::<String, _>(0),
+                    parse_date(&r.get::<String, _>(1)),
+                    r.get::<Option<String>, _>(2),
+                    u64::try_from(r.get::<i64, _>(3)).unwrap_or(0),
+                ))
             },
         )
         .await?;
-        for (key, n) in counted_days {
-            *days.entry(key).or_default() += n;
-        }
-        let visit_days = days
-            .into_iter()
-            .map(|((customer_id, date), visits)| VisitDay {
-                customer_id,
-                date: parse_date(&date),
-                visits,
-            })
-            .collect();
+        let visit_days = fold_visit_days(counted_days, &counted, visits);
 
         let months: Vec<String> = period.months().iter().map(ToString::to_string).collect();
         let targets = sqlx::query("SELECT rep_id, month, sales_target, new_customer_target FROM targets WHERE month >= ? AND month <= ?")
@@ -612,7 +588,7 @@ impl Store for SqliteStore {
         docs: &[(&str, String)],
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        for chunk in tiers.chunks(CHUNK) {
+        for chunk in tiers.chunks(super::SNAPSHOT_CHUNK) {
             let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO tier_snapshots (run_id, as_of, customer_id, payload) ",
             );
@@ -732,13 +708,19 @@ impl Store for SqliteStore {
         Ok(rows.iter().map(delivery_row).collect())
     }
 
-    async fn try_lock(&self, job: &str, holder: &str) -> Result<bool> {
-        let done = sqlx::query("INSERT INTO job_locks (job, holder, acquired_at) VALUES (?, ?, ?) ON CONFLICT (job) DO NOTHING")
-            .bind(job)
-            .bind(holder)
-            .bind(now())
-            .execute(&self.pool)
-            .await?;
+    async fn try_lock(&self, job: &str, holder: &str, stale_before: &str) -> Result<bool> {
+        // a lock older than `stale_before` belonged to a process that died
+        let done = sqlx::query(
+            "INSERT INTO job_locks (job, holder, acquired_at) VALUES (?, ?, ?) \
+             ON CONFLICT (job) DO UPDATE SET holder = excluded.holder, acquired_at = excluded.acquired_at \
+             WHERE job_locks.acquired_at < ?",
+        )
+        .bind(job)
+        .bind(holder)
+        .bind(now())
+        .bind(stale_before)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -749,6 +731,25 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn refresh_lock(&self, job: &str, holder: &str) -> Result<()> {
+        sqlx::query("UPDATE job_locks SET acquired_at = ? WHERE job = ? AND holder = ?")
+            .bind(now())
+            .bind(job)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn lock_holder(&self, job: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT holder FROM job_locks WHERE job = ?")
+                .bind(job)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 }
 
@@ -781,18 +782,16 @@ fn delivery_row(r: &sqlx::sqlite::SqliteRow) -> DeliveryRow {
     }
 }
 
-fn reason_from(s: &str) -> Reason {
-    [
-        Reason::MissingRequiredField,
-        Reason::UnparsableDate,
-        Reason::UnparsableNumber,
-        Reason::UnknownCustomerId,
-        Reason::UnknownRepId,
-        Reason::RejectRatioExceeded,
-        Reason::CannotOpenFile,
-        Reason::MissingColumn,
-    ]
-    .into_iter()
-    .find(|r| r.as_str() == s)
-    .unwrap_or(Reason::CannotOpenFile)
+fn rejection_row(r: &sqlx::sqlite::SqliteRow) -> Rejection {
+    Rejection {
+        source: r.get(0),
+        file: r.get(1),
+        sheet: r.get(2),
+        row: u64::try_from(r.get::<i64, _>(3)).unwrap_or(0),
+        cell: r.get(4),
+        column: r.get(5),
+        value: r.get(6),
+        reason: reason_from(&r.get::<String, _>(7)),
+        detail: r.get(8),
+    }
 }

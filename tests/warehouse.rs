@@ -1,0 +1,177 @@
+//! The PostgreSQL warehouse: the demo computed on it gives the same exports
+//! as on SQLite, reruns are idempotent, and the job lock keeps a second run
+//! out until the first ends (or its lock goes stale).
+
+use std::path::Path;
+
+use crate::cli::{bin, text};
+use crate::ingest::require;
+
+/// A database of its own on the local server, dropped at the end.
+struct PgDatabase {
+    admin: sqlx::PgPool,
+    name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    async fn create() -> Option<Self> {
+        let admin = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres")
+            .await
+            .ok()?;
+        let name = format!("sb_wh_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+        Some(Self { admin, name, url })
+    }
+
+    async fn drop(self) {
+        let sql = format!("DROP DATABASE {} WITH (FORCE)", self.name);
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&self.admin)
+            .await
+            .unwrap();
+    }
+}
+
+const EXPORTS: [&str; 5] = [
+    "tiers",
+    "visit-gaps",
+    "scorecard",
+    "development",
+    "rejections",
+];
+
+fn exports(config: &Path, env: &[(&str, &str)]) -> Vec<String> {
+    EXPORTS
+        .iter()
+        .map(|what| {
+            let o = bin()
+                .arg("--config")
+                .arg(config)
+                .args(["export", what, "--as-of", "2026-11-20"])
+                .envs(env.iter().copied())
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "export {what}: {}", text(&o));
+            String::from_utf8(o.stdout).unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_warehouse_computes_the_demo_like_sqlite_and_locks_jobs() {
+    let Some(db) = PgDatabase::create().await else {
+        require("PostgreSQL on 127.0.0.1:5432", false);
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    let out = bin()
+        .args(["demo", "--as-of", "2026-11-20", "--no-run", "--dir"])
+        .arg(&demo)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let erp = format!(
+        "sqlite://{}",
+        std::fs::canonicalize(demo.join("erp.db"))
+            .unwrap()
+            .display()
+    );
+    let sqlite_config = demo.join("salesbatch.toml");
+    let pg_config = demo.join("salesbatch-pg.toml");
+    let toml = std::fs::read_to_string(&sqlite_config).unwrap();
+    assert!(toml.contains("url = \"sqlite://data/warehouse.db\""));
+    std::fs::write(
+        &pg_config,
+        toml.replace(
+            "url = \"sqlite://data/warehouse.db\"",
+            "url_env = \"SALESBATCH_TEST_WAREHOUSE\"",
+        ),
+    )
+    .unwrap();
+    let env = [
+        ("SALESBATCH_DEMO_ERP_URL", erp.as_str()),
+        ("SALESBATCH_TEST_WAREHOUSE", db.url.as_str()),
+    ];
+    let run = |config: &Path| {
+        bin()
+            .arg("--config")
+            .arg(config)
+            .args(["run", "nightly", "--as-of", "2026-11-20", "--no-email"])
+            .envs(env)
+            .output()
+            .unwrap()
+    };
+
+    for config in [&sqlite_config, &pg_config] {
+        let o = run(config);
+        assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+        assert!(
+            text(&o).contains("22 files loaded, 0 skipped, 0 refused, 1840 rows, 3 rejections, 58 customers scored"),
+            "{}",
+            text(&o)
+        );
+    }
+    let on_sqlite = exports(&sqlite_config, &env);
+    let on_pg = exports(&pg_config, &env);
+    for (i, what) in EXPORTS.iter().enumerate() {
+        assert!(on_pg[i].lines().count() > 1, "{what} is empty");
+        assert_eq!(on_pg[i], on_sqlite[i], "export {what} differs");
+    }
+
+    // a rerun loads only the SQL source's window again and changes nothing
+    let again = run(&pg_config);
+    assert!(
+        text(&again).contains("1 files loaded, 21 skipped, 0 refused"),
+        "{}",
+        text(&again)
+    );
+    assert_eq!(exports(&pg_config, &env), on_pg);
+
+    // another process holds the lock: the run is refused, nothing is written
+    let wh = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let runs_before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs")
+        .fetch_one(&wh)
+        .await
+        .unwrap();
+    let fresh = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    sqlx::query(
+        "INSERT INTO job_locks (job, holder, acquired_at) VALUES ('nightly', 'other-host', $1)",
+    )
+    .bind(&fresh)
+    .execute(&wh)
+    .await
+    .unwrap();
+    let locked = run(&pg_config);
+    assert_eq!(locked.status.code(), Some(1), "{}", text(&locked));
+    assert!(
+        text(&locked).contains("job `nightly` is already running in another process"),
+        "{}",
+        text(&locked)
+    );
+    let runs_after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs")
+        .fetch_one(&wh)
+        .await
+        .unwrap();
+    assert_eq!(runs_after, runs_before);
+    // the holder died long ago: its lock is stale, taken over and released
+    sqlx::query("UPDATE job_locks SET acquired_at = '2000-01-01T00:00:00Z'")
+        .execute(&wh)
+        .await
+        .unwrap();
+    let taken_over = run(&pg_config);
+    assert_eq!(taken_over.status.code(), Some(3), "{}", text(&taken_over));
+    assert!(text(&taken_over).contains("run "), "{}", text(&taken_over));
+    let locks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_locks")
+        .fetch_one(&wh)
+        .await
+        .unwrap();
+    assert_eq!(locks, 0);
+    wh.close().await;
+    db.drop().await;
+}
