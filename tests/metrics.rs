@@ -570,3 +570,236 @@ fn tier_changes_computed_by_hand() {
     );
     assert_eq!((ch[0].driver_delta, ch[1].driver_delta), (7.5, -2.0));
 }
+
+// ------------------------------------------------------------ edge cases
+
+/// Ten buyers; X is the top one and sits on three band edges at once:
+/// share 1/10 = 0.10 (the `top = 0.10` edge → 100), growth (7,200 − 6,000) ÷
+/// 6,000 = 0.20 (the `min = 0.20` edge → 100), 12 positive months (loyalty
+/// 100), blank prospect (0). With coverage from the master, score = 50 + 20 +
+/// 0.1 × coverage + 10 + 0 = 80 + coverage ÷ 10.
+fn x_with_coverage(coverage: f64) -> TierResult {
+    let mut customers = vec![customer("X", None)];
+    customers[0].coverage_score = Some(coverage);
+    let mut monthly = Vec::new();
+    for i in 0..12u32 {
+        let (y, m) = if i < 2 { (2025, 11 + i) } else { (2026, i - 1) };
+        monthly.push(sale("X", "P1", y, m, if i < 6 { 1000.0 } else { 1200.0 }));
+    }
+    for k in 1..10 {
+        let id = format!("O{k}");
+        customers.push(customer(&id, None));
+        monthly.push(sale(&id, "P1", 2026, 3, f64::from(k)));
+    }
+    let out = tiers::compute(
+        &customers,
+        &monthly,
+        &HashMap::new(),
+        &TieringConfig::default(),
+        &[],
+        d(2026, 11, 20),
+    );
+    out.into_iter().find(|t| t.customer_id == "X").unwrap()
+}
+
+#[test]
+fn boundary_scores_at_exactly_90_and_89_995_are_tier_a() {
+    let exact = x_with_coverage(100.0);
+    assert_eq!(exact.growth, 0.2);
+    assert_eq!(
+        (
+            exact.sub.sales,
+            exact.sub.growth,
+            exact.sub.loyalty,
+            exact.sub.prospect
+        ),
+        (100.0, 100.0, 100.0, 0.0)
+    );
+    assert_eq!((exact.score, exact.tier.as_str()), (90.0, "A"));
+    // 80 + 9.995 = 89.995 rounds half away from zero to 90.00: still A
+    let half = x_with_coverage(99.95);
+    assert_eq!((half.score, half.tier.as_str()), (90.0, "A"));
+    assert!(half.near_boundary);
+    // 89.994 rounds to 89.99: B
+    let below = x_with_coverage(99.94);
+    assert_eq!((below.score, below.tier.as_str()), (89.99, "B"));
+}
+
+/// Growth value bands at their exact `min` edges, H1 = 0, a customer whose
+/// returns exceed purchases, and one with no line at all.
+#[test]
+fn growth_band_edges_h1_zero_negative_net_and_no_sales() {
+    let customers: Vec<Customer> = ["G5", "GM5", "GM20", "H0", "NEG", "NONE"]
+        .iter()
+        .map(|id| customer(id, None))
+        .collect();
+    let monthly = vec![
+        // H1 = 1,000 (2025-12), H2 = 1,050 (2026-06): +0.05 → 85
+        sale("G5", "P1", 2025, 12, 1000.0),
+        sale("G5", "P1", 2026, 6, 1050.0),
+        // 1,000 → 950: −0.05 → 70
+        sale("GM5", "P1", 2025, 12, 1000.0),
+        sale("GM5", "P1", 2026, 6, 950.0),
+        // 1,000 → 800: −0.20 → 50
+        sale("GM20", "P1", 2025, 12, 1000.0),
+        sale("GM20", "P1", 2026, 6, 800.0),
+        // nothing in H1, 300 in H2: growth 1.0 → 100
+        sale("H0", "P2", 2026, 9, 300.0),
+        // 100 bought, 250 returned: net −150, avg −12.5 → sales score 0;
+        // H1 100 → H2 −250: growth −3.5 → the last band, 20
+        sale("NEG", "P1", 2025, 11, 100.0),
+        sale("NEG", "P1", 2026, 10, -250.0),
+    ];
+    let out = tiers::compute(
+        &customers,
+        &monthly,
+        &HashMap::new(),
+        &TieringConfig::default(),
+        &[],
+        d(2026, 11, 20),
+    );
+    let get = |id: &str| out.iter().find(|t| t.customer_id == id).unwrap();
+    assert_eq!((get("G5").growth, get("G5").sub.growth), (0.05, 85.0));
+    assert_eq!((get("GM5").growth, get("GM5").sub.growth), (-0.05, 70.0));
+    assert_eq!((get("GM20").growth, get("GM20").sub.growth), (-0.2, 50.0));
+    assert_eq!((get("H0").growth, get("H0").sub.growth), (1.0, 100.0));
+    let neg = get("NEG");
+    assert_eq!(neg.avg_monthly_sales, -12.5);
+    assert_eq!((neg.sub.sales, neg.sub.growth), (0.0, 20.0));
+    // NEG's P1 net is −150: its breadth counts no product
+    assert_eq!((neg.breadth, neg.sub.coverage), (0.0, 0.0));
+    let none = get("NONE");
+    assert_eq!(
+        (
+            none.avg_monthly_sales,
+            none.sub.sales,
+            none.sub.growth,
+            none.score
+        ),
+        (0.0, 0.0, 0.0, 0.0)
+    );
+    assert_eq!(
+        (none.tier.as_str(), none.lifecycle),
+        ("E", Lifecycle::Potential)
+    );
+    // sales shares among the 4 positive buyers: G5 2,050 is the top (0.25 → 85)
+    assert_eq!(get("G5").sub.sales, 85.0);
+}
+
+#[test]
+fn periods_across_a_year_end_and_in_a_leap_year() {
+    let jan = PeriodRange::new(d(2026, 1, 15), Period::PreviousMonth);
+    assert_eq!(
+        (jan.start, jan.end, jan.elapsed, jan.days),
+        (d(2025, 12, 1), d(2025, 12, 31), 31, 31)
+    );
+    let leap = PeriodRange::new(d(2028, 2, 29), Period::Mtd);
+    assert_eq!(
+        (leap.start, leap.end, leap.elapsed, leap.days),
+        (d(2028, 2, 1), d(2028, 2, 29), 29, 29)
+    );
+    let after_leap = PeriodRange::new(d(2028, 3, 10), Period::PreviousMonth);
+    assert_eq!((after_leap.end, after_leap.days), (d(2028, 2, 29), 29));
+    let mid_feb = PeriodRange::new(d(2028, 2, 10), Period::Mtd);
+    assert_eq!((mid_feb.elapsed, mid_feb.days), (10, 29));
+    // the scoring window before March 2028 ends with the leap February
+    let w = salesbatch::metrics::calendar::window(d(2028, 3, 1), 12);
+    assert_eq!(
+        (w[0], w[11]),
+        (YearMonth::new(2027, 3), YearMonth::new(2028, 2))
+    );
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn inputs() -> impl Strategy<Value = (Vec<Customer>, Vec<MonthlySales>, Vec<VisitDay>)> {
+        let n = 1..25usize;
+        n.prop_flat_map(|n| {
+            (
+                proptest::collection::vec(
+                    (
+                        proptest::option::of(-50.0..150.0f64),
+                        proptest::option::of(-50.0..150.0f64),
+                    ),
+                    n,
+                ),
+                proptest::collection::vec(
+                    (0..n, 0..4usize, 0..14i64, -2_000.0..10_000.0f64),
+                    0..120,
+                ),
+                proptest::collection::vec((0..n, 1..=20u32, 0..4u32), 0..80),
+            )
+        })
+        .prop_map(|(masters, lines, visits)| {
+            let customers = masters
+                .iter()
+                .enumerate()
+                .map(|(i, (prospect, coverage))| {
+                    let mut c = customer(&format!("C{i:02}"), *prospect);
+                    c.coverage_score = *coverage;
+                    c.rep_id = format!("R{}", i % 3);
+                    c
+                })
+                .collect();
+            let monthly = lines
+                .into_iter()
+                .map(|(c, p, m, amount)| {
+                    let ym = YearMonth::new(2025, 10).offset(m);
+                    sale(
+                        &format!("C{c:02}"),
+                        &format!("P{p}"),
+                        ym.year,
+                        ym.month,
+                        amount,
+                    )
+                })
+                .collect();
+            let days = visits
+                .into_iter()
+                .map(|(c, day, n)| VisitDay {
+                    customer_id: format!("C{c:02}"),
+                    date: d(2026, 11, day),
+                    visits: n,
+                })
+                .collect();
+            (customers, monthly, days)
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn scores_bounded_tiers_monotone_attainment_capped((customers, monthly, days) in inputs()) {
+            let rules = TieringConfig::default();
+            let out = tiers::compute(&customers, &monthly, &HashMap::new(), &rules, &[], d(2026, 11, 20));
+            let order: Vec<&str> = rules.tiers.iter().map(|t| t.name.as_str()).collect();
+            let rank = |t: &TierResult| order.iter().position(|n| *n == t.tier).unwrap();
+            for t in &out {
+                prop_assert!((0.0..=100.0).contains(&t.score), "score {}", t.score);
+                for s in [t.sub.sales, t.sub.growth, t.sub.coverage, t.sub.loyalty, t.sub.prospect] {
+                    prop_assert!((0.0..=100.0).contains(&s), "sub-score {s}");
+                }
+            }
+            for a in &out {
+                for b in &out {
+                    if a.score > b.score {
+                        prop_assert!(rank(a) <= rank(b), "{} {} above {} {}", a.score, a.tier, b.score, b.tier);
+                    }
+                }
+            }
+            let period = PeriodRange::new(d(2026, 11, 20), Period::Mtd);
+            let report = visits::compute(&out, &days, &rules, &period, 1);
+            let totals = report.by_rep.values().chain(report.by_region.values()).chain([&report.company]);
+            for v in totals {
+                if let Some(a) = v.attainment() {
+                    prop_assert!((0.0..=1.0).contains(&a), "attainment {a}");
+                }
+                if let Some(c) = v.coverage() {
+                    prop_assert!((0.0..=1.0).contains(&c), "coverage {c}");
+                }
+            }
+        }
+    }
+}

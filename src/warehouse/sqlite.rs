@@ -54,6 +54,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
+            // index maintenance on millions of rows thrashes the default 2 MB cache
+            .pragma("cache_size", "-65536")
+            .pragma("temp_store", "memory")
             .foreign_keys(false);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -139,55 +142,55 @@ async fn insert_rows(
             match &located.record {
                 Record::Sale(s) => {
                     b.push_bind(s.invoice_date)
-                        .push_bind(s.customer_id.clone())
-                        .push_bind(s.product_id.clone())
+                        .push_bind(s.customer_id.as_str())
+                        .push_bind(s.product_id.as_str())
                         .push_bind(s.amount)
                         .push_bind(s.quantity)
-                        .push_bind(s.invoice_no.clone())
-                        .push_bind(s.line_no.clone())
-                        .push_bind(s.rep_id.clone());
+                        .push_bind(s.invoice_no.as_deref())
+                        .push_bind(s.line_no.as_deref())
+                        .push_bind(s.rep_id.as_deref());
                 }
                 Record::Customer(c) => {
-                    b.push_bind(c.customer_id.clone())
-                        .push_bind(c.name.clone())
-                        .push_bind(c.region.clone())
-                        .push_bind(c.rep_id.clone())
-                        .push_bind(c.customer_type.clone())
+                    b.push_bind(c.customer_id.as_str())
+                        .push_bind(c.name.as_str())
+                        .push_bind(c.region.as_str())
+                        .push_bind(c.rep_id.as_str())
+                        .push_bind(c.customer_type.as_deref())
                         .push_bind(c.first_contact_date)
                         .push_bind(c.signed_date)
                         .push_bind(c.prospect_score)
                         .push_bind(c.coverage_score)
-                        .push_bind(c.status.clone());
+                        .push_bind(c.status.as_deref());
                 }
                 Record::Rep(r) => {
-                    b.push_bind(r.rep_id.clone())
-                        .push_bind(r.name.clone())
-                        .push_bind(r.region.clone())
+                    b.push_bind(r.rep_id.as_str())
+                        .push_bind(r.name.as_str())
+                        .push_bind(r.region.as_str())
                         .push_bind(r.hire_date)
-                        .push_bind(r.email.clone());
+                        .push_bind(r.email.as_deref());
                 }
                 Record::Visit(v) => {
                     b.push_bind(v.visit_date)
-                        .push_bind(v.rep_id.clone())
-                        .push_bind(v.customer_id.clone())
-                        .push_bind(v.visit_type.clone())
-                        .push_bind(v.outcome.clone());
+                        .push_bind(v.rep_id.as_str())
+                        .push_bind(v.customer_id.as_str())
+                        .push_bind(v.visit_type.as_deref())
+                        .push_bind(v.outcome.as_deref());
                 }
                 Record::Target(t) => {
-                    b.push_bind(t.rep_id.clone())
+                    b.push_bind(t.rep_id.as_str())
                         .push_bind(t.month.to_string())
                         .push_bind(t.sales_target)
                         .push_bind(t.new_customer_target);
                 }
                 Record::Survey(s) => {
-                    b.push_bind(s.customer_id.clone())
+                    b.push_bind(s.customer_id.as_str())
                         .push_bind(s.date)
                         .push_bind(s.score);
                 }
             }
-            b.push_bind(load.source.clone())
-                .push_bind(load.file.clone())
-                .push_bind(load.sheet.clone())
+            b.push_bind(load.source.as_str())
+                .push_bind(load.file.as_str())
+                .push_bind(load.sheet.as_str())
                 .push_bind(i64::try_from(located.row).unwrap_or(i64::MAX));
         });
         qb.push(tail);
