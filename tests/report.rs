@@ -172,3 +172,44 @@ fn report_page_and_email_snapshots() {
     let raw = String::from_utf8(msg.formatted()).unwrap();
     insta::assert_snapshot!("east_email", redact_email(&raw));
 }
+
+/// The email shows the tier distribution as an inline PNG: five bars, 华东's
+/// one customer is tier A, so A's bar is full length and B's is empty track.
+#[test]
+fn email_body_carries_the_tier_chart_as_an_inline_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundles = rendered(dir.path());
+    let east = bundles.iter().find(|b| b.scope.name() == "华东").unwrap();
+    assert!(east
+        .html_body
+        .contains(r#"<img src="cid:tier-chart" width="440" height="158""#));
+    let page = std::fs::read_to_string(&east.html).unwrap();
+    assert!(!page.contains("cid:"), "the saved page is self-contained");
+    let (cid, png) = &east.charts[0];
+    assert_eq!(cid, "tier-chart");
+    let mut reader = png::Decoder::new(std::io::Cursor::new(png.as_slice()))
+        .read_info()
+        .unwrap();
+    let mut rgb = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut rgb).unwrap();
+    // 5 bars of 22 px with 8 px gaps: 5·22 + 6·8 = 158
+    assert_eq!((info.width, info.height), (440, 158));
+    let pixel = |x: usize, y: usize| {
+        let i = (y * 440 + x) * 3;
+        (rgb[i], rgb[i + 1], rgb[i + 2])
+    };
+    let (bar, track, white) = ((0x3b, 0x82, 0xf6), (0xe5, 0xe7, 0xeb), (255, 255, 255));
+    assert_eq!(pixel(420, 8 + 11), bar, "A: 1 of max 1, full length");
+    assert_eq!(pixel(420, 38 + 11), track, "B: 0");
+    assert_eq!(pixel(3, 19), white, "margin");
+    let msg = salesbatch::deliver::build_message(
+        &"r <r@example.com>".parse().unwrap(),
+        &"e <e@example.com>".parse().unwrap(),
+        east,
+        "<2.fixed@salesbatch>",
+    )
+    .unwrap();
+    let raw = String::from_utf8(msg.formatted()).unwrap();
+    assert!(raw.contains("Content-Type: multipart/related;"));
+    assert!(raw.contains("Content-ID: <tier-chart>"));
+}

@@ -92,7 +92,14 @@ pub fn build_message(
     bundle: &Bundle,
     message_id: &str,
 ) -> anyhow::Result<Message> {
-    let mut mixed = MultiPart::mixed().singlepart(SinglePart::html(bundle.html_body.clone()));
+    // multipart/related keeps the chart images with the HTML that shows them
+    let mut related = MultiPart::related().singlepart(SinglePart::html(bundle.html_body.clone()));
+    for (cid, png) in &bundle.charts {
+        related = related.singlepart(
+            Attachment::new_inline(cid.clone()).body(png.clone(), ContentType::parse("image/png")?),
+        );
+    }
+    let mut mixed = MultiPart::mixed().multipart(related);
     mixed = mixed.singlepart(attachment(&bundle.xlsx)?);
     if let Some(q) = &bundle.quality_xlsx {
         mixed = mixed.singlepart(attachment(q)?);

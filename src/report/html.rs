@@ -71,8 +71,20 @@ impl Renderer {
         Ok(Self { tera })
     }
 
-    pub fn render(&self, report: &Report, labels: Labels) -> anyhow::Result<String> {
+    /// Renders the page; `email` swaps the CSS bars for the inline chart image
+    /// (`cid:` references the email resolves).
+    pub fn render(&self, report: &Report, labels: Labels, email: bool) -> anyhow::Result<String> {
         let mut ctx = Context::new();
+        ctx.insert("email", &email);
+        ctx.insert(
+            "tier_chart",
+            &format!("cid:{}", super::chart::TIER_CHART_CID),
+        );
+        ctx.insert("tier_chart_width", &super::chart::WIDTH);
+        ctx.insert(
+            "tier_chart_height",
+            &super::chart::height(report.tier_counts.len()),
+        );
         ctx.insert("title", &report.title);
         ctx.insert("scope", &report.scope_name);
         ctx.insert("as_of", &report.as_of.to_string());

@@ -3,6 +3,7 @@
 //! built once (`tables.rs`) from the region's rows only, then written by the
 //! xlsx and HTML writers, so both always show the same numbers.
 
+pub mod chart;
 pub mod export;
 pub mod html;
 pub mod i18n;
@@ -28,7 +29,10 @@ pub struct Bundle {
     pub title: String,
     pub xlsx: PathBuf,
     pub html: PathBuf,
+    /// the page as the email body: charts as `cid:` images
     pub html_body: String,
+    /// (Content-ID, PNG) of each inline chart `html_body` references
+    pub charts: Vec<(String, Vec<u8>)>,
     /// the national bundle also carries the data-quality workbook
     pub quality_xlsx: Option<PathBuf>,
 }
@@ -92,10 +96,16 @@ pub fn render_all(
         };
         let xlsx = dir.join(format!("{stem}.xlsx"));
         xlsx::write(&report, &xlsx, labels)?;
-        let html_body = renderer.render(&report, labels)?;
+        let page = renderer.render(&report, labels, false)?;
         let html = dir.join(format!("{stem}.html"));
-        std::fs::write(&html, &html_body)
+        std::fs::write(&html, &page)
             .with_context(|| format!("cannot write `{}`", html.display()))?;
+        let html_body = renderer.render(&report, labels, true)?;
+        let counts: Vec<u64> = report.tier_counts.iter().map(|t| t.2).collect();
+        let charts = vec![(
+            chart::TIER_CHART_CID.to_string(),
+            chart::horizontal_bars(&counts)?,
+        )];
         let quality_xlsx = if scope == Scope::National {
             let path = dir.join("data-quality.xlsx");
             xlsx::write_quality(&report, &path, labels)?;
@@ -109,6 +119,7 @@ pub fn render_all(
             xlsx,
             html,
             html_body,
+            charts,
             quality_xlsx,
         });
     }
