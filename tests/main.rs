@@ -5,4 +5,5 @@ mod deliver;
 mod ingest;
 mod metrics;
 mod report;
+mod schedule;
 mod warehouse;

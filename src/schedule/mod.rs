@@ -1,4 +1,26 @@
-//! Scheduler daemon (`serve`): fires jobs on their cron schedules.
+//! Scheduler daemon (`serve`): fires jobs on their cron schedules, in the
+//! configured timezone, through the same `jobs::run_locked` a manual run
+//! uses. Three gaps of tokio-cron-scheduler are closed here: a missed fire is
+//! caught up on start (`catch_up`), jobs are re-created when the timezone's
+//! UTC offset changes (the scheduler keeps the offset it saw at creation, so
+//! a DST switch would shift every later fire by an hour), and shutdown waits
+//! for running jobs instead of abandoning them.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{NaiveDate, Offset, Utc};
+use tracing::{error, info, warn};
+
+use crate::config::{JobConfig, Settings};
+use crate::jobs::{self, RunOptions};
+
+fn parser() -> croner::parser::CronParser {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .build()
+}
 
 /// Parses a 6-field cron expression with the same parser the scheduler uses.
 pub fn parse_cron(expr: &str, tz: chrono_tz::Tz) -> Result<(), String> {
@@ -13,60 +35,218 @@ pub fn parse_cron(expr: &str, tz: chrono_tz::Tz) -> Result<(), String> {
         .map_err(|_| format!("`{expr}` is not a valid cron expression"))
 }
 
-use std::sync::Arc;
+/// The as-of date a fire at `at` computes: the day before, in `tz`.
+fn as_of_for(at: chrono::DateTime<Utc>, tz: chrono_tz::Tz) -> NaiveDate {
+    let day = at.with_timezone(&tz).date_naive();
+    day.pred_opt().unwrap_or(day)
+}
 
-use tracing::{error, info, warn};
+/// The latest fire of `expr` at or before `now`, if it parses.
+pub fn previous_fire(
+    expr: &str,
+    tz: chrono_tz::Tz,
+    now: chrono::DateTime<Utc>,
+) -> Option<chrono::DateTime<Utc>> {
+    let cron = parser().parse(expr).ok()?;
+    cron.find_previous_occurrence(&now.with_timezone(&tz), true)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
 
-use crate::config::Settings;
-use crate::jobs::{self, RunOptions};
+/// Counts running jobs so shutdown can wait for them.
+#[derive(Clone, Default)]
+struct Running(Arc<AtomicUsize>);
 
-/// Runs jobs on their cron schedules until Ctrl-C. Each fire computes
-/// yesterday in the configured timezone and calls the same `run_job` as a
-/// manual run. A job never overlaps itself: the warehouse lock is taken
-/// before running and a fire that finds it held is skipped.
+struct RunningGuard(Arc<AtomicUsize>);
+
+impl Running {
+    fn enter(&self) -> RunningGuard {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        RunningGuard(self.0.clone())
+    }
+    fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// One fire: opens the warehouse and runs the job under its lock.
+async fn fire(settings: Arc<Settings>, job: JobConfig, as_of: NaiveDate, running: Running) {
+    let _guard = running.enter();
+    let store = match crate::cli::open_store(&settings).await {
+        Ok(st) => st,
+        Err(e) => {
+            error!(job = %job.name, error = %format!("{e:#}"), "cannot open the warehouse");
+            return;
+        }
+    };
+    match jobs::run_locked(
+        &settings,
+        store.as_ref(),
+        &job,
+        as_of,
+        &RunOptions::default(),
+    )
+    .await
+    {
+        Ok(_) => {}
+        Err(e) if e.is::<jobs::JobLocked>() => {
+            warn!(job = %job.name, "the previous run is still going; this fire is skipped");
+        }
+        Err(e) => error!(job = %job.name, error = %format!("{e:#}"), "job failed"),
+    }
+}
+
+fn make_job(
+    settings: &Arc<Settings>,
+    job: &JobConfig,
+    running: &Running,
+) -> anyhow::Result<tokio_cron_scheduler::Job> {
+    let (s, job, running) = (settings.clone(), job.clone(), running.clone());
+    let cron = job.cron.clone();
+    Ok(tokio_cron_scheduler::Job::new_async_tz(
+        cron.as_str(),
+        settings.tz,
+        move |_, _| {
+            let as_of = as_of_for(Utc::now(), s.tz);
+            Box::pin(fire(s.clone(), job.clone(), as_of, running.clone()))
+        },
+    )?)
+}
+
+fn offset_now(tz: chrono_tz::Tz) -> i32 {
+    Utc::now()
+        .with_timezone(&tz)
+        .offset()
+        .fix()
+        .local_minus_utc()
+}
+
+/// Runs, at start, each `catch_up` job whose latest fire has no run for its
+/// as-of date in the warehouse (the daemon was down at that time).
+async fn catch_up(settings: &Arc<Settings>, running: &Running) -> anyhow::Result<()> {
+    let store = crate::cli::open_store(settings).await?;
+    let runs = store.runs(500).await?;
+    for job in settings.config.jobs.iter().filter(|j| j.catch_up) {
+        let Some(at) = previous_fire(&job.cron, settings.tz, Utc::now()) else {
+            continue;
+        };
+        let as_of = as_of_for(at, settings.tz);
+        let done = runs
+            .iter()
+            .any(|r| r.job == job.name && r.as_of == as_of && r.status != "failed");
+        if !done {
+            info!(job = %job.name, missed = %at, %as_of, "catching up a missed fire");
+            tokio::spawn(fire(settings.clone(), job.clone(), as_of, running.clone()));
+        }
+    }
+    Ok(())
+}
+
+async fn stop_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+/// Runs jobs on their cron schedules until Ctrl-C or SIGTERM, then waits for
+/// the jobs still running. Each fire computes yesterday in the configured
+/// timezone; a fire that finds the job's lock held is skipped.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
-    let mut sched = tokio_cron_scheduler::JobScheduler::new().await?;
-    for job in settings.config.jobs.clone() {
-        let s = settings.clone();
-        let cron = job.cron.clone();
-        let entry = tokio_cron_scheduler::Job::new_async_tz(
-            cron.as_str(),
-            settings.tz,
-            move |_, _| {
-                let s = s.clone();
-                let job = job.clone();
-                Box::pin(async move {
-                    let as_of = chrono::Utc::now()
-                        .with_timezone(&s.tz)
-                        .date_naive()
-                        .pred_opt()
-                        .unwrap_or_default();
-                    let store = match crate::cli::open_store(&s).await {
-                        Ok(st) => st,
-                        Err(e) => {
-                            error!(job = %job.name, error = %format!("{e:#}"), "cannot open the warehouse");
-                            return;
-                        }
-                    };
-                    match jobs::run_locked(&s, store.as_ref(), &job, as_of, &RunOptions::default())
-                        .await
-                    {
-                        Ok(_) => {}
-                        Err(e) if e.is::<jobs::JobLocked>() => {
-                            warn!(job = %job.name, "previous fire still running; this one is skipped");
-                        }
-                        Err(e) => error!(job = %job.name, error = %format!("{e:#}"), "job failed"),
-                    }
-                })
-            },
-        )?;
-        sched.add(entry).await?;
-        info!(cron = %cron, "job scheduled");
+    let running = Running::default();
+    let sched = tokio_cron_scheduler::JobScheduler::new().await?;
+    let mut ids = Vec::new();
+    for job in &settings.config.jobs {
+        ids.push(sched.add(make_job(&settings, job, &running)?).await?);
+        info!(job = %job.name, cron = %job.cron, tz = %settings.tz, "job scheduled");
     }
     sched.start().await?;
-    tokio::signal::ctrl_c().await?;
-    info!("shutting down");
+    catch_up(&settings, &running).await?;
+
+    let mut offset = offset_now(settings.tz);
+    let mut check = tokio::time::interval(Duration::from_secs(60));
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            r = &mut stop => { r?; break; }
+            _ = check.tick() => {
+                let now = offset_now(settings.tz);
+                if now != offset {
+                    info!(from = offset, to = now, "UTC offset changed (DST); rescheduling jobs");
+                    for id in ids.drain(..) {
+                        sched.remove(&id).await?;
+                    }
+                    for job in &settings.config.jobs {
+                        ids.push(sched.add(make_job(&settings, job, &running)?).await?);
+                    }
+                    offset = now;
+                }
+            }
+        }
+    }
+    info!("shutting down; no new fires");
+    let mut sched = sched;
     sched.shutdown().await?;
+    while running.count() > 0 {
+        info!(
+            running = running.count(),
+            "waiting for running jobs to finish"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_missed_fire_is_the_latest_one_in_the_configured_timezone() {
+        let tz = chrono_tz::Asia::Shanghai;
+        // 2026-11-21 01:00 in Shanghai = 2026-11-20 17:00 UTC: the 02:30 fire
+        // of the 20th (18:30 UTC on the 19th) is the latest one
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-20T17:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let at = previous_fire("0 30 2 * * *", tz, now).unwrap();
+        assert_eq!(at.to_rfc3339(), "2026-11-19T18:30:00+00:00");
+        assert_eq!(
+            as_of_for(at, tz),
+            NaiveDate::from_ymd_opt(2026, 11, 19).unwrap()
+        );
+    }
+
+    #[test]
+    fn fires_keep_their_local_time_across_a_dst_switch() {
+        // Europe/Berlin leaves summer time on 2026-10-25: 02:30 local is
+        // 00:30 UTC before and 01:30 UTC after
+        let tz = chrono_tz::Europe::Berlin;
+        let before = chrono::DateTime::parse_from_rfc3339("2026-10-24T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let after = chrono::DateTime::parse_from_rfc3339("2026-10-26T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let a = previous_fire("0 30 2 * * *", tz, before).unwrap();
+        let b = previous_fire("0 30 2 * * *", tz, after).unwrap();
+        assert_eq!(a.to_rfc3339(), "2026-10-24T00:30:00+00:00");
+        assert_eq!(b.to_rfc3339(), "2026-10-26T01:30:00+00:00");
+    }
 }
