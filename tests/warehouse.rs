@@ -175,3 +175,87 @@ async fn postgres_warehouse_computes_the_demo_like_sqlite_and_locks_jobs() {
     wh.close().await;
     db.drop().await;
 }
+
+/// The lock heartbeat runs beside the job, never instead of it: with the
+/// lock row held by another session (every refresh blocks) the run still
+/// finishes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blocked_lock_heartbeat_does_not_stop_the_run() {
+    let Some(db) = PgDatabase::create().await else {
+        require("PostgreSQL on 127.0.0.1:5432", false);
+        return;
+    };
+    let lab = crate::ingest::Lab::new();
+    // enough rows that the run outlasts many heartbeats
+    let mut csv = String::from("日期,客户编码,产品编码,金额\n");
+    for i in 0..40_000 {
+        csv.push_str(&format!("2026-10-{:02},C1,P{},1\n", 1 + i % 28, i % 7));
+    }
+    lab.write("in/sales.csv", csv.as_bytes());
+    std::env::set_var("SB_TEST_HEARTBEAT_WH", &db.url);
+    let settings = lab.settings(
+        "[warehouse]\nurl_env = \"SB_TEST_HEARTBEAT_WH\"\n[[sources]]\nname = \"s\"\ndataset = \"sales\"\n\
+         kind = \"csv\"\npath = \"in/sales.csv\"\ncolumns = { invoice_date = \"日期\", customer_id = \"客户编码\", \
+         product_id = \"产品编码\", amount = \"金额\" }\n",
+    );
+    let store = salesbatch::warehouse::open(&db.url).await.unwrap();
+    let job = settings.job("load").unwrap().clone();
+    let wh = sqlx::PgPool::connect(&db.url).await.unwrap();
+
+    // another session locks the job's lock row as soon as it exists
+    let blocker = {
+        let wh = wh.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut tx = wh.begin().await.unwrap();
+                let held: Option<String> = sqlx::query_scalar(
+                    "SELECT holder FROM job_locks WHERE job = 'load' FOR UPDATE",
+                )
+                .fetch_optional(&mut *tx)
+                .await
+                .unwrap();
+                if held.is_some() {
+                    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+                    tx.commit().await.unwrap();
+                    return;
+                }
+                tx.rollback().await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        })
+    };
+    let started = std::time::Instant::now();
+    let opts = salesbatch::jobs::RunOptions::default();
+    let run = salesbatch::jobs::run_locked_with_heartbeat(
+        &settings,
+        store.as_ref(),
+        &job,
+        chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
+        &opts,
+        std::time::Duration::from_millis(5),
+    );
+    let watcher = async {
+        // the run's work is done (finished_at written) while the row is held
+        loop {
+            let done: Option<String> =
+                sqlx::query_scalar("SELECT finished_at FROM runs WHERE job = 'load'")
+                    .fetch_optional(&wh)
+                    .await
+                    .unwrap()
+                    .flatten();
+            if done.is_some() {
+                return started.elapsed();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    let (outcome, finished_after) = tokio::join!(run, watcher);
+    outcome.unwrap();
+    assert!(
+        finished_after < std::time::Duration::from_secs(6),
+        "the run waited for its heartbeat: {finished_after:?}"
+    );
+    blocker.await.unwrap();
+    wh.close().await;
+    db.drop().await;
+}

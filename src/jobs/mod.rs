@@ -95,6 +95,18 @@ pub async fn run_locked(
     as_of: NaiveDate,
     opts: &RunOptions,
 ) -> anyhow::Result<RunOutcome> {
+    run_locked_with_heartbeat(settings, store, job, as_of, opts, LOCK_HEARTBEAT).await
+}
+
+/// `run_locked` with the heartbeat period given (tests use a short one).
+pub async fn run_locked_with_heartbeat(
+    settings: &Settings,
+    store: &dyn Store,
+    job: &JobConfig,
+    as_of: NaiveDate,
+    opts: &RunOptions,
+    heartbeat_every: std::time::Duration,
+) -> anyhow::Result<RunOutcome> {
     if opts.dry_run {
         return run_job(settings, store, job, as_of, opts).await;
     }
@@ -104,16 +116,37 @@ pub async fn run_locked(
         hostname(),
         uuid::Uuid::new_v4().simple()
     );
-    // a holder on this machine whose process is gone released nothing: free it now
+    // a holder on this machine is judged by its process: alive → refused,
+    // gone → freed now. A holder on another machine is judged by the age of
+    // its heartbeat on a shared warehouse; an embedded one is never used by
+    // two machines, so such a lock was left by an earlier container.
     if let Some(old) = store.lock_holder(&job.name).await? {
-        if holder_is_dead_here(&old) {
-            tracing::warn!(job = %job.name, holder = %old, "taking over the lock of a process that died");
-            store.unlock(&job.name, &old).await?;
+        match holder_alive_here(&old) {
+            Some(true) => {
+                return Err(JobLocked {
+                    job: job.name.clone(),
+                }
+                .into())
+            }
+            Some(false) => {
+                tracing::warn!(job = %job.name, holder = %old, "taking over the lock of a process that died");
+                store.unlock(&job.name, &old).await?;
+            }
+            None if !store.is_shared() => {
+                tracing::warn!(job = %job.name, holder = %old, "taking over a lock left by another host");
+                store.unlock(&job.name, &old).await?;
+            }
+            None => {}
         }
     }
-    let stale = (chrono::Utc::now() - LOCK_STALE_AFTER)
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
+    let stale = if store.is_shared() {
+        (chrono::Utc::now() - LOCK_STALE_AFTER)
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+    } else {
+        // an embedded warehouse has no holders elsewhere: never stale by age
+        String::new()
+    };
     if !store.try_lock(&job.name, &holder, &stale).await? {
         return Err(JobLocked {
             job: job.name.clone(),
@@ -121,18 +154,24 @@ pub async fn run_locked(
         .into());
     }
     let work = run_job(settings, store, job, as_of, opts);
-    tokio::pin!(work);
-    let mut heartbeat = tokio::time::interval(LOCK_HEARTBEAT);
-    heartbeat.tick().await;
-    let result = loop {
-        tokio::select! {
-            r = &mut work => break r,
-            _ = heartbeat.tick() => {
+    // polled beside the work, never instead of it: a heartbeat waiting on the
+    // database must not stop the run it vouches for
+    let heartbeat = async {
+        let mut tick = tokio::time::interval(heartbeat_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if store.is_shared() {
                 if let Err(e) = store.refresh_lock(&job.name, &holder).await {
                     tracing::warn!(job = %job.name, error = %e, "cannot refresh the job lock");
                 }
             }
         }
+    };
+    let result = tokio::select! {
+        r = work => r,
+        () = heartbeat => unreachable!("the heartbeat loops forever"),
     };
     if let Err(e) = store.unlock(&job.name, &holder).await {
         tracing::warn!(job = %job.name, error = %e, "cannot release the job lock; it expires on its own");
@@ -140,16 +179,16 @@ pub async fn run_locked(
     result
 }
 
-/// `pid@host:…` names a process on this host that no longer exists.
-fn holder_is_dead_here(holder: &str) -> bool {
-    let Some((pid, rest)) = holder.split_once('@') else {
-        return false;
-    };
+/// For a `pid@host:…` holder on this host: whether its process still runs;
+/// `None` for a holder on another host (or an unreadable one).
+fn holder_alive_here(holder: &str) -> Option<bool> {
+    let (pid, rest) = holder.split_once('@')?;
     let host = rest.rsplit_once(':').map_or(rest, |(h, _)| h);
-    host == hostname()
-        && pid.parse::<u32>().is_ok_and(|pid| {
-            pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-        })
+    if host != hostname() {
+        return None;
+    }
+    let pid: u32 = pid.parse().ok()?;
+    Some(std::path::Path::new(&format!("/proc/{pid}")).exists())
 }
 
 fn hostname() -> String {

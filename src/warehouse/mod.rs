@@ -190,6 +190,11 @@ pub trait Store: Send + Sync {
     async fn refresh_lock(&self, job: &str, holder: &str) -> Result<()>;
     /// Who holds the job's lock, if anyone.
     async fn lock_holder(&self, job: &str) -> Result<Option<String>>;
+    /// Whether processes on other machines may use this warehouse (so a lock
+    /// can only be judged dead by its age).
+    fn is_shared(&self) -> bool {
+        false
+    }
 }
 
 /// Opens the warehouse a URL names, creating and migrating it as needed.

@@ -227,6 +227,10 @@ fn count(r: &PgRow, i: usize) -> u64 {
 
 #[async_trait]
 impl Store for PgStore {
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     async fn file_state(&self, source: &str, file: &str) -> Result<Option<FileState>> {
         let row = sqlx::query(
             "SELECT sha256, unknown_ids, rows_rejected FROM ingested_files WHERE source = $1 AND file = $2",
