@@ -15,7 +15,8 @@ async fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let code = match salesbatch::run(cli).await {
+    // boxed: the command future is too deeply nested for rustc to lay out inline
+    let code = match Box::pin(salesbatch::run(cli)).await {
         Ok(code) => code,
         Err(e) => {
             if let Some(config) = e.downcast_ref::<ConfigError>() {

@@ -196,6 +196,36 @@ fn demo_runs_end_to_end_and_is_idempotent() {
         "{history}"
     );
 
+    // --region limits the reports and so the emails to that region's manager
+    let east_only = bin()
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "run",
+            "nightly",
+            "--as-of",
+            "2026-11-20",
+            "--region",
+            "华东",
+            "--resend",
+        ])
+        .env("SALESBATCH_DEMO_ERP_URL", &erp)
+        .output()
+        .unwrap();
+    let out = text(&east_only);
+    assert!(out.contains("emails: 1 written to"), "{out}");
+    let newest = std::fs::read_dir(demo.join("out/outbox"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .max_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap())
+        .unwrap();
+    let mail = std::fs::read_to_string(newest).unwrap();
+    assert!(
+        mail.contains("To: =?utf-8?b?5Y2O5Lic5aSn5Yy657uP55CG?= <east@example.com>"),
+        "{mail}"
+    );
+
     // check opens every source: the SQL one fails without its URL
     let check = |erp: Option<&str>| {
         let mut c = bin();

@@ -153,7 +153,8 @@ pub async fn run_locked_with_heartbeat(
         }
         .into());
     }
-    let work = run_job(settings, store, job, as_of, opts);
+    // boxed to keep the nesting of futures shallow (see main.rs)
+    let work = Box::pin(run_job(settings, store, job, as_of, opts));
     // polled beside the work, never instead of it: a heartbeat waiting on the
     // database must not stop the run it vouches for
     let heartbeat = async {
@@ -277,17 +278,29 @@ async fn steps(
     if job.steps.contains(&Step::Compute) {
         stage(opts, "compute");
         let period = metrics::PeriodRange::new(as_of, job.period);
+        let started = std::time::Instant::now();
         let inputs = store
             .metric_inputs(as_of, &period, rules.tiering.window_months, &rules.visits)
             .await
             .context("reading metric inputs from the warehouse")?;
         let previous = store.previous_tiers(as_of).await?;
+        info!(
+            customers = inputs.customers.len(),
+            monthly_rows = inputs.monthly_sales.len(),
+            visit_days = inputs.visit_days.len(),
+            previous = previous.as_ref().map_or(0, Vec::len),
+            elapsed_ms = started.elapsed().as_millis(),
+            "metric inputs read"
+        );
+        let started = std::time::Instant::now();
         let c = metrics::compute_all(&inputs, rules, as_of, previous.as_deref());
+        drop(inputs);
         counts.customers_scored = c.tiers.len() as u64;
         info!(
             customers = c.tiers.len(),
             reps = c.scorecard.len(),
             changes = c.changes.len(),
+            elapsed_ms = started.elapsed().as_millis(),
             "compute finished"
         );
         if !opts.dry_run {
@@ -298,7 +311,9 @@ async fn steps(
                 ("changes", serde_json::to_string(&c.changes)?),
                 ("period", serde_json::to_string(&c.period)?),
             ];
+            let started = std::time::Instant::now();
             store.save_snapshot(run_id, as_of, &c.tiers, &docs).await?;
+            info!(elapsed_ms = started.elapsed().as_millis(), "snapshot saved");
         }
         computed = Some(c);
     }

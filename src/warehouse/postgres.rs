@@ -481,7 +481,8 @@ impl Store for PgStore {
         let monthly_sales = map_rows(
             sqlx::query(
                 "SELECT customer_id, product_id, to_char(invoice_date, 'YYYY-MM') AS ym, SUM(amount), COUNT(*) FROM sales \
-                 WHERE invoice_date >= $1 AND invoice_date < $2 GROUP BY customer_id, product_id, ym",
+                 WHERE invoice_date >= $1 AND invoice_date < $2 GROUP BY customer_id, product_id, ym \
+                 ORDER BY customer_id COLLATE \"C\", product_id COLLATE \"C\", ym",
             )
             .bind(first)
             .bind(m.first_day()),
@@ -523,7 +524,7 @@ impl Store for PgStore {
         let period_sales = map_rows(
             sqlx::query(
                 "SELECT customer_id, rep_id, SUM(amount) FROM sales WHERE invoice_date >= $1 AND invoice_date <= $2 \
-                 GROUP BY customer_id, rep_id",
+                 GROUP BY customer_id, rep_id ORDER BY customer_id COLLATE \"C\", rep_id COLLATE \"C\" NULLS FIRST",
             )
             .bind(period.start)
             .bind(end),
