@@ -231,13 +231,59 @@ fn flow_source(name: &str, glob: &str) -> String {
 async fn xlsx_cells_of_every_type_are_coerced() {
     let lab = Lab::new();
     std::fs::create_dir_all(lab.path("in/xlsx")).unwrap();
+    std::fs::create_dir_all(lab.path("in/xlsm")).unwrap();
     flow_workbook(&lab.path("in/xlsx/october.xlsx"));
-    let settings = lab.settings(&flow_source("flow", "in/xlsx/*.xlsx"));
+    // the same package under the macro-enabled extension takes the same path
+    std::fs::copy(
+        lab.path("in/xlsx/october.xlsx"),
+        lab.path("in/xlsm/october.xlsm"),
+    )
+    .unwrap();
+    let settings = lab.settings(&format!(
+        "{}{}",
+        flow_source("flow", "in/xlsx/*.xlsx"),
+        flow_source("xlsm", "in/xlsm/*.xlsm")
+    ));
     let summary = lab.ingest(&settings).await;
     assert!(summary.rejections.is_empty(), "{:?}", rejections(&summary));
     let mut expected = flow_expected();
     expected.sort_by(|a, b| a.partial_cmp(b).unwrap());
     assert_eq!(lab.sales("flow").await, expected);
+    assert_eq!(lab.sales("xlsm").await, expected);
+}
+
+/// The same workbook saved with the 1904 date system (Mac Excel's): every
+/// serial, typed or bare, counts from 1904-01-01, 1,462 days later than in
+/// the 1900 system, as Excel itself would show them.
+#[tokio::test]
+async fn xlsx_serials_follow_the_workbooks_1904_epoch() {
+    let lab = Lab::new();
+    std::fs::create_dir_all(lab.path("in/mac")).unwrap();
+    let tmp = lab.path("october-1900.xlsx");
+    flow_workbook(&tmp);
+    rewrite_zip(&tmp, &lab.path("in/mac/october.xlsx"), |name, data| {
+        if name == "xl/workbook.xml" {
+            let xml = String::from_utf8(data).unwrap();
+            assert!(xml.contains("<workbookPr "));
+            xml.replace("<workbookPr ", "<workbookPr date1904=\"1\" ")
+                .into_bytes()
+        } else {
+            data
+        }
+    });
+    let settings = lab.settings(&flow_source("mac", "in/mac/*.xlsx"));
+    let summary = lab.ingest(&settings).await;
+    assert!(summary.rejections.is_empty(), "{:?}", rejections(&summary));
+    assert_eq!(
+        lab.sales("mac").await,
+        vec![
+            // text dates are not serials: unchanged
+            row("2026-10-07", "C3", "P1", -20.0),
+            // 2026-10-03 and 2026-11-04 + 1,462 days
+            row("2030-10-04", "1001", "P1", 1500.5),
+            row("2030-11-05", "C2", "P2", 1000.0),
+        ]
+    );
 }
 
 #[tokio::test]
@@ -368,6 +414,20 @@ async fn hostile_files_are_refused_and_the_good_ones_still_load() {
     corrupt.truncate(corrupt.len() / 2);
     lab.write("in/x/e-truncated.xlsx", &corrupt);
     lab.write("in/x/f-huge.xlsx", &vec![b'x'; 3 << 20]);
+    // what Excel writes for a password-protected workbook: an OLE compound
+    // file with the encrypted package inside, not a zip
+    {
+        let mut cf = cfb::create(lab.path("in/x/h-encrypted.xlsx")).unwrap();
+        cf.create_stream("/EncryptionInfo")
+            .unwrap()
+            .write_all(&[4, 0, 4, 0, 0x40, 0, 0, 0])
+            .unwrap();
+        cf.create_stream("/EncryptedPackage")
+            .unwrap()
+            .write_all(&[0u8; 4096])
+            .unwrap();
+        cf.flush().unwrap();
+    }
     let mut other = Workbook::new();
     other.add_worksheet().set_name("Sheet1").unwrap();
     other.add_worksheet().set_name("汇总").unwrap();
@@ -408,7 +468,14 @@ async fn hostile_files_are_refused_and_the_good_ones_still_load() {
             "sheet `流向` not found; the workbook has `Sheet1`, `汇总`",
         ),
     );
-    assert_eq!(got.len(), 6, "{got:#?}");
+    assert_has(
+        &got,
+        &open(
+            "h-encrypted.xlsx",
+            "the workbook is password-protected (encrypted); save it without a password",
+        ),
+    );
+    assert_eq!(got.len(), 7, "{got:#?}");
     let mut expected = flow_expected();
     expected.sort_by(|a, b| a.partial_cmp(b).unwrap());
     assert_eq!(lab.sales("flow").await, expected);

@@ -28,8 +28,15 @@ fn refuse(msg: String) -> FileError {
 pub fn zip_container(path: &Path) -> Result<(), FileError> {
     let file = File::open(path).map_err(|e| refuse(e.to_string()))?;
     let compressed = file.metadata().map_or(0, |m| m.len()).max(1);
-    let mut zip = zip::ZipArchive::new(BufReader::new(file))
-        .map_err(|e| refuse(format!("not a valid zip container: {e}")))?;
+    let mut zip = zip::ZipArchive::new(BufReader::new(file)).map_err(|e| {
+        if is_encrypted_ooxml(path) {
+            refuse(
+                "the workbook is password-protected (encrypted); save it without a password".into(),
+            )
+        } else {
+            refuse(format!("not a valid zip container: {e}"))
+        }
+    })?;
     let mut total: u64 = 0;
     for i in 0..zip.len() {
         let member = zip
@@ -45,6 +52,12 @@ pub fn zip_container(path: &Path) -> Result<(), FileError> {
         )));
     }
     Ok(())
+}
+
+/// Excel saves a password-protected xlsx as an OLE compound file holding an
+/// `EncryptedPackage` stream instead of a zip.
+fn is_encrypted_ooxml(path: &Path) -> bool {
+    cfb::open(path).is_ok_and(|cf| cf.is_stream("/EncryptedPackage"))
 }
 
 /// Refuses an xls whose sheets declare (in `DIMENSIONS`) or use (in a cell
