@@ -228,7 +228,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn parse_ts(s: &str) -> Option<chrono::NaiveDateTime> {
-    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%SZ").ok()
+    chrono::NaiveDateTime::parse_from_str(s, warehouse::TIMESTAMP_FORMAT).ok()
 }
 
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Box<dyn warehouse::Store>> {

@@ -139,7 +139,7 @@ async fn postgres_warehouse_computes_the_demo_like_sqlite_and_locks_jobs() {
         .fetch_one(&wh)
         .await
         .unwrap();
-    let fresh = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let fresh = salesbatch::warehouse::now();
     sqlx::query(
         "INSERT INTO job_locks (job, holder, acquired_at) VALUES ('nightly', 'other-host', $1)",
     )

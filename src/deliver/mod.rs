@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use crate::config::{Security, Settings, SmtpConfig};
 use crate::report::{Bundle, Scope};
-use crate::warehouse::{DeliveryRow, Store};
+use crate::warehouse::{now, DeliveryRow, Store};
 
 const ATTEMPTS: u32 = 3;
 
@@ -156,10 +156,6 @@ async fn send_with_backoff(
         }
     }
     (made, result)
-}
-
-fn now() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -140,9 +140,7 @@ pub async fn run_locked_with_heartbeat(
         }
     }
     let stale = if store.is_shared() {
-        (chrono::Utc::now() - LOCK_STALE_AFTER)
-            .format("%Y-%m-%dT%H:%M:%SZ")
-            .to_string()
+        crate::warehouse::timestamp(chrono::Utc::now() - LOCK_STALE_AFTER)
     } else {
         // an embedded warehouse has no holders elsewhere: never stale by age
         String::new()
@@ -158,15 +156,17 @@ pub async fn run_locked_with_heartbeat(
     // polled beside the work, never instead of it: a heartbeat waiting on the
     // database must not stop the run it vouches for
     let heartbeat = async {
+        // only a shared warehouse judges locks by age
+        if !store.is_shared() {
+            return std::future::pending().await;
+        }
         let mut tick = tokio::time::interval(heartbeat_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         loop {
             tick.tick().await;
-            if store.is_shared() {
-                if let Err(e) = store.refresh_lock(&job.name, &holder).await {
-                    tracing::warn!(job = %job.name, error = %e, "cannot refresh the job lock");
-                }
+            if let Err(e) = store.refresh_lock(&job.name, &holder).await {
+                tracing::warn!(job = %job.name, error = %e, "cannot refresh the job lock");
             }
         }
     };

@@ -69,6 +69,13 @@ pub struct FileLoad {
     pub max_reject_ratio: f64,
 }
 
+impl FileLoad {
+    /// More than `max_reject_ratio` of the file's non-empty data rows rejected.
+    pub fn ratio_exceeded(&self, data_rows: u64, rejected: u64) -> bool {
+        data_rows > 0 && rejected as f64 > self.max_reject_ratio * data_rows as f64
+    }
+}
+
 /// What a parser sends to the writer of one file.
 #[derive(Debug)]
 pub enum Batch {
@@ -229,9 +236,9 @@ pub(crate) const SNAPSHOT_CHUNK: usize = 1_000;
 /// customer and day: blank types take `default_type`; only `counted_types`.
 pub(crate) fn fold_visit_days(
     groups: Vec<(String, NaiveDate, Option<String>, u64)>,
-    counted: &HashSet<&str>,
     visits: &VisitsConfig,
 ) -> Vec<VisitDay> {
+    let counted: HashSet<&str> = visits.counted_types.iter().map(|s| s.trim()).collect();
     let mut days: HashMap<(String, NaiveDate), u32> = HashMap::new();
     for (customer, date, kind, n) in groups {
         let kind = kind
@@ -252,20 +259,15 @@ pub(crate) fn fold_visit_days(
         .collect()
 }
 
-pub(crate) fn now() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+/// How the warehouse writes instants (UTC); as text they sort in time order.
+pub const TIMESTAMP_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
+
+pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format(TIMESTAMP_FORMAT).to_string()
 }
 
-/// Table names come from this fixed list only, never from input.
-pub(crate) fn table_of(d: Dataset) -> &'static str {
-    match d {
-        Dataset::Reps => "reps",
-        Dataset::Customers => "customers",
-        Dataset::Sales => "sales",
-        Dataset::Visits => "visits",
-        Dataset::Targets => "targets",
-        Dataset::Satisfaction => "satisfaction",
-    }
+pub fn now() -> String {
+    timestamp(chrono::Utc::now())
 }
 
 /// The reason stored as text back to its variant.

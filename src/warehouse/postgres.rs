@@ -5,7 +5,7 @@
 //! must not touch a key twice, so each batch keeps only the last row per key
 //! first (the later row wins, as in the SQLite backend).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,11 +15,13 @@ use sqlx::{Postgres, Row, Transaction};
 use tokio::sync::mpsc;
 
 use super::{
-    fold_visit_days, now, reason_from, table_of, Batch, DeliveryRow, FileLoad, FileState,
-    LoadOutcome, Replace, Result, RunRow, Store, WarehouseError,
+    fold_visit_days, now, reason_from, Batch, DeliveryRow, FileLoad, FileState, LoadOutcome,
+    Replace, Result, RunRow, Store, WarehouseError,
 };
 use crate::config::{Dataset, VisitsConfig};
-use crate::ingest::record::{Located, Masters, Record, Rejection};
+use crate::ingest::record::{
+    CustomerRow, Located, Masters, Record, Rejection, RepRow, Sale, SurveyRow, TargetRow, Visit,
+};
 use crate::metrics::calendar::{window, YearMonth};
 use crate::metrics::tiers::TierResult;
 use crate::metrics::{
@@ -48,7 +50,8 @@ impl PgStore {
 }
 
 async fn delete_replaced(tx: &mut Transaction<'_, Postgres>, load: &FileLoad) -> Result<()> {
-    let table = table_of(load.dataset);
+    // table names come from the fixed dataset list, never from input
+    let table = load.dataset.name();
     match &load.replace {
         Replace::File => {
             let sql = format!("DELETE FROM {table} WHERE source = $1 AND file = $2");
@@ -131,14 +134,14 @@ async fn insert_rows(
              amount = excluded.amount, quantity = excluded.quantity, rep_id = excluded.rep_id, source = excluded.source, \
              file = excluded.file, sheet = excluded.sheet, row_no = excluded.row_no",
         )
-        .bind(column!(Sale, |s: &crate::ingest::record::Sale| s.invoice_date))
-        .bind(column!(Sale, |s: &crate::ingest::record::Sale| s.customer_id.clone()))
-        .bind(column!(Sale, |s: &crate::ingest::record::Sale| s.product_id.clone()))
-        .bind(column!(Sale, |s: &crate::ingest::record::Sale| s.amount))
-        .bind(column!(Sale, |s: &crate::ingest::record::Sale| s.quantity))
-        .bind(column!(Sale, |s: &crate::ingest::record::Sale| s.invoice_no.clone()))
-        .bind(column!(Sale, |s: &crate::ingest::record::Sale| s.line_no.clone()))
-        .bind(column!(Sale, |s: &crate::ingest::record::Sale| s.rep_id.clone())),
+        .bind(column!(Sale, |s: &Sale| s.invoice_date))
+        .bind(column!(Sale, |s: &Sale| s.customer_id.clone()))
+        .bind(column!(Sale, |s: &Sale| s.product_id.clone()))
+        .bind(column!(Sale, |s: &Sale| s.amount))
+        .bind(column!(Sale, |s: &Sale| s.quantity))
+        .bind(column!(Sale, |s: &Sale| s.invoice_no.clone()))
+        .bind(column!(Sale, |s: &Sale| s.line_no.clone()))
+        .bind(column!(Sale, |s: &Sale| s.rep_id.clone())),
         Dataset::Customers => sqlx::query(
             "INSERT INTO customers (customer_id, name, region, rep_id, customer_type, first_contact_date, signed_date, \
              prospect_score, coverage_score, status, row_no, source, file, sheet) \
@@ -149,36 +152,36 @@ async fn insert_rows(
              prospect_score = excluded.prospect_score, coverage_score = excluded.coverage_score, status = excluded.status, \
              source = excluded.source, file = excluded.file, sheet = excluded.sheet, row_no = excluded.row_no",
         )
-        .bind(column!(Customer, |c: &crate::ingest::record::CustomerRow| c.customer_id.clone()))
-        .bind(column!(Customer, |c: &crate::ingest::record::CustomerRow| c.name.clone()))
-        .bind(column!(Customer, |c: &crate::ingest::record::CustomerRow| c.region.clone()))
-        .bind(column!(Customer, |c: &crate::ingest::record::CustomerRow| c.rep_id.clone()))
-        .bind(column!(Customer, |c: &crate::ingest::record::CustomerRow| c.customer_type.clone()))
-        .bind(column!(Customer, |c: &crate::ingest::record::CustomerRow| c.first_contact_date))
-        .bind(column!(Customer, |c: &crate::ingest::record::CustomerRow| c.signed_date))
-        .bind(column!(Customer, |c: &crate::ingest::record::CustomerRow| c.prospect_score))
-        .bind(column!(Customer, |c: &crate::ingest::record::CustomerRow| c.coverage_score))
-        .bind(column!(Customer, |c: &crate::ingest::record::CustomerRow| c.status.clone())),
+        .bind(column!(Customer, |c: &CustomerRow| c.customer_id.clone()))
+        .bind(column!(Customer, |c: &CustomerRow| c.name.clone()))
+        .bind(column!(Customer, |c: &CustomerRow| c.region.clone()))
+        .bind(column!(Customer, |c: &CustomerRow| c.rep_id.clone()))
+        .bind(column!(Customer, |c: &CustomerRow| c.customer_type.clone()))
+        .bind(column!(Customer, |c: &CustomerRow| c.first_contact_date))
+        .bind(column!(Customer, |c: &CustomerRow| c.signed_date))
+        .bind(column!(Customer, |c: &CustomerRow| c.prospect_score))
+        .bind(column!(Customer, |c: &CustomerRow| c.coverage_score))
+        .bind(column!(Customer, |c: &CustomerRow| c.status.clone())),
         Dataset::Reps => sqlx::query(
             "INSERT INTO reps (rep_id, name, region, hire_date, email, row_no, source, file, sheet) \
              SELECT u.*, $7::text, $8::text, $9::text FROM UNNEST($1::text[], $2::text[], $3::text[], $4::date[], $5::text[], $6::int8[]) AS u \
              ON CONFLICT (rep_id) DO UPDATE SET name = excluded.name, region = excluded.region, hire_date = excluded.hire_date, \
              email = excluded.email, source = excluded.source, file = excluded.file, sheet = excluded.sheet, row_no = excluded.row_no",
         )
-        .bind(column!(Rep, |r: &crate::ingest::record::RepRow| r.rep_id.clone()))
-        .bind(column!(Rep, |r: &crate::ingest::record::RepRow| r.name.clone()))
-        .bind(column!(Rep, |r: &crate::ingest::record::RepRow| r.region.clone()))
-        .bind(column!(Rep, |r: &crate::ingest::record::RepRow| r.hire_date))
-        .bind(column!(Rep, |r: &crate::ingest::record::RepRow| r.email.clone())),
+        .bind(column!(Rep, |r: &RepRow| r.rep_id.clone()))
+        .bind(column!(Rep, |r: &RepRow| r.name.clone()))
+        .bind(column!(Rep, |r: &RepRow| r.region.clone()))
+        .bind(column!(Rep, |r: &RepRow| r.hire_date))
+        .bind(column!(Rep, |r: &RepRow| r.email.clone())),
         Dataset::Visits => sqlx::query(
             "INSERT INTO visits (visit_date, rep_id, customer_id, visit_type, outcome, row_no, source, file, sheet) \
              SELECT u.*, $7::text, $8::text, $9::text FROM UNNEST($1::date[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[]) AS u",
         )
-        .bind(column!(Visit, |v: &crate::ingest::record::Visit| v.visit_date))
-        .bind(column!(Visit, |v: &crate::ingest::record::Visit| v.rep_id.clone()))
-        .bind(column!(Visit, |v: &crate::ingest::record::Visit| v.customer_id.clone()))
-        .bind(column!(Visit, |v: &crate::ingest::record::Visit| v.visit_type.clone()))
-        .bind(column!(Visit, |v: &crate::ingest::record::Visit| v.outcome.clone())),
+        .bind(column!(Visit, |v: &Visit| v.visit_date))
+        .bind(column!(Visit, |v: &Visit| v.rep_id.clone()))
+        .bind(column!(Visit, |v: &Visit| v.customer_id.clone()))
+        .bind(column!(Visit, |v: &Visit| v.visit_type.clone()))
+        .bind(column!(Visit, |v: &Visit| v.outcome.clone())),
         Dataset::Targets => sqlx::query(
             "INSERT INTO targets (rep_id, month, sales_target, new_customer_target, row_no, source, file, sheet) \
              SELECT u.*, $6::text, $7::text, $8::text FROM UNNEST($1::text[], $2::text[], $3::float8[], $4::float8[], $5::int8[]) AS u \
@@ -186,17 +189,17 @@ async fn insert_rows(
              new_customer_target = excluded.new_customer_target, source = excluded.source, file = excluded.file, \
              sheet = excluded.sheet, row_no = excluded.row_no",
         )
-        .bind(column!(Target, |t: &crate::ingest::record::TargetRow| t.rep_id.clone()))
-        .bind(column!(Target, |t: &crate::ingest::record::TargetRow| t.month.to_string()))
-        .bind(column!(Target, |t: &crate::ingest::record::TargetRow| t.sales_target))
-        .bind(column!(Target, |t: &crate::ingest::record::TargetRow| t.new_customer_target)),
+        .bind(column!(Target, |t: &TargetRow| t.rep_id.clone()))
+        .bind(column!(Target, |t: &TargetRow| t.month.to_string()))
+        .bind(column!(Target, |t: &TargetRow| t.sales_target))
+        .bind(column!(Target, |t: &TargetRow| t.new_customer_target)),
         Dataset::Satisfaction => sqlx::query(
             "INSERT INTO satisfaction (customer_id, date, score, row_no, source, file, sheet) \
              SELECT u.*, $5::text, $6::text, $7::text FROM UNNEST($1::text[], $2::date[], $3::float8[], $4::int8[]) AS u",
         )
-        .bind(column!(Survey, |s: &crate::ingest::record::SurveyRow| s.customer_id.clone()))
-        .bind(column!(Survey, |s: &crate::ingest::record::SurveyRow| s.date))
-        .bind(column!(Survey, |s: &crate::ingest::record::SurveyRow| s.score)),
+        .bind(column!(Survey, |s: &SurveyRow| s.customer_id.clone()))
+        .bind(column!(Survey, |s: &SurveyRow| s.date))
+        .bind(column!(Survey, |s: &SurveyRow| s.score)),
     };
     q.bind(rows_no)
         .bind(&load.source)
@@ -265,7 +268,7 @@ impl Store for PgStore {
                     rejected,
                     unknown_ids,
                 } => {
-                    if data_rows > 0 && rejected as f64 > load.max_reject_ratio * data_rows as f64 {
+                    if load.ratio_exceeded(data_rows, rejected) {
                         tx.rollback().await?;
                         return Ok(LoadOutcome::RatioExceeded {
                             rejected,
@@ -539,7 +542,6 @@ impl Store for PgStore {
         )
         .await?;
 
-        let counted: HashSet<&str> = visits.counted_types.iter().map(|s| s.trim()).collect();
         let counted_days = map_rows(
             sqlx::query(
                 "SELECT customer_id, visit_date, visit_type, COUNT(*) FROM visits WHERE visit_date >= $1 AND visit_date <= $2 \
@@ -558,7 +560,7 @@ impl Store for PgStore {
             },
         )
         .await?;
-        let visit_days = fold_visit_days(counted_days, &counted, visits);
+        let visit_days = fold_visit_days(counted_days, visits);
 
         let months: Vec<String> = period.months().iter().map(ToString::to_string).collect();
         let targets = map_rows(

@@ -1,6 +1,6 @@
 //! The SQLite backend: every SQL statement the embedded warehouse runs.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -13,8 +13,8 @@ use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use tokio::sync::mpsc;
 
 use super::{
-    fold_visit_days, now, reason_from, table_of, Batch, DeliveryRow, FileLoad, FileState,
-    LoadOutcome, Replace, Result, RunRow, Store, WarehouseError,
+    fold_visit_days, now, reason_from, Batch, DeliveryRow, FileLoad, FileState, LoadOutcome,
+    Replace, Result, RunRow, Store, WarehouseError,
 };
 use crate::config::{Dataset, VisitsConfig};
 use crate::ingest::record::{Located, Masters, Record, Rejection};
@@ -69,7 +69,8 @@ impl SqliteStore {
 }
 
 async fn delete_replaced(tx: &mut Transaction<'_, Sqlite>, load: &FileLoad) -> Result<()> {
-    let table = table_of(load.dataset);
+    // table names come from the fixed dataset list, never from input
+    let table = load.dataset.name();
     match &load.replace {
         Replace::File => {
             let sql = format!("DELETE FROM {table} WHERE source = ? AND file = ?");
@@ -401,7 +402,7 @@ impl Store for SqliteStore {
                     rejected,
                     unknown_ids,
                 } => {
-                    if data_rows > 0 && rejected as f64 > load.max_reject_ratio * data_rows as f64 {
+                    if load.ratio_exceeded(data_rows, rejected) {
                         tx.rollback().await?;
                         return Ok(LoadOutcome::RatioExceeded {
                             rejected,
@@ -618,7 +619,6 @@ impl Store for SqliteStore {
             .sales_aggregates(as_of, first, m.first_day(), period.start, end)
             .await?;
 
-        let counted: HashSet<&str> = visits.counted_types.iter().map(|s| s.trim()).collect();
         let counted_days = map_rows(
             sqlx::query(
                 "SELECT customer_id, visit_date, visit_type, COUNT(*) FROM visits WHERE visit_date >= ? AND visit_date <= ? \
@@ -637,7 +637,7 @@ impl Store for SqliteStore {
             },
         )
         .await?;
-        let visit_days = fold_visit_days(counted_days, &counted, visits);
+        let visit_days = fold_visit_days(counted_days, visits);
 
         let months: Vec<String> = period.months().iter().map(ToString::to_string).collect();
         let targets = sqlx::query("SELECT rep_id, month, sales_target, new_customer_target FROM targets WHERE month >= ? AND month <= ?")
