@@ -3,7 +3,9 @@ use std::collections::HashMap;
 use chrono::NaiveDate;
 use salesbatch::config::TieringConfig;
 use salesbatch::metrics::tiers::{self, Lifecycle};
-use salesbatch::metrics::{round_half_away, Customer, MonthlySales, PurchaseSpan, YearMonth};
+use salesbatch::metrics::{
+    round_half_away, Customer, MonthlySales, PurchaseSpan, SalesSummary, SummaryBuilder, YearMonth,
+};
 
 fn d(y: i32, m: u32, day: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, day).unwrap()
@@ -18,6 +20,16 @@ fn customer(id: &str, prospect: Option<f64>) -> Customer {
         prospect_score: prospect,
         ..Default::default()
     }
+}
+
+/// Monthly rows summarised as the warehouse does, for the default 12-month
+/// window as of 2026-11-20.
+fn summary(rows: &[MonthlySales]) -> SalesSummary {
+    SalesSummary::from_monthly(
+        rows,
+        d(2026, 11, 20),
+        TieringConfig::default().window_months,
+    )
 }
 
 fn sale(c: &str, p: &str, y: i32, m: u32, amount: f64) -> MonthlySales {
@@ -88,7 +100,7 @@ fn tiers_computed_by_hand() {
     );
     let out = tiers::compute(
         &customers,
-        &monthly,
+        &summary(&monthly),
         &purchases,
         &rules,
         &[],
@@ -129,7 +141,7 @@ fn inactive_customers_are_not_scored() {
     c.status = Some(" 停用 ".into());
     let out = tiers::compute(
         &[c],
-        &[],
+        &summary(&[]),
         &HashMap::new(),
         &rules,
         &["停用".into()],
@@ -376,7 +388,7 @@ fn development_computed_by_hand() {
         &fixture_customers(),
         &fixture_reps(),
         &fixture_purchases(),
-        &fixture_monthly(),
+        &SalesSummary::from_monthly(&fixture_monthly(), as_of(), 12),
         &fixture_targets(),
         DevelopmentEvent::FirstPurchase,
         &period(),
@@ -436,7 +448,7 @@ fn scorecard_computed_by_hand() {
         &fixture_customers(),
         &fixture_reps(),
         &fixture_purchases(),
-        &fixture_monthly(),
+        &SalesSummary::from_monthly(&fixture_monthly(), as_of(), 12),
         &fixture_targets(),
         DevelopmentEvent::FirstPurchase,
         &period(),
@@ -593,7 +605,7 @@ fn x_with_coverage(coverage: f64) -> TierResult {
     }
     let out = tiers::compute(
         &customers,
-        &monthly,
+        &summary(&monthly),
         &HashMap::new(),
         &TieringConfig::default(),
         &[],
@@ -652,7 +664,7 @@ fn growth_band_edges_h1_zero_negative_net_and_no_sales() {
     ];
     let out = tiers::compute(
         &customers,
-        &monthly,
+        &summary(&monthly),
         &HashMap::new(),
         &TieringConfig::default(),
         &[],
@@ -773,7 +785,7 @@ mod properties {
         #[test]
         fn scores_bounded_tiers_monotone_attainment_capped((customers, monthly, days) in inputs()) {
             let rules = TieringConfig::default();
-            let out = tiers::compute(&customers, &monthly, &HashMap::new(), &rules, &[], d(2026, 11, 20));
+            let out = tiers::compute(&customers, &summary(&monthly), &HashMap::new(), &rules, &[], d(2026, 11, 20));
             let order: Vec<&str> = rules.tiers.iter().map(|t| t.name.as_str()).collect();
             let rank = |t: &TierResult| order.iter().position(|n| *n == t.tier).unwrap();
             for t in &out {
@@ -802,4 +814,75 @@ mod properties {
             }
         }
     }
+}
+
+/// As of 2026-11-20 with a 12-month window: W = 2025-11 … 2026-10, H1 =
+/// 2025-11 … 2026-04, H2 = 2026-05 … 2026-10; retention months 2026-05 … 07
+/// (before) and 2026-08 … 10 (after). Rows outside all of them are ignored.
+#[test]
+fn sales_summary_by_hand() {
+    let rows = vec![
+        sale("A", "P1", 2025, 10, 999.0), // before the window: ignored
+        sale("A", "P1", 2025, 11, 0.1),
+        sale("A", "P1", 2025, 11, 0.2),   // H1; month 2025-11 nets 0.3
+        sale("A", "P2", 2026, 5, 50.0),   // H2, retention before
+        sale("A", "P2", 2026, 9, -80.0),  // H2, retention after; P2 nets −30
+        sale("A", "P3", 2026, 11, 500.0), // month M itself: ignored
+        sale("B", "P2", 2026, 8, 40.0),
+    ];
+    let s = summary(&rows);
+    let a = &s.customers["A"];
+    // sums are exact in millionths: 0.1 + 0.2 is 0.3, not 0.30000000000000004
+    assert_eq!(a.h1, 0.3);
+    assert_eq!(a.h2, -30.0);
+    assert_eq!(a.total, -29.7);
+    assert_eq!(a.lines, 4);
+    assert_eq!(
+        a.positive_months, 2,
+        "2025-11 (0.3) and 2026-05 (50); 2026-09 is negative"
+    );
+    assert_eq!(a.positive_products, 1, "P1 nets 0.3 > 0; P2 nets −30");
+    assert_eq!((a.retention_before, a.retention_after), (50.0, -80.0));
+    let b = &s.customers["B"];
+    assert_eq!(
+        (b.h1, b.h2, b.lines, b.positive_products),
+        (0.0, 40.0, 1, 1)
+    );
+    // P1 nets 0.3, P2 nets 50 − 80 + 40 = 10: both sold; P3 only in M
+    assert_eq!(s.sold_products, 2);
+
+    // the same rows in any order give bit-identical sums
+    let mut reversed = rows.clone();
+    reversed.reverse();
+    assert_eq!(summary(&reversed), s);
+}
+
+/// A parallel scan gives each thread a disjoint set of customers and merges
+/// their builders: the merged summary equals one built from all rows.
+#[test]
+fn sales_summary_shards_merge_to_the_whole() {
+    let rows: Vec<MonthlySales> = (0..60u32)
+        .map(|i| {
+            sale(
+                &format!("C{}", i % 7),
+                &format!("P{}", i % 5),
+                2025 + i32::from(i % 3 == 0),
+                1 + i % 12,
+                f64::from(i) * 1.37 - 20.0,
+            )
+        })
+        .collect();
+    let as_of = d(2026, 11, 20);
+    let mut shards: Vec<SummaryBuilder> = (0..3).map(|_| SummaryBuilder::new(as_of, 12)).collect();
+    for r in &rows {
+        let shard = r.customer_id[1..].parse::<usize>().unwrap() % 3;
+        shards[shard].add(&r.customer_id, &r.product_id, r.month, r.amount, r.lines);
+    }
+    let mut merged = shards.remove(0);
+    for s in shards {
+        merged.merge_disjoint(s);
+    }
+    let whole = summary(&rows);
+    assert!(whole.customers.len() > 3 && whole.sold_products > 1);
+    assert_eq!(merged.finish(), whole);
 }

@@ -36,7 +36,7 @@ fn rendered(dir: &Path) -> Vec<report::Bundle> {
         &[],
         &[],
         &Default::default(),
-        &[],
+        &Default::default(),
         &[],
         rules.development,
         &period,

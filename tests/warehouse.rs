@@ -259,3 +259,18 @@ async fn a_blocked_lock_heartbeat_does_not_stop_the_run() {
     wh.close().await;
     db.drop().await;
 }
+
+/// The in-thread readers and the writer open the database file themselves,
+/// so a warehouse only in one connection's memory cannot work: refused by name.
+#[tokio::test]
+async fn an_in_memory_sqlite_warehouse_is_refused() {
+    for url in ["sqlite::memory:", "sqlite://:memory:", "sqlite:"] {
+        let Err(err) = salesbatch::warehouse::open(url).await else {
+            panic!("`{url}` opened");
+        };
+        assert_eq!(
+            err.to_string(),
+            format!("warehouse url `{url}`: an in-memory SQLite warehouse is not supported (use a file)")
+        );
+    }
+}

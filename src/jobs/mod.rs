@@ -286,7 +286,7 @@ async fn steps(
         let previous = store.previous_tiers(as_of).await?;
         info!(
             customers = inputs.customers.len(),
-            monthly_rows = inputs.monthly_sales.len(),
+            customers_with_sales = inputs.sales.customers.len(),
             visit_days = inputs.visit_days.len(),
             previous = previous.as_ref().map_or(0, Vec::len),
             elapsed_ms = started.elapsed().as_millis(),

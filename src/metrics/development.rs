@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use super::calendar::{within_last_months, PeriodRange, YearMonth};
-use super::{ratio, Customer, MonthlySales, PurchaseSpan, Rep, Target};
+use super::calendar::{within_last_months, PeriodRange};
+use super::sales::SalesSummary;
+use super::{ratio, Customer, PurchaseSpan, Rep, Target};
 use crate::config::DevelopmentEvent;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,7 +88,7 @@ pub fn compute(
     customers: &[Customer],
     reps: &[Rep],
     purchases: &HashMap<String, PurchaseSpan>,
-    monthly: &[MonthlySales],
+    sales: &SalesSummary,
     targets: &[Target],
     event: DevelopmentEvent,
     period: &PeriodRange,
@@ -96,19 +97,6 @@ pub fn compute(
     let mut new_by_rep: HashMap<&str, u32> = HashMap::new();
     let mut by_region: BTreeMap<String, AreaDevelopment> = BTreeMap::new();
     let mut company = AreaDevelopment::default();
-
-    let m = YearMonth::of(as_of);
-    let (old_from, old_to, new_from, new_to) =
-        (m.offset(-6), m.offset(-4), m.offset(-3), m.offset(-1));
-    let mut old_net: HashMap<&str, f64> = HashMap::new();
-    let mut new_net: HashMap<&str, f64> = HashMap::new();
-    for row in monthly {
-        if row.month >= old_from && row.month <= old_to {
-            *old_net.entry(row.customer_id.as_str()).or_default() += row.amount;
-        } else if row.month >= new_from && row.month <= new_to {
-            *new_net.entry(row.customer_id.as_str()).or_default() += row.amount;
-        }
-    }
 
     for c in customers {
         let area = by_region.entry(c.region.clone()).or_default();
@@ -128,13 +116,9 @@ pub fn compute(
                 a.converted += u32::from(converted);
             }
         }
-        if old_net
-            .get(c.customer_id.as_str())
-            .is_some_and(|&v| v > 0.0)
-        {
-            let retained = new_net
-                .get(c.customer_id.as_str())
-                .is_some_and(|&v| v > 0.0);
+        let customer_sales = sales.customers.get(c.customer_id.as_str());
+        if customer_sales.is_some_and(|s| s.retention_before > 0.0) {
+            let retained = customer_sales.is_some_and(|s| s.retention_after > 0.0);
             for a in [&mut *area, &mut company] {
                 a.retention_base += 1;
                 a.retained += u32::from(retained);

@@ -5,6 +5,7 @@
 pub mod calendar;
 pub mod changes;
 pub mod development;
+pub mod sales;
 pub mod scorecard;
 pub mod tiers;
 pub mod visits;
@@ -15,6 +16,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 pub use calendar::{PeriodRange, YearMonth};
+pub use sales::{CustomerSales, SalesSummary, SummaryBuilder};
 
 /// A customer as the master describes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -91,8 +93,8 @@ pub struct Survey {
 pub struct Inputs {
     pub customers: Vec<Customer>,
     pub reps: Vec<Rep>,
-    /// months of the scoring window and the retention months (all before M)
-    pub monthly_sales: Vec<MonthlySales>,
+    /// the scoring window and the retention months (all before M), per customer
+    pub sales: SalesSummary,
     pub purchases: HashMap<String, PurchaseSpan>,
     pub period_sales: Vec<PeriodSales>,
     pub visit_days: Vec<VisitDay>,
@@ -157,7 +159,7 @@ pub fn compute_all(
     let period = PeriodRange::new(as_of, rules.period);
     let tiers = tiers::compute(
         &inputs.customers,
-        &inputs.monthly_sales,
+        &inputs.sales,
         &inputs.purchases,
         &rules.tiering,
         &rules.inactive_values,
@@ -177,7 +179,7 @@ pub fn compute_all(
         &inputs.customers,
         &inputs.reps,
         &inputs.purchases,
-        &inputs.monthly_sales,
+        &inputs.sales,
         &inputs.targets,
         rules.development,
         &period,

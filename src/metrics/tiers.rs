@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use super::calendar::{window, within_last_months, YearMonth};
-use super::{is_scored, round_half_away, Customer, MonthlySales, PurchaseSpan};
+use super::calendar::{within_last_months, YearMonth};
+use super::sales::{CustomerSales, SalesSummary};
+use super::{is_scored, round_half_away, Customer, PurchaseSpan};
 use crate::config::{RankBands, TieringConfig, ValueBands};
 
 /// Tolerance for comparing a computed share or growth with a band edge, so a
@@ -86,56 +87,29 @@ pub struct TierResult {
     pub near_boundary: bool,
 }
 
-#[derive(Default)]
-struct Raw<'a> {
-    total: f64,
-    h1: f64,
-    h2: f64,
-    lines: u64,
-    by_month: HashMap<YearMonth, f64>,
-    by_product: HashMap<&'a str, f64>,
-}
-
 /// Scores every scored customer (status not inactive) as of `as_of`.
 /// Results are sorted by customer id.
 pub fn compute(
     customers: &[Customer],
-    monthly: &[MonthlySales],
+    sales: &SalesSummary,
     purchases: &HashMap<String, PurchaseSpan>,
     rules: &TieringConfig,
     inactive_values: &[String],
     as_of: NaiveDate,
 ) -> Vec<TierResult> {
     let n = rules.window_months;
-    let months = window(as_of, n);
-    let (first, last) = (months[0], months[months.len() - 1]);
-    let h1_end = first.offset(i64::from(n / 2)); // first month of H2
-
-    let mut raw: HashMap<&str, Raw> = HashMap::new();
-    let mut product_totals: HashMap<&str, f64> = HashMap::new();
-    for row in monthly
-        .iter()
-        .filter(|r| r.month >= first && r.month <= last)
-    {
-        let r = raw.entry(row.customer_id.as_str()).or_default();
-        r.total += row.amount;
-        if row.month < h1_end {
-            r.h1 += row.amount;
-        } else {
-            r.h2 += row.amount;
-        }
-        r.lines += row.lines;
-        *r.by_month.entry(row.month).or_default() += row.amount;
-        *r.by_product.entry(row.product_id.as_str()).or_default() += row.amount;
-        *product_totals.entry(row.product_id.as_str()).or_default() += row.amount;
-    }
-    let sold_products = product_totals.values().filter(|&&v| v > 0.0).count();
+    debug_assert!(
+        sales.month.is_none()
+            || (sales.month == Some(YearMonth::of(as_of)) && sales.window_months == n),
+        "sales summarised for another as-of month or window"
+    );
+    let sold_products = sales.sold_products;
 
     let scored: Vec<&Customer> = customers
         .iter()
         .filter(|c| is_scored(c.status.as_deref(), inactive_values))
         .collect();
-    let empty = Raw::default();
+    let empty = CustomerSales::default();
     let window_months = f64::from(n);
 
     struct Measures<'a> {
@@ -150,7 +124,10 @@ pub fn compute(
     let measures: Vec<Measures<'_>> = scored
         .iter()
         .map(|c| {
-            let r = raw.get(c.customer_id.as_str()).unwrap_or(&empty);
+            let r = sales
+                .customers
+                .get(c.customer_id.as_str())
+                .unwrap_or(&empty);
             let growth = if r.h1 > 0.0 {
                 (r.h2 - r.h1) / r.h1
             } else if r.h2 > 0.0 {
@@ -158,19 +135,17 @@ pub fn compute(
             } else {
                 0.0
             };
-            let products = r.by_product.values().filter(|&&v| v > 0.0).count();
             let breadth = if sold_products == 0 {
                 0.0
             } else {
-                products as f64 / sold_products as f64
+                f64::from(r.positive_products) / f64::from(sold_products)
             };
-            let positive_months = r.by_month.values().filter(|&&v| v > 0.0).count();
             Measures {
                 customer: c,
                 avg: r.total / window_months,
                 growth,
                 breadth,
-                loyalty: positive_months as f64 / window_months,
+                loyalty: f64::from(r.positive_months) / window_months,
                 prospect: c.prospect_score.unwrap_or(rules.prospect.blank),
                 has_lines: r.lines > 0,
             }

@@ -1,6 +1,6 @@
 //! Warehouse: where canonical rows, runs, snapshots and the delivery ledger
 //! live. `Store` is the storage contract; each backend keeps all of its SQL in
-//! one file (`sqlite.rs` for the embedded default, `postgres.rs` for the
+//! one place (`sqlite/` for the embedded default, `postgres.rs` for the
 //! warehouse several instances share). sqlx's `Any` driver is deliberately not
 //! used: it carries no dates or decimals and emits placeholders PostgreSQL
 //! rejects.
@@ -35,6 +35,15 @@ pub enum WarehouseError {
     Query(#[from] sqlx::Error),
     #[error("warehouse url `{0}` is not supported (use sqlite://… or postgres://…)")]
     Unsupported(String),
+    #[error("SQLite warehouse `{path}`: {source}")]
+    Sqlite {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("warehouse url `{0}`: an in-memory SQLite warehouse is not supported (use a file)")]
+    InMemory(String),
+    #[error("a warehouse worker stopped: {0}")]
+    Worker(String),
     #[error("stored snapshot is unreadable: {0}")]
     Snapshot(#[from] serde_json::Error),
 }

@@ -22,10 +22,10 @@ use crate::config::{Dataset, VisitsConfig};
 use crate::ingest::record::{
     CustomerRow, Located, Masters, Record, Rejection, RepRow, Sale, SurveyRow, TargetRow, Visit,
 };
-use crate::metrics::calendar::{window, YearMonth};
+use crate::metrics::calendar::YearMonth;
 use crate::metrics::tiers::TierResult;
 use crate::metrics::{
-    Customer, Inputs, MonthlySales, PeriodRange, PeriodSales, PurchaseSpan, Rep, Survey, Target,
+    Customer, Inputs, PeriodRange, PeriodSales, PurchaseSpan, Rep, SummaryBuilder, Survey, Target,
 };
 
 pub struct PgStore {
@@ -476,31 +476,24 @@ impl Store for PgStore {
         )
         .await?;
 
-        // whole months before M: the scoring window and the retention months
+        // whole months before M: the scoring window and the retention months,
+        // summed per customer as the monthly rows stream past
         let m = YearMonth::of(as_of);
-        let first = window(as_of, window_months)[0]
-            .min(m.offset(-6))
-            .first_day();
-        let monthly_sales = map_rows(
-            sqlx::query(
-                "SELECT customer_id, product_id, to_char(invoice_date, 'YYYY-MM') AS ym, SUM(amount), COUNT(*) FROM sales \
-                 WHERE invoice_date >= $1 AND invoice_date < $2 GROUP BY customer_id, product_id, ym \
-                 ORDER BY customer_id COLLATE \"C\", product_id COLLATE \"C\", ym",
-            )
-            .bind(first)
-            .bind(m.first_day()),
-            &self.pool,
-            |r| {
-                Some(MonthlySales {
-                    customer_id: r.get(0),
-                    product_id: r.get(1),
-                    month: YearMonth::parse(&r.get::<String, _>(2))?,
-                    amount: r.get(3),
-                    lines: count(r, 4),
-                })
-            },
+        let mut sales = SummaryBuilder::new(as_of, window_months);
+        let mut rows = sqlx::query(
+            "SELECT customer_id, product_id, to_char(invoice_date, 'YYYY-MM') AS ym, SUM(amount), COUNT(*) FROM sales \
+             WHERE invoice_date >= $1 AND invoice_date < $2 GROUP BY customer_id, product_id, ym",
         )
-        .await?;
+        .bind(sales.first_month().first_day())
+        .bind(m.first_day())
+        .fetch(&self.pool);
+        while let Some(r) = futures_util::TryStreamExt::try_next(&mut rows).await? {
+            if let Some(month) = YearMonth::parse(&r.get::<String, _>(2)) {
+                sales.add(r.get(0), r.get(1), month, r.get(3), count(&r, 4));
+            }
+        }
+        drop(rows);
+        let sales = sales.finish();
 
         let purchases: HashMap<String, PurchaseSpan> = map_rows(
             sqlx::query(
@@ -604,7 +597,7 @@ impl Store for PgStore {
         Ok(Inputs {
             customers,
             reps,
-            monthly_sales,
+            sales,
             purchases,
             period_sales,
             visit_days,
