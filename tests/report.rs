@@ -213,3 +213,180 @@ fn email_body_carries_the_tier_chart_as_an_inline_image() {
     assert!(raw.contains("Content-Type: multipart/related;"));
     assert!(raw.contains("Content-ID: <tier-chart>"));
 }
+
+/// The headline numbers of a regional and the national report, worked out by
+/// hand. As of 2026-11-20, period MTD (20 of 30 days elapsed), default tiers
+/// (monthly visits A 4, B 3, C 2, E 0), at most 1 counted visit a day:
+///
+/// | customer | region | tier (before) | target | counted visits |
+/// |---|---|---|---:|---|
+/// | E1 | 华东 | A (B: up) | 4 | Nov 3 (2 → 1), 5, 9, 12, 15 = 5, capped 4; Oct 31 not in P |
+/// | E2 | 华东 | C (A: down) | 2 | none |
+/// | E3 | 华东 | E | 0 | Nov 4 (no target: not in the totals) |
+/// | N1 | 华北 | B (C: up) | 3 | Nov 2 = 1 |
+///
+/// 华东: target 4 + 2 = 6, capped 4 → attainment 4/6 = 66.7 %; coverage 1 of 2
+/// = 50.0 %; pace 4 ÷ (6 × 20/30) = 100.0 %. National: 5/9 = 55.6 %, 2 of 3 =
+/// 66.7 %, 5 ÷ (9 × 20/30) = 83.3 %.
+/// Sales in P: E1 100.5 (no line rep → its rep R1, 华东), E2 20 by line rep
+/// R2 (华东), N1 50 (R3, 华北): 华东 120.50, national 170.50.
+#[test]
+fn headline_numbers_by_hand() {
+    use salesbatch::config::Locale;
+    use salesbatch::metrics::{changes, scorecard, Customer, PeriodSales, Rep, VisitDay};
+    use salesbatch::report::i18n::Labels;
+    use salesbatch::report::tables::build;
+    use salesbatch::report::{Scope, Value};
+
+    let settings = config::load_str(Path::new("salesbatch.toml"), "").unwrap();
+    let c = &settings.config;
+    let rules = Rules {
+        tiering: c.tiering.clone(),
+        inactive_values: vec![],
+        visits: c.visits.clone(),
+        scorecard: c.scorecard.weights.clone(),
+        development: c.development.event,
+        period: Period::Mtd,
+    };
+    let as_of = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+    let day = |m: u32, d: u32| NaiveDate::from_ymd_opt(2026, m, d).unwrap();
+    let period = PeriodRange::new(as_of, Period::Mtd);
+    let tiers = vec![
+        tier("E1", "华东", "R1", "A"),
+        tier("E2", "华东", "R1", "C"),
+        tier("E3", "华东", "R2", "E"),
+        tier("N1", "华北", "R3", "B"),
+    ];
+    let previous = vec![
+        tier("E1", "华东", "R1", "B"),
+        tier("E2", "华东", "R1", "A"),
+        tier("E3", "华东", "R2", "E"),
+        tier("N1", "华北", "R3", "C"),
+    ];
+    let visit = |id: &str, date: NaiveDate, visits: u32| VisitDay {
+        customer_id: id.into(),
+        date,
+        visits,
+    };
+    let days = vec![
+        visit("E1", day(10, 31), 1),
+        visit("E1", day(11, 3), 2),
+        visit("E1", day(11, 5), 1),
+        visit("E1", day(11, 9), 1),
+        visit("E1", day(11, 12), 1),
+        visit("E1", day(11, 15), 1),
+        visit("E3", day(11, 4), 1),
+        visit("N1", day(11, 2), 1),
+    ];
+    let visits = visits::compute(&tiers, &days, &rules.tiering, &period, 1);
+    let customer = |id: &str, region: &str, rep: &str| Customer {
+        customer_id: id.into(),
+        name: id.into(),
+        region: region.into(),
+        rep_id: rep.into(),
+        ..Default::default()
+    };
+    let customers = vec![
+        customer("E1", "华东", "R1"),
+        customer("E2", "华东", "R1"),
+        customer("E3", "华东", "R2"),
+        customer("N1", "华北", "R3"),
+    ];
+    let rep = |id: &str, region: &str| Rep {
+        rep_id: id.into(),
+        name: id.into(),
+        region: region.into(),
+    };
+    let reps = vec![rep("R1", "华东"), rep("R2", "华东"), rep("R3", "华北")];
+    let sale = |id: &str, line_rep: Option<&str>, amount: f64| PeriodSales {
+        customer_id: id.into(),
+        line_rep_id: line_rep.map(Into::into),
+        amount,
+    };
+    let period_sales = vec![
+        sale("E1", None, 100.5),
+        sale("E2", Some("R2"), 20.0),
+        sale("N1", None, 50.0),
+    ];
+    let development = development::compute(
+        &customers,
+        &reps,
+        &Default::default(),
+        &Default::default(),
+        &[],
+        rules.development,
+        &period,
+        as_of,
+    );
+    let scorecard = scorecard::compute(
+        &reps,
+        &customers,
+        &period_sales,
+        &Default::default(),
+        &[],
+        &[],
+        &visits,
+        &development,
+        &rules.scorecard,
+        &period,
+        as_of,
+    );
+    let computed = Computed {
+        as_of,
+        period,
+        changes: changes::compute(&tiers, &previous, &rules.tiering),
+        tiers,
+        visits,
+        development,
+        scorecard,
+    };
+    let rejection = Rejection {
+        source: "flow".into(),
+        file: "inbox/a.xlsx".into(),
+        sheet: "Sheet1".into(),
+        row: 3,
+        cell: "B3".into(),
+        column: "客户编码".into(),
+        value: "X".into(),
+        reason: Reason::UnknownCustomerId,
+        detail: String::new(),
+    };
+    let rejections = vec![rejection.clone(), rejection];
+
+    let headline = |scope: Scope| -> Vec<(&'static str, String)> {
+        build(&scope, &computed, &rules, &rejections, Labels(Locale::ZhCn))
+            .headline
+            .into_iter()
+            .map(|(k, v)| {
+                assert!(!matches!(v, Value::Blank), "`{k}` is blank");
+                (k, v.display())
+            })
+            .collect()
+    };
+    assert_eq!(
+        headline(Scope::Region("华东".into())),
+        vec![
+            ("customers_scored", "3".to_string()),
+            ("sales", "120.50".into()),
+            ("visit_attainment", "66.7%".into()),
+            ("visit_coverage", "50.0%".into()),
+            ("visit_pace", "100.0%".into()),
+            ("upgrades", "1".into()),
+            ("downgrades", "1".into()),
+            ("rejections", "2".into()),
+        ]
+    );
+    assert_eq!(
+        headline(Scope::National),
+        vec![
+            ("customers_scored", "4".to_string()),
+            ("sales", "170.50".into()),
+            ("visit_attainment", "55.6%".into()),
+            ("visit_coverage", "66.7%".into()),
+            ("visit_pace", "83.3%".into()),
+            ("upgrades", "2".into()),
+            ("downgrades", "1".into()),
+            ("rejections", "2".into()),
+        ]
+    );
+}
