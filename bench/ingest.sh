@@ -6,12 +6,15 @@
 # over just that format's sales files with /usr/bin/time -v. The baseline is
 # examples/calamine_read.rs: the same xlsx files read cell by cell with
 # calamine's streaming reader, on the same number of threads, doing nothing
-# else. Usage: bench/ingest.sh [CUSTOMERS] [DIR]
+# else. examples/ingest_parse.rs runs salesbatch's own reader, coercion and
+# id checks over the same files without the warehouse, so the gap between
+# calamine and a full ingest splits into parsing and storing.
+# Usage: bench/ingest.sh [CUSTOMERS] [DIR]
 set -euo pipefail
 n=${1:-20000}
 dir=$(realpath -m "${2:-bench-data/ingest-$n}")
 bin=$PWD/target/release/salesbatch
-cargo build --release --quiet --bin salesbatch --example calamine_read
+cargo build --release --quiet --bin salesbatch --example calamine_read --example ingest_parse
 rm -rf "$dir"
 mkdir -p "$dir"
 "$bin" demo --dir "$dir/demo" --customers "$n" --as-of 2026-11-20 --no-run >/dev/null
@@ -37,6 +40,9 @@ steps = ["ingest"]
 write_config() { # name, warehouse, extra sources
   printf '[warehouse]\nurl = "sqlite://%s"\n%s\n%s\n' "$2" "$masters" "$3" >"$dir/$1.toml"
 }
+write_pg_config() { # name, extra sources; the URL comes from BENCH_PG_URL
+  printf '[warehouse]\nurl_env = "BENCH_PG_URL"\n%s\n%s\n' "$masters" "$2" >"$dir/$1.toml"
+}
 write_config masters "$dir/masters.db" ""
 "$bin" --config "$dir/masters.toml" run load --as-of 2026-11-20 >/dev/null
 
@@ -59,16 +65,37 @@ columns = { invoice_date = "销售日期", customer_id = "终端编码", product
 echo "== $n customers"
 echo "-- calamine alone (xlsx)"
 /usr/bin/time -v target/release/examples/calamine_read "$dir"/demo/inbox/flow/*.xlsx 2>"$dir/calamine.log"
-grep -E 'Elapsed \(wall|Maximum resident' "$dir/calamine.log"
+grep -E 'Elapsed \(wall|Maximum resident|Percent of CPU' "$dir/calamine.log"
 for fmt in xlsx csv; do
   src_var="${fmt}_source"
   for ext in "" -wal -shm; do
     if [ -f "$dir/masters.db$ext" ]; then cp "$dir/masters.db$ext" "$dir/$fmt.db$ext"; fi
   done
   write_config "$fmt" "$dir/$fmt.db" "${!src_var}"
+  src_name=$(grep -m1 -oP '(?<=name = ")[^"]+' <<<"${!src_var}")
+  echo "-- salesbatch parse only, no warehouse ($fmt)"
+  /usr/bin/time -v target/release/examples/ingest_parse "$dir/$fmt.toml" "$src_name" 2>"$dir/$fmt-parse.log"
+  grep -E 'Elapsed \(wall|Maximum resident|Percent of CPU' "$dir/$fmt-parse.log"
   echo "-- salesbatch ingest ($fmt)"
   /usr/bin/time -v "$bin" --config "$dir/$fmt.toml" run load --as-of 2026-11-20 >"$dir/$fmt.out" 2>"$dir/$fmt.log" || true
   grep -E '^run ' "$dir/$fmt.out"
-  grep -E 'Elapsed \(wall|Maximum resident' "$dir/$fmt.log"
+  grep -E 'Elapsed \(wall|Maximum resident|Percent of CPU' "$dir/$fmt.log"
 done
+# The same two loads into a PostgreSQL warehouse (each its own database),
+# when a server answers on 127.0.0.1:5432.
+if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  for fmt in xlsx csv; do
+    src_var="${fmt}_source"
+    db="salesbatch_bench_ingest_$fmt"
+    psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" 2>/dev/null
+    export BENCH_PG_URL="postgres://postgres@127.0.0.1:5432/$db"
+    write_pg_config "pg-masters" ""
+    "$bin" --config "$dir/pg-masters.toml" run load --as-of 2026-11-20 >/dev/null 2>&1
+    write_pg_config "pg-$fmt" "${!src_var}"
+    echo "-- salesbatch ingest into PostgreSQL ($fmt)"
+    /usr/bin/time -v "$bin" --config "$dir/pg-$fmt.toml" run load --as-of 2026-11-20 >"$dir/pg-$fmt.out" 2>"$dir/pg-$fmt.log" || true
+    grep -E '^run ' "$dir/pg-$fmt.out"
+    grep -E 'Elapsed \(wall|Maximum resident|Percent of CPU' "$dir/pg-$fmt.log"
+  done
+fi
 du -sh "$dir"/demo/inbox/flow "$dir"/demo/inbox/flow_csv

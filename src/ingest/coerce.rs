@@ -129,6 +129,12 @@ pub fn date(
 /// Text dates: ISO (a time part is ignored), `YYYY/MM/DD`, `YYYY年MM月DD日`
 /// (1- or 2-digit month and day for all three), then the source's format.
 pub fn parse_date_text(s: &str, extra_format: Option<&str>) -> Option<NaiveDate> {
+    // what most exports hold, read without splitting or allocating
+    if extra_format.is_none() {
+        if let Some(d) = iso_date(s) {
+            return Some(d);
+        }
+    }
     if let Some(fmt) = extra_format {
         if let Ok(d) = NaiveDate::parse_from_str(s, fmt) {
             return Some(d);
@@ -157,6 +163,22 @@ pub fn parse_date_text(s: &str, extra_format: Option<&str>) -> Option<NaiveDate>
         return None;
     }
     NaiveDate::from_ymd_opt(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?)
+}
+
+/// Exactly `YYYY-MM-DD` or `YYYY/MM/DD`; `None` sends anything else down
+/// the general path, which reads these two the same way.
+fn iso_date(s: &str) -> Option<NaiveDate> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b[7] || !matches!(b[4], b'-' | b'/') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| {
+        b[r].iter().try_fold(0u32, |n, c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    let year = i32::try_from(num(0..4)?).ok()?;
+    NaiveDate::from_ymd_opt(year, num(5..7)?, num(8..10)?)
 }
 
 /// `Ok(None)` for blank, `Err(Unparsable)` for text that is not a decimal number.
@@ -190,18 +212,51 @@ pub fn parse_number_text(s: &str) -> Option<f64> {
         return None;
     }
     // thousands separators only between groups of three digits
-    let groups: Vec<&str> = int.split(',').collect();
-    let grouped_ok = groups.len() == 1
-        || (!groups[0].is_empty()
-            && groups[0].len() <= 3
-            && groups[1..].iter().all(|g| g.len() == 3));
-    let digits = int.replace(',', "");
-    if !grouped_ok
-        || !digits.bytes().all(|b| b.is_ascii_digit())
+    let mut groups = int.split(',');
+    let head = groups.next().unwrap_or_default();
+    let mut grouped = false;
+    for group in groups {
+        grouped = true;
+        if group.len() != 3 {
+            return None;
+        }
+    }
+    if (grouped && (head.is_empty() || head.len() > 3))
+        || !int.bytes().all(|b| b.is_ascii_digit() || b == b',')
         || !frac.bytes().all(|b| b.is_ascii_digit())
     {
         return None;
     }
+    // digits only from here on, which `f64`'s parser reads exactly; written
+    // to the stack rather than a new string, as this runs for most amounts
+    let int_digits = int.len() - int.bytes().filter(|b| *b == b',').count();
+    let mut buf = [b'0'; 64];
+    if int_digits.max(1) + 1 + frac.len().max(1) > buf.len() {
+        return parse_long(int, frac, negative);
+    }
+    // an empty part stays the `0` the buffer is filled with
+    let mut len = 0;
+    for b in int.bytes().filter(|b| *b != b',') {
+        buf[len] = b;
+        len += 1;
+    }
+    len = len.max(1);
+    buf[len] = b'.';
+    len += 1;
+    for b in frac.bytes() {
+        buf[len] = b;
+        len += 1;
+    }
+    if frac.is_empty() {
+        len += 1;
+    }
+    let v: f64 = std::str::from_utf8(&buf[..len]).ok()?.parse().ok()?;
+    Some(if negative { -v } else { v })
+}
+
+/// `parse_number_text` for numbers too long for its stack buffer.
+fn parse_long(int: &str, frac: &str, negative: bool) -> Option<f64> {
+    let digits = int.replace(',', "");
     let v: f64 = format!(
         "{}.{}",
         if digits.is_empty() { "0" } else { &digits },

@@ -41,14 +41,21 @@ pub fn read(
             Err(e) => return Err(FileError::CannotOpen(format!("malformed CSV: {e}"))),
         }
         let line = record.position().map_or(0, csv::Position::line);
-        cells.clear();
-        cells.extend(
-            record
-                .iter()
-                .take(asm.column_limit())
-                .map(|s| Cell::Text(s.to_string())),
-        );
-        asm.feed(visitor, "", Epoch::E1900, line, &cells)?;
+        // every CSV field is text: the cells keep their strings from row to
+        // row and are overwritten in place instead of allocated per field
+        let fields = record.iter().take(asm.column_limit());
+        let mut n = 0;
+        for (i, field) in fields.enumerate() {
+            match cells.get_mut(i) {
+                Some(Cell::Text(s)) => {
+                    s.clear();
+                    s.push_str(field);
+                }
+                _ => cells.push(Cell::Text(field.to_string())),
+            }
+            n = i + 1;
+        }
+        asm.feed(visitor, "", Epoch::E1900, line, &cells[..n])?;
     }
     asm.finish()
 }

@@ -31,7 +31,12 @@ use crate::warehouse::{Batch, FileLoad, LoadOutcome, Replace, Store};
 const BATCH_ROWS: usize = 2_000;
 /// `:since` on a source's first load (SPEC §4).
 const EPOCH_START: NaiveDate = NaiveDate::from_ymd_opt(1900, 1, 1).expect("valid date");
-const CHANNEL_BATCHES: usize = 4;
+/// Batches a parser may run ahead of the writer: 128,000 rows, about 30 MB
+/// of records. The writer takes files in path order, so the parsers of the
+/// files after the current one need room to keep both cores busy while it
+/// loads; the bound keeps memory independent of file size
+/// (docs/PERFORMANCE.md: 4 batches left one core idle).
+const CHANNEL_BATCHES: usize = 64;
 
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct IngestSummary {
@@ -302,6 +307,7 @@ pub async fn run_with_progress(
     let mut masters_changed = false;
     let mut masters = Arc::new(store.masters().await?);
     for dataset in Dataset::LOAD_ORDER {
+        let loaded_before_dataset = summary.files_loaded;
         for source in settings
             .config
             .sources
@@ -333,8 +339,11 @@ pub async fn run_with_progress(
                 masters_changed = true;
             }
         }
-        // only reps and customers change the ids later datasets are checked against
-        if matches!(dataset, Dataset::Reps | Dataset::Customers) {
+        // only reps and customers change the ids later datasets are checked
+        // against, and only when one of their files was loaded
+        if matches!(dataset, Dataset::Reps | Dataset::Customers)
+            && summary.files_loaded > loaded_before_dataset
+        {
             masters = Arc::new(store.masters().await?);
         }
     }
@@ -394,10 +403,11 @@ async fn ingest_files(
     }
     // Parse-ahead window: the writer loads files strictly in path order, and
     // only the next `window` files (the one being loaded included) may be
-    // parsing. Spawning from this loop, in order, is what guarantees the file
-    // the writer waits on is always running: a parser blocked on its full
-    // channel can never hold a slot that an earlier file needs.
-    let window = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    // parsing: one per core beside the one being written. Spawning from this
+    // loop, in order, is what guarantees the file the writer waits on is
+    // always running: a parser blocked on its full channel can never hold a
+    // slot that an earlier file needs.
+    let window = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) + 1;
     let max_bytes = settings.config.ingest.max_file_mb.saturating_mul(1 << 20);
     for i in carried {
         if todo[i].3 {

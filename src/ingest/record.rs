@@ -1,10 +1,10 @@
 //! Canonical rows (SPEC §4) and the mapping from a file's header to them:
 //! one typed record per dataset, or one rejection naming the cell and reason.
 
-use std::collections::HashSet;
 use std::fmt;
 
 use chrono::NaiveDate;
+use rustc_hash::FxHashSet;
 use serde::Serialize;
 
 use super::coerce::{self, Cell, Epoch};
@@ -181,8 +181,8 @@ pub fn column_letters(mut col: usize) -> String {
 /// Known ids of the masters, for the unknown-id checks.
 #[derive(Debug, Default, Clone)]
 pub struct Masters {
-    pub customers: HashSet<String>,
-    pub reps: HashSet<String>,
+    pub customers: FxHashSet<String>,
+    pub reps: FxHashSet<String>,
 }
 
 /// Where each mapped field sits in the file.
@@ -191,6 +191,8 @@ pub struct Mapping {
     pub dataset: Dataset,
     /// (field, required, column index, header text); in SPEC table order
     pub fields: Vec<(&'static str, bool, usize, String)>,
+    /// how each field's cell is read, worked out once per file
+    kinds: Vec<Kind>,
 }
 
 impl Mapping {
@@ -211,9 +213,11 @@ impl Mapping {
             }
         }
         if missing.is_empty() {
+            let kinds = fields.iter().map(|f| kind_of(f.0)).collect();
             Ok(Self {
                 dataset: source.dataset,
                 fields,
+                kinds,
             })
         } else {
             Err(missing)
@@ -237,6 +241,7 @@ pub struct RowContext<'a> {
     pub addresses: bool,
 }
 
+#[derive(Debug, Clone, Copy)]
 enum Kind {
     Id,
     Text,
@@ -262,12 +267,58 @@ fn kind_of(field: &str) -> Kind {
     }
 }
 
-#[derive(Default)]
-struct Values {
-    text: std::collections::HashMap<&'static str, String>,
-    date: std::collections::HashMap<&'static str, NaiveDate>,
-    number: std::collections::HashMap<&'static str, f64>,
-    month: Option<YearMonth>,
+/// One mapped field's value, in the order of `Mapping::fields`.
+enum Slot {
+    Absent,
+    Text(String),
+    Date(NaiveDate),
+    Number(f64),
+    Month(YearMonth),
+}
+
+/// The values of one row. A dataset maps at most 14 fields, so a linear
+/// search by name beats hashing, and one allocation serves the row.
+struct Values<'m> {
+    fields: &'m [(&'static str, bool, usize, String)],
+    slots: Vec<Slot>,
+}
+
+impl Values<'_> {
+    fn slot(&mut self, name: &str) -> Option<&mut Slot> {
+        let i = self.fields.iter().position(|f| f.0 == name)?;
+        self.slots.get_mut(i)
+    }
+
+    fn text(&mut self, name: &str) -> Option<String> {
+        match self.slot(name) {
+            Some(slot @ Slot::Text(_)) => match std::mem::replace(slot, Slot::Absent) {
+                Slot::Text(s) => Some(s),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    fn date(&mut self, name: &str) -> Option<NaiveDate> {
+        match self.slot(name) {
+            Some(Slot::Date(d)) => Some(*d),
+            _ => None,
+        }
+    }
+
+    fn number(&mut self, name: &str) -> Option<f64> {
+        match self.slot(name) {
+            Some(Slot::Number(n)) => Some(*n),
+            _ => None,
+        }
+    }
+
+    fn month(&mut self) -> Option<YearMonth> {
+        match self.slot("month") {
+            Some(Slot::Month(m)) => Some(*m),
+            _ => None,
+        }
+    }
 }
 
 /// Turns one row (cells indexed by column) into a record, or the rejection of
@@ -279,7 +330,10 @@ pub fn to_record(
     ctx: &RowContext<'_>,
 ) -> Result<Located, Box<Rejection>> {
     let empty = Cell::Empty;
-    let mut v = Values::default();
+    let mut v = Values {
+        fields: &mapping.fields,
+        slots: Vec::with_capacity(mapping.fields.len()),
+    };
     // boxed: rejections are the rare path, records the hot one
     let reject = |field: &(&'static str, bool, usize, String), cell: &Cell, reason: Reason| {
         Box::new(Rejection {
@@ -298,31 +352,29 @@ pub fn to_record(
             detail: String::new(),
         })
     };
-    for f in &mapping.fields {
+    for (f, kind) in mapping.fields.iter().zip(&mapping.kinds) {
         let cell = cells.get(f.2).unwrap_or(&empty);
-        let present = match kind_of(f.0) {
-            Kind::Id | Kind::Text => coerce::text(cell).map(|s| v.text.insert(f.0, s)).is_some(),
+        let slot = match kind {
+            Kind::Id | Kind::Text => coerce::text(cell).map(Slot::Text),
             Kind::Date => match coerce::date(cell, ctx.epoch, ctx.date_format) {
-                Ok(d) => d.map(|d| v.date.insert(f.0, d)).is_some(),
+                Ok(d) => d.map(Slot::Date),
                 Err(coerce::Unparsable) => return Err(reject(f, cell, Reason::UnparsableDate)),
             },
             Kind::Number => match coerce::number(cell) {
-                Ok(n) => n.map(|n| v.number.insert(f.0, n)).is_some(),
+                Ok(n) => n.map(Slot::Number),
                 Err(coerce::Unparsable) => return Err(reject(f, cell, Reason::UnparsableNumber)),
             },
             Kind::Month => match coerce::month(cell, ctx.epoch, ctx.date_format) {
-                Ok(m) => {
-                    v.month = m;
-                    m.is_some()
-                }
+                Ok(m) => m.map(Slot::Month),
                 Err(coerce::Unparsable) => return Err(reject(f, cell, Reason::UnparsableDate)),
             },
         };
-        if f.1 && !present {
+        if f.1 && slot.is_none() {
             return Err(reject(f, cell, Reason::MissingRequiredField));
         }
+        v.slots.push(slot.unwrap_or(Slot::Absent));
     }
-    for f in &mapping.fields {
+    for (f, slot) in mapping.fields.iter().zip(&v.slots) {
         let known = match f.0 {
             "customer_id" if mapping.dataset != Dataset::Customers => {
                 Some((&ctx.masters.customers, Reason::UnknownCustomerId))
@@ -332,60 +384,60 @@ pub fn to_record(
             }
             _ => None,
         };
-        if let (Some((set, reason)), Some(id)) = (known, v.text.get(f.0)) {
+        if let (Some((set, reason)), Slot::Text(id)) = (known, slot) {
             if !set.contains(id) {
                 return Err(reject(f, cells.get(f.2).unwrap_or(&empty), reason));
             }
         }
     }
-    let mut t = |k: &str| v.text.remove(k);
+    // required fields are present: the defaults below are never used
     let record = match mapping.dataset {
         Dataset::Sales => Record::Sale(Sale {
-            invoice_date: v.date["invoice_date"],
-            customer_id: t("customer_id").unwrap_or_default(),
-            product_id: t("product_id").unwrap_or_default(),
-            amount: v.number["amount"],
-            quantity: v.number.get("quantity").copied(),
-            invoice_no: t("invoice_no"),
-            line_no: t("line_no"),
-            rep_id: t("rep_id"),
+            invoice_date: v.date("invoice_date").unwrap_or_default(),
+            customer_id: v.text("customer_id").unwrap_or_default(),
+            product_id: v.text("product_id").unwrap_or_default(),
+            amount: v.number("amount").unwrap_or_default(),
+            quantity: v.number("quantity"),
+            invoice_no: v.text("invoice_no"),
+            line_no: v.text("line_no"),
+            rep_id: v.text("rep_id"),
         }),
         Dataset::Customers => Record::Customer(CustomerRow {
-            customer_id: t("customer_id").unwrap_or_default(),
-            name: t("name").unwrap_or_default(),
-            region: t("region").unwrap_or_default(),
-            rep_id: t("rep_id").unwrap_or_default(),
-            customer_type: t("customer_type"),
-            first_contact_date: v.date.get("first_contact_date").copied(),
-            signed_date: v.date.get("signed_date").copied(),
-            prospect_score: v.number.get("prospect_score").copied(),
-            coverage_score: v.number.get("coverage_score").copied(),
-            status: t("status"),
+            customer_id: v.text("customer_id").unwrap_or_default(),
+            name: v.text("name").unwrap_or_default(),
+            region: v.text("region").unwrap_or_default(),
+            rep_id: v.text("rep_id").unwrap_or_default(),
+            customer_type: v.text("customer_type"),
+            first_contact_date: v.date("first_contact_date"),
+            signed_date: v.date("signed_date"),
+            prospect_score: v.number("prospect_score"),
+            coverage_score: v.number("coverage_score"),
+            status: v.text("status"),
         }),
         Dataset::Visits => Record::Visit(Visit {
-            visit_date: v.date["visit_date"],
-            rep_id: t("rep_id").unwrap_or_default(),
-            customer_id: t("customer_id").unwrap_or_default(),
-            visit_type: t("visit_type"),
-            outcome: t("outcome"),
+            visit_date: v.date("visit_date").unwrap_or_default(),
+            rep_id: v.text("rep_id").unwrap_or_default(),
+            customer_id: v.text("customer_id").unwrap_or_default(),
+            visit_type: v.text("visit_type"),
+            outcome: v.text("outcome"),
         }),
         Dataset::Reps => Record::Rep(RepRow {
-            rep_id: t("rep_id").unwrap_or_default(),
-            name: t("name").unwrap_or_default(),
-            region: t("region").unwrap_or_default(),
-            hire_date: v.date.get("hire_date").copied(),
-            email: t("email"),
+            rep_id: v.text("rep_id").unwrap_or_default(),
+            name: v.text("name").unwrap_or_default(),
+            region: v.text("region").unwrap_or_default(),
+            hire_date: v.date("hire_date"),
+            email: v.text("email"),
         }),
         Dataset::Targets => Record::Target(TargetRow {
-            rep_id: t("rep_id").unwrap_or_default(),
-            month: v.month.unwrap_or(YearMonth::new(1900, 1)),
-            sales_target: v.number.get("sales_target").copied(),
-            new_customer_target: v.number.get("new_customer_target").copied(),
+            rep_id: v.text("rep_id").unwrap_or_default(),
+            month: v.month().unwrap_or(YearMonth::new(1900, 1)),
+            sales_target: v.number("sales_target"),
+            new_customer_target: v.number("new_customer_target"),
         }),
         Dataset::Satisfaction => Record::Survey(SurveyRow {
-            customer_id: t("customer_id").unwrap_or_default(),
-            date: v.date["date"],
-            score: v.number["score"],
+            customer_id: v.text("customer_id").unwrap_or_default(),
+            date: v.date("date").unwrap_or_default(),
+            score: v.number("score").unwrap_or_default(),
         }),
     };
     Ok(Located { row, record })

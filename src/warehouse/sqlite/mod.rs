@@ -112,7 +112,10 @@ impl Store for SqliteStore {
 
     async fn latest_invoice_date(&self, source: &str) -> Result<Option<NaiveDate>> {
         let d: Option<String> =
-            sqlx::query_scalar("SELECT MAX(invoice_date) FROM sales WHERE source = ?")
+            // the window index holds only SQL sources' lines (migration 0004)
+            sqlx::query_scalar(
+                "SELECT MAX(invoice_date) FROM sales WHERE source = ? AND substr(file, 1, 4) = 'sql:'",
+            )
                 .bind(source)
                 .fetch_one(&self.pool)
                 .await?;
@@ -120,16 +123,15 @@ impl Store for SqliteStore {
     }
 
     async fn masters(&self) -> Result<Masters> {
-        let reps: Vec<String> = sqlx::query_scalar("SELECT rep_id FROM reps")
-            .fetch_all(&self.pool)
-            .await?;
-        let customers: Vec<String> = sqlx::query_scalar("SELECT customer_id FROM customers")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(Masters {
-            customers: customers.into_iter().collect(),
-            reps: reps.into_iter().collect(),
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            inputs::masters(&path).map_err(|source| WarehouseError::Sqlite {
+                path: path.display().to_string(),
+                source,
+            })
         })
+        .await
+        .map_err(|e| WarehouseError::Worker(e.to_string()))?
     }
 
     async fn regions(&self) -> Result<std::collections::BTreeSet<String>> {
