@@ -286,6 +286,192 @@ async fn xlsx_serials_follow_the_workbooks_1904_epoch() {
     );
 }
 
+/// `flow_workbook` as an Excel binary workbook (written by `tests/xlsb.rs`):
+/// a date-styled serial, a bare serial, a text date, a numeric id, shared
+/// and inline strings, an amount stored as text.
+fn flow_xlsb(path: &Path, date1904: bool, declared_end: Option<(u32, u32)>, bad_string: bool) {
+    use crate::xlsb::{Sheet, Value};
+    let p2 = if bad_string { 99 } else { 0 };
+    let header = ["日期", "客户编码", "产品编码", "数量", "金额"];
+    let mut rows: Vec<Vec<Option<Value<'_>>>> = vec![
+        vec![Some(Value::Inline("十月流向（经销商甲）"))],
+        vec![],
+        header.iter().map(|h| Some(Value::Shared(h))).collect(),
+        vec![
+            Some(Value::Date(46_298.0)),
+            Some(Value::Number(1001.0)),
+            Some(Value::Shared("P1")),
+            Some(Value::Number(10.0)),
+            Some(Value::Number(1500.5)),
+        ],
+        vec![
+            Some(Value::Number(46_330.0)),
+            Some(Value::Shared("C2")),
+            Some(Value::Shared("P2")),
+            None,
+            Some(Value::Inline("¥1,000")),
+        ],
+        vec![
+            Some(Value::Inline("2026年10月07日")),
+            Some(Value::Shared("C3")),
+            Some(Value::Shared("P1")),
+            None,
+            Some(Value::Number(-20.0)),
+        ],
+    ];
+    if p2 > 0 {
+        // a shared-string index far past the table: a corrupt file
+        rows[4][2] = Some(Value::SharedIndex(p2));
+    }
+    crate::xlsb::write(
+        path,
+        &[
+            Sheet {
+                name: "说明",
+                rows: vec![vec![Some(Value::Inline("见流向表"))]],
+                declared_end: None,
+            },
+            Sheet {
+                name: "流向",
+                rows,
+                declared_end,
+            },
+        ],
+        date1904,
+    );
+}
+
+#[tokio::test]
+async fn xlsb_workbooks_load_like_the_xlsx_in_either_date_system() {
+    let lab = Lab::new();
+    std::fs::create_dir_all(lab.path("in/b")).unwrap();
+    std::fs::create_dir_all(lab.path("in/mac")).unwrap();
+    flow_xlsb(&lab.path("in/b/october.xlsb"), false, None, false);
+    flow_xlsb(&lab.path("in/mac/october.xlsb"), true, None, false);
+    let settings = lab.settings(&format!(
+        "{}{}",
+        flow_source("xlsb", "in/b/*.xlsb"),
+        flow_source("mac", "in/mac/*.xlsb")
+    ));
+    let summary = lab.ingest(&settings).await;
+    assert!(summary.rejections.is_empty(), "{:?}", rejections(&summary));
+    let mut expected = flow_expected();
+    expected.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert_eq!(lab.sales("xlsb").await, expected);
+    assert_eq!(
+        lab.sales("mac").await,
+        vec![
+            row("2026-10-07", "C3", "P1", -20.0),
+            row("2030-10-04", "1001", "P1", 1500.5),
+            row("2030-11-05", "C2", "P2", 1000.0),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn hostile_xlsb_files_are_refused_without_a_panic() {
+    let lab = Lab::new();
+    std::fs::create_dir_all(lab.path("in/b")).unwrap();
+    flow_xlsb(&lab.path("in/b/a-good.xlsb"), false, None, false);
+    flow_xlsb(
+        &lab.path("in/b/b-absurd.xlsb"),
+        false,
+        Some((1_048_576, 4)),
+        false,
+    );
+    flow_xlsb(&lab.path("in/b/c-bad-string.xlsb"), false, None, true);
+    let mut truncated = std::fs::read(lab.path("in/b/a-good.xlsb")).unwrap();
+    truncated.truncate(truncated.len() / 2);
+    lab.write("in/b/d-truncated.xlsb", &truncated);
+    let settings = lab.settings(&flow_source("flow", "in/b/*.xlsb"));
+    let summary = lab.ingest(&settings).await;
+    let got = rejections(&summary);
+    assert_has(&got, "`flow`: in/b/b-absurd.xlsb: cannot open file (sheet declares absurd dimensions (1048577 rows × 5 columns, Excel allows 1048576 × 16384))");
+    assert_has(&got, "`flow`: in/b/c-bad-string.xlsb [流向]: cannot open file (the spreadsheet parser failed on this file)");
+    assert!(
+        got.iter()
+            .any(|l| l.starts_with("`flow`: in/b/d-truncated.xlsb: cannot open file (")),
+        "{got:#?}"
+    );
+    assert_eq!(got.len(), 3, "{got:#?}");
+    assert_eq!(summary.files_refused, 3);
+    let mut expected = flow_expected();
+    expected.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert_eq!(lab.sales("flow").await, expected);
+}
+
+/// A one-sheet OpenDocument spreadsheet written by hand around `rows`
+/// (`<table:table-row>` elements).
+fn ods(path: &Path, rows: &str) {
+    let content = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2"><office:body><office:spreadsheet><table:table table:name="流向">{rows}</table:table></office:spreadsheet></office:body></office:document-content>"#
+    );
+    let manifest = r#"<?xml version="1.0" encoding="UTF-8"?><manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" manifest:version="1.2"><manifest:file-entry manifest:full-path="/" manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/><manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/></manifest:manifest>"#;
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (name, data) in [
+        ("mimetype", "application/vnd.oasis.opendocument.spreadsheet"),
+        ("META-INF/manifest.xml", manifest),
+        ("content.xml", content.as_str()),
+    ] {
+        zip.start_file(name, stored).unwrap();
+        zip.write_all(data.as_bytes()).unwrap();
+    }
+    zip.finish().unwrap();
+}
+
+fn ods_text(s: &str) -> String {
+    format!(
+        r#"<table:table-cell office:value-type="string"><text:p>{s}</text:p></table:table-cell>"#
+    )
+}
+
+/// calamine expands an ods sheet densely (repeated rows and columns
+/// included), so a tiny file can ask for gigabytes: such a file is refused
+/// before calamine opens it, while the repeated empty rows every LibreOffice
+/// sheet ends with cost nothing.
+#[tokio::test]
+async fn an_ods_expanding_past_the_cell_cap_is_refused_and_a_normal_one_loads() {
+    let lab = Lab::new();
+    std::fs::create_dir_all(lab.path("in/o")).unwrap();
+    let header: String = ["日期", "客户编码", "产品编码", "金额"]
+        .iter()
+        .map(|h| ods_text(h))
+        .collect();
+    let header = format!("<table:table-row>{header}</table:table-row>");
+    let line = format!(
+        r#"<table:table-row><table:table-cell office:value-type="date" office:date-value="2026-10-03"><text:p>2026-10-03</text:p></table:table-cell>{}{}<table:table-cell office:value-type="float" office:value="10.5"><text:p>10.5</text:p></table:table-cell></table:table-row>"#,
+        ods_text("C1"),
+        ods_text("P1")
+    );
+    let libreoffice_tail = r#"<table:table-row table:number-rows-repeated="1048574"><table:table-cell table:number-columns-repeated="1024"/></table:table-row>"#;
+    ods(
+        &lab.path("in/o/a-good.ods"),
+        &format!("{header}{line}{libreoffice_tail}"),
+    );
+    let bomb = r#"<table:table-row table:number-rows-repeated="2000000"><table:table-cell table:number-columns-repeated="10" office:value-type="float" office:value="1"/></table:table-row>"#;
+    ods(&lab.path("in/o/b-repeated.ods"), &format!("{header}{bomb}"));
+    assert!(
+        std::fs::metadata(lab.path("in/o/b-repeated.ods"))
+            .unwrap()
+            .len()
+            < 4096
+    );
+    let settings = lab.settings(&format!(
+        "[[sources]]\nname = \"ods\"\ndataset = \"sales\"\nkind = \"excel\"\npath = \"in/o/*.ods\"\n{FLOW_COLUMNS}\n"
+    ));
+    let summary = lab.ingest(&settings).await;
+    assert_eq!(
+        rejections(&summary),
+        vec!["`ods`: in/o/b-repeated.ods: cannot open file (the sheets span over 6000000 cells once repeated rows and columns are expanded, more than salesbatch reads from an ods file; save it as xlsx or csv)".to_string()]
+    );
+    assert_eq!(
+        lab.sales("ods").await,
+        vec![row("2026-10-03", "C1", "P1", 10.5)]
+    );
+}
+
 #[tokio::test]
 async fn each_reject_reason_names_file_row_cell_column_and_value() {
     let lab = Lab::new();
@@ -528,6 +714,45 @@ columns = { invoice_no = "单号", line_no = "行号", invoice_date = "日期", 
             row("2026-10-01", "C1", "P1", 120.0),
             row("2026-10-02", "C2", "P1", 30.0),
             row("2026-10-05", "C3", "P1", 7.0),
+        ]
+    );
+    // S1/1 now came from b.csv: b.csv re-exported without it takes it away
+    // (a changed file replaces the rows that came from it, wherever they
+    // were first stored)
+    lab.write(
+        "in/f/b.csv",
+        format!("{header}S9,1,2026-10-05,C3,P1,7\nS9,2,2026-10-06,C3,P2,4\n").as_bytes(),
+    );
+    let moved = lab.ingest(&settings).await;
+    assert_eq!((moved.files_loaded, moved.files_skipped), (1, 3));
+    assert_eq!(
+        lab.sales("f").await,
+        vec![
+            row("2026-10-02", "C2", "P1", 30.0),
+            row("2026-10-05", "C3", "P1", 7.0),
+            row("2026-10-06", "C3", "P2", 4.0),
+        ]
+    );
+    // a warehouse whose files were loaded before their row ranges were
+    // recorded (migration 0004) still has a changed file's rows replaced
+    let pool = lab.warehouse().await;
+    sqlx::query("UPDATE ingested_files SET first_row_id = NULL, last_row_id = NULL")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    lab.write(
+        "in/f/a.csv",
+        format!("{header}S2,1,2026-10-02,C2,P1,31\n").as_bytes(),
+    );
+    let legacy = lab.ingest(&settings).await;
+    assert_eq!((legacy.files_loaded, legacy.files_skipped), (1, 3));
+    assert_eq!(
+        lab.sales("f").await,
+        vec![
+            row("2026-10-02", "C2", "P1", 31.0),
+            row("2026-10-05", "C3", "P1", 7.0),
+            row("2026-10-06", "C3", "P2", 4.0),
         ]
     );
 }
@@ -866,4 +1091,86 @@ fn a_kill_in_the_middle_of_a_file_leaves_nothing_of_it() {
         assert_eq!(n, ROWS as i64);
         pool.close().await;
     });
+}
+
+// ---------------------------------------------------------------- coercion
+
+mod coercion {
+    use chrono::NaiveDate;
+    use proptest::prelude::*;
+    use salesbatch::ingest::coerce::{parse_date_text, parse_number_text};
+
+    /// `1234567` → `1,234,567`
+    fn grouped(digits: &str) -> String {
+        let head = digits.len() % 3;
+        let mut out = digits[..head].to_string();
+        for (i, chunk) in digits.as_bytes()[head..].chunks(3).enumerate() {
+            if i > 0 || head > 0 {
+                out.push(',');
+            }
+            out.push_str(std::str::from_utf8(chunk).unwrap());
+        }
+        out
+    }
+
+    proptest! {
+        /// Plain decimals take a fast path; it must read every form of the
+        /// same number as the same value.
+        #[test]
+        fn every_written_form_of_a_number_reads_the_same(
+            int in "[1-9][0-9]{0,11}",
+            frac in proptest::option::of("[0-9]{1,6}"),
+        ) {
+            let plain = match &frac {
+                Some(f) => format!("{int}.{f}"),
+                None => int.clone(),
+            };
+            let expected: f64 = format!("{int}.{}", frac.as_deref().unwrap_or("0")).parse().unwrap();
+            let tail = frac.as_deref().map(|f| format!(".{f}")).unwrap_or_default();
+            let with_commas = format!("{}{tail}", grouped(&int));
+            prop_assert_eq!(parse_number_text(&plain), Some(expected));
+            prop_assert_eq!(parse_number_text(&with_commas), Some(expected));
+            prop_assert_eq!(parse_number_text(&format!("¥{with_commas}")), Some(expected));
+            prop_assert_eq!(parse_number_text(&format!("-{plain}")), Some(-expected));
+            prop_assert_eq!(parse_number_text(&format!("{plain}e3")), None);
+        }
+
+        #[test]
+        fn every_written_form_of_a_date_reads_the_same(days in 0i64..80_000) {
+            let d = NaiveDate::from_ymd_opt(1900, 1, 1).unwrap() + chrono::Duration::days(days);
+            for form in ["%Y-%m-%d", "%Y/%m/%d", "%Y年%m月%d日", "%Y-%-m-%-d", "%Y-%m-%dT08:30:00"] {
+                let text = d.format(form).to_string();
+                prop_assert_eq!(parse_date_text(&text, None), Some(d), "{}", text);
+            }
+        }
+    }
+
+    #[test]
+    fn impossible_dates_and_odd_numbers_are_unparsable() {
+        for bad in [
+            "2026-02-29",
+            "2026-13-01",
+            "2026-00-10",
+            "2026-1a-01",
+            "20261001",
+            "2026-10-01x",
+        ] {
+            assert_eq!(parse_date_text(bad, None), None, "{bad}");
+        }
+        assert_eq!(
+            parse_date_text("2024-02-29", None),
+            NaiveDate::from_ymd_opt(2024, 2, 29)
+        );
+        for bad in [
+            "1,23", "12,3456", "1.2.3", "NaN", "inf", "0x10", ".", "1 000",
+        ] {
+            assert_eq!(parse_number_text(bad), None, "{bad}");
+        }
+        assert_eq!(parse_number_text(".5"), Some(0.5));
+        let long = format!("{}.{}", "9".repeat(70), "5".repeat(10));
+        assert_eq!(parse_number_text(&long), long.parse().ok());
+        assert_eq!(parse_number_text("-1,234.50"), Some(-1234.5));
+        assert_eq!(parse_number_text("￥ 12,345"), Some(12345.0));
+        assert_eq!(parse_number_text("7."), Some(7.0));
+    }
 }

@@ -7,3 +7,4 @@ mod metrics;
 mod report;
 mod schedule;
 mod warehouse;
+mod xlsb;

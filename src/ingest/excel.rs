@@ -125,11 +125,16 @@ pub fn read(
         "xlsb" => {
             guard::zip_container(path)?;
             let mut wb: Xlsb<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
+            let epoch = if wb.has_1904_epoch() {
+                Epoch::E1904
+            } else {
+                Epoch::E1900
+            };
             let name = pick_sheet(&wb.sheet_names(), sheet)?;
             let mut cells = wb.worksheet_cells_reader(&name).map_err(cannot_open)?;
             let dims = cells.dimensions();
             check_dimensions(dims.start, dims.end)?;
-            stream(&name, Epoch::E1900, header_row, visitor, || {
+            stream(&name, epoch, header_row, visitor, || {
                 cells
                     .next_cell()
                     .map_err(cannot_open)
@@ -144,6 +149,7 @@ pub fn read(
         }
         "ods" => {
             guard::zip_container(path)?;
+            guard::ods_cells(path)?;
             let mut wb: Ods<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
             read_range(&mut wb, sheet, header_row, visitor)
         }

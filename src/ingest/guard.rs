@@ -117,3 +117,122 @@ pub fn xls_dimensions(path: &Path) -> Result<(), FileError> {
         }
     }
 }
+
+/// calamine reads an ods workbook densely: every sheet's bounding box of
+/// cells, with repeated rows and columns expanded, held twice (values and
+/// formulas) at about 56 bytes a cell. This many cells keep that near
+/// 340 MB, and still hold a sheet of Excel's 1,048,576 rows × 5 columns.
+pub const ODS_MAX_CELLS: u64 = 6_000_000;
+const ODS_MAX_ROWS: u64 = 1_048_576;
+const ODS_MAX_COLS: u64 = 16_384;
+
+/// The bounding box of one ods table as calamine would expand it.
+#[derive(Default)]
+struct OdsTable {
+    /// rows so far, repeats included
+    rows: u64,
+    first_content_row: Option<u64>,
+    last_content_row_end: u64,
+    width: u64,
+    /// the current row: its repeat count, columns so far, end of its content
+    row_repeats: u64,
+    col: u64,
+    row_width: u64,
+}
+
+impl OdsTable {
+    fn start(&mut self, e: &quick_xml::events::BytesStart<'_>, empty: bool) {
+        match e.name().as_ref() {
+            "table:table-row" => {
+                let repeats = attr_u64(e, "table:number-rows-repeated");
+                self.row_repeats = repeats.min(ODS_MAX_ROWS - self.rows.min(ODS_MAX_ROWS));
+                self.col = 0;
+                self.row_width = 0;
+                if empty {
+                    self.end_row();
+                }
+            }
+            "table:table-cell" | "table:covered-table-cell" => {
+                let repeats = attr_u64(e, "table:number-columns-repeated");
+                let has = |name: &str| e.try_get_attribute(name).ok().flatten().is_some();
+                let filled = !empty || has("office:value-type") || has("table:formula");
+                self.col = self.col.saturating_add(repeats).min(ODS_MAX_COLS);
+                if filled {
+                    self.row_width = self.col;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn end_row(&mut self) {
+        if self.row_width > 0 {
+            self.first_content_row.get_or_insert(self.rows);
+            self.last_content_row_end = self.rows + self.row_repeats;
+            self.width = self.width.max(self.row_width);
+        }
+        self.rows = (self.rows + self.row_repeats).min(ODS_MAX_ROWS);
+    }
+
+    fn cells(&self) -> u64 {
+        let height = self
+            .last_content_row_end
+            .saturating_sub(self.first_content_row.unwrap_or(0));
+        height.saturating_mul(self.width)
+    }
+}
+
+fn attr_u64(e: &quick_xml::events::BytesStart<'_>, name: &str) -> u64 {
+    e.try_get_attribute(name)
+        .ok()
+        .flatten()
+        .and_then(|a| a.value.trim().parse().ok())
+        .unwrap_or(1)
+}
+
+/// Refuses an ods whose sheets would expand to more than [`ODS_MAX_CELLS`]
+/// cells, by streaming `content.xml` before calamine loads it. A cell with
+/// content (a value type, a formula, or child elements) extends its row; the
+/// count errs on the high side.
+pub fn ods_cells(path: &Path) -> Result<(), FileError> {
+    use quick_xml::events::Event;
+    let file = File::open(path).map_err(|e| refuse(e.to_string()))?;
+    let mut zip = zip::ZipArchive::new(BufReader::new(file))
+        .map_err(|e| refuse(format!("not a valid zip container: {e}")))?;
+    let content = zip
+        .by_name("content.xml")
+        .map_err(|e| refuse(format!("not an ods workbook: {e}")))?;
+    let mut xml = quick_xml::Reader::from_reader(BufReader::new(content));
+    let mut buf = Vec::new();
+    let mut total: u64 = 0;
+    let mut table = OdsTable::default();
+    loop {
+        match xml.read_event_into(&mut buf) {
+            Ok(Event::Start(e)) => table.start(&e, false),
+            Ok(Event::Empty(e)) => table.start(&e, true),
+            Ok(Event::End(e)) => match e.name().as_ref() {
+                "table:table-row" => table.end_row(),
+                "table:table" => {
+                    total = total.saturating_add(table.cells());
+                    table = OdsTable::default();
+                }
+                _ => {}
+            },
+            Ok(Event::Eof) => break,
+            // malformed XML is calamine's to report
+            Err(_) => return Ok(()),
+            Ok(_) => {}
+        }
+        buf.clear();
+        if total.saturating_add(table.cells()) > ODS_MAX_CELLS {
+            break;
+        }
+    }
+    total = total.saturating_add(table.cells());
+    if total > ODS_MAX_CELLS {
+        return Err(refuse(format!(
+            "the sheets span over {ODS_MAX_CELLS} cells once repeated rows and columns are expanded, more than salesbatch reads from an ods file; save it as xlsx or csv"
+        )));
+    }
+    Ok(())
+}
