@@ -18,6 +18,14 @@ pub struct Lab {
     pub dir: tempfile::TempDir,
 }
 
+/// The warehouse a test ingests into.
+pub enum Wh<'a> {
+    /// the lab's own SQLite file
+    Sqlite,
+    /// a database of the test's own on the local PostgreSQL server
+    Postgres(&'a str),
+}
+
 const MASTERS: &str = r#"
 [[sources]]
 name = "reps"
@@ -78,6 +86,55 @@ impl Lab {
         salesbatch::ingest::run(settings, store.as_ref())
             .await
             .unwrap()
+    }
+
+    /// Ingests into `wh` instead of the warehouse `settings` name.
+    pub async fn ingest_into(&self, settings: &Settings, wh: &Wh<'_>) -> IngestSummary {
+        let url = match wh {
+            Wh::Sqlite => settings.warehouse_url().unwrap(),
+            Wh::Postgres(url) => (*url).to_string(),
+        };
+        let store = salesbatch::warehouse::open(&url).await.unwrap();
+        salesbatch::ingest::run(settings, store.as_ref())
+            .await
+            .unwrap()
+    }
+
+    /// [`Lab::sales`] of the warehouse `wh`.
+    pub async fn sales_in(&self, wh: &Wh<'_>, source: &str) -> Vec<(String, String, String, f64)> {
+        let Wh::Postgres(url) = wh else {
+            return self.sales(source).await;
+        };
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let rows = sqlx::query(
+            "SELECT to_char(invoice_date, 'YYYY-MM-DD'), customer_id, product_id, amount FROM sales \
+             WHERE source = $1 ORDER BY invoice_date, customer_id, product_id, amount",
+        )
+        .bind(source)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        rows.iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect()
+    }
+
+    /// Makes every load look like one from before row ranges were recorded.
+    pub async fn forget_row_ranges(&self, wh: &Wh<'_>) {
+        let sql = "UPDATE ingested_files SET first_row_id = NULL, last_row_id = NULL";
+        match wh {
+            Wh::Sqlite => {
+                let pool = self.warehouse().await;
+                sqlx::query(sql).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+            Wh::Postgres(url) => {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                sqlx::query(sql).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+        }
     }
 
     pub async fn warehouse(&self) -> sqlx::SqlitePool {
@@ -667,9 +724,10 @@ async fn hostile_files_are_refused_and_the_good_ones_still_load() {
     assert_eq!(lab.sales("flow").await, expected);
 }
 
-#[tokio::test]
-async fn a_changed_file_replaces_its_rows_and_keyed_lines_upsert() {
-    let lab = Lab::new();
+/// Reloads of changed files on either warehouse: replaced rows, upserted
+/// keyed lines, a line moving between files, and ranges missing from loads
+/// made before migration 0004.
+async fn changed_file_scenario(lab: &Lab, wh: &Wh<'_>) {
     let header = "单号,行号,日期,客户编码,产品编码,金额\n";
     lab.write(
         "in/f/a.csv",
@@ -690,13 +748,13 @@ path = "in/f/*.csv"
 columns = { invoice_no = "单号", line_no = "行号", invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", amount = "金额" }
 "#,
     );
-    let first = lab.ingest(&settings).await;
+    let first = lab.ingest_into(&settings, wh).await;
     assert_eq!(first.files_loaded, 4);
-    assert!((lab.total("f").await - 187.0).abs() < 1e-9);
+    assert!((total(&lab.sales_in(wh, "f").await) - 187.0).abs() < 1e-9);
     // unchanged: skipped, totals equal
-    let again = lab.ingest(&settings).await;
+    let again = lab.ingest_into(&settings, wh).await;
     assert_eq!((again.files_loaded, again.files_skipped), (0, 4));
-    assert!((lab.total("f").await - 187.0).abs() < 1e-9);
+    assert!((total(&lab.sales_in(wh, "f").await) - 187.0).abs() < 1e-9);
     // a.csv re-exported: one line corrected, one dropped; b.csv re-sends S1/1
     lab.write(
         "in/f/a.csv",
@@ -706,10 +764,10 @@ columns = { invoice_no = "单号", line_no = "行号", invoice_date = "日期", 
         "in/f/b.csv",
         format!("{header}S9,1,2026-10-05,C3,P1,7\nS1,1,2026-10-01,C1,P1,120\n").as_bytes(),
     );
-    let changed = lab.ingest(&settings).await;
+    let changed = lab.ingest_into(&settings, wh).await;
     assert_eq!((changed.files_loaded, changed.files_skipped), (2, 2));
     assert_eq!(
-        lab.sales("f").await,
+        lab.sales_in(wh, "f").await,
         vec![
             row("2026-10-01", "C1", "P1", 120.0),
             row("2026-10-02", "C2", "P1", 30.0),
@@ -723,10 +781,10 @@ columns = { invoice_no = "单号", line_no = "行号", invoice_date = "日期", 
         "in/f/b.csv",
         format!("{header}S9,1,2026-10-05,C3,P1,7\nS9,2,2026-10-06,C3,P2,4\n").as_bytes(),
     );
-    let moved = lab.ingest(&settings).await;
+    let moved = lab.ingest_into(&settings, wh).await;
     assert_eq!((moved.files_loaded, moved.files_skipped), (1, 3));
     assert_eq!(
-        lab.sales("f").await,
+        lab.sales_in(wh, "f").await,
         vec![
             row("2026-10-02", "C2", "P1", 30.0),
             row("2026-10-05", "C3", "P1", 7.0),
@@ -735,26 +793,40 @@ columns = { invoice_no = "单号", line_no = "行号", invoice_date = "日期", 
     );
     // a warehouse whose files were loaded before their row ranges were
     // recorded (migration 0004) still has a changed file's rows replaced
-    let pool = lab.warehouse().await;
-    sqlx::query("UPDATE ingested_files SET first_row_id = NULL, last_row_id = NULL")
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+    lab.forget_row_ranges(wh).await;
     lab.write(
         "in/f/a.csv",
         format!("{header}S2,1,2026-10-02,C2,P1,31\n").as_bytes(),
     );
-    let legacy = lab.ingest(&settings).await;
+    let legacy = lab.ingest_into(&settings, wh).await;
     assert_eq!((legacy.files_loaded, legacy.files_skipped), (1, 3));
     assert_eq!(
-        lab.sales("f").await,
+        lab.sales_in(wh, "f").await,
         vec![
             row("2026-10-02", "C2", "P1", 31.0),
             row("2026-10-05", "C3", "P1", 7.0),
             row("2026-10-06", "C3", "P2", 4.0),
         ]
     );
+}
+
+fn total(rows: &[(String, String, String, f64)]) -> f64 {
+    rows.iter().map(|r| r.3).sum()
+}
+
+#[tokio::test]
+async fn a_changed_file_replaces_its_rows_and_keyed_lines_upsert() {
+    changed_file_scenario(&Lab::new(), &Wh::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_changed_file_replaces_its_rows_and_keyed_lines_upsert_on_postgresql() {
+    let Some(db) = crate::warehouse::PgDatabase::create().await else {
+        require("PostgreSQL on 127.0.0.1:5432", false);
+        return;
+    };
+    changed_file_scenario(&Lab::new(), &Wh::Postgres(&db.url)).await;
+    db.drop().await;
 }
 
 // ---------------------------------------------------------------- SQL sources

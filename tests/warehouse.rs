@@ -8,14 +8,14 @@ use crate::cli::{bin, text};
 use crate::ingest::require;
 
 /// A database of its own on the local server, dropped at the end.
-struct PgDatabase {
+pub struct PgDatabase {
     admin: sqlx::PgPool,
     name: String,
-    url: String,
+    pub url: String,
 }
 
 impl PgDatabase {
-    async fn create() -> Option<Self> {
+    pub async fn create() -> Option<Self> {
         let admin = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres")
             .await
             .ok()?;
@@ -28,7 +28,7 @@ impl PgDatabase {
         Some(Self { admin, name, url })
     }
 
-    async fn drop(self) {
+    pub async fn drop(self) {
         let sql = format!("DROP DATABASE {} WITH (FORCE)", self.name);
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .execute(&self.admin)

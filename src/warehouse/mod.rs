@@ -67,6 +67,45 @@ pub enum Replace {
     Source,
 }
 
+/// Datasets whose rows carry no `(source, file)` index: each load records
+/// in `ingested_files` the lowest and highest row id it inserted, and a
+/// changed file's old rows are found by an id range scan (both backends;
+/// docs/DECISIONS.md).
+fn ranged(dataset: Dataset) -> bool {
+    matches!(
+        dataset,
+        Dataset::Sales | Dataset::Visits | Dataset::Satisfaction
+    )
+}
+
+/// Where the stored rows of a source (or of one of its files) lie.
+enum Rows {
+    /// never loaded: nothing to delete
+    None,
+    /// every load recorded its range; the union lies within this one
+    Within(i64, i64),
+    /// loaded before ranges were recorded: only a full scan finds them
+    Anywhere,
+}
+
+impl Rows {
+    /// From `COUNT(*), COUNT(first_row_id), MIN(first_row_id),
+    /// MAX(last_row_id)` over the matching `ingested_files` rows.
+    fn from_loads(loads: i64, ranged: i64, first: Option<i64>, last: Option<i64>) -> Self {
+        match (first, last) {
+            _ if loads == 0 => Self::None,
+            (Some(first), Some(last)) if ranged == loads => Self::Within(first, last),
+            _ => Self::Anywhere,
+        }
+    }
+}
+
+/// The range a load records: an empty load, or a dataset without ranges,
+/// records the empty range `1..=0`.
+fn recorded_range(range: Option<(i64, i64)>) -> (i64, i64) {
+    range.unwrap_or((1, 0))
+}
+
 #[derive(Debug, Clone)]
 pub struct FileLoad {
     pub source: String,

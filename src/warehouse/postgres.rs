@@ -1,9 +1,11 @@
 //! The PostgreSQL backend: every SQL statement the shared warehouse runs.
-//! Batches are written with `INSERT … SELECT FROM UNNEST($1::date[], …)`: one
-//! statement and one array bind per column for a whole batch, so a batch of
-//! any size stays within PostgreSQL's 65,535 binds. Upserting statements
-//! must not touch a key twice, so each batch keeps only the last row per key
-//! first (the later row wins, as in the SQLite backend).
+//! Rows are written with `INSERT … SELECT FROM UNNEST($1::date[], …)`: one
+//! statement and one array bind per column for up to 16,384 rows, so a
+//! statement of any size stays within PostgreSQL's 65,535 binds. As in
+//! SQLite, a file's sales lines, visits and survey answers are found through
+//! the id range its load recorded, not a `(source, file)` index. Upserting
+//! statements must not touch a key twice, so each statement keeps only the
+//! last row per key first (the later row wins, as in the SQLite backend).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -15,8 +17,8 @@ use sqlx::{Postgres, Row, Transaction};
 use tokio::sync::mpsc;
 
 use super::{
-    fold_visit_days, now, reason_from, Batch, DeliveryRow, FileLoad, FileState, LoadOutcome,
-    Replace, Result, RunRow, Store, WarehouseError,
+    fold_visit_days, now, ranged, reason_from, recorded_range, Batch, DeliveryRow, FileLoad,
+    FileState, LoadOutcome, Replace, Result, Rows, RunRow, Store, WarehouseError,
 };
 use crate::config::{Dataset, VisitsConfig};
 use crate::ingest::record::{
@@ -27,6 +29,13 @@ use crate::metrics::tiers::TierResult;
 use crate::metrics::{
     Customer, Inputs, PeriodRange, PeriodSales, PurchaseSpan, Rep, SummaryBuilder, Survey, Target,
 };
+
+/// Rows per INSERT statement. sqlx 0.9 leaves Nagle's algorithm on, so
+/// every statement whose message ends in a part-filled TCP segment can wait
+/// out the server's delayed ACK (up to 40 ms): fewer, larger statements
+/// (about 2 MB of arrays each) pay that wait less often
+/// (docs/PERFORMANCE.md).
+const ROWS_PER_STATEMENT: usize = 16_384;
 
 pub struct PgStore {
     pool: PgPool,
@@ -49,29 +58,70 @@ impl PgStore {
     }
 }
 
+async fn stored_rows(
+    tx: &mut Transaction<'_, Postgres>,
+    source: &str,
+    file: Option<&str>,
+) -> Result<Rows> {
+    let (loads, ranged, first, last): (i64, i64, Option<i64>, Option<i64>) = sqlx::query_as(
+        "SELECT COUNT(*), COUNT(first_row_id), MIN(first_row_id), MAX(last_row_id) FROM ingested_files \
+         WHERE source = $1 AND ($2::text IS NULL OR file = $2)",
+    )
+    .bind(source)
+    .bind(file)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(Rows::from_loads(loads, ranged, first, last))
+}
+
 async fn delete_replaced(tx: &mut Transaction<'_, Postgres>, load: &FileLoad) -> Result<()> {
     // table names come from the fixed dataset list, never from input
     let table = load.dataset.name();
-    match &load.replace {
-        Replace::File => {
-            let sql = format!("DELETE FROM {table} WHERE source = $1 AND file = $2");
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(&load.source)
-                .bind(&load.file)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Replace::Source => {
-            let sql = format!("DELETE FROM {table} WHERE source = $1");
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(&load.source)
-                .execute(&mut **tx)
-                .await?;
-        }
+    let file = match &load.replace {
         Replace::SourceSince(since) => {
-            sqlx::query("DELETE FROM sales WHERE source = $1 AND invoice_date >= $2")
+            // the condition of the partial index `sales_sql_window`
+            sqlx::query(
+                "DELETE FROM sales WHERE source = $1 AND invoice_date >= $2 AND starts_with(file, 'sql:')",
+            )
+            .bind(&load.source)
+            .bind(since)
+            .execute(&mut **tx)
+            .await?;
+            return Ok(());
+        }
+        Replace::File => Some(load.file.as_str()),
+        Replace::Source => None,
+    };
+    let rows = if ranged(load.dataset) {
+        stored_rows(tx, &load.source, file).await?
+    } else {
+        Rows::Anywhere
+    };
+    // both forms keep $2 so that they take the same parameters
+    let by_file = if file.is_some() {
+        "file = $2"
+    } else {
+        "$2::text IS NULL"
+    };
+    match rows {
+        Rows::None => {}
+        Rows::Within(first, last) => {
+            let sql = format!(
+                "DELETE FROM {table} WHERE id BETWEEN $3 AND $4 AND source = $1 AND {by_file}"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(&load.source)
-                .bind(since)
+                .bind(file)
+                .bind(first)
+                .bind(last)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Rows::Anywhere => {
+            let sql = format!("DELETE FROM {table} WHERE source = $1 AND {by_file}");
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(&load.source)
+                .bind(file)
                 .execute(&mut **tx)
                 .await?;
         }
@@ -107,11 +157,13 @@ fn row_no(l: &Located) -> i64 {
     i64::try_from(l.row).unwrap_or(i64::MAX)
 }
 
+/// Inserts one batch; for ranged datasets returns the lowest and highest id
+/// it wrote (`None` when every row was dropped as a repeated key).
 async fn insert_rows(
     tx: &mut Transaction<'_, Postgres>,
     load: &FileLoad,
     rows: &[Located],
-) -> Result<()> {
+) -> Result<Option<(i64, i64)>> {
     let rows = last_per_key(rows);
     let rows_no: Vec<i64> = rows.iter().map(|l| row_no(l)).collect();
     macro_rules! column {
@@ -126,13 +178,14 @@ async fn insert_rows(
     }
     let q = match load.dataset {
         Dataset::Sales => sqlx::query(
-            "INSERT INTO sales (invoice_date, customer_id, product_id, amount, quantity, invoice_no, line_no, rep_id, row_no, source, file, sheet) \
+            "WITH ins AS (INSERT INTO sales (invoice_date, customer_id, product_id, amount, quantity, invoice_no, line_no, rep_id, row_no, source, file, sheet) \
              SELECT u.*, $10::text, $11::text, $12::text FROM UNNEST($1::date[], $2::text[], $3::text[], $4::float8[], $5::float8[], \
              $6::text[], $7::text[], $8::text[], $9::int8[]) AS u \
              ON CONFLICT (invoice_no, line_no) WHERE invoice_no IS NOT NULL AND line_no IS NOT NULL DO UPDATE SET \
-             invoice_date = excluded.invoice_date, customer_id = excluded.customer_id, product_id = excluded.product_id, \
+             id = excluded.id, invoice_date = excluded.invoice_date, customer_id = excluded.customer_id, product_id = excluded.product_id, \
              amount = excluded.amount, quantity = excluded.quantity, rep_id = excluded.rep_id, source = excluded.source, \
-             file = excluded.file, sheet = excluded.sheet, row_no = excluded.row_no",
+             file = excluded.file, sheet = excluded.sheet, row_no = excluded.row_no \
+             RETURNING id) SELECT MIN(id), MAX(id) FROM ins",
         )
         .bind(column!(Sale, |s: &Sale| s.invoice_date))
         .bind(column!(Sale, |s: &Sale| s.customer_id.clone()))
@@ -174,8 +227,9 @@ async fn insert_rows(
         .bind(column!(Rep, |r: &RepRow| r.hire_date))
         .bind(column!(Rep, |r: &RepRow| r.email.clone())),
         Dataset::Visits => sqlx::query(
-            "INSERT INTO visits (visit_date, rep_id, customer_id, visit_type, outcome, row_no, source, file, sheet) \
-             SELECT u.*, $7::text, $8::text, $9::text FROM UNNEST($1::date[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[]) AS u",
+            "WITH ins AS (INSERT INTO visits (visit_date, rep_id, customer_id, visit_type, outcome, row_no, source, file, sheet) \
+             SELECT u.*, $7::text, $8::text, $9::text FROM UNNEST($1::date[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[]) AS u \
+             RETURNING id) SELECT MIN(id), MAX(id) FROM ins",
         )
         .bind(column!(Visit, |v: &Visit| v.visit_date))
         .bind(column!(Visit, |v: &Visit| v.rep_id.clone()))
@@ -194,20 +248,28 @@ async fn insert_rows(
         .bind(column!(Target, |t: &TargetRow| t.sales_target))
         .bind(column!(Target, |t: &TargetRow| t.new_customer_target)),
         Dataset::Satisfaction => sqlx::query(
-            "INSERT INTO satisfaction (customer_id, date, score, row_no, source, file, sheet) \
-             SELECT u.*, $5::text, $6::text, $7::text FROM UNNEST($1::text[], $2::date[], $3::float8[], $4::int8[]) AS u",
+            "WITH ins AS (INSERT INTO satisfaction (customer_id, date, score, row_no, source, file, sheet) \
+             SELECT u.*, $5::text, $6::text, $7::text FROM UNNEST($1::text[], $2::date[], $3::float8[], $4::int8[]) AS u \
+             RETURNING id) SELECT MIN(id), MAX(id) FROM ins",
         )
         .bind(column!(Survey, |s: &SurveyRow| s.customer_id.clone()))
         .bind(column!(Survey, |s: &SurveyRow| s.date))
         .bind(column!(Survey, |s: &SurveyRow| s.score)),
     };
-    q.bind(rows_no)
+    let q = q
+        .bind(rows_no)
         .bind(&load.source)
         .bind(&load.file)
-        .bind(&load.sheet)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+        .bind(&load.sheet);
+    if ranged(load.dataset) {
+        let row = q.fetch_one(&mut **tx).await?;
+        let first: Option<i64> = row.try_get(0)?;
+        let last: Option<i64> = row.try_get(1)?;
+        Ok(first.zip(last))
+    } else {
+        q.execute(&mut **tx).await?;
+        Ok(None)
+    }
 }
 
 /// Converts rows as they arrive, so a large aggregate is never held twice.
@@ -257,17 +319,36 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await?;
         delete_replaced(&mut tx, &load).await?;
         let mut loaded = 0u64;
+        // ids come from a sequence other sessions share: this load's rows
+        // lie between its lowest and highest id, among others' rows
+        let mut range: Option<(i64, i64)> = None;
+        let mut pending: Vec<Located> = Vec::new();
         while let Some(batch) = rx.recv().await {
-            match batch {
+            let end = match batch {
                 Batch::Rows(rows) => {
-                    insert_rows(&mut tx, &load, &rows).await?;
                     loaded += rows.len() as u64;
+                    if pending.is_empty() {
+                        pending = rows;
+                    } else {
+                        pending.extend(rows);
+                    }
+                    None
                 }
                 Batch::End {
                     data_rows,
                     rejected,
                     unknown_ids,
-                } => {
+                } => Some((data_rows, rejected, unknown_ids)),
+            };
+            if pending.len() >= ROWS_PER_STATEMENT || (end.is_some() && !pending.is_empty()) {
+                if let Some((first, last)) = insert_rows(&mut tx, &load, &pending).await? {
+                    range = Some(range.map_or((first, last), |(f, l)| (f.min(first), l.max(last))));
+                }
+                pending.clear();
+            }
+            match end {
+                None => {}
+                Some((data_rows, rejected, unknown_ids)) => {
                     if load.ratio_exceeded(data_rows, rejected) {
                         tx.rollback().await?;
                         return Ok(LoadOutcome::RatioExceeded {
@@ -275,11 +356,13 @@ impl Store for PgStore {
                             data_rows,
                         });
                     }
+                    let (first_id, last_id) = recorded_range(range);
                     sqlx::query(
-                        "INSERT INTO ingested_files (source, file, sha256, rows_loaded, rows_rejected, unknown_ids, loaded_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (source, file) DO UPDATE SET sha256 = excluded.sha256, \
+                        "INSERT INTO ingested_files (source, file, sha256, rows_loaded, rows_rejected, unknown_ids, loaded_at, first_row_id, last_row_id) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (source, file) DO UPDATE SET sha256 = excluded.sha256, \
                          rows_loaded = excluded.rows_loaded, rows_rejected = excluded.rows_rejected, \
-                         unknown_ids = excluded.unknown_ids, loaded_at = excluded.loaded_at",
+                         unknown_ids = excluded.unknown_ids, loaded_at = excluded.loaded_at, \
+                         first_row_id = excluded.first_row_id, last_row_id = excluded.last_row_id",
                     )
                     .bind(&load.source)
                     .bind(&load.file)
@@ -288,6 +371,8 @@ impl Store for PgStore {
                     .bind(i64::try_from(rejected).unwrap_or(i64::MAX))
                     .bind(i64::try_from(unknown_ids).unwrap_or(i64::MAX))
                     .bind(now())
+                    .bind(first_id)
+                    .bind(last_id)
                     .execute(&mut *tx)
                     .await?;
                     tx.commit().await?;
@@ -301,7 +386,11 @@ impl Store for PgStore {
 
     async fn latest_invoice_date(&self, source: &str) -> Result<Option<NaiveDate>> {
         Ok(
-            sqlx::query_scalar("SELECT MAX(invoice_date) FROM sales WHERE source = $1")
+            // the condition of the partial index `sales_sql_window`: only a
+            // SQL source asks for its latest date
+            sqlx::query_scalar(
+                "SELECT MAX(invoice_date) FROM sales WHERE source = $1 AND starts_with(file, 'sql:')",
+            )
                 .bind(source)
                 .fetch_one(&self.pool)
                 .await?,

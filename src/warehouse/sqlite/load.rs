@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::config::Dataset;
 use crate::ingest::record::{Located, Record};
-use crate::warehouse::{now, Batch, FileLoad, LoadOutcome, Replace};
+use crate::warehouse::{now, ranged, recorded_range, Batch, FileLoad, LoadOutcome, Replace, Rows};
 
 fn date(d: NaiveDate) -> String {
     d.to_string()
@@ -165,25 +165,6 @@ fn insert_sql(dataset: Dataset, rows: usize) -> String {
     sql
 }
 
-/// Datasets stored with a rowid whose rows are found through the rowid range
-/// their file's load recorded in `ingested_files` (migration 0004).
-fn ranged(dataset: Dataset) -> bool {
-    matches!(
-        dataset,
-        Dataset::Sales | Dataset::Visits | Dataset::Satisfaction
-    )
-}
-
-/// Where the rows of a source (or of one of its files) lie.
-enum Rows {
-    /// never loaded: nothing to delete
-    None,
-    /// every load recorded its range; the union lies within this one
-    Within(i64, i64),
-    /// loaded before ranges were recorded: only a full scan finds them
-    Anywhere,
-}
-
 fn stored_rows(tx: &Transaction<'_>, source: &str, file: Option<&str>) -> rusqlite::Result<Rows> {
     let (loads, ranged, first, last): (i64, i64, Option<i64>, Option<i64>) = tx.query_row(
         "SELECT COUNT(*), COUNT(first_row_id), MIN(first_row_id), MAX(last_row_id) FROM ingested_files \
@@ -191,11 +172,7 @@ fn stored_rows(tx: &Transaction<'_>, source: &str, file: Option<&str>) -> rusqli
         params![source, file],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
-    Ok(match (first, last) {
-        _ if loads == 0 => Rows::None,
-        (Some(first), Some(last)) if ranged == loads => Rows::Within(first, last),
-        _ => Rows::Anywhere,
-    })
+    Ok(Rows::from_loads(loads, ranged, first, last))
 }
 
 fn delete_replaced(tx: &Transaction<'_>, load: &FileLoad) -> rusqlite::Result<()> {
@@ -483,11 +460,11 @@ pub(super) fn load_file(
         });
     }
     let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    // an empty load, or a dataset without ranges, records the empty range 1..=0
-    let (first_id, last_id) = match first_id {
-        Some(first) if loaded > 0 => (first, first + count(loaded) - 1),
-        _ => (1, 0),
-    };
+    let (first_id, last_id) = recorded_range(
+        first_id
+            .filter(|_| loaded > 0)
+            .map(|first| (first, first + count(loaded) - 1)),
+    );
     tx.execute(
         "INSERT INTO ingested_files (source, file, sha256, rows_loaded, rows_rejected, unknown_ids, loaded_at, first_row_id, last_row_id) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source, file) DO UPDATE SET sha256 = excluded.sha256, \
