@@ -1045,10 +1045,24 @@ async fn files_saved_by_libreoffice_load_like_the_original() {
         rejections(&summary),
         vec!["`hostile`: in/hostile/october.xls: cannot open file (sheet declares absurd dimensions (5000000 rows × 5 columns, an xls sheet holds at most 65536 × 256))".to_string()]
     );
+
+    // within the format's limits, but its cells span A1:IV60001 (15 M
+    // cells): calamine would hold them densely, near 1 GB for a 10 kB file
+    lab.write(
+        "in/wide/october.xls",
+        &patch_xls_numbers_to(&xls, 60_000, 255),
+    );
+    let settings = lab.settings(&flow_source("wide", "in/wide/*.xls"));
+    let summary = lab.ingest(&settings).await;
+    assert_eq!(
+        rejections(&summary),
+        vec!["`wide`: in/wide/october.xls: cannot open file (the sheets' cells span over 6000000 cells, more than salesbatch reads from an xls file; save it as xlsx or csv)".to_string()]
+    );
 }
 
-/// Rewrites the last-row field of every BIFF8 `DIMENSIONS` record.
-fn patch_xls_dimensions(xls: &[u8], rows: u32) -> Vec<u8> {
+/// Rewrites the records of an xls workbook's `Workbook` stream that `edit`
+/// changes (it gets each record's type and body and says whether it edited).
+fn patch_xls(xls: &[u8], mut edit: impl FnMut(u16, &mut [u8]) -> bool) -> Vec<u8> {
     let mut cf = cfb::CompoundFile::open(std::io::Cursor::new(xls.to_vec())).unwrap();
     let mut stream = Vec::new();
     std::io::Read::read_to_end(&mut cf.open_stream("/Workbook").unwrap(), &mut stream).unwrap();
@@ -1057,19 +1071,42 @@ fn patch_xls_dimensions(xls: &[u8], rows: u32) -> Vec<u8> {
     while i + 4 <= stream.len() {
         let typ = u16::from_le_bytes([stream[i], stream[i + 1]]);
         let len = usize::from(u16::from_le_bytes([stream[i + 2], stream[i + 3]]));
-        if typ == 0x0200 && len >= 14 && stream[i + 4 + 4..i + 4 + 8] != [0, 0, 0, 0] {
-            stream[i + 8..i + 12].copy_from_slice(&rows.to_le_bytes());
+        if edit(typ, &mut stream[i + 4..i + 4 + len]) {
             patched += 1;
         }
         i += 4 + len;
     }
-    assert!(patched > 0, "no DIMENSIONS record found");
+    assert!(patched > 0, "no record was patched");
     cf.create_stream("/Workbook")
         .unwrap()
         .write_all(&stream)
         .unwrap();
     cf.flush().unwrap();
     cf.into_inner().into_inner()
+}
+
+/// Rewrites the last-row field of every BIFF8 `DIMENSIONS` record.
+fn patch_xls_dimensions(xls: &[u8], rows: u32) -> Vec<u8> {
+    patch_xls(xls, |typ, body| {
+        let edit = typ == 0x0200 && body.len() >= 14 && body[4..8] != [0, 0, 0, 0];
+        if edit {
+            body[4..8].copy_from_slice(&rows.to_le_bytes());
+        }
+        edit
+    })
+}
+
+/// Moves every numeric cell (`NUMBER`, `RK`) of the workbook to `row`, `col`
+/// (zero-based), within the format's limits.
+fn patch_xls_numbers_to(xls: &[u8], row: u16, col: u16) -> Vec<u8> {
+    patch_xls(xls, |typ, body| {
+        let edit = matches!(typ, 0x0203 | 0x027E) && body.len() >= 4;
+        if edit {
+            body[0..2].copy_from_slice(&row.to_le_bytes());
+            body[2..4].copy_from_slice(&col.to_le_bytes());
+        }
+        edit
+    })
 }
 
 // ----------------------------------------------------------------- crash

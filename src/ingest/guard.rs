@@ -60,8 +60,42 @@ fn is_encrypted_ooxml(path: &Path) -> bool {
     cfb::open(path).is_ok_and(|cf| cf.is_stream("/EncryptedPackage"))
 }
 
+/// Cells calamine may hold for one xls workbook. It reads every sheet when
+/// the workbook opens, each into a dense range over the bounding box of its
+/// cells, at about 64 bytes a cell (values and formulas): one cell at A1 and
+/// one at IV60001 cost 955 MB. This many keep it near 380 MB and still hold
+/// a sheet of 65,536 rows × 91 columns.
+pub const XLS_MAX_CELLS: u64 = 6_000_000;
+
+/// The bounding box of one sheet's cells.
+#[derive(Default)]
+struct XlsBox {
+    /// (first row, last row, first column, last column), once a cell is seen
+    span: Option<(u64, u64, u64, u64)>,
+}
+
+impl XlsBox {
+    fn add(&mut self, row: u64, first_col: u64, last_col: u64) {
+        self.span = Some(match self.span {
+            None => (row, row, first_col, last_col),
+            Some((r0, r1, c0, c1)) => (
+                r0.min(row),
+                r1.max(row),
+                c0.min(first_col),
+                c1.max(last_col),
+            ),
+        });
+    }
+
+    fn cells(&self) -> u64 {
+        self.span
+            .map_or(0, |(r0, r1, c0, c1)| (r1 - r0 + 1) * (c1.max(c0) - c0 + 1))
+    }
+}
+
 /// Refuses an xls whose sheets declare (in `DIMENSIONS`) or use (in a cell
-/// record) rows or columns beyond the format's 65,536 × 256: calamine reserves
+/// record) rows or columns beyond the format's 65,536 × 256, or whose
+/// sheets' cells span more than [`XLS_MAX_CELLS`] in all: calamine reserves
 /// memory for the declared rectangle and for the used one.
 pub fn xls_dimensions(path: &Path) -> Result<(), FileError> {
     let mut cf = cfb::open(path).map_err(|e| refuse(format!("not an xls workbook: {e}")))?;
@@ -80,10 +114,17 @@ pub fn xls_dimensions(path: &Path) -> Result<(), FileError> {
     );
     let mut header = [0u8; 4];
     let mut body = Vec::new();
+    let mut total: u64 = 0;
+    let mut sheet = XlsBox::default();
+    let too_many = |cells: u64| {
+        (cells > XLS_MAX_CELLS).then(|| refuse(format!(
+            "the sheets' cells span over {XLS_MAX_CELLS} cells, more than salesbatch reads from an xls file; save it as xlsx or csv"
+        )))
+    };
     loop {
         match data.read_exact(&mut header) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
             Err(e) => return Err(refuse(e.to_string())),
         }
         let typ = u16::from_le_bytes([header[0], header[1]]);
@@ -91,22 +132,35 @@ pub fn xls_dimensions(path: &Path) -> Result<(), FileError> {
         body.resize(len, 0);
         if data.read_exact(&mut body).is_err() {
             // a truncated tail is calamine's to report
-            return Ok(());
+            break;
         }
+        let u16_at = |i: usize| u64::from(u16::from_le_bytes([body[i], body[i + 1]]));
         let (rows, cols) = match typ {
+            // BOF and EOF delimit each sheet's substream
+            0x0809 | 0x000A => {
+                total = total.saturating_add(sheet.cells());
+                sheet = XlsBox::default();
+                if let Some(e) = too_many(total) {
+                    return Err(e);
+                }
+                continue;
+            }
             // DIMENSIONS (BIFF8): first row, last row + 1, first col, last col + 1
             0x0200 if len >= 14 => (
                 u64::from(u32::from_le_bytes([body[4], body[5], body[6], body[7]])),
-                u64::from(u16::from_le_bytes([body[10], body[11]])),
+                u16_at(10),
             ),
-            // cell records start with row (u16) and column (u16)
-            0x0006 | 0x00BD | 0x00D6 | 0x00FD | 0x0201 | 0x0203 | 0x0204 | 0x0205 | 0x027E
-                if len >= 4 =>
-            {
-                (
-                    u64::from(u16::from_le_bytes([body[0], body[1]])) + 1,
-                    u64::from(u16::from_le_bytes([body[2], body[3]])) + 1,
-                )
+            // MULRK, MULBLANK: row, first column, …, last column
+            0x00BD | 0x00BE if len >= 6 => {
+                let (row, first, last) = (u16_at(0), u16_at(2), u16_at(len - 2));
+                sheet.add(row, first, last);
+                (row + 1, last.max(first) + 1)
+            }
+            // the other cell records start with row (u16) and column (u16)
+            0x0006 | 0x00D6 | 0x00FD | 0x0201 | 0x0203 | 0x0204 | 0x0205 | 0x027E if len >= 4 => {
+                let (row, col) = (u16_at(0), u16_at(2));
+                sheet.add(row, col, col);
+                (row + 1, col + 1)
             }
             _ => continue,
         };
@@ -115,7 +169,11 @@ pub fn xls_dimensions(path: &Path) -> Result<(), FileError> {
                 "sheet declares absurd dimensions ({rows} rows × {cols} columns, an xls sheet holds at most {XLS_MAX_ROWS} × {XLS_MAX_COLS})"
             )));
         }
+        if let Some(e) = too_many(total.saturating_add(sheet.cells())) {
+            return Err(e);
+        }
     }
+    too_many(total.saturating_add(sheet.cells())).map_or(Ok(()), Err)
 }
 
 /// calamine reads an ods workbook densely: every sheet's bounding box of
