@@ -1046,6 +1046,30 @@ async fn files_saved_by_libreoffice_load_like_the_original() {
         vec!["`hostile`: in/hostile/october.xls: cannot open file (sheet declares absurd dimensions (5000000 rows × 5 columns, an xls sheet holds at most 65536 × 256))".to_string()]
     );
 
+    // the same xls in the 1904 date system (its DATEMODE record set): the
+    // typed date and the bare serial both count from 1904-01-01
+    lab.write(
+        "in/mac/october.xls",
+        &patch_xls(&xls, |typ, body| {
+            let edit = typ == 0x0022 && body.len() == 2;
+            if edit {
+                body.copy_from_slice(&1u16.to_le_bytes());
+            }
+            edit
+        }),
+    );
+    let settings = lab.settings(&flow_source("mac", "in/mac/*.xls"));
+    let summary = lab.ingest(&settings).await;
+    assert!(summary.rejections.is_empty(), "{:?}", rejections(&summary));
+    assert_eq!(
+        lab.sales("mac").await,
+        vec![
+            row("2026-10-07", "C3", "P1", -20.0),
+            row("2030-10-04", "1001", "P1", 1500.5),
+            row("2030-11-05", "C2", "P2", 1000.0),
+        ]
+    );
+
     // within the format's limits, but its cells span A1:IV60001 (15 M
     // cells): calamine would hold them densely, near 1 GB for a 10 kB file
     lab.write(

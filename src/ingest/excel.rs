@@ -145,13 +145,21 @@ pub fn read(
         "xls" => {
             guard::xls_dimensions(path)?;
             let mut wb: Xls<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
-            read_range(&mut wb, sheet, header_row, visitor)
+            let epoch = if wb.has_1904_epoch() {
+                Epoch::E1904
+            } else {
+                Epoch::E1900
+            };
+            read_range(&mut wb, sheet, epoch, header_row, visitor)
         }
         "ods" => {
             guard::zip_container(path)?;
             guard::ods_cells(path)?;
             let mut wb: Ods<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
-            read_range(&mut wb, sheet, header_row, visitor)
+            // ods stores dates as ISO text; a bare number in a date column
+            // counts from LibreOffice's default null date, 1899-12-30, which
+            // is Excel's 1900 system for every date after February 1900
+            read_range(&mut wb, sheet, Epoch::E1900, header_row, visitor)
         }
         other => Err(FileError::CannotOpen(format!(
             "`.{other}` is not a spreadsheet extension calamine reads"
@@ -195,6 +203,7 @@ fn stream(
 fn read_range<R>(
     wb: &mut R,
     sheet: Option<&str>,
+    epoch: Epoch,
     header_row: Option<u32>,
     visitor: &mut dyn Visitor,
 ) -> Result<String, FileError>
@@ -222,7 +231,7 @@ where
         asm.feed(
             visitor,
             &name,
-            Epoch::E1900,
+            epoch,
             u64::from(start_row) + i as u64 + 1,
             &buf,
         )?;
