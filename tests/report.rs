@@ -144,12 +144,14 @@ fn redact_email(raw: &str) -> String {
         if line.starts_with("Date: ") {
             line = "Date: [date]".into();
         }
-        let base64 = line.len() >= 40
+        let in_base64 = out.last().map(String::as_str) == Some("[base64]");
+        // a part's last line may be short: it continues a run of long ones
+        let base64 = (line.len() >= 40 || (in_base64 && !line.is_empty()))
             && line
                 .bytes()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='));
         if base64 {
-            if out.last().map(String::as_str) != Some("[base64]") {
+            if !in_base64 {
                 out.push("[base64]".into());
             }
             continue;

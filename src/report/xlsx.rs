@@ -90,7 +90,9 @@ fn write_table(
     labels: Labels,
     f: &Formats,
 ) -> anyhow::Result<()> {
-    let ws = wb.add_worksheet();
+    // rows are written in order, so a table of any length streams through
+    // a temporary file instead of being held until the workbook is saved
+    let ws = wb.add_worksheet_with_constant_memory().map_err(xl)?;
     ws.set_name(labels.get(table.key)).map_err(xl)?;
     fill_table(ws, table, labels, f, 0)?;
     Ok(())
@@ -237,7 +239,7 @@ pub fn write(report: &Report, path: &Path, labels: Labels) -> anyhow::Result<()>
     ] {
         write_table(&mut wb, table, labels, &f)?;
     }
-    let ws = wb.add_worksheet();
+    let ws = wb.add_worksheet_with_constant_memory().map_err(xl)?;
     ws.set_name(labels.get("quality")).map_err(xl)?;
     if report.national {
         fill_table(ws, &report.quality, labels, &f, 0)?;
