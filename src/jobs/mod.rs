@@ -110,10 +110,11 @@ pub async fn run_locked_with_heartbeat(
     if opts.dry_run {
         return run_job(settings, store, job, as_of, opts).await;
     }
+    let pid = std::process::id();
     let holder = format!(
-        "{}@{}:{}",
-        std::process::id(),
+        "{pid}@{}:{}:{}",
         hostname(),
+        process_start(pid).unwrap_or_default(),
         uuid::Uuid::new_v4().simple()
     );
     // a holder on this machine is judged by its process: alive → refused,
@@ -180,16 +181,35 @@ pub async fn run_locked_with_heartbeat(
     result
 }
 
-/// For a `pid@host:…` holder on this host: whether its process still runs;
-/// `None` for a holder on another host (or an unreadable one).
+/// For a `pid@host:start:uuid` holder on this host: whether its process
+/// still runs; `None` for a holder on another host (or an unreadable one).
+/// The kernel reuses PIDs, so a PID alone could keep a dead run's lock
+/// forever once another process gets that number (after a reboot, say): the
+/// process's boot and start time must match too. Holders written before the
+/// start was recorded (`pid@host:uuid`) are judged by the PID alone.
 fn holder_alive_here(holder: &str) -> Option<bool> {
     let (pid, rest) = holder.split_once('@')?;
-    let host = rest.rsplit_once(':').map_or(rest, |(h, _)| h);
-    if host != hostname() {
+    let parts: Vec<&str> = rest.split(':').collect();
+    if parts.first().copied() != Some(hostname().as_str()) {
         return None;
     }
     let pid: u32 = pid.parse().ok()?;
-    Some(std::path::Path::new(&format!("/proc/{pid}")).exists())
+    match parts.as_slice() {
+        [_, start, _] if !start.is_empty() => Some(process_start(pid).as_deref() == Some(*start)),
+        _ => Some(std::path::Path::new(&format!("/proc/{pid}")).exists()),
+    }
+}
+
+/// What tells a process apart from a later one with the same PID: the boot
+/// it runs in and its start time in clock ticks since boot (Linux `/proc`;
+/// `None` elsewhere or when the process is gone).
+fn process_start(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // the command name (field 2) may hold spaces and parentheses; fields
+    // after its closing one start at field 3, and the start time is field 22
+    let start = stat.rsplit_once(')')?.1.split_whitespace().nth(19)?;
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    Some(format!("{}/{start}", boot.trim()))
 }
 
 fn hostname() -> String {
@@ -388,5 +408,38 @@ fn stage(opts: &RunOptions, name: &str) {
             pb.set_style(style.progress_chars("=> "));
         }
         pb.set_message(name.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holder(pid: u32, start: &str) -> String {
+        format!("{pid}@{}:{start}:0123456789abcdef", hostname())
+    }
+
+    #[test]
+    fn a_lock_is_alive_only_while_its_very_process_runs() {
+        let me = std::process::id();
+        let start = process_start(me).expect("/proc is readable here");
+        assert_eq!(holder_alive_here(&holder(me, &start)), Some(true));
+        // the same PID started at another time: a reused PID, the holder died
+        let (boot, ticks) = start.rsplit_once('/').unwrap();
+        let restarted = format!("{boot}/{}", ticks.parse::<u64>().unwrap() + 1);
+        assert_eq!(holder_alive_here(&holder(me, &restarted)), Some(false));
+        // the same PID and start in an earlier boot
+        let other_boot = format!("00000000-0000-0000-0000-000000000000/{ticks}");
+        assert_eq!(holder_alive_here(&holder(me, &other_boot)), Some(false));
+        // a PID no process has (above the kernel's maximum)
+        assert_eq!(holder_alive_here(&holder(4_194_305, &start)), Some(false));
+        // written before start times were recorded: judged by the PID
+        let legacy = format!("{me}@{}:0123456789abcdef", hostname());
+        assert_eq!(holder_alive_here(&legacy), Some(true));
+        // another host's holder is not judged here
+        assert_eq!(
+            holder_alive_here(&format!("{me}@elsewhere.example:{start}:0")),
+            None
+        );
     }
 }
