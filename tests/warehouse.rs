@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::cli::{bin, text};
-use crate::ingest::require;
+use crate::ingest::{require, Lab, Wh};
 
 /// A database of its own on the local server, dropped at the end.
 pub struct PgDatabase {
@@ -273,4 +273,102 @@ async fn an_in_memory_sqlite_warehouse_is_refused() {
             format!("warehouse url `{url}`: an in-memory SQLite warehouse is not supported (use a file)")
         );
     }
+}
+
+/// A sales file whose every line is dated `date`, one line per customer.
+fn flow_dated(date: &str) -> String {
+    let mut csv = String::from("date,customer,product,amount\n");
+    for c in ["C1", "C2", "C3", "1001"] {
+        csv.push_str(&format!("{date},{c},P1,100\n"));
+    }
+    csv
+}
+
+/// Loads keep replacing one sales file while another task reads the metric
+/// inputs: each version dates every line in the scoring window or every line
+/// in the period, so a read that mixes the two (one customer's lines from
+/// one version, another's from the other, or period sales from one and
+/// purchase dates from the other) saw two commits.
+async fn reads_see_one_commit_while_loads_go_on(wh: &Wh<'_>) {
+    use salesbatch::metrics::PeriodRange;
+
+    let lab = Lab::new();
+    let settings = lab.settings(
+        r#"[[sources]]
+name = "flow"
+dataset = "sales"
+kind = "csv"
+path = "in/flow.csv"
+columns = { invoice_date = "date", customer_id = "customer", product_id = "product", amount = "amount" }"#,
+    );
+    let (window, period) = (flow_dated("2026-10-05"), flow_dated("2026-11-05"));
+    lab.write("in/flow.csv", window.as_bytes());
+    lab.ingest_into(&settings, wh).await;
+    let url = match wh {
+        Wh::Sqlite => settings.warehouse_url().unwrap(),
+        Wh::Postgres(url) => (*url).to_string(),
+    };
+    let reader = salesbatch::warehouse::open(&url).await.unwrap();
+
+    let loads = 40;
+    let writer = {
+        let (lab_dir, settings, url) = (lab.path("in/flow.csv"), settings.clone(), url.clone());
+        tokio::spawn(async move {
+            let store = salesbatch::warehouse::open(&url).await.unwrap();
+            for i in 0..loads {
+                let body = if i % 2 == 0 { &period } else { &window };
+                std::fs::write(&lab_dir, body).unwrap();
+                salesbatch::ingest::run(&settings, store.as_ref())
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+
+    let as_of = chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+    let range = PeriodRange::new(as_of, salesbatch::config::Period::Mtd);
+    let (mut reads, mut seen_window, mut seen_period) = (0, false, false);
+    while !writer.is_finished() {
+        let inputs = reader
+            .metric_inputs(as_of, &range, 12, &settings.config.visits)
+            .await
+            .unwrap();
+        let mut last: Vec<String> = inputs
+            .purchases
+            .values()
+            .map(|s| s.last.to_string())
+            .collect();
+        last.sort();
+        last.dedup();
+        let in_period: f64 = inputs.period_sales.iter().map(|s| s.amount).sum();
+        match (last.as_slice(), in_period) {
+            ([d], 0.0) if d == "2026-10-05" => seen_window = true,
+            ([d], 400.0) if d == "2026-11-05" => seen_period = true,
+            other => {
+                panic!("read {reads} mixed two loads: last purchases and period sales {other:?}")
+            }
+        }
+        assert_eq!(inputs.purchases.len(), 4, "read {reads}");
+        reads += 1;
+    }
+    writer.await.unwrap();
+    assert!(
+        seen_window && seen_period,
+        "the reads overlapped the loads ({reads} reads saw window {seen_window}, period {seen_period})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_metric_inputs_are_one_commit_while_loads_go_on() {
+    reads_see_one_commit_while_loads_go_on(&Wh::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_metric_inputs_are_one_commit_while_loads_go_on() {
+    let Some(db) = PgDatabase::create().await else {
+        require("PostgreSQL on 127.0.0.1:5432", false);
+        return;
+    };
+    reads_see_one_commit_while_loads_go_on(&Wh::Postgres(&db.url)).await;
+    db.drop().await;
 }

@@ -275,15 +275,23 @@ async fn insert_rows(
 /// Converts rows as they arrive, so a large aggregate is never held twice.
 async fn map_rows<T>(
     query: sqlx::query::Query<'_, Postgres, <Postgres as sqlx::Database>::Arguments>,
-    pool: &PgPool,
+    conn: &mut sqlx::PgConnection,
     mut convert: impl FnMut(&PgRow) -> Option<T>,
 ) -> Result<Vec<T>> {
-    let mut rows = query.fetch(pool);
+    let mut rows = query.fetch(conn);
     let mut out = Vec::new();
     while let Some(row) = futures_util::TryStreamExt::try_next(&mut rows).await? {
         out.extend(convert(&row));
     }
     Ok(out)
+}
+
+/// A `SUM(round(amount * 1000000))`: whole micro-yuan, as SQLite's scan
+/// adds them, so both warehouses sum exactly and in any order alike (a
+/// `float8` sum of integers is exact below 2^53 micro-yuan, 9 billion CNY).
+#[allow(clippy::cast_possible_truncation)]
+fn from_micros_sum(micros: f64) -> f64 {
+    crate::metrics::sales::from_micros(micros.round() as i64)
 }
 
 fn count(r: &PgRow, i: usize) -> u64 {
@@ -530,12 +538,18 @@ impl Store for PgStore {
         window_months: u32,
         visits: &VisitsConfig,
     ) -> Result<Inputs> {
+        // Every table as of one commit: another instance may be loading files
+        // into the shared warehouse while this one computes.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
         let customers = map_rows(
             sqlx::query(
                 "SELECT customer_id, name, region, rep_id, customer_type, first_contact_date, signed_date, prospect_score, \
                  coverage_score, status FROM customers ORDER BY customer_id",
             ),
-            &self.pool,
+            &mut tx,
             |r| {
                 Some(Customer {
                     customer_id: r.get(0),
@@ -554,7 +568,7 @@ impl Store for PgStore {
         .await?;
         let reps = map_rows(
             sqlx::query("SELECT rep_id, name, region FROM reps ORDER BY rep_id"),
-            &self.pool,
+            &mut tx,
             |r| {
                 Some(Rep {
                     rep_id: r.get(0),
@@ -570,15 +584,16 @@ impl Store for PgStore {
         let m = YearMonth::of(as_of);
         let mut sales = SummaryBuilder::new(as_of, window_months);
         let mut rows = sqlx::query(
-            "SELECT customer_id, product_id, to_char(invoice_date, 'YYYY-MM') AS ym, SUM(amount), COUNT(*) FROM sales \
+            "SELECT customer_id, product_id, to_char(invoice_date, 'YYYY-MM') AS ym, SUM(round(amount * 1000000)), COUNT(*) FROM sales \
              WHERE invoice_date >= $1 AND invoice_date < $2 GROUP BY customer_id, product_id, ym",
         )
         .bind(sales.first_month().first_day())
         .bind(m.first_day())
-        .fetch(&self.pool);
+        .fetch(&mut *tx);
         while let Some(r) = futures_util::TryStreamExt::try_next(&mut rows).await? {
             if let Some(month) = YearMonth::parse(&r.get::<String, _>(2)) {
-                sales.add(r.get(0), r.get(1), month, r.get(3), count(&r, 4));
+                let amount = from_micros_sum(r.get(3));
+                sales.add(r.get(0), r.get(1), month, amount, count(&r, 4));
             }
         }
         drop(rows);
@@ -590,7 +605,7 @@ impl Store for PgStore {
                  GROUP BY customer_id",
             )
             .bind(as_of),
-            &self.pool,
+            &mut tx,
             |r| {
                 Some((
                     r.get::<String, _>(0),
@@ -608,17 +623,17 @@ impl Store for PgStore {
         let end = period.end.min(as_of);
         let period_sales = map_rows(
             sqlx::query(
-                "SELECT customer_id, rep_id, SUM(amount) FROM sales WHERE invoice_date >= $1 AND invoice_date <= $2 \
+                "SELECT customer_id, rep_id, SUM(round(amount * 1000000)) FROM sales WHERE invoice_date >= $1 AND invoice_date <= $2 \
                  GROUP BY customer_id, rep_id ORDER BY customer_id COLLATE \"C\", rep_id COLLATE \"C\" NULLS FIRST",
             )
             .bind(period.start)
             .bind(end),
-            &self.pool,
+            &mut tx,
             |r| {
                 Some(PeriodSales {
                     customer_id: r.get(0),
                     line_rep_id: r.get(1),
-                    amount: r.get(2),
+                    amount: from_micros_sum(r.get(2)),
                 })
             },
         )
@@ -631,7 +646,7 @@ impl Store for PgStore {
             )
             .bind(period.start)
             .bind(end),
-            &self.pool,
+            &mut tx,
             |r| {
                 Some((
                     r.get::<String, _>(0),
@@ -651,7 +666,7 @@ impl Store for PgStore {
             )
             .bind(months.first().cloned().unwrap_or_default())
             .bind(months.last().cloned().unwrap_or_default()),
-            &self.pool,
+            &mut tx,
             |r| {
                 Some(Target {
                     rep_id: r.get(0),
@@ -672,7 +687,7 @@ impl Store for PgStore {
             )
             .bind(survey_from)
             .bind(end),
-            &self.pool,
+            &mut tx,
             |r| {
                 Some(Survey {
                     customer_id: r.get(0),
@@ -682,6 +697,7 @@ impl Store for PgStore {
             },
         )
         .await?;
+        tx.commit().await?;
 
         Ok(Inputs {
             customers,

@@ -80,6 +80,59 @@ pub(super) fn masters(path: &Path) -> rusqlite::Result<Masters> {
     })
 }
 
+/// Attempts at [`consistent_snapshots`] before giving up: each costs a few
+/// connections opened, and only a load committing in the microseconds
+/// between two of them makes one fail.
+const SNAPSHOT_ATTEMPTS: u32 = 100;
+
+/// `count` read-only connections, each inside a read transaction, all seeing
+/// the same commit. SQLite has no way to share one snapshot between
+/// connections (`sqlite3_snapshot_open` is not in rusqlite), so each reads
+/// the generation every load bumps (migration 0005) and all start again when
+/// they differ. `between` runs after the first connection's snapshot is
+/// taken; tests commit a load there.
+fn consistent_snapshots(
+    path: &Path,
+    count: usize,
+    mut between: impl FnMut(),
+) -> rusqlite::Result<Vec<Connection>> {
+    for attempt in 1..=SNAPSHOT_ATTEMPTS {
+        let mut conns = Vec::with_capacity(count);
+        let mut generations = Vec::with_capacity(count);
+        for i in 0..count.max(1) {
+            let conn = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            conn.busy_timeout(Duration::from_secs(30))?;
+            conn.execute_batch("BEGIN")?;
+            // the first read, not BEGIN, fixes a WAL reader's snapshot
+            generations.push(
+                conn.query_row("SELECT n FROM warehouse_generation", [], |r| {
+                    r.get::<_, i64>(0)
+                })?,
+            );
+            conns.push(conn);
+            if i == 0 {
+                between();
+            }
+        }
+        if generations.windows(2).all(|w| w[0] == w[1]) {
+            return Ok(conns);
+        }
+        tracing::debug!(
+            attempt,
+            "a load committed while the metric read began; starting again"
+        );
+    }
+    Err(rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+        Some(format!(
+            "loads kept committing while the metric read took its snapshot ({SNAPSHOT_ATTEMPTS} attempts)"
+        )),
+    ))
+}
+
 pub(super) fn read(
     path: &Path,
     as_of: NaiveDate,
@@ -87,14 +140,11 @@ pub(super) fn read(
     window_months: u32,
     visits: &VisitsConfig,
 ) -> rusqlite::Result<Inputs> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(Duration::from_secs(30))?;
+    let shards = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    // one read transaction per connection, all as of the same commit
+    let mut conns = consistent_snapshots(path, shards + 1, || {})?;
+    let conn = conns.remove(0);
     conn.pragma_update(None, "cache_size", -65_536)?;
-    // one read transaction: every table is read as of the same commit
-    conn.execute_batch("BEGIN")?;
     let end = period.end.min(as_of);
 
     let customers = conn
@@ -129,7 +179,7 @@ pub(super) fn read(
         .collect::<rusqlite::Result<Vec<_>>>()?;
 
     let (sales, purchases, period_sales) =
-        scan_sales(path, as_of, period.start, end, window_months)?;
+        scan_sales(conns, as_of, period.start, end, window_months)?;
 
     let mut counted_days = Vec::new();
     let mut stmt = conn.prepare(
@@ -210,24 +260,22 @@ type SalesInputs = (
 /// but only aggregates the customers of its shard. The work is bound by
 /// memory latency (a random probe per line into maps of 200,000 customers),
 /// not by SQLite, so shards scale while the extra stepping costs little.
-/// Each shard reads through its own connection and read transaction.
+/// Each shard reads through its own connection, one of `conns`, whose read
+/// transactions [`consistent_snapshots`] opened.
 fn scan_sales(
-    path: &Path,
+    conns: Vec<Connection>,
     as_of: NaiveDate,
     p_from: NaiveDate,
     p_to: NaiveDate,
     window_months: u32,
 ) -> rusqlite::Result<SalesInputs> {
-    let shards = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let shards = conns.len();
     let parts: Vec<rusqlite::Result<Shard>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..shards)
-            .map(|shard| {
+        let handles: Vec<_> = conns
+            .into_iter()
+            .enumerate()
+            .map(|(shard, conn)| {
                 scope.spawn(move || {
-                    let conn = Connection::open_with_flags(
-                        path,
-                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                    )?;
-                    conn.busy_timeout(Duration::from_secs(30))?;
                     scan_shard(&conn, (shard, shards), as_of, p_from, p_to, window_months)
                 })
             })
@@ -363,4 +411,78 @@ fn scan_shard(
         })
         .collect();
     Ok((summary, purchases, period_sales))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A WAL database holding only the generation table, and a writer on it.
+    fn warehouse(dir: &Path) -> (std::path::PathBuf, Connection) {
+        let path = dir.join("w.db");
+        let writer = Connection::open(&path).expect("opens");
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 CREATE TABLE warehouse_generation (only INTEGER PRIMARY KEY CHECK (only = 1), n INTEGER NOT NULL);
+                 INSERT INTO warehouse_generation VALUES (1, 0);",
+            )
+            .expect("schema");
+        (path, writer)
+    }
+
+    /// What every load does in its transaction.
+    fn bump(writer: &Connection) {
+        writer
+            .execute("UPDATE warehouse_generation SET n = n + 1", [])
+            .expect("bumps");
+    }
+
+    fn generation(conn: &Connection) -> i64 {
+        conn.query_row("SELECT n FROM warehouse_generation", [], |r| r.get(0))
+            .expect("reads")
+    }
+
+    #[test]
+    fn a_load_between_two_connections_makes_the_read_start_again() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (path, writer) = warehouse(dir.path());
+        let mut calls = 0;
+        let conns = consistent_snapshots(&path, 3, || {
+            calls += 1;
+            if calls == 1 {
+                bump(&writer);
+            }
+        })
+        .expect("snapshots");
+        assert_eq!(
+            calls, 2,
+            "the first attempt saw two commits and was dropped"
+        );
+        let seen: Vec<i64> = conns.iter().map(generation).collect();
+        assert_eq!(seen, [1, 1, 1]);
+
+        // the snapshots stay put while more loads commit
+        bump(&writer);
+        let seen: Vec<i64> = conns.iter().map(generation).collect();
+        assert_eq!(seen, [1, 1, 1]);
+    }
+
+    #[test]
+    fn a_warehouse_that_never_holds_still_is_an_error_not_a_torn_read() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (path, writer) = warehouse(dir.path());
+        let mut calls = 0;
+        let err = consistent_snapshots(&path, 2, || {
+            calls += 1;
+            bump(&writer);
+        })
+        .map(|_| ())
+        .expect_err("never consistent");
+        assert_eq!(calls, SNAPSHOT_ATTEMPTS);
+        assert_eq!(
+            err.to_string(),
+            "loads kept committing while the metric read took its snapshot (100 attempts)"
+        );
+    }
 }

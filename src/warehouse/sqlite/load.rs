@@ -483,6 +483,8 @@ pub(super) fn load_file(
             last_id
         ],
     )?;
+    // readers compare this across their connections (migration 0005)
+    tx.execute("UPDATE warehouse_generation SET n = n + 1", [])?;
     tx.commit()?;
     Ok(LoadOutcome::Loaded { rows: loaded })
 }
