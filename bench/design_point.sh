@@ -5,6 +5,9 @@
 # design_point.py writes the design point straight into its warehouse; then
 # the nightly run is timed with /usr/bin/time -v, and its log gives each
 # stage's time. Usage: bench/design_point.sh [CUSTOMERS LINES VISITS] [DIR]
+# With BENCH_PG_ADMIN=postgres://user@host:port the warehouse is instead a
+# fresh PostgreSQL database `sb_design_point` on that server, filled by
+# bench/design_point_pg.sql with the same rows.
 set -euo pipefail
 customers=${1:-200000}
 lines=${2:-20000000}
@@ -16,10 +19,23 @@ rm -rf "$dir"
 mkdir -p "$(dirname "$dir")"
 "$bin" demo --dir "$dir" --customers 10 --as-of 2026-11-20 --no-run >/dev/null
 export SALESBATCH_DEMO_ERP_URL="sqlite://$(cd "$dir" && pwd)/erp.db"
+if [ -n "${BENCH_PG_ADMIN:-}" ]; then
+  psql -q "$BENCH_PG_ADMIN/postgres" -c "DROP DATABASE IF EXISTS sb_design_point WITH (FORCE)" -c "CREATE DATABASE sb_design_point"
+  export SALESBATCH_BENCH_WAREHOUSE="$BENCH_PG_ADMIN/sb_design_point"
+  sed -i 's|^url = "sqlite://data/warehouse.db"|url_env = "SALESBATCH_BENCH_WAREHOUSE"|' "$dir/salesbatch.toml"
+fi
 "$bin" --config "$dir/salesbatch.toml" history >/dev/null # creates the warehouse
 echo "== generate $customers customers, $lines lines, $visits visits"
-python3 bench/design_point.py "$dir/data/warehouse.db" "$customers" "$lines" "$visits"
-du -sh "$dir/data"
+if [ -n "${BENCH_PG_ADMIN:-}" ]; then
+  started=$(date +%s)
+  psql -q -v customers="$customers" -v lines="$lines" -v visits="$visits" \
+    -f bench/design_point_pg.sql "$SALESBATCH_BENCH_WAREHOUSE"
+  echo "generated in $(( $(date +%s) - started )) s"
+  psql -qAt "$SALESBATCH_BENCH_WAREHOUSE" -c "SELECT pg_size_pretty(pg_database_size(current_database()))"
+else
+  python3 bench/design_point.py "$dir/data/warehouse.db" "$customers" "$lines" "$visits"
+  du -sh "$dir/data"
+fi
 for phase in first second; do
   echo "== $phase nightly run"
   RUST_LOG=info /usr/bin/time -v "$bin" --config "$dir/salesbatch.toml" run nightly --as-of 2026-11-20 --no-email \
