@@ -1,19 +1,17 @@
 //! Benchmark: salesbatch's ingest *without the warehouse*. Reads every file of
 //! one source of a config exactly as the ingest step does (the same reader,
 //! header matching, coercion and id checks against the masters already in the
-//! config's SQLite warehouse), in parallel over the available cores, and drops
+//! config's warehouse), in parallel over the available cores, and drops
 //! the records. Compared with `calamine_read` it measures what the ingest code
 //! adds to calamine; compared with a full `run` it measures what storing costs.
 //! `bench/ingest.sh` runs it.
 //!
 //! Usage: cargo run --release --example ingest_parse -- CONFIG.toml SOURCE
 
-use rustc_hash::FxHashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use salesbatch::config::SourceKind;
 use salesbatch::ingest::coerce::{Cell, Epoch};
 use salesbatch::ingest::reader::{FileError, Visitor};
 use salesbatch::ingest::record::{self, Mapping, Masters, RowContext};
@@ -64,21 +62,6 @@ impl Visitor for Counter<'_> {
     }
 }
 
-fn masters(db: &str) -> Masters {
-    let conn = rusqlite::Connection::open(db).expect("open the warehouse");
-    let ids = |sql: &str| -> FxHashSet<String> {
-        let mut stmt = conn.prepare(sql).expect("prepare");
-        stmt.query_map([], |r| r.get::<_, String>(0))
-            .expect("query")
-            .map(|r| r.expect("row"))
-            .collect()
-    };
-    Masters {
-        customers: ids("SELECT customer_id FROM customers"),
-        reps: ids("SELECT rep_id FROM reps"),
-    }
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [config, source_name] = args.as_slice() else {
@@ -93,8 +76,14 @@ fn main() {
         .find(|s| &s.name == source_name)
         .expect("no such source");
     let url = settings.warehouse_url().expect("warehouse url");
-    let db = url.trim_start_matches("sqlite://").to_string();
-    let masters = masters(&db);
+    // the ids the ingest step checks against, read the way it reads them
+    let masters = tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            let store = salesbatch::warehouse::open(&url).await?;
+            store.masters().await
+        })
+        .expect("masters");
     let files = salesbatch::ingest::source_files(&settings, source);
     let workers = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let start = Instant::now();
@@ -114,21 +103,7 @@ fn main() {
                         records: 0,
                         rejected: 0,
                     };
-                    let result = match source.kind {
-                        SourceKind::Csv => salesbatch::ingest::csv::read(
-                            path,
-                            source.encoding.unwrap_or_default(),
-                            source.header_row,
-                            &mut v,
-                        ),
-                        _ => salesbatch::ingest::excel::read(
-                            path,
-                            source.sheet.as_deref(),
-                            source.header_row,
-                            &mut v,
-                        )
-                        .map(|_| ()),
-                    };
+                    let result = salesbatch::ingest::read_file(path, source, &mut v);
                     result.expect("read");
                     let mut t = totals.lock().expect("lock");
                     t.0 += v.records;

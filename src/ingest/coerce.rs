@@ -89,6 +89,17 @@ pub enum Epoch {
     E1904,
 }
 
+impl Epoch {
+    /// The date system a workbook declares (its `date1904` flag).
+    pub fn declared(is_1904: bool) -> Self {
+        if is_1904 {
+            Self::E1904
+        } else {
+            Self::E1900
+        }
+    }
+}
+
 /// Converts an Excel serial to a date. 1900 system: serial 1 = 1900-01-01 and
 /// Excel's phantom 1900-02-29 (serial 60) is skipped.
 pub fn excel_serial(serial: f64, epoch: Epoch) -> Option<NaiveDate> {

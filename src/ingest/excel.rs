@@ -101,55 +101,39 @@ pub fn read(
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
+    // Xlsx and Xlsb have the same streaming cells reader, but as inherent
+    // methods: no calamine trait lets one function take both
+    macro_rules! stream_cells {
+        ($wb:ident) => {{
+            let epoch = Epoch::declared($wb.has_1904_epoch());
+            let name = pick_sheet(&$wb.sheet_names(), sheet)?;
+            let mut cells = $wb.worksheet_cells_reader(&name).map_err(cannot_open)?;
+            let dims = cells.dimensions();
+            check_dimensions(dims.start, dims.end)?;
+            stream(&name, epoch, header_row, visitor, || {
+                cells
+                    .next_cell()
+                    .map_err(cannot_open)
+                    .map(|c| c.map(|c| (c.get_position(), from_ref(c.get_value().clone()))))
+            })?;
+            Ok(name)
+        }};
+    }
     match ext.as_str() {
         "xlsx" | "xlsm" => {
             guard::zip_container(path)?;
             let mut wb: Xlsx<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
-            let epoch = if wb.has_1904_epoch() {
-                Epoch::E1904
-            } else {
-                Epoch::E1900
-            };
-            let name = pick_sheet(&wb.sheet_names(), sheet)?;
-            let mut cells = wb.worksheet_cells_reader(&name).map_err(cannot_open)?;
-            let dims = cells.dimensions();
-            check_dimensions(dims.start, dims.end)?;
-            stream(&name, epoch, header_row, visitor, || {
-                cells
-                    .next_cell()
-                    .map_err(cannot_open)
-                    .map(|c| c.map(|c| (c.get_position(), from_ref(c.get_value().clone()))))
-            })?;
-            Ok(name)
+            stream_cells!(wb)
         }
         "xlsb" => {
             guard::zip_container(path)?;
             let mut wb: Xlsb<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
-            let epoch = if wb.has_1904_epoch() {
-                Epoch::E1904
-            } else {
-                Epoch::E1900
-            };
-            let name = pick_sheet(&wb.sheet_names(), sheet)?;
-            let mut cells = wb.worksheet_cells_reader(&name).map_err(cannot_open)?;
-            let dims = cells.dimensions();
-            check_dimensions(dims.start, dims.end)?;
-            stream(&name, epoch, header_row, visitor, || {
-                cells
-                    .next_cell()
-                    .map_err(cannot_open)
-                    .map(|c| c.map(|c| (c.get_position(), from_ref(c.get_value().clone()))))
-            })?;
-            Ok(name)
+            stream_cells!(wb)
         }
         "xls" => {
             guard::xls_dimensions(path)?;
             let mut wb: Xls<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
-            let epoch = if wb.has_1904_epoch() {
-                Epoch::E1904
-            } else {
-                Epoch::E1900
-            };
+            let epoch = Epoch::declared(wb.has_1904_epoch());
             read_range(&mut wb, sheet, epoch, header_row, visitor)
         }
         "ods" => {

@@ -223,6 +223,24 @@ struct Parsed {
     rejections: Vec<Rejection>,
 }
 
+/// Reads one file of a file source (`csv` or `excel`) into `visitor` with
+/// the source's sheet, header row and encoding.
+pub fn read_file(
+    path: &Path,
+    source: &SourceConfig,
+    visitor: &mut dyn Visitor,
+) -> Result<(), FileError> {
+    match source.kind {
+        SourceKind::Csv => csv::read(
+            path,
+            source.encoding.unwrap_or_default(),
+            source.header_row,
+            visitor,
+        ),
+        _ => excel::read(path, source.sheet.as_deref(), source.header_row, visitor).map(|_| ()),
+    }
+}
+
 /// Parses one file on a blocking thread, sending batches and finally `End`.
 fn parse_file(
     path: &Path,
@@ -243,14 +261,8 @@ fn parse_file(
     } else {
         // a parser bug on a hostile file must not take the run down with it
         let src = p.source.clone();
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match src.kind {
-            SourceKind::Csv => csv::read(
-                path,
-                src.encoding.unwrap_or_default(),
-                src.header_row,
-                &mut p,
-            ),
-            _ => excel::read(path, src.sheet.as_deref(), src.header_row, &mut p).map(|_| ()),
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            read_file(path, &src, &mut p)
         }))
         .unwrap_or_else(|_| {
             Err(FileError::CannotOpen(

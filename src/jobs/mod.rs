@@ -111,11 +111,10 @@ pub async fn run_locked_with_heartbeat(
         return run_job(settings, store, job, as_of, opts).await;
     }
     let pid = std::process::id();
-    let holder = format!(
-        "{pid}@{}:{}:{}",
-        hostname(),
-        process_start(pid).unwrap_or_default(),
-        uuid::Uuid::new_v4().simple()
+    let holder = holder_id(
+        pid,
+        &process_start(pid).unwrap_or_default(),
+        &uuid::Uuid::new_v4().simple().to_string(),
     );
     // a holder on this machine is judged by its process: alive → refused,
     // gone → freed now. A holder on another machine is judged by the age of
@@ -179,6 +178,11 @@ pub async fn run_locked_with_heartbeat(
         tracing::warn!(job = %job.name, error = %e, "cannot release the job lock; it expires on its own");
     }
     result
+}
+
+/// The lock holder a run on this host writes: `pid@host:start:nonce`.
+fn holder_id(pid: u32, start: &str, nonce: &str) -> String {
+    format!("{pid}@{}:{start}:{nonce}", hostname())
 }
 
 /// For a `pid@host:start:uuid` holder on this host: whether its process
@@ -416,7 +420,7 @@ mod tests {
     use super::*;
 
     fn holder(pid: u32, start: &str) -> String {
-        format!("{pid}@{}:{start}:0123456789abcdef", hostname())
+        holder_id(pid, start, "0123456789abcdef")
     }
 
     #[test]

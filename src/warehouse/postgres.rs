@@ -354,39 +354,37 @@ impl Store for PgStore {
                 }
                 pending.clear();
             }
-            match end {
-                None => {}
-                Some((data_rows, rejected, unknown_ids)) => {
-                    if load.ratio_exceeded(data_rows, rejected) {
-                        tx.rollback().await?;
-                        return Ok(LoadOutcome::RatioExceeded {
-                            rejected,
-                            data_rows,
-                        });
-                    }
-                    let (first_id, last_id) = recorded_range(range);
-                    sqlx::query(
-                        "INSERT INTO ingested_files (source, file, sha256, rows_loaded, rows_rejected, unknown_ids, loaded_at, first_row_id, last_row_id) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (source, file) DO UPDATE SET sha256 = excluded.sha256, \
-                         rows_loaded = excluded.rows_loaded, rows_rejected = excluded.rows_rejected, \
-                         unknown_ids = excluded.unknown_ids, loaded_at = excluded.loaded_at, \
-                         first_row_id = excluded.first_row_id, last_row_id = excluded.last_row_id",
-                    )
-                    .bind(&load.source)
-                    .bind(&load.file)
-                    .bind(&load.sha256)
-                    .bind(i64::try_from(loaded).unwrap_or(i64::MAX))
-                    .bind(i64::try_from(rejected).unwrap_or(i64::MAX))
-                    .bind(i64::try_from(unknown_ids).unwrap_or(i64::MAX))
-                    .bind(now())
-                    .bind(first_id)
-                    .bind(last_id)
-                    .execute(&mut *tx)
-                    .await?;
-                    tx.commit().await?;
-                    return Ok(LoadOutcome::Loaded { rows: loaded });
-                }
+            let Some((data_rows, rejected, unknown_ids)) = end else {
+                continue;
+            };
+            if load.ratio_exceeded(data_rows, rejected) {
+                tx.rollback().await?;
+                return Ok(LoadOutcome::RatioExceeded {
+                    rejected,
+                    data_rows,
+                });
             }
+            let (first_id, last_id) = recorded_range(range);
+            sqlx::query(
+                "INSERT INTO ingested_files (source, file, sha256, rows_loaded, rows_rejected, unknown_ids, loaded_at, first_row_id, last_row_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (source, file) DO UPDATE SET sha256 = excluded.sha256, \
+                 rows_loaded = excluded.rows_loaded, rows_rejected = excluded.rows_rejected, \
+                 unknown_ids = excluded.unknown_ids, loaded_at = excluded.loaded_at, \
+                 first_row_id = excluded.first_row_id, last_row_id = excluded.last_row_id",
+            )
+            .bind(&load.source)
+            .bind(&load.file)
+            .bind(&load.sha256)
+            .bind(i64::try_from(loaded).unwrap_or(i64::MAX))
+            .bind(i64::try_from(rejected).unwrap_or(i64::MAX))
+            .bind(i64::try_from(unknown_ids).unwrap_or(i64::MAX))
+            .bind(now())
+            .bind(first_id)
+            .bind(last_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(LoadOutcome::Loaded { rows: loaded });
         }
         tx.rollback().await?;
         Ok(LoadOutcome::Aborted)

@@ -60,14 +60,20 @@ impl Interner {
     }
 }
 
-/// Every rep and customer id, for ingest's unknown-id checks: 200,000 rows
-/// through sqlx's worker channel took a second.
-pub(super) fn masters(path: &Path) -> rusqlite::Result<Masters> {
+/// A read-only connection that waits out a writer's lock.
+fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(Duration::from_secs(30))?;
+    Ok(conn)
+}
+
+/// Every rep and customer id, for ingest's unknown-id checks: 200,000 rows
+/// through sqlx's worker channel took a second.
+pub(super) fn masters(path: &Path) -> rusqlite::Result<Masters> {
+    let conn = open_reader(path)?;
     conn.execute_batch("BEGIN")?;
     let ids = |sql: &str| -> rusqlite::Result<FxHashSet<String>> {
         let mut stmt = conn.prepare(sql)?;
@@ -100,11 +106,7 @@ fn consistent_snapshots(
         let mut conns = Vec::with_capacity(count);
         let mut generations = Vec::with_capacity(count);
         for i in 0..count.max(1) {
-            let conn = Connection::open_with_flags(
-                path,
-                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )?;
-            conn.busy_timeout(Duration::from_secs(30))?;
+            let conn = open_reader(path)?;
             conn.execute_batch("BEGIN")?;
             // the first read, not BEGIN, fixes a WAL reader's snapshot
             generations.push(

@@ -1,6 +1,6 @@
 //! Loads one file into the SQLite warehouse with rusqlite on a blocking
-//! thread: one IMMEDIATE transaction per file, one prepared INSERT stepped per
-//! row. sqlx would rebuild and re-bind a 1,000-row statement for each chunk
+//! thread: one IMMEDIATE transaction per file, prepared multi-row INSERTs of
+//! [`ROWS_PER_INSERT`] rows stepped in-thread. sqlx would rebuild and re-bind a 1,000-row statement for each chunk
 //! and move every value through its worker channel; stepping a cached
 //! statement in-thread is several times cheaper (docs/PERFORMANCE.md).
 
@@ -141,9 +141,12 @@ fn params_per_row(dataset: Dataset) -> usize {
     insert_parts(dataset).2.len() + 1 + usize::from(ranged(dataset))
 }
 
+/// The first parameter of a row's own values: `?1`–`?3` are its provenance.
+const FIRST_ROW_PARAM: usize = 4;
+
 /// The INSERT of `rows` rows. `?1`–`?3` are the provenance every row shares,
 /// bound once per file; row `r`'s own parameters start at
-/// `4 + r * params_per_row`.
+/// `FIRST_ROW_PARAM + r * params_per_row`.
 fn insert_sql(dataset: Dataset, rows: usize) -> String {
     use std::fmt::Write;
     let (verb, table, columns, conflict) = insert_parts(dataset);
@@ -154,7 +157,7 @@ fn insert_sql(dataset: Dataset, rows: usize) -> String {
         columns.join(", ")
     );
     for r in 0..rows {
-        let base = 4 + r * per_row;
+        let base = FIRST_ROW_PARAM + r * per_row;
         sql.push_str(if r == 0 { "(" } else { ", (" });
         for p in base..base + per_row - 1 {
             let _ = write!(sql, "?{p}, ");
@@ -245,15 +248,13 @@ fn bind(
     stmt.raw_bind_parameter(p, i64::try_from(row).unwrap_or(i64::MAX))
 }
 
-/// Binds one record as row `r` of a statement of `dataset`.
+/// Binds one record as the row whose parameters start at `base`.
 fn bind_record(
     stmt: &mut Statement<'_>,
-    dataset: Dataset,
-    r: usize,
+    base: usize,
     id: Option<i64>,
     located: &Located,
 ) -> rusqlite::Result<()> {
-    let base = 4 + r * params_per_row(dataset);
     let row = located.row;
     match &located.record {
         Record::Sale(s) => bind(
@@ -336,7 +337,8 @@ fn bind_record(
 /// the remainder of each batch. Ranged datasets get explicit rowids above
 /// every existing one, so the file's rows are exactly `first..=last`.
 struct Inserter<'c> {
-    dataset: Dataset,
+    /// parameters of one row, [`params_per_row`] of the dataset
+    per_row: usize,
     many: Statement<'c>,
     one: Statement<'c>,
     /// the next rowid, for ranged datasets
@@ -362,7 +364,7 @@ impl<'c> Inserter<'c> {
             None
         };
         Ok(Self {
-            dataset,
+            per_row: params_per_row(dataset),
             many,
             one,
             next_id,
@@ -380,13 +382,18 @@ impl<'c> Inserter<'c> {
         for chunk in &mut chunks {
             for (r, located) in chunk.iter().enumerate() {
                 let id = self.take_id();
-                bind_record(&mut self.many, self.dataset, r, id, located)?;
+                bind_record(
+                    &mut self.many,
+                    FIRST_ROW_PARAM + r * self.per_row,
+                    id,
+                    located,
+                )?;
             }
             self.many.raw_execute()?;
         }
         for located in chunks.remainder() {
             let id = self.take_id();
-            bind_record(&mut self.one, self.dataset, 0, id, located)?;
+            bind_record(&mut self.one, FIRST_ROW_PARAM, id, located)?;
             self.one.raw_execute()?;
         }
         Ok(())

@@ -71,6 +71,22 @@ impl SqliteStore {
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         Ok(Self { pool, path })
     }
+
+    /// Runs `work` on the database file with rusqlite, on a blocking thread.
+    async fn in_thread<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&std::path::Path) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            work(&path).map_err(|source| WarehouseError::Sqlite {
+                path: path.display().to_string(),
+                source,
+            })
+        })
+        .await
+        .map_err(|e| WarehouseError::Worker(e.to_string()))?
+    }
 }
 
 fn parse_date(s: &str) -> NaiveDate {
@@ -99,15 +115,8 @@ impl Store for SqliteStore {
         load: FileLoad,
         mut rx: mpsc::Receiver<Batch>,
     ) -> Result<LoadOutcome> {
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            load::load_file(&path, &load, &mut rx).map_err(|source| WarehouseError::Sqlite {
-                path: path.display().to_string(),
-                source,
-            })
-        })
-        .await
-        .map_err(|e| WarehouseError::Worker(e.to_string()))?
+        self.in_thread(move |path| load::load_file(path, &load, &mut rx))
+            .await
     }
 
     async fn latest_invoice_date(&self, source: &str) -> Result<Option<NaiveDate>> {
@@ -123,15 +132,7 @@ impl Store for SqliteStore {
     }
 
     async fn masters(&self) -> Result<Masters> {
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            inputs::masters(&path).map_err(|source| WarehouseError::Sqlite {
-                path: path.display().to_string(),
-                source,
-            })
-        })
-        .await
-        .map_err(|e| WarehouseError::Worker(e.to_string()))?
+        self.in_thread(inputs::masters).await
     }
 
     async fn regions(&self) -> Result<std::collections::BTreeSet<String>> {
@@ -253,17 +254,9 @@ impl Store for SqliteStore {
         window_months: u32,
         visits: &VisitsConfig,
     ) -> Result<Inputs> {
-        let (path, period, visits) = (self.path.clone(), *period, visits.clone());
-        tokio::task::spawn_blocking(move || {
-            inputs::read(&path, as_of, &period, window_months, &visits).map_err(|source| {
-                WarehouseError::Sqlite {
-                    path: path.display().to_string(),
-                    source,
-                }
-            })
-        })
-        .await
-        .map_err(|e| WarehouseError::Worker(e.to_string()))?
+        let (period, visits) = (*period, visits.clone());
+        self.in_thread(move |path| inputs::read(path, as_of, &period, window_months, &visits))
+            .await
     }
 
     async fn save_snapshot(
