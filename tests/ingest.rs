@@ -309,16 +309,11 @@ async fn xlsx_cells_of_every_type_are_coerced() {
     assert_eq!(lab.sales("xlsm").await, expected);
 }
 
-/// The same workbook saved with the 1904 date system (Mac Excel's): every
-/// serial, typed or bare, counts from 1904-01-01, 1,462 days later than in
-/// the 1900 system, as Excel itself would show them.
-#[tokio::test]
-async fn xlsx_serials_follow_the_workbooks_1904_epoch() {
-    let lab = Lab::new();
-    std::fs::create_dir_all(lab.path("in/mac")).unwrap();
-    let tmp = lab.path("october-1900.xlsx");
+/// `flow_workbook` saved with the 1904 date system (Mac Excel's).
+fn mac_flow_workbook(path: &Path) {
+    let tmp = path.with_extension("1900.xlsx");
     flow_workbook(&tmp);
-    rewrite_zip(&tmp, &lab.path("in/mac/october.xlsx"), |name, data| {
+    rewrite_zip(&tmp, path, |name, data| {
         if name == "xl/workbook.xml" {
             let xml = String::from_utf8(data).unwrap();
             assert!(xml.contains("<workbookPr "));
@@ -328,19 +323,32 @@ async fn xlsx_serials_follow_the_workbooks_1904_epoch() {
             data
         }
     });
+    std::fs::remove_file(tmp).unwrap();
+}
+
+/// What `flow_workbook` holds when read in the 1904 date system, sorted.
+fn mac_flow_expected() -> Vec<(String, String, String, f64)> {
+    vec![
+        // text dates are not serials: unchanged
+        row("2026-10-07", "C3", "P1", -20.0),
+        // 2026-10-03 and 2026-11-04 + 1,462 days
+        row("2030-10-04", "1001", "P1", 1500.5),
+        row("2030-11-05", "C2", "P2", 1000.0),
+    ]
+}
+
+/// The same workbook saved with the 1904 date system: every serial, typed or
+/// bare, counts from 1904-01-01, 1,462 days later than in the 1900 system, as
+/// Excel itself would show them.
+#[tokio::test]
+async fn xlsx_serials_follow_the_workbooks_1904_epoch() {
+    let lab = Lab::new();
+    std::fs::create_dir_all(lab.path("in/mac")).unwrap();
+    mac_flow_workbook(&lab.path("in/mac/october.xlsx"));
     let settings = lab.settings(&flow_source("mac", "in/mac/*.xlsx"));
     let summary = lab.ingest(&settings).await;
     assert!(summary.rejections.is_empty(), "{:?}", rejections(&summary));
-    assert_eq!(
-        lab.sales("mac").await,
-        vec![
-            // text dates are not serials: unchanged
-            row("2026-10-07", "C3", "P1", -20.0),
-            // 2026-10-03 and 2026-11-04 + 1,462 days
-            row("2030-10-04", "1001", "P1", 1500.5),
-            row("2030-11-05", "C2", "P2", 1000.0),
-        ]
-    );
+    assert_eq!(lab.sales("mac").await, mac_flow_expected());
 }
 
 /// `flow_workbook` as an Excel binary workbook (written by `tests/xlsb.rs`):
@@ -415,14 +423,7 @@ async fn xlsb_workbooks_load_like_the_xlsx_in_either_date_system() {
     let mut expected = flow_expected();
     expected.sort_by(|a, b| a.partial_cmp(b).unwrap());
     assert_eq!(lab.sales("xlsb").await, expected);
-    assert_eq!(
-        lab.sales("mac").await,
-        vec![
-            row("2026-10-07", "C3", "P1", -20.0),
-            row("2030-10-04", "1001", "P1", 1500.5),
-            row("2030-11-05", "C2", "P2", 1000.0),
-        ]
-    );
+    assert_eq!(lab.sales("mac").await, mac_flow_expected());
 }
 
 #[tokio::test]
@@ -460,8 +461,14 @@ async fn hostile_xlsb_files_are_refused_without_a_panic() {
 /// A one-sheet OpenDocument spreadsheet written by hand around `rows`
 /// (`<table:table-row>` elements).
 fn ods(path: &Path, rows: &str) {
+    ods_with_settings(path, "", rows);
+}
+
+/// `ods` with `settings` (a `<table:calculation-settings>` element) before
+/// the sheet, where ODF and LibreOffice put it.
+fn ods_with_settings(path: &Path, settings: &str, rows: &str) {
     let content = format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?><office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2"><office:body><office:spreadsheet><table:table table:name="流向">{rows}</table:table></office:spreadsheet></office:body></office:document-content>"#
+        r#"<?xml version="1.0" encoding="UTF-8"?><office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2"><office:body><office:spreadsheet>{settings}<table:table table:name="流向">{rows}</table:table></office:spreadsheet></office:body></office:document-content>"#
     );
     let manifest = r#"<?xml version="1.0" encoding="UTF-8"?><manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" manifest:version="1.2"><manifest:file-entry manifest:full-path="/" manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/><manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/></manifest:manifest>"#;
     let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
@@ -478,10 +485,61 @@ fn ods(path: &Path, rows: &str) {
     zip.finish().unwrap();
 }
 
+/// The header row of the ods flow files: date, customer, product, amount.
+fn ods_flow_header() -> String {
+    let cells: String = ["日期", "客户编码", "产品编码", "金额"]
+        .iter()
+        .map(|h| ods_text(h))
+        .collect();
+    format!("<table:table-row>{cells}</table:table-row>")
+}
+
 fn ods_text(s: &str) -> String {
     format!(
         r#"<table:table-cell office:value-type="string"><text:p>{s}</text:p></table:table-cell>"#
     )
+}
+
+/// A number in an ods date column counts days from the file's
+/// `table:null-date`: 1899-12-30 unless the file names another, such as the
+/// 1904-01-01 LibreOffice writes for a workbook in Mac Excel's date system.
+#[tokio::test]
+async fn ods_serials_count_from_the_files_null_date() {
+    let lab = Lab::new();
+    std::fs::create_dir_all(lab.path("in/o")).unwrap();
+    let rows = format!(
+        r#"{}<table:table-row><table:table-cell office:value-type="float" office:value="46330"><text:p>46330</text:p></table:table-cell>{}{}<table:table-cell office:value-type="float" office:value="7"><text:p>7</text:p></table:table-cell></table:table-row>"#,
+        ods_flow_header(),
+        ods_text("C1"),
+        ods_text("P1")
+    );
+    ods(&lab.path("in/o/a-default.ods"), &rows);
+    ods_with_settings(
+        &lab.path("in/o/b-mac.ods"),
+        r#"<table:calculation-settings table:case-sensitive="false"><table:null-date table:date-value="1904-01-01"/></table:calculation-settings>"#,
+        &rows,
+    );
+    ods_with_settings(
+        &lab.path("in/o/c-starcalc.ods"),
+        r#"<table:calculation-settings><table:null-date table:date-value="1900-01-01"/></table:calculation-settings>"#,
+        &rows,
+    );
+    let settings = lab.settings(&format!(
+        "[[sources]]\nname = \"ods\"\ndataset = \"sales\"\nkind = \"excel\"\npath = \"in/o/*.ods\"\n{FLOW_COLUMNS}\n"
+    ));
+    let summary = lab.ingest(&settings).await;
+    assert!(summary.rejections.is_empty(), "{:?}", rejections(&summary));
+    assert_eq!(
+        lab.sales("ods").await,
+        vec![
+            // 1899-12-30 + 46,330 days, the date Excel's 1900 system gives
+            row("2026-11-04", "C1", "P1", 7.0),
+            // LibreOffice's "01/01/1900" option, two days after the default
+            row("2026-11-06", "C1", "P1", 7.0),
+            // 1904-01-01 + 46,330 days: 1,462 days after the default
+            row("2030-11-05", "C1", "P1", 7.0),
+        ]
+    );
 }
 
 /// calamine expands an ods sheet densely (repeated rows and columns
@@ -492,11 +550,7 @@ fn ods_text(s: &str) -> String {
 async fn an_ods_expanding_past_the_cell_cap_is_refused_and_a_normal_one_loads() {
     let lab = Lab::new();
     std::fs::create_dir_all(lab.path("in/o")).unwrap();
-    let header: String = ["日期", "客户编码", "产品编码", "金额"]
-        .iter()
-        .map(|h| ods_text(h))
-        .collect();
-    let header = format!("<table:table-row>{header}</table:table-row>");
+    let header = ods_flow_header();
     let line = format!(
         r#"<table:table-row><table:table-cell office:value-type="date" office:date-value="2026-10-03"><text:p>2026-10-03</text:p></table:table-cell>{}{}<table:table-cell office:value-type="float" office:value="10.5"><text:p>10.5</text:p></table:table-cell></table:table-row>"#,
         ods_text("C1"),
@@ -1061,14 +1115,20 @@ async fn files_saved_by_libreoffice_load_like_the_original() {
     let settings = lab.settings(&flow_source("mac", "in/mac/*.xls"));
     let summary = lab.ingest(&settings).await;
     assert!(summary.rejections.is_empty(), "{:?}", rejections(&summary));
-    assert_eq!(
-        lab.sales("mac").await,
-        vec![
-            row("2026-10-07", "C3", "P1", -20.0),
-            row("2030-10-04", "1001", "P1", 1500.5),
-            row("2030-11-05", "C2", "P2", 1000.0),
-        ]
-    );
+    assert_eq!(lab.sales("mac").await, mac_flow_expected());
+
+    // the 1904 xlsx of `xlsx_serials_follow_the_workbooks_1904_epoch` saved
+    // as ods: LibreOffice keeps the dates by writing null date 1904-01-01,
+    // and the bare serial, still 46330, must count from it too
+    let mac_xlsx = lab.path("made/mac/october.xlsx");
+    std::fs::create_dir_all(mac_xlsx.parent().unwrap()).unwrap();
+    mac_flow_workbook(&mac_xlsx);
+    std::fs::create_dir_all(lab.path("in/mac-ods")).unwrap();
+    convert(&soffice, &mac_xlsx, "ods", &lab.path("in/mac-ods"));
+    let settings = lab.settings(&flow_source("mac-ods", "in/mac-ods/*.ods"));
+    let summary = lab.ingest(&settings).await;
+    assert!(summary.rejections.is_empty(), "{:?}", rejections(&summary));
+    assert_eq!(lab.sales("mac-ods").await, mac_flow_expected());
 
     // within the format's limits, but its cells span A1:IV60001 (15 M
     // cells): calamine would hold them densely, near 1 GB for a 10 kB file
@@ -1231,7 +1291,7 @@ fn a_kill_in_the_middle_of_a_file_leaves_nothing_of_it() {
 mod coercion {
     use chrono::NaiveDate;
     use proptest::prelude::*;
-    use salesbatch::ingest::coerce::{parse_date_text, parse_number_text};
+    use salesbatch::ingest::coerce::{excel_serial, parse_date_text, parse_number_text, Epoch};
 
     /// `1234567` → `1,234,567`
     fn grouped(digits: &str) -> String {
@@ -1276,6 +1336,27 @@ mod coercion {
                 prop_assert_eq!(parse_date_text(&text, None), Some(d), "{}", text);
             }
         }
+    }
+
+    /// Excel's 1900 system skips its phantom 1900-02-29 (serial 60); an
+    /// ods null date is a plain day 0, so serial 60 is 1900-02-28 there.
+    #[test]
+    fn serials_count_from_the_epoch_or_the_null_date() {
+        let ymd = |y, m, d| NaiveDate::from_ymd_opt(y, m, d);
+        let lo_default = Epoch::NullDate(ymd(1899, 12, 30).unwrap());
+        assert_eq!(excel_serial(59.0, Epoch::E1900), ymd(1900, 2, 28));
+        assert_eq!(excel_serial(60.0, Epoch::E1900), None);
+        assert_eq!(excel_serial(61.0, Epoch::E1900), ymd(1900, 3, 1));
+        assert_eq!(excel_serial(59.0, lo_default), ymd(1900, 2, 27));
+        assert_eq!(excel_serial(60.0, lo_default), ymd(1900, 2, 28));
+        assert_eq!(excel_serial(61.0, lo_default), ymd(1900, 3, 1));
+        assert_eq!(excel_serial(46_330.9, lo_default), ymd(2026, 11, 4));
+        assert_eq!(excel_serial(1_462.0, Epoch::E1904), ymd(1908, 1, 2));
+        assert_eq!(
+            excel_serial(1_462.0, Epoch::NullDate(ymd(1904, 1, 1).unwrap())),
+            ymd(1908, 1, 2)
+        );
+        assert_eq!(excel_serial(0.5, lo_default), None);
     }
 
     #[test]

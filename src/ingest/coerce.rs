@@ -87,6 +87,10 @@ pub enum Epoch {
     #[default]
     E1900,
     E1904,
+    /// OpenDocument's: serial 0 is the day the file's `table:null-date`
+    /// names (LibreOffice's default is 1899-12-30), and a serial simply
+    /// counts days from it, with no phantom 1900-02-29
+    NullDate(NaiveDate),
 }
 
 impl Epoch {
@@ -100,8 +104,8 @@ impl Epoch {
     }
 }
 
-/// Converts an Excel serial to a date. 1900 system: serial 1 = 1900-01-01 and
-/// Excel's phantom 1900-02-29 (serial 60) is skipped.
+/// Converts a date serial to a date. Excel's 1900 system: serial 1 =
+/// 1900-01-01 and Excel's phantom 1900-02-29 (serial 60) is skipped.
 pub fn excel_serial(serial: f64, epoch: Epoch) -> Option<NaiveDate> {
     if !serial.is_finite() || !(1.0..=2_958_465.0).contains(&serial) {
         return None;
@@ -109,6 +113,7 @@ pub fn excel_serial(serial: f64, epoch: Epoch) -> Option<NaiveDate> {
     let days = serial.floor() as i64;
     let base = match epoch {
         Epoch::E1904 => NaiveDate::from_ymd_opt(1904, 1, 1)?,
+        Epoch::NullDate(day0) => day0,
         Epoch::E1900 if days < 60 => NaiveDate::from_ymd_opt(1899, 12, 31)?,
         Epoch::E1900 if days == 60 => return None,
         Epoch::E1900 => NaiveDate::from_ymd_opt(1899, 12, 30)?,

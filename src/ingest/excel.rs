@@ -138,12 +138,11 @@ pub fn read(
         }
         "ods" => {
             guard::zip_container(path)?;
-            guard::ods_cells(path)?;
+            // ods date cells are ISO text; a bare number in a date column
+            // counts from the file's null date, which calamine does not expose
+            let epoch = guard::ods_content(path)?;
             let mut wb: Ods<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
-            // ods stores dates as ISO text; a bare number in a date column
-            // counts from LibreOffice's default null date, 1899-12-30, which
-            // is Excel's 1900 system for every date after February 1900
-            read_range(&mut wb, sheet, Epoch::E1900, header_row, visitor)
+            read_range(&mut wb, sheet, epoch, header_row, visitor)
         }
         other => Err(FileError::CannotOpen(format!(
             "`.{other}` is not a spreadsheet extension calamine reads"

@@ -8,6 +8,9 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
+use chrono::NaiveDate;
+
+use super::coerce::Epoch;
 use super::reader::FileError;
 
 /// A zip member may expand to at most this many times the whole file's size
@@ -252,7 +255,13 @@ fn attr_u64(e: &quick_xml::events::BytesStart<'_>, name: &str) -> u64 {
 /// cells, by streaming `content.xml` before calamine loads it. A cell with
 /// content (a value type, a formula, or child elements) extends its row; the
 /// count errs on the high side.
-pub fn ods_cells(path: &Path) -> Result<(), FileError> {
+///
+/// The same pass returns the file's date system, which calamine does not
+/// expose: a number in a date column counts days from the `table:null-date`
+/// of its calculation settings (1899-12-30 when it declares none, as ODF
+/// says). LibreOffice writes 1904-01-01 there for a workbook in Mac Excel's
+/// 1904 system.
+pub fn ods_content(path: &Path) -> Result<Epoch, FileError> {
     use quick_xml::events::Event;
     let file = File::open(path).map_err(|e| refuse(e.to_string()))?;
     let mut zip = zip::ZipArchive::new(BufReader::new(file))
@@ -264,8 +273,17 @@ pub fn ods_cells(path: &Path) -> Result<(), FileError> {
     let mut buf = Vec::new();
     let mut total: u64 = 0;
     let mut table = OdsTable::default();
+    let mut null_date = ODS_DEFAULT_NULL_DATE;
     loop {
         match xml.read_event_into(&mut buf) {
+            Ok(Event::Empty(e) | Event::Start(e)) if e.name().as_ref() == "table:null-date" => {
+                null_date = e
+                    .try_get_attribute("table:date-value")
+                    .ok()
+                    .flatten()
+                    .and_then(|a| parse_date_value(&a.value))
+                    .unwrap_or(ODS_DEFAULT_NULL_DATE);
+            }
             Ok(Event::Start(e)) => table.start(&e, false),
             Ok(Event::Empty(e)) => table.start(&e, true),
             Ok(Event::End(e)) => match e.name().as_ref() {
@@ -278,7 +296,7 @@ pub fn ods_cells(path: &Path) -> Result<(), FileError> {
             },
             Ok(Event::Eof) => break,
             // malformed XML is calamine's to report
-            Err(_) => return Ok(()),
+            Err(_) => return Ok(Epoch::NullDate(null_date)),
             Ok(_) => {}
         }
         buf.clear();
@@ -292,5 +310,16 @@ pub fn ods_cells(path: &Path) -> Result<(), FileError> {
             "the sheets span over {ODS_MAX_CELLS} cells once repeated rows and columns are expanded, more than salesbatch reads from an ods file; save it as xlsx or csv"
         )));
     }
-    Ok(())
+    Ok(Epoch::NullDate(null_date))
+}
+
+/// ODF 1.2 §9.4.2: the null date when `table:null-date` is absent.
+const ODS_DEFAULT_NULL_DATE: NaiveDate = match NaiveDate::from_ymd_opt(1899, 12, 30) {
+    Some(d) => d,
+    None => panic!("1899-12-30 is a date"),
+};
+
+/// An ODF `date` value: `YYYY-MM-DD`, possibly followed by a time.
+fn parse_date_value(value: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(value.trim().get(..10)?, "%Y-%m-%d").ok()
 }
