@@ -1,4 +1,6 @@
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use calamine::{open_workbook, Data, Reader, Xlsx};
 use chrono::NaiveDate;
@@ -10,7 +12,8 @@ use salesbatch::report;
 use crate::metrics::tier;
 
 const FORMULA_NAME: &str = "=HYPERLINK(\"http://evil.example\",\"点我\")";
-const SCRIPT_NAME: &str = "<script>alert(1)</script>";
+/// Both halves would mark `<body>` if the page ran them as markup.
+const SCRIPT_NAME: &str = "<script>document.body.dataset.pwned='script'</script><img src=x onerror=\"document.body.dataset.pwned='img'\">";
 
 fn rendered(dir: &Path) -> Vec<report::Bundle> {
     let settings =
@@ -30,7 +33,13 @@ fn rendered(dir: &Path) -> Vec<report::Bundle> {
     east.name = FORMULA_NAME.into();
     let mut north = tier("N1", "华北", "R2", "A");
     north.name = SCRIPT_NAME.into();
-    let tiers = vec![east, north];
+    // 华北 has two A customers and one B, so its B bar is half as long
+    let tiers = vec![
+        east,
+        north,
+        tier("N2", "华北", "R2", "A"),
+        tier("N3", "华北", "R2", "B"),
+    ];
     let visits = visits::compute(&tiers, &[], &rules.tiering, &period, 1);
     let development = development::compute(
         &[],
@@ -114,11 +123,10 @@ fn regional_reports_hold_only_their_region_and_keep_text_as_text() {
     // HTML is escaped; 华北's page shows its customer in the worst-gap table
     let north = std::fs::read_to_string(dir.path().join("out/华北.html")).unwrap();
     assert!(
-        north.contains("&lt;script&gt;alert(1)&lt;&#x2F;script&gt;")
-            || north.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        north.contains("&lt;script&gt;document.body.dataset.pwned="),
         "{north}"
     );
-    assert!(!north.contains(SCRIPT_NAME));
+    assert!(!north.contains("<script") && !north.contains("<img"));
     assert!(
         !north.contains("E1"),
         "华北 page must not show 华东's customer"
@@ -391,4 +399,108 @@ fn headline_numbers_by_hand() {
             ("rejections", "2".into()),
         ]
     );
+}
+
+// ------------------------------------------------------------- browser
+
+fn chromium() -> Option<PathBuf> {
+    [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+}
+
+/// Appended to a copy of the page: records what the browser laid out on
+/// `<body>`, where `--dump-dom` shows it.
+const PROBE: &str = r"<script>
+const bars = [...document.querySelectorAll('.bar')].map(b => b.getBoundingClientRect().width);
+const cell = document.querySelector('.bar').parentElement;
+const pad = getComputedStyle(cell);
+const track = cell.clientWidth - parseFloat(pad.paddingLeft) - parseFloat(pad.paddingRight);
+document.body.setAttribute('data-measured', JSON.stringify({
+  bars, track, page: document.documentElement.scrollWidth, window: window.innerWidth,
+}));
+</script></body>";
+
+/// The DOM of `page` after headless Chromium loaded it in a window `width`
+/// CSS pixels wide and ran its scripts.
+fn browser_dom(chromium: &Path, page: &Path, width: u32) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let mut child = Command::new(chromium)
+        .args([
+            "--headless",
+            "--disable-gpu",
+            "--no-first-run",
+            "--dump-dom",
+        ])
+        // CI runs as root, where Chromium's sandbox cannot start
+        .arg("--no-sandbox")
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--window-size={width},900"))
+        .arg(format!("file://{}", page.display()))
+        .stdout(out.reopen().unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("chromium did not finish loading {}", page.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::read_to_string(out.path()).unwrap()
+}
+
+/// The saved page as a manager's browser shows it (headless Chromium): a
+/// name holding markup stays text and none of it runs, each tier bar is as
+/// long as its count says, and in a narrow window only the tables scroll.
+#[test]
+fn the_report_page_renders_in_a_real_browser() {
+    let Some(chromium) = chromium() else {
+        crate::ingest::require("Chromium", false);
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    rendered(dir.path());
+    let page = std::fs::read_to_string(dir.path().join("out/华北.html")).unwrap();
+    let probe = dir.path().join("probe.html");
+    std::fs::write(&probe, page.replace("</body>", PROBE)).unwrap();
+    for width in [1280, 500] {
+        let dom = browser_dom(&chromium, &probe, width);
+        assert!(dom.contains("data-measured="), "{dom}");
+        assert!(!dom.contains("data-pwned"), "markup in a name ran: {dom}");
+        assert!(
+            dom.contains("&lt;img src=x onerror="),
+            "the name shows as text"
+        );
+        let json = dom
+            .split("data-measured=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap()
+            .replace("&quot;", "\"");
+        let m: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let bars: Vec<f64> = m["bars"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b.as_f64().unwrap())
+            .collect();
+        let track = m["track"].as_f64().unwrap();
+        assert_eq!(track, 220.0, "the bar column is 220 px wide");
+        // tiers A–E: 2, 1, 0, 0, 0 customers; the longest bar fills the track
+        assert_eq!(bars, vec![220.0, 110.0, 0.0, 0.0, 0.0], "width {width}");
+        let (page, window) = (m["page"].as_f64().unwrap(), m["window"].as_f64().unwrap());
+        assert!(
+            page <= window,
+            "at {width} px the page is {page} px wide: it scrolls sideways"
+        );
+    }
 }
