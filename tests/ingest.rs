@@ -957,6 +957,62 @@ async fn erp_scenario(
     assert_eq!(lab.sales("erp").await, expected, "a rerun changed a total");
 }
 
+/// An ERP that cannot be reached and a query the ERP refuses are each
+/// reported as their source's problem: the load waiting for their rows is
+/// told they will never come, and the other sources still load. (The loader
+/// used to wait for ever: the row pipeline kept a sender open.)
+#[tokio::test]
+async fn a_failing_sql_source_is_refused_and_the_run_goes_on() {
+    let lab = Lab::new();
+    std::fs::create_dir_all(lab.path("in/xlsx")).unwrap();
+    flow_workbook(&lab.path("in/xlsx/october.xlsx"));
+    // each test has its own variables, set before any read of them
+    let missing = format!("sqlite://{}", lab.path("no/such/erp.db").display());
+    let empty = format!("sqlite://{}?mode=rwc", lab.path("empty-erp.db").display());
+    std::env::set_var("SB_TEST_UNREACHABLE_ERP_URL", missing);
+    std::env::set_var("SB_TEST_EMPTY_ERP_URL", empty);
+    let sql_source = |name: &str, env: &str| {
+        format!(
+            r#"
+[[sources]]
+name = "{name}"
+dataset = "sales"
+kind = "sql"
+url_env = "{env}"
+query = "SELECT doc_date, cust_code, sku, net FROM sales_lines WHERE doc_date >= :since"
+columns = {{ invoice_date = "doc_date", customer_id = "cust_code", product_id = "sku", amount = "net" }}
+"#
+        )
+    };
+    let settings = lab.settings(&format!(
+        "{}{}{}",
+        sql_source("unreachable", "SB_TEST_UNREACHABLE_ERP_URL"),
+        sql_source("no-table", "SB_TEST_EMPTY_ERP_URL"),
+        flow_source("flow", "in/xlsx/*.xlsx"),
+    ));
+    let summary = tokio::time::timeout(Duration::from_secs(60), lab.ingest(&settings))
+        .await
+        .expect("the ingest finishes");
+    let lines = rejections(&summary);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].starts_with(
+            "`unreachable`: sql:SB_TEST_UNREACHABLE_ERP_URL: cannot open file (error returned from database: "
+        ) && lines[0].contains("unable to open database file"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("`no-table`: sql:SB_TEST_EMPTY_ERP_URL: cannot open file (")
+            && lines[1].contains("no such table: sales_lines"),
+        "{lines:?}"
+    );
+    assert_eq!(summary.files_refused, 2);
+    let mut expected = flow_expected();
+    expected.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert_eq!(lab.sales("flow").await, expected);
+    assert!(lab.sales("unreachable").await.is_empty());
+}
+
 fn test_db_name(kind: &str) -> String {
     format!("sb_{kind}_{}", uuid::Uuid::new_v4().simple())
 }

@@ -568,9 +568,12 @@ async fn ingest_sql(
         replace,
         max_reject_ratio: settings.config.ingest.max_reject_ratio,
     };
-    let mut p = Pipeline::new(source.clone(), name.clone(), masters, false, tx.clone());
+    // the reader owns the pipeline, and with it every sender: when the read
+    // fails they all drop, and the load sees its input end without `End`
+    let mut p = Pipeline::new(source.clone(), name.clone(), masters, false, tx);
     let query = source.query.clone().unwrap_or_default();
-    let reader = async {
+    let reader = async move {
+        let tx = p.tx.clone();
         let result = sql::fetch(&url, &query, since, &tx, |pos, names, cells| {
             if p.mapping.is_none() {
                 p.set_header(names).map_err(|e| e.to_string())?;
@@ -592,15 +595,14 @@ async fn ingest_sql(
                 }
             }
         }
-        drop(tx);
-        result
+        (result, p.rejections)
     };
-    let (result, outcome) = tokio::join!(reader, store.load_file(load, rx));
+    let ((result, rejections), outcome) = tokio::join!(reader, store.load_file(load, rx));
     let outcome = outcome?;
     let parsed = Parsed {
         sheet: String::new(),
         result: result.map_err(FileError::CannotOpen),
-        rejections: p.rejections,
+        rejections,
     };
     finish_file(source, &name, parsed, outcome, summary);
     Ok(())
