@@ -231,6 +231,26 @@ fn parse_ts(s: &str) -> Option<chrono::NaiveDateTime> {
     chrono::NaiveDateTime::parse_from_str(s, warehouse::TIMESTAMP_FORMAT).ok()
 }
 
+/// An error and its causes on one line, like `{:#}`, but without a cause
+/// whose text an outer message already quotes: sqlx (and some of our own
+/// errors) put their source's text in their message, so `{:#}` repeated a
+/// database's message up to three times.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = String::new();
+    let mut cause = Some(e);
+    while let Some(err) = cause {
+        let text = err.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        cause = err.source();
+    }
+    out
+}
+
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Box<dyn warehouse::Store>> {
     let url = settings.warehouse_url().map_err(anyhow::Error::msg)?;
     Ok(warehouse::open(&url).await?)
@@ -319,7 +339,7 @@ async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
         }
         Err(e) => {
             problems += 1;
-            println!("warehouse: {e:#}");
+            println!("warehouse: {}", error_chain(e.as_ref()));
             None
         }
     };
@@ -446,4 +466,47 @@ async fn retry_deliveries(
     } else {
         ExitCode::Success
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    /// How sqlx reports a database error: its message quotes the server's,
+    /// which is also its source.
+    #[derive(Debug, thiserror::Error)]
+    #[error("error returned from database: {0}")]
+    struct Database(#[source] Server);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("role \"bob\" does not exist")]
+    struct Server;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("warehouse `postgres://bob:***@db/x`: {source}")]
+    struct Connect {
+        source: Database,
+    }
+
+    #[test]
+    fn a_cause_already_quoted_is_not_repeated() {
+        let e = anyhow::Error::new(Connect {
+            source: Database(Server),
+        });
+        assert_eq!(
+            format!("{e:#}"),
+            "warehouse `postgres://bob:***@db/x`: error returned from database: role \"bob\" does not exist: \
+             error returned from database: role \"bob\" does not exist: role \"bob\" does not exist"
+        );
+        assert_eq!(
+            error_chain(e.as_ref()),
+            "warehouse `postgres://bob:***@db/x`: error returned from database: role \"bob\" does not exist"
+        );
+        // a context that does not quote its cause keeps it
+        let e = e.context("cannot open the warehouse");
+        assert_eq!(
+            error_chain(e.as_ref()),
+            "cannot open the warehouse: warehouse `postgres://bob:***@db/x`: error returned from database: role \"bob\" does not exist"
+        );
+    }
 }

@@ -23,7 +23,7 @@ async fn main() -> std::process::ExitCode {
                 eprint!("error: {config}");
                 ExitCode::Usage
             } else {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", salesbatch::cli::error_chain(e.as_ref()));
                 ExitCode::Failure
             }
         }

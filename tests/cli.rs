@@ -468,3 +468,47 @@ fn hand_check(db: &std::path::Path, customer: &str) -> (String, &'static str) {
         (format!("{rounded:.2}"), tier)
     })
 }
+
+/// A warehouse that refuses the connection is named once, with the
+/// database's own reason once (sqlx's chain used to print it three times),
+/// and the password never appears.
+#[test]
+fn a_refused_warehouse_connection_is_reported_once() {
+    if std::net::TcpStream::connect("127.0.0.1:5432").is_err() {
+        crate::ingest::require("PostgreSQL on 127.0.0.1:5432", false);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("salesbatch.toml");
+    std::fs::write(&config, "[warehouse]\nurl_env = \"SB_TEST_WAREHOUSE\"\n").unwrap();
+    let url = "postgres://sb_no_such_role:hunter2@127.0.0.1:5432/postgres";
+    let expected = "warehouse `postgres://sb_no_such_role:***@127.0.0.1:5432/postgres`: \
+                    error returned from database: role \"sb_no_such_role\" does not exist";
+    for (command, code) in [("check", 1), ("history", 1)] {
+        let out = bin()
+            .arg("--config")
+            .arg(&config)
+            .arg(command)
+            .env("SB_TEST_WAREHOUSE", url)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(code), "{text}");
+        let line = text
+            .lines()
+            .find(|l| l.contains("sb_no_such_role"))
+            .unwrap_or_else(|| panic!("{text}"));
+        let prefix = if command == "check" {
+            "warehouse: "
+        } else {
+            "error: "
+        };
+        assert!(line.starts_with(&format!("{prefix}{expected}")), "{line}");
+        assert_eq!(text.matches("does not exist").count(), 1, "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+}

@@ -267,7 +267,12 @@ pub async fn run_job(
         Err(e) => {
             if !opts.dry_run {
                 let _ = store
-                    .finish_run(run_id, "failed", "{}", Some(&format!("{e:#}")))
+                    .finish_run(
+                        run_id,
+                        "failed",
+                        "{}",
+                        Some(&crate::cli::error_chain(e.as_ref())),
+                    )
                     .await;
             }
             Err(e)

@@ -81,7 +81,7 @@ async fn fire(settings: Arc<Settings>, job: JobConfig, as_of: NaiveDate, running
     let store = match crate::cli::open_store(&settings).await {
         Ok(st) => st,
         Err(e) => {
-            error!(job = %job.name, error = %format!("{e:#}"), "cannot open the warehouse");
+            error!(job = %job.name, error = %crate::cli::error_chain(e.as_ref()), "cannot open the warehouse");
             return;
         }
     };
@@ -98,7 +98,9 @@ async fn fire(settings: Arc<Settings>, job: JobConfig, as_of: NaiveDate, running
         Err(e) if e.is::<jobs::JobLocked>() => {
             warn!(job = %job.name, "the previous run is still going; this fire is skipped");
         }
-        Err(e) => error!(job = %job.name, error = %format!("{e:#}"), "job failed"),
+        Err(e) => {
+            error!(job = %job.name, error = %crate::cli::error_chain(e.as_ref()), "job failed");
+        }
     }
 }
 
