@@ -39,10 +39,24 @@ fn free_port() -> u16 {
 
 /// Starts aiosmtpd storing every message in a maildir; waits until it listens.
 fn start_smtp(port: u16, maildir: &Path) -> SmtpServer {
-    let child = Command::new("python3")
+    start_smtp_with(port, maildir, "aiosmtpd.handlers.Mailbox", None)
+}
+
+/// `start_smtp` with another handler class, found on `python_path`.
+fn start_smtp_with(
+    port: u16,
+    maildir: &Path,
+    handler: &str,
+    python_path: Option<&Path>,
+) -> SmtpServer {
+    let mut command = Command::new("python3");
+    if let Some(dir) = python_path {
+        command.env("PYTHONPATH", dir);
+    }
+    let child = command
         .args(["-m", "aiosmtpd", "-n", "-l"])
         .arg(format!("127.0.0.1:{port}"))
-        .args(["-c", "aiosmtpd.handlers.Mailbox"])
+        .args(["-c", handler])
         .arg(maildir)
         .spawn()
         .unwrap();
@@ -75,6 +89,68 @@ fn header<'a>(mail: &'a str, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {name} header in\n{mail}"))
 }
 
+/// The demo, its nightly job sending to an SMTP server on `port` (nothing
+/// listens there yet).
+struct DemoLab {
+    dir: tempfile::TempDir,
+    demo: PathBuf,
+    config: PathBuf,
+    erp: String,
+    port: u16,
+}
+
+impl DemoLab {
+    fn new(timeout_secs: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let demo = dir.path().join("demo");
+        let out = bin()
+            .args(["demo", "--as-of", "2026-11-20", "--dir"])
+            .arg(&demo)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+        let erp = format!(
+            "sqlite://{}",
+            std::fs::canonicalize(demo.join("erp.db"))
+                .unwrap()
+                .display()
+        );
+        let port = free_port();
+        let config = demo.join("salesbatch.toml");
+        let mut toml = std::fs::read_to_string(&config).unwrap();
+        toml.push_str(&format!(
+            "\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nfrom = \"销售报表 <reports@example.com>\"\ntimeout_secs = {timeout_secs}\n"
+        ));
+        std::fs::write(&config, toml).unwrap();
+        Self {
+            dir,
+            demo,
+            config,
+            erp,
+            port,
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        bin()
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("SALESBATCH_DEMO_ERP_URL", &self.erp)
+            .output()
+            .unwrap()
+    }
+
+    /// The ledger's rows for `as_of`.
+    fn ledger(&self, as_of: &str) -> Vec<String> {
+        String::from_utf8_lossy(&self.cmd(&["deliveries"]).stdout)
+            .lines()
+            .filter(|l| l.starts_with(as_of))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
 #[test]
 fn emails_survive_a_down_smtp_server_and_retry_resends_the_same_message() {
     if !require(
@@ -83,36 +159,9 @@ fn emails_survive_a_down_smtp_server_and_retry_resends_the_same_message() {
     ) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let demo = dir.path().join("demo");
-    let out = bin()
-        .args(["demo", "--as-of", "2026-11-20", "--dir"])
-        .arg(&demo)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    let erp = format!(
-        "sqlite://{}",
-        std::fs::canonicalize(demo.join("erp.db"))
-            .unwrap()
-            .display()
-    );
-    let port = free_port();
-    let config = demo.join("salesbatch.toml");
-    let mut toml = std::fs::read_to_string(&config).unwrap();
-    toml.push_str(&format!(
-        "\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nfrom = \"销售报表 <reports@example.com>\"\ntimeout_secs = 10\n"
-    ));
-    std::fs::write(&config, toml).unwrap();
-    let cmd = |args: &[&str]| {
-        bin()
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .env("SALESBATCH_DEMO_ERP_URL", &erp)
-            .output()
-            .unwrap()
-    };
+    let lab = DemoLab::new(10);
+    let (dir, demo, port) = (&lab.dir, &lab.demo, lab.port);
+    let cmd = |args: &[&str]| lab.cmd(args);
 
     // the server is down: every send fails after its attempts, the run is degraded
     let run = cmd(&["run", "nightly", "--as-of", "2026-11-19"]);
@@ -129,9 +178,28 @@ fn emails_survive_a_down_smtp_server_and_retry_resends_the_same_message() {
         .map(str::to_string)
         .collect();
     assert_eq!(failed.len(), 4, "{failed:#?}");
-    assert!(failed.iter().all(|l| l.starts_with("2026-11-19 nightly")
-        && l.contains(" failed  ")
-        && l.contains("  3  ")));
+    assert!(
+        failed
+            .iter()
+            .all(|l| l.starts_with("2026-11-19 nightly") && l.contains(" failed  ")),
+        "{failed:#?}"
+    );
+    // the first email tried 3 times; the server was then known to be down,
+    // so the other three were spooled untried
+    let untried = "not tried: the server failed an earlier email of this run (";
+    assert_eq!(
+        failed.iter().filter(|l| l.contains("  3  ")).count(),
+        1,
+        "{failed:#?}"
+    );
+    assert_eq!(
+        failed
+            .iter()
+            .filter(|l| l.contains("  0  ") && l.contains(untried))
+            .count(),
+        3,
+        "{failed:#?}"
+    );
     let spooled = crate::cli::emails_in(&demo.join("out/spool"));
     assert_eq!(spooled, 4);
 
@@ -191,4 +259,99 @@ fn emails_survive_a_down_smtp_server_and_retry_resends_the_same_message() {
         text(&again)
     );
     assert_eq!(delivered(&server.maildir).len(), 4);
+}
+
+/// A server that accepts connections and then says nothing costs one
+/// email's attempts (three timeouts), not every email's: the rest of the run's
+/// emails are spooled untried. A recipient the server refuses, on the other
+/// hand, is that email's problem only: the others are still sent.
+#[test]
+fn a_hung_server_is_given_up_once_and_a_refused_recipient_stops_nothing_else() {
+    if !require(
+        "python3 -m aiosmtpd (pip install aiosmtpd)",
+        aiosmtpd_installed(),
+    ) {
+        return;
+    }
+    let lab = DemoLab::new(1);
+    // accepts every connection and never says a word, until told to stop
+    let hung = std::net::TcpListener::bind(("127.0.0.1", lab.port)).unwrap();
+    hung.set_nonblocking(true).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let held = std::thread::spawn({
+        let stop = stop.clone();
+        move || {
+            let mut open = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match hung.accept() {
+                    Ok((stream, _)) => open.push(stream),
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        }
+    });
+    let run = lab.cmd(&["run", "nightly", "--as-of", "2026-11-19"]);
+    assert_eq!(run.status.code(), Some(3), "{}", text(&run));
+    assert!(
+        text(&run).contains("emails: 0 sent, 0 already sent, 4 failed"),
+        "{}",
+        text(&run)
+    );
+    let rows = lab.ledger("2026-11-19");
+    assert_eq!(rows.len(), 4, "{rows:#?}");
+    let timed_out = rows
+        .iter()
+        .filter(|l| l.contains("  3  ") && l.ends_with("send timed out after 1s"))
+        .count();
+    let untried = rows
+        .iter()
+        .filter(|l| {
+            l.contains("  0  ")
+                && l.ends_with(
+                    "not tried: the server failed an earlier email of this run (send timed out after 1s)",
+                )
+        })
+        .count();
+    assert_eq!((timed_out, untried), (1, 3), "{rows:#?}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    held.join().unwrap();
+
+    // a server that refuses one mailbox (550) and takes the others
+    std::fs::write(
+        lab.dir.path().join("reject_north.py"),
+        "from aiosmtpd.handlers import Mailbox\n\n\
+         class RejectNorth(Mailbox):\n    \
+             async def handle_RCPT(self, server, session, envelope, address, rcpt_options):\n        \
+                 if address == 'north@example.com':\n            \
+                     return '550 5.1.1 no such mailbox here'\n        \
+                 envelope.rcpt_tos.append(address)\n        \
+                 return '250 OK'\n",
+    )
+    .unwrap();
+    let server = start_smtp_with(
+        lab.port,
+        &lab.dir.path().join("maildir"),
+        "reject_north.RejectNorth",
+        Some(lab.dir.path()),
+    );
+    let run = lab.cmd(&["run", "nightly", "--as-of", "2026-11-18"]);
+    assert_eq!(run.status.code(), Some(3), "{}", text(&run));
+    assert!(
+        text(&run).contains("emails: 3 sent, 0 already sent, 1 failed"),
+        "{}",
+        text(&run)
+    );
+    let mails = delivered(&server.maildir);
+    let to: Vec<&str> = mails.iter().map(|m| header(m, "To")).collect();
+    assert_eq!(mails.len(), 3, "{to:?}");
+    assert!(to.iter().all(|t| !t.contains("north@")), "{to:?}");
+    let north = lab
+        .ledger("2026-11-18")
+        .into_iter()
+        .find(|l| l.contains("north@example.com"))
+        .unwrap();
+    assert!(
+        north.contains(" failed ") && north.contains("  3  ") && north.contains("550"),
+        "{north}"
+    );
 }

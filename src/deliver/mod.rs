@@ -118,32 +118,73 @@ fn spool(settings: &Settings) -> anyhow::Result<AsyncFileTransport<Tokio1Executo
     Ok(AsyncFileTransport::<Tokio1Executor>::with_envelope(dir))
 }
 
-async fn send_once(t: &Transport, envelope: &Envelope, raw: &[u8]) -> Result<(), String> {
+/// Why a send failed, and whether the server itself is unusable (it cannot
+/// be reached, does not answer in time, or refuses TLS or our login) rather
+/// than this one message: then every later message would fail the same way.
+#[derive(Debug, Clone)]
+struct SendFailure {
+    message: String,
+    server_down: bool,
+}
+
+/// SMTP replies that are about the session, not the message: 421 service
+/// closing, 454 TLS or authentication unavailable, 530/534/535/538 login.
+fn server_level_reply(code: u16) -> bool {
+    matches!(code, 421 | 454 | 530 | 534 | 535 | 538)
+}
+
+async fn send_once(t: &Transport, envelope: &Envelope, raw: &[u8]) -> Result<(), SendFailure> {
     match t {
-        Transport::Outbox(f, _) => f
-            .send_raw(envelope, raw)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
+        Transport::Outbox(f, _) => {
+            f.send_raw(envelope, raw)
+                .await
+                .map(|_| ())
+                .map_err(|e| SendFailure {
+                    message: e.to_string(),
+                    server_down: true,
+                })
+        }
         // lettre's timeout covers connecting only: bound the whole send
         Transport::Smtp(s, limit) => {
             match tokio::time::timeout(*limit, s.send_raw(envelope, raw)).await {
                 Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err(format!("send timed out after {}s", limit.as_secs())),
+                Ok(Err(e)) => Err(SendFailure {
+                    server_down: e
+                        .status()
+                        .map_or(!e.is_client(), |code| server_level_reply(code.into())),
+                    message: e.to_string(),
+                }),
+                Err(_) => Err(SendFailure {
+                    message: format!("send timed out after {}s", limit.as_secs()),
+                    server_down: true,
+                }),
             }
         }
     }
 }
 
 /// Sends with up to `ATTEMPTS` tries, backing off 0.5 s then 2 s; returns
-/// the attempts made and the last error.
+/// the attempts made and the last failure. Once one message has failed all
+/// its attempts because the server is unusable (`down` is then set), later
+/// messages of the same run are not tried: each would wait out the same
+/// timeouts (three minutes a message with the default 60 s), and the spool
+/// keeps them for `deliveries retry`.
 async fn send_with_backoff(
     t: &Transport,
     envelope: &Envelope,
     raw: &[u8],
+    down: &mut Option<SendFailure>,
 ) -> (i64, Result<(), String>) {
-    let mut result = Err(String::new());
+    if let Some(first) = down {
+        return (
+            0,
+            Err(format!(
+                "not tried: the server failed an earlier email of this run ({})",
+                first.message
+            )),
+        );
+    }
+    let mut result = Ok(());
     let mut made = 0;
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
@@ -155,7 +196,17 @@ async fn send_with_backoff(
             break;
         }
     }
-    (made, result)
+    match result {
+        Ok(()) => (made, Ok(())),
+        Err(failure) => {
+            let message = failure.message.clone();
+            if failure.server_down {
+                warn!(error = %message, "the mail server is unusable: this run's remaining emails are spooled without trying");
+                *down = Some(failure);
+            }
+            (made, Err(message))
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -170,6 +221,7 @@ pub async fn deliver_all(
 ) -> anyhow::Result<DeliverSummary> {
     let t = transport(settings)?;
     let mut summary = DeliverSummary::default();
+    let mut down = None;
     if let Transport::Outbox(_, dir) = &t {
         summary.outbox = Some(dir.clone());
     }
@@ -202,7 +254,7 @@ pub async fn deliver_all(
             let message_id = format!("<{run_id}.{}@salesbatch>", uuid::Uuid::new_v4());
             let msg = build_message(&from, &to, bundle, &message_id)?;
             let raw = msg.formatted();
-            let (made, result) = send_with_backoff(&t, msg.envelope(), &raw).await;
+            let (made, result) = send_with_backoff(&t, msg.envelope(), &raw, &mut down).await;
             let attempts = previous.as_ref().map_or(0, |d| d.attempts) + made;
             let (status, error, spooled) = match result {
                 Ok(()) => {
@@ -260,6 +312,7 @@ pub async fn retry_spooled(settings: &Settings, store: &dyn Store) -> anyhow::Re
     let t = transport(settings)?;
     let spool = spool(settings)?;
     let mut summary = RetrySummary::default();
+    let mut down = None;
     for mut d in store.deliveries(true).await? {
         let Some(id) = d.spool.clone() else {
             summary.unspooled.push(d);
@@ -273,7 +326,7 @@ pub async fn retry_spooled(settings: &Settings, store: &dyn Store) -> anyhow::Re
                 continue;
             }
         };
-        let (made, result) = send_with_backoff(&t, &envelope, &raw).await;
+        let (made, result) = send_with_backoff(&t, &envelope, &raw, &mut down).await;
         d.attempts += made;
         d.updated_at = now();
         match result {
