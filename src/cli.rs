@@ -294,6 +294,9 @@ async fn run_job_cmd(
     for r in &outcome.rejections {
         eprintln!("rejected: {r}");
     }
+    for (recipient, region) in &outcome.no_report {
+        eprintln!("no report: recipient {recipient}, region `{region}`: the region has no scored customer");
+    }
     let c = &outcome.counts;
     println!(
         "run {} `{job}` as of {as_of}: {} files loaded, {} skipped, {} refused, {} rows, {} rejections, {} customers scored",

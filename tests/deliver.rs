@@ -89,6 +89,18 @@ fn header<'a>(mail: &'a str, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {name} header in\n{mail}"))
 }
 
+/// Writes and runs the demo (as of 2026-11-20) in `dir/demo`.
+fn demo_in(dir: &Path) -> PathBuf {
+    let demo = dir.join("demo");
+    let out = bin()
+        .args(["demo", "--as-of", "2026-11-20", "--dir"])
+        .arg(&demo)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    demo
+}
+
 /// The demo, its nightly job sending to an SMTP server on `port` (nothing
 /// listens there yet).
 struct DemoLab {
@@ -102,13 +114,7 @@ struct DemoLab {
 impl DemoLab {
     fn new(timeout_secs: u64) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let demo = dir.path().join("demo");
-        let out = bin()
-            .args(["demo", "--as-of", "2026-11-20", "--dir"])
-            .arg(&demo)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+        let demo = demo_in(dir.path());
         let erp = format!(
             "sqlite://{}",
             std::fs::canonicalize(demo.join("erp.db"))
@@ -354,4 +360,44 @@ fn a_hung_server_is_given_up_once_and_a_refused_recipient_stops_nothing_else() {
         north.contains(" failed ") && north.contains("  3  ") && north.contains("550"),
         "{north}"
     );
+}
+
+/// A recipient whose region has no scored customer (renamed or misspelt in
+/// the masters or the config) is named and makes the run degraded, instead
+/// of silently getting nothing; a run limited with `--region` to other
+/// regions does not count it.
+#[test]
+fn a_recipient_without_a_report_is_named_and_degrades_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = demo_in(dir.path());
+    let config = demo.join("salesbatch.toml");
+    let mut toml = std::fs::read_to_string(&config).unwrap();
+    // no ingest step: the demo's dirty rows do not make these runs degraded
+    toml.push_str(
+        "\n[[jobs]]\nname = \"reports\"\ncron = \"0 0 6 * * *\"\nsteps = [\"compute\", \"report\", \"deliver\"]\n\
+         \n[[recipients]]\nemail = \"west@example.com\"\nname = \"西南大区经理\"\nregions = [\"西南\"]\n",
+    );
+    std::fs::write(&config, toml).unwrap();
+    let run = |extra: &[&str]| {
+        bin()
+            .arg("--config")
+            .arg(&config)
+            .args(["run", "reports", "--as-of", "2026-11-20"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let all = run(&[]);
+    assert_eq!(all.status.code(), Some(3), "{}", text(&all));
+    assert!(text(&all).contains(" 0 rejections, "), "{}", text(&all));
+    assert!(
+        text(&all).contains(
+            "no report: recipient west@example.com, region `西南`: the region has no scored customer"
+        ),
+        "{}",
+        text(&all)
+    );
+    let east = run(&["--region", "华东"]);
+    assert_eq!(east.status.code(), Some(0), "{}", text(&east));
+    assert!(!text(&east).contains("no report"), "{}", text(&east));
 }

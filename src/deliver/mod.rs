@@ -28,6 +28,9 @@ pub struct DeliverSummary {
     pub sent: u64,
     pub failed: u64,
     pub skipped: u64,
+    /// (recipient, region) pairs the run was meant to serve but rendered no
+    /// report for: the region has no scored customer
+    pub no_report: Vec<(String, String)>,
     pub outbox: Option<PathBuf>,
 }
 
@@ -217,6 +220,7 @@ pub async fn deliver_all(
     as_of: NaiveDate,
     run_id: i64,
     bundles: &[Bundle],
+    only_regions: &[String],
     resend: bool,
 ) -> anyhow::Result<DeliverSummary> {
     let t = transport(settings)?;
@@ -243,7 +247,14 @@ pub async fn deliver_all(
             } else {
                 Scope::Region(region.clone())
             };
+            if !only_regions.is_empty() && !only_regions.contains(region) {
+                continue;
+            }
             let Some(bundle) = bundles.iter().find(|b| b.scope == scope) else {
+                // a renamed or misspelt region in the masters or the config:
+                // its manager would otherwise just stop getting reports
+                warn!(recipient = %r.email, region = %region, "no report for this recipient: the region has no scored customer");
+                summary.no_report.push((r.email.clone(), region.clone()));
                 continue;
             };
             let previous = store.delivery(job, as_of, &r.email, region).await?;

@@ -44,6 +44,8 @@ pub struct RunCounts {
     pub emails_sent: u64,
     pub emails_failed: u64,
     pub emails_skipped: u64,
+    /// recipients' regions that had no report to send
+    pub emails_without_report: u64,
 }
 
 #[derive(Debug)]
@@ -54,6 +56,8 @@ pub struct RunOutcome {
     pub report_dir: Option<PathBuf>,
     pub outbox: Option<PathBuf>,
     pub rejections: Vec<crate::ingest::record::Rejection>,
+    /// (recipient, region) pairs that had no report to send
+    pub no_report: Vec<(String, String)>,
 }
 
 pub fn rules_of(settings: &Settings, job: &JobConfig) -> Rules {
@@ -371,6 +375,7 @@ async fn steps(
         }
     }
     let mut outbox = None;
+    let mut no_report = Vec::new();
     if job.steps.contains(&Step::Deliver) && !opts.no_email && !opts.dry_run && !bundles.is_empty()
     {
         stage(opts, "emails");
@@ -381,19 +386,23 @@ async fn steps(
             as_of,
             run_id,
             &bundles,
+            &opts.regions,
             opts.resend,
         )
         .await?;
         counts.emails_sent = d.sent;
         counts.emails_failed = d.failed;
         counts.emails_skipped = d.skipped;
+        counts.emails_without_report = d.no_report.len() as u64;
+        no_report = d.no_report;
         outbox = d.outbox;
     }
-    let status = if counts.rejections > 0 || counts.emails_failed > 0 {
-        RunStatus::Degraded
-    } else {
-        RunStatus::Success
-    };
+    let status =
+        if counts.rejections > 0 || counts.emails_failed > 0 || counts.emails_without_report > 0 {
+            RunStatus::Degraded
+        } else {
+            RunStatus::Success
+        };
     Ok(RunOutcome {
         run_id,
         status,
@@ -401,6 +410,7 @@ async fn steps(
         report_dir,
         outbox,
         rejections: summary.rejections,
+        no_report,
     })
 }
 
