@@ -1,6 +1,8 @@
 //! Thin entry point: parse the command line, set up logging, run, map the
 //! outcome to SPEC §2's exit codes.
 
+use std::io::IsTerminal as _;
+
 use clap::Parser;
 use salesbatch::config::ConfigError;
 use salesbatch::{Cli, ExitCode};
@@ -14,6 +16,9 @@ async fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| "warn,salesbatch=info".into()),
         )
         .with_writer(std::io::stderr)
+        // colour codes only for a person at a terminal, never in cron mail,
+        // journald or a redirected log file
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     // boxed: the command future is too deeply nested for rustc to lay out inline
     let code = match Box::pin(salesbatch::run(cli)).await {

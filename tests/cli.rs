@@ -512,3 +512,44 @@ fn a_refused_warehouse_connection_is_reported_once() {
         assert!(!text.contains("hunter2"), "{text}");
     }
 }
+
+/// A file source whose path matches nothing (a moved inbox, an unmounted
+/// share) is named in the log: its rows stay as last loaded, and nothing in
+/// the reports would show it.
+#[test]
+fn a_source_matching_no_file_is_named() {
+    let lab = crate::ingest::Lab::new();
+    lab.settings(
+        r#"
+[[sources]]
+name = "flow"
+dataset = "sales"
+kind = "excel"
+path = "in/flow/*.xlsx"
+columns = { invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", amount = "金额" }
+"#,
+    );
+    let config = lab.path("salesbatch.toml");
+    let out = bin()
+        .arg("--config")
+        .arg(&config)
+        .args(["run", "load", "--as-of", "2026-11-20"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let log = String::from_utf8_lossy(&out.stderr);
+    let warning = log
+        .lines()
+        .find(|l| l.contains("no file matches the source's path"))
+        .unwrap_or_else(|| panic!("{log}"));
+    // plain text: stderr is not a terminal here, as under cron or systemd
+    assert!(
+        warning.contains(" WARN job{job=load run_id=1 as_of=2026-11-20}: salesbatch::ingest: ")
+            && warning.ends_with(" source=flow path=in/flow/*.xlsx"),
+        "{warning}"
+    );
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a redirected log: {log}"
+    );
+}

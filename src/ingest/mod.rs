@@ -380,6 +380,15 @@ async fn ingest_files(
     progress: Option<&ProgressBar>,
 ) -> anyhow::Result<()> {
     let files = source_files(settings, source);
+    if files.is_empty() {
+        // usually a moved inbox or an unmounted share: the source's rows stay
+        // as last loaded, which the reports would not show
+        warn!(
+            source = %source.name,
+            path = %source.path.as_deref().unwrap_or_default(),
+            "no file matches the source's path; its rows stay as last loaded"
+        );
+    }
     let master = matches!(
         source.dataset,
         Dataset::Reps | Dataset::Customers | Dataset::Targets
