@@ -8,6 +8,22 @@ fn example_config_parses() {
     assert_eq!(s.config.tiering.tiers.len(), 5);
     assert_eq!(s.config.tiering.tiers[1].name, "B");
     assert_eq!(s.config.sources.len(), 3);
+    assert_eq!(s.config.ingest.sql_timeout_secs, 3600);
+}
+
+#[test]
+fn ingest_limits_must_be_usable() {
+    let text = "[ingest]\nmax_reject_ratio = 1.5\nmax_file_mb = 0\nsql_timeout_secs = 0\n";
+    let err = config::load_str(Path::new("i.toml"), text).expect_err("invalid");
+    let lines: Vec<String> = err.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        vec![
+            "i.toml:2: `ingest.max_reject_ratio`: must be between 0 and 1",
+            "i.toml:3: `ingest.max_file_mb`: must be at least 1",
+            "i.toml:4: `ingest.sql_timeout_secs`: must be at least 1",
+        ]
+    );
 }
 
 #[test]

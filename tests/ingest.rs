@@ -957,6 +957,21 @@ async fn erp_scenario(
     assert_eq!(lab.sales("erp").await, expected, "a rerun changed a total");
 }
 
+/// A `sql` sales source whose `query` returns doc_date, cust_code, sku, net.
+fn sql_sales_source(name: &str, env: &str, query: &str) -> String {
+    format!(
+        r#"
+[[sources]]
+name = "{name}"
+dataset = "sales"
+kind = "sql"
+url_env = "{env}"
+query = "{query}"
+columns = {{ invoice_date = "doc_date", customer_id = "cust_code", product_id = "sku", amount = "net" }}
+"#
+    )
+}
+
 /// An ERP that cannot be reached and a query the ERP refuses are each
 /// reported as their source's problem: the load waiting for their rows is
 /// told they will never come, and the other sources still load. (The loader
@@ -971,23 +986,11 @@ async fn a_failing_sql_source_is_refused_and_the_run_goes_on() {
     let empty = format!("sqlite://{}?mode=rwc", lab.path("empty-erp.db").display());
     std::env::set_var("SB_TEST_UNREACHABLE_ERP_URL", missing);
     std::env::set_var("SB_TEST_EMPTY_ERP_URL", empty);
-    let sql_source = |name: &str, env: &str| {
-        format!(
-            r#"
-[[sources]]
-name = "{name}"
-dataset = "sales"
-kind = "sql"
-url_env = "{env}"
-query = "SELECT doc_date, cust_code, sku, net FROM sales_lines WHERE doc_date >= :since"
-columns = {{ invoice_date = "doc_date", customer_id = "cust_code", product_id = "sku", amount = "net" }}
-"#
-        )
-    };
+    let query = "SELECT doc_date, cust_code, sku, net FROM sales_lines WHERE doc_date >= :since";
     let settings = lab.settings(&format!(
         "{}{}{}",
-        sql_source("unreachable", "SB_TEST_UNREACHABLE_ERP_URL"),
-        sql_source("no-table", "SB_TEST_EMPTY_ERP_URL"),
+        sql_sales_source("unreachable", "SB_TEST_UNREACHABLE_ERP_URL", query),
+        sql_sales_source("no-table", "SB_TEST_EMPTY_ERP_URL", query),
         flow_source("flow", "in/xlsx/*.xlsx"),
     ));
     let summary = tokio::time::timeout(Duration::from_secs(60), lab.ingest(&settings))
@@ -1011,6 +1014,48 @@ columns = {{ invoice_date = "doc_date", customer_id = "cust_code", product_id = 
     expected.sort_by(|a, b| a.partial_cmp(b).unwrap());
     assert_eq!(lab.sales("flow").await, expected);
     assert!(lab.sales("unreachable").await.is_empty());
+}
+
+/// An ERP query that does not finish (here PostgreSQL sleeping) is cut off
+/// after `ingest.sql_timeout_secs`: the source is refused, nothing of it is
+/// kept, and the run goes on instead of holding the job for ever.
+#[tokio::test]
+async fn a_sql_source_slower_than_its_timeout_is_refused() {
+    if sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres")
+        .await
+        .is_err()
+    {
+        require("PostgreSQL on 127.0.0.1:5432", false);
+        return;
+    }
+    let lab = Lab::new();
+    std::fs::create_dir_all(lab.path("in/xlsx")).unwrap();
+    flow_workbook(&lab.path("in/xlsx/october.xlsx"));
+    std::env::set_var(
+        "SB_TEST_SLOW_ERP_URL",
+        "postgres://postgres@127.0.0.1:5432/postgres",
+    );
+    let settings = lab.settings(&format!(
+        "[ingest]\nsql_timeout_secs = 1\n{}{}",
+        sql_sales_source(
+            "slow",
+            "SB_TEST_SLOW_ERP_URL",
+            "SELECT DATE '2026-10-01' AS doc_date, 'C1' AS cust_code, 'P1' AS sku, 1.5 AS net \
+             FROM pg_sleep(20) WHERE DATE '2026-10-01' >= :since",
+        ),
+        flow_source("flow", "in/xlsx/*.xlsx")
+    ));
+    let summary = tokio::time::timeout(Duration::from_secs(15), lab.ingest(&settings))
+        .await
+        .expect("the ingest gives up on the slow source");
+    assert_eq!(
+        rejections(&summary),
+        vec!["`slow`: sql:SB_TEST_SLOW_ERP_URL: cannot open file (the source took longer than 1 s (`ingest.sql_timeout_secs`))".to_string()]
+    );
+    assert!(lab.sales("slow").await.is_empty());
+    let mut expected = flow_expected();
+    expected.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert_eq!(lab.sales("flow").await, expected);
 }
 
 fn test_db_name(kind: &str) -> String {

@@ -210,6 +210,12 @@ pub struct IngestConfig {
     pub max_reject_ratio: f64,
     #[serde(default = "default_max_file_mb")]
     pub max_file_mb: u64,
+    /// seconds a `sql` source may take, connecting and reading included;
+    /// beyond it the source is refused and the run goes on (not in SPEC:
+    /// a hung ERP query would otherwise hold the job, and every later fire
+    /// of it, for ever)
+    #[serde(default = "default_sql_timeout_secs")]
+    pub sql_timeout_secs: u64,
 }
 
 fn default_reject_ratio() -> f64 {
@@ -218,12 +224,16 @@ fn default_reject_ratio() -> f64 {
 fn default_max_file_mb() -> u64 {
     512
 }
+fn default_sql_timeout_secs() -> u64 {
+    3600
+}
 
 impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             max_reject_ratio: default_reject_ratio(),
             max_file_mb: default_max_file_mb(),
+            sql_timeout_secs: default_sql_timeout_secs(),
         }
     }
 }

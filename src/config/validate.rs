@@ -116,6 +116,9 @@ pub fn validate(file: &Path, text: &str, config: &Config) -> (Option<chrono_tz::
     if config.ingest.max_file_mb == 0 {
         c.err(&k(&["ingest", "max_file_mb"]), "must be at least 1");
     }
+    if config.ingest.sql_timeout_secs == 0 {
+        c.err(&k(&["ingest", "sql_timeout_secs"]), "must be at least 1");
+    }
 
     check_tiering(&mut c, config);
 

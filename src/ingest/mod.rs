@@ -606,6 +606,21 @@ async fn ingest_sql(
         }
         (result, p.rejections)
     };
+    // dropping a reader that ran out of time drops its senders: the load
+    // then sees its input end without `End` and rolls back
+    let limit = settings.config.ingest.sql_timeout_secs;
+    let reader = async move {
+        tokio::time::timeout(std::time::Duration::from_secs(limit), reader)
+            .await
+            .unwrap_or_else(|_| {
+                (
+                    Err(format!(
+                        "the source took longer than {limit} s (`ingest.sql_timeout_secs`)"
+                    )),
+                    Vec::new(),
+                )
+            })
+    };
     let ((result, rejections), outcome) = tokio::join!(reader, store.load_file(load, rx));
     let outcome = outcome?;
     let parsed = Parsed {
