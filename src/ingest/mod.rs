@@ -329,7 +329,16 @@ pub async fn run_with_progress(
             let loaded_before = summary.files_loaded;
             match source.kind {
                 SourceKind::Sql => {
-                    ingest_sql(settings, store, source, masters.clone(), &mut summary).await?;
+                    // boxed: inlined, the nested SQL futures took the whole
+                    // command's future past rustc's layout depth in release
+                    Box::pin(ingest_sql(
+                        settings,
+                        store,
+                        source,
+                        masters.clone(),
+                        &mut summary,
+                    ))
+                    .await?;
                 }
                 _ => {
                     ingest_files(
