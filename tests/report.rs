@@ -458,6 +458,17 @@ fn browser_dom(chromium: &Path, page: &Path, width: u32) -> String {
     std::fs::read_to_string(out.path()).unwrap()
 }
 
+/// What a probe script recorded in `<body data-measured>` (JSON).
+fn measured(dom: &str) -> serde_json::Value {
+    let json = dom
+        .split("data-measured=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no measurement in {dom}"))
+        .replace("&quot;", "\"");
+    serde_json::from_str(&json).unwrap()
+}
+
 /// The saved page as a manager's browser shows it (headless Chromium): a
 /// name holding markup stays text and none of it runs, each tier bar is as
 /// long as its count says, and in a narrow window only the tables scroll.
@@ -480,13 +491,7 @@ fn the_report_page_renders_in_a_real_browser() {
             dom.contains("&lt;img src=x onerror="),
             "the name shows as text"
         );
-        let json = dom
-            .split("data-measured=\"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .unwrap()
-            .replace("&quot;", "\"");
-        let m: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let m = measured(&dom);
         let bars: Vec<f64> = m["bars"]
             .as_array()
             .unwrap()
@@ -503,4 +508,38 @@ fn the_report_page_renders_in_a_real_browser() {
             "at {width} px the page is {page} px wide: it scrolls sideways"
         );
     }
+}
+
+/// The email's tier chart is a 440 px image: on a screen narrower than that
+/// it shrinks to fit, keeping its proportions, instead of widening the mail.
+#[test]
+fn the_email_chart_shrinks_to_a_narrow_screen() {
+    let Some(chromium) = chromium() else {
+        crate::ingest::require("Chromium", false);
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let bundles = rendered(dir.path());
+    let east = bundles.iter().find(|b| b.scope.name() == "华东").unwrap();
+    // a body 300 px wide stands in for a phone: Chromium's window is at
+    // least 500 px wide
+    let probe = r"<script>
+document.body.style.width = '300px';
+const r = document.querySelector('img').getBoundingClientRect();
+document.body.setAttribute('data-measured', JSON.stringify({ width: r.width, height: r.height }));
+</script></body>";
+    // the chart beside the page, as a mail client shows the inline part
+    std::fs::write(dir.path().join("tier-chart.png"), &east.charts[0].1).unwrap();
+    let body = east
+        .html_body
+        .replace("cid:tier-chart", "tier-chart.png")
+        .replace("</body>", probe);
+    let page = dir.path().join("email.html");
+    std::fs::write(&page, body).unwrap();
+    let dom = browser_dom(&chromium, &page, 800);
+    let m = measured(&dom);
+    let (width, height) = (m["width"].as_f64().unwrap(), m["height"].as_f64().unwrap());
+    assert_eq!(width, 300.0, "{m}");
+    // 158 × 300 / 440
+    assert!((height - 107.727).abs() < 0.01, "{m}");
 }
