@@ -22,11 +22,13 @@ impl Drop for SmtpServer {
     }
 }
 
-fn aiosmtpd_installed() -> bool {
-    Command::new("python3")
+/// Whether aiosmtpd is there; `false` only where `require` lets a test skip.
+fn aiosmtpd_required() -> bool {
+    let installed = Command::new("python3")
         .args(["-c", "import aiosmtpd"])
         .output()
-        .is_ok_and(|o| o.status.success())
+        .is_ok_and(|o| o.status.success());
+    require("python3 -m aiosmtpd (pip install aiosmtpd)", installed)
 }
 
 fn free_port() -> u16 {
@@ -159,10 +161,7 @@ impl DemoLab {
 
 #[test]
 fn emails_survive_a_down_smtp_server_and_retry_resends_the_same_message() {
-    if !require(
-        "python3 -m aiosmtpd (pip install aiosmtpd)",
-        aiosmtpd_installed(),
-    ) {
+    if !aiosmtpd_required() {
         return;
     }
     let lab = DemoLab::new(10);
@@ -273,10 +272,7 @@ fn emails_survive_a_down_smtp_server_and_retry_resends_the_same_message() {
 /// hand, is that email's problem only: the others are still sent.
 #[test]
 fn a_hung_server_is_given_up_once_and_a_refused_recipient_stops_nothing_else() {
-    if !require(
-        "python3 -m aiosmtpd (pip install aiosmtpd)",
-        aiosmtpd_installed(),
-    ) {
+    if !aiosmtpd_required() {
         return;
     }
     let lab = DemoLab::new(1);

@@ -1125,15 +1125,17 @@ async fn sql_source_on_mariadb_binds_since_and_replaces_the_window() {
 
 // ------------------------------------------------------------- LibreOffice
 
+/// The first of `candidates` (a tool's usual install paths) that exists.
+pub fn installed(candidates: &[&str]) -> Option<PathBuf> {
+    candidates.iter().map(PathBuf::from).find(|p| p.exists())
+}
+
 fn soffice() -> Option<PathBuf> {
-    [
+    installed(&[
         "/usr/bin/soffice",
         "/usr/bin/libreoffice",
         "/usr/lib/libreoffice/program/soffice",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
+    ])
 }
 
 /// Converts `input` with headless LibreOffice (its own profile, so tests can

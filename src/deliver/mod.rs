@@ -124,7 +124,7 @@ fn spool(settings: &Settings) -> anyhow::Result<AsyncFileTransport<Tokio1Executo
 /// Why a send failed, and whether the server itself is unusable (it cannot
 /// be reached, does not answer in time, or refuses TLS or our login) rather
 /// than this one message: then every later message would fail the same way.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct SendFailure {
     message: String,
     server_down: bool,
@@ -168,7 +168,7 @@ async fn send_once(t: &Transport, envelope: &Envelope, raw: &[u8]) -> Result<(),
 
 /// Sends with up to `ATTEMPTS` tries, backing off 0.5 s then 2 s; returns
 /// the attempts made and the last failure. Once one message has failed all
-/// its attempts because the server is unusable (`down` is then set), later
+/// its attempts because the server is unusable (`down` then holds why), later
 /// messages of the same run are not tried: each would wait out the same
 /// timeouts (three minutes a message with the default 60 s), and the spool
 /// keeps them for `deliveries retry`.
@@ -176,14 +176,13 @@ async fn send_with_backoff(
     t: &Transport,
     envelope: &Envelope,
     raw: &[u8],
-    down: &mut Option<SendFailure>,
+    down: &mut Option<String>,
 ) -> (i64, Result<(), String>) {
-    if let Some(first) = down {
+    if let Some(why) = down {
         return (
             0,
             Err(format!(
-                "not tried: the server failed an earlier email of this run ({})",
-                first.message
+                "not tried: the server failed an earlier email of this run ({why})"
             )),
         );
     }
@@ -199,17 +198,14 @@ async fn send_with_backoff(
             break;
         }
     }
-    match result {
-        Ok(()) => (made, Ok(())),
-        Err(failure) => {
-            let message = failure.message.clone();
-            if failure.server_down {
-                warn!(error = %message, "the mail server is unusable: this run's remaining emails are spooled without trying");
-                *down = Some(failure);
-            }
-            (made, Err(message))
+    let result = result.map_err(|failure| {
+        if failure.server_down {
+            warn!(error = %failure.message, "the mail server is unusable: this run's remaining emails are spooled without trying");
+            *down = Some(failure.message.clone());
         }
-    }
+        failure.message
+    });
+    (made, result)
 }
 
 #[allow(clippy::too_many_arguments)]

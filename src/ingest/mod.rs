@@ -618,19 +618,14 @@ async fn ingest_sql(
     // dropping a reader that ran out of time drops its senders: the load
     // then sees its input end without `End` and rolls back
     let limit = settings.config.ingest.sql_timeout_secs;
-    let reader = async move {
-        tokio::time::timeout(std::time::Duration::from_secs(limit), reader)
-            .await
-            .unwrap_or_else(|_| {
-                (
-                    Err(format!(
-                        "the source took longer than {limit} s (`ingest.sql_timeout_secs`)"
-                    )),
-                    Vec::new(),
-                )
-            })
-    };
-    let ((result, rejections), outcome) = tokio::join!(reader, store.load_file(load, rx));
+    let (read, outcome) = tokio::join!(
+        tokio::time::timeout(std::time::Duration::from_secs(limit), reader),
+        store.load_file(load, rx)
+    );
+    let (result, rejections) = read.unwrap_or_else(|_| {
+        let late = format!("the source took longer than {limit} s (`ingest.sql_timeout_secs`)");
+        (Err(late), Vec::new())
+    });
     let outcome = outcome?;
     let parsed = Parsed {
         sheet: String::new(),
