@@ -84,7 +84,7 @@ fn main() {
             store.masters().await
         })
         .expect("masters");
-    let files = salesbatch::ingest::source_files(&settings, source);
+    let files = salesbatch::ingest::source_files(&settings, source).files;
     let workers = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let start = Instant::now();
     let next = AtomicUsize::new(0);

@@ -369,13 +369,20 @@ async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
                 }
             }
             _ => {
-                let files = crate::ingest::source_files(settings, s);
+                let found = crate::ingest::source_files(settings, s);
                 println!(
                     "source `{}`: {} file(s) match `{}`",
                     s.name,
-                    files.len(),
+                    found.files.len(),
                     s.path.as_deref().unwrap_or("")
                 );
+                for (dir, error) in &found.unreadable {
+                    problems += 1;
+                    println!(
+                        "source `{}`: cannot read directory `{dir}`: {error}",
+                        s.name
+                    );
+                }
             }
         }
     }

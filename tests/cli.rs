@@ -513,6 +513,111 @@ fn a_refused_warehouse_connection_is_reported_once() {
     }
 }
 
+/// `salesbatch` as a process that permissions apply to: for root (as in CI)
+/// without the capabilities that let it read any file, through util-linux's
+/// `setpriv`.
+fn bin_without_override() -> Command {
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return bin();
+    }
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--bounding-set", "-dac_override,-dac_read_search", "--"])
+        .arg(env!("CARGO_BIN_EXE_salesbatch"));
+    cmd
+}
+
+/// A file the job may not read (one its writer still holds owner-only) and a
+/// directory it may not list (a rep's share with the wrong owner) are each
+/// refused by name, and the run ends degraded: the other files load, and the
+/// rows the unreadable file loaded before stay.
+#[test]
+fn unreadable_files_and_directories_are_refused_by_name() {
+    use std::os::unix::fs::PermissionsExt;
+    let lab = crate::ingest::Lab::new();
+    lab.settings(
+        r#"
+[[sources]]
+name = "flow"
+dataset = "sales"
+kind = "csv"
+path = "in/flow/*/*.csv"
+columns = { invoice_date = "date", customer_id = "customer", product_id = "product", amount = "amount" }
+"#,
+    );
+    let header = "date,customer,product,amount\n";
+    for (file, line) in [
+        ("east/a.csv", "2026-11-02,C1,P1,100"),
+        ("east/b.csv", "2026-11-03,C3,P1,40"),
+        ("north/c.csv", "2026-11-04,C2,P1,7"),
+    ] {
+        lab.write(
+            &format!("in/flow/{file}"),
+            format!("{header}{line}\n").as_bytes(),
+        );
+    }
+    let run = |cmd: &mut Command| {
+        cmd.arg("--config")
+            .arg(lab.path("salesbatch.toml"))
+            .args(["run", "load", "--as-of", "2026-11-20"])
+            .output()
+            .unwrap()
+    };
+    let first = run(&mut bin());
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+
+    lab.write(
+        "in/flow/east/a.csv",
+        format!("{header}2026-11-02,C1,P1,150\n").as_bytes(),
+    );
+    let locked = [("in/flow/east/b.csv", 0o000), ("in/flow/north", 0o000)];
+    for (path, mode) in locked {
+        std::fs::set_permissions(lab.path(path), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let second = run(&mut bin_without_override());
+    let check = bin_without_override()
+        .arg("--config")
+        .arg(lab.path("salesbatch.toml"))
+        .arg("check")
+        .output()
+        .unwrap();
+    for (path, mode) in [("in/flow/east/b.csv", 0o644), ("in/flow/north", 0o755)] {
+        std::fs::set_permissions(lab.path(path), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let out = text(&second);
+    assert_eq!(second.status.code(), Some(3), "{out}");
+    let rejected: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("rejected: "))
+        .collect();
+    assert_eq!(
+        rejected,
+        [
+            "rejected: `flow`: in/flow/north: cannot open file \
+             (cannot read directory: Permission denied (os error 13))",
+            "rejected: `flow`: in/flow/east/b.csv: cannot open file \
+             (Permission denied (os error 13))",
+        ],
+        "{out}"
+    );
+    assert!(
+        out.contains(": 1 files loaded, 2 skipped, 2 refused, 1 rows, 2 rejections,"),
+        "{out}"
+    );
+    assert_eq!(check.status.code(), Some(1), "{}", text(&check));
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains(
+            "source `flow`: cannot read directory `in/flow/north`: Permission denied (os error 13)\n"
+        ),
+        "{}",
+        text(&check)
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sales = rt.block_on(lab.sales("flow"));
+    let amounts: Vec<(&str, f64)> = sales.iter().map(|r| (r.1.as_str(), r.3)).collect();
+    assert_eq!(amounts, [("C1", 150.0), ("C3", 40.0), ("C2", 7.0)]);
+}
+
 /// A file source whose path matches nothing (a moved inbox, an unmounted
 /// share) is named in the log: its rows stay as last loaded, and nothing in
 /// the reports would show it.

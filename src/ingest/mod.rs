@@ -47,34 +47,54 @@ pub struct IngestSummary {
     pub rejections: Vec<Rejection>,
 }
 
-/// Paths of a file source, sorted, with their display names relative to the
-/// config folder and `/`-separated.
-pub fn source_files(settings: &Settings, source: &SourceConfig) -> Vec<(PathBuf, String)> {
+/// What a file source's `path` matches.
+#[derive(Debug, Default)]
+pub struct SourceFiles {
+    /// Matching files, sorted, with their names relative to the config's
+    /// directory (`/`-separated): the names stored with their rows.
+    pub files: Vec<(PathBuf, String)>,
+    /// Directories the pattern had to search but could not read, with the
+    /// reason: files in them may match, so the source is incomplete.
+    pub unreadable: Vec<(String, String)>,
+}
+
+/// The files of a file source (none for a `sql` source).
+pub fn source_files(settings: &Settings, source: &SourceConfig) -> SourceFiles {
     let Some(pattern) = &source.path else {
-        return Vec::new();
+        return SourceFiles::default();
     };
     let full = settings.base_dir.join(pattern);
-    let mut files: Vec<PathBuf> = glob::glob(&full.to_string_lossy())
-        .map(|paths| {
-            paths
-                .filter_map(std::result::Result::ok)
-                .filter(|p| p.is_file())
-                .collect()
-        })
-        .unwrap_or_default();
+    let relative = |p: &Path| {
+        let rel = p.strip_prefix(&settings.base_dir).unwrap_or(p);
+        rel.components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    let mut found = SourceFiles::default();
+    // the pattern was checked when the config was validated
+    let Ok(paths) = glob::glob(&full.to_string_lossy()) else {
+        return found;
+    };
+    let mut files = Vec::new();
+    for entry in paths {
+        match entry {
+            Ok(p) if p.is_file() => files.push(p),
+            Ok(_) => {}
+            Err(e) => found
+                .unreadable
+                .push((relative(e.path()), e.error().to_string())),
+        }
+    }
     files.sort();
-    files
+    found.files = files
         .into_iter()
         .map(|p| {
-            let rel = p.strip_prefix(&settings.base_dir).unwrap_or(&p);
-            let name = rel
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy())
-                .collect::<Vec<_>>()
-                .join("/");
+            let name = relative(&p);
             (p, name)
         })
-        .collect()
+        .collect();
+    found
 }
 
 fn sha256_file(path: &Path) -> std::io::Result<String> {
@@ -309,7 +329,10 @@ pub async fn run_with_progress(
             .iter()
             .map(|s| match s.kind {
                 SourceKind::Sql => 1,
-                _ => source_files(settings, s).len(),
+                _ => {
+                    let found = source_files(settings, s);
+                    found.files.len() + found.unreadable.len()
+                }
             })
             .sum();
         pb.set_length(total as u64);
@@ -388,7 +411,15 @@ async fn ingest_files(
     summary: &mut IngestSummary,
     progress: Option<&ProgressBar>,
 ) -> anyhow::Result<()> {
-    let files = source_files(settings, source);
+    let SourceFiles { files, unreadable } = source_files(settings, source);
+    for (dir, error) in unreadable {
+        refuse_unreadable(
+            summary,
+            source,
+            &dir,
+            format!("cannot read directory: {error}"),
+        );
+    }
     if files.is_empty() {
         // usually a moved inbox or an unmounted share: the source's rows stay
         // as last loaded, which the reports would not show
@@ -411,7 +442,16 @@ async fn ingest_files(
             let path = path.clone();
             move || sha256_file(&path)
         })
-        .await??;
+        .await?;
+        let sha = match sha {
+            Ok(sha) => sha,
+            // e.g. a file its writer still holds with owner-only permissions:
+            // its rows stay as last loaded, the other files go on
+            Err(e) => {
+                refuse_unreadable(summary, source, &name, e.to_string());
+                continue;
+            }
+        };
         let state = store.file_state(&source.name, &name).await?;
         let unchanged = state
             .as_ref()
@@ -479,6 +519,26 @@ async fn ingest_files(
         show_progress(progress, summary);
     }
     Ok(())
+}
+
+/// A file or directory of `source` that could not be read: refused, the rows
+/// it loaded before kept.
+fn refuse_unreadable(
+    summary: &mut IngestSummary,
+    source: &SourceConfig,
+    name: &str,
+    detail: String,
+) {
+    warn!(source = %source.name, file = name, detail = %detail, "file refused: cannot read");
+    summary.files_refused += 1;
+    summary.rejections.push(file_rejection(
+        &source.name,
+        name,
+        source.sheet.as_deref().unwrap_or_default(),
+        Reason::CannotOpenFile,
+        String::new(),
+        detail,
+    ));
 }
 
 fn finish_file(
