@@ -883,6 +883,87 @@ async fn a_changed_file_replaces_its_rows_and_keyed_lines_upsert_on_postgresql()
     db.drop().await;
 }
 
+/// NULs from a broken or fixed-width export: padding is trimmed like white
+/// space, a NUL inside a value is dropped, and a rejected value shows it as
+/// `␀`. PostgreSQL cannot store a NUL at all: before, one failed the whole
+/// ingest there.
+async fn nul_scenario(lab: &Lab, wh: &Wh<'_>) {
+    lab.write(
+        "in/customers.csv",
+        "id,name,region,rep\nC1,甲医院,华东,R1\nC4\0\0,戊\0医院,华东,R1\n".as_bytes(),
+    );
+    lab.write(
+        "in/nul.csv",
+        "日期,客户编码,产品编码,金额\0\n\
+         2026-10-01,C4\0\0,P\0X,10\n\
+         2026-10-02,C1,P1,2\0\n\
+         2026-10-03,C\0Z,P1,5\n"
+            .as_bytes(),
+    );
+    let settings = lab.settings(
+        r#"
+[ingest]
+max_reject_ratio = 0.5
+[[sources]]
+name = "flow"
+dataset = "sales"
+kind = "csv"
+path = "in/nul.csv"
+columns = { invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", amount = "金额" }
+"#,
+    );
+    let summary = lab.ingest_into(&settings, wh).await;
+    assert_eq!((summary.files_loaded, summary.files_refused), (3, 0));
+    assert_eq!(
+        lab.sales_in(wh, "flow").await,
+        vec![
+            row("2026-10-01", "C4", "PX", 10.0),
+            row("2026-10-02", "C1", "P1", 2.0),
+        ]
+    );
+    let expected = "`flow`: in/nul.csv row 4 cell B4 column `客户编码` value `C\u{2400}Z`: unknown customer id";
+    assert_eq!(rejections(&summary), [expected]);
+    let url = match wh {
+        Wh::Sqlite => settings.warehouse_url().unwrap(),
+        Wh::Postgres(url) => (*url).to_string(),
+    };
+    let store = salesbatch::warehouse::open(&url).await.unwrap();
+    store.save_rejections(1, &summary.rejections).await.unwrap();
+    let stored = store.rejections(1).await.unwrap();
+    assert_eq!(
+        stored.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        [expected]
+    );
+    let sql = "SELECT customer_id, name FROM customers ORDER BY customer_id";
+    let names: Vec<(String, String)> = match wh {
+        Wh::Sqlite => {
+            let pool = lab.warehouse().await;
+            sqlx::query_as(sql).fetch_all(&pool).await.unwrap()
+        }
+        Wh::Postgres(url) => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            sqlx::query_as(sql).fetch_all(&pool).await.unwrap()
+        }
+    };
+    let c = |id: &str, name: &str| (id.to_string(), name.to_string());
+    assert_eq!(names, [c("C1", "甲医院"), c("C4", "戊医院")]);
+}
+
+#[tokio::test]
+async fn nul_bytes_in_a_file_load_on_sqlite() {
+    nul_scenario(&Lab::new(), &Wh::Sqlite).await;
+}
+
+#[tokio::test]
+async fn nul_bytes_in_a_file_load_on_postgresql() {
+    let Some(db) = crate::warehouse::PgDatabase::create().await else {
+        require("PostgreSQL on 127.0.0.1:5432", false);
+        return;
+    };
+    nul_scenario(&Lab::new(), &Wh::Postgres(&db.url)).await;
+    db.drop().await;
+}
+
 // ---------------------------------------------------------------- SQL sources
 
 /// The ERP table and its rows, in SQL both PostgreSQL and MariaDB accept.

@@ -28,9 +28,11 @@ impl Cell {
     }
 
     /// The value as the user would read it in the file, for reject messages.
+    /// A NUL shows as `␀`: invisible otherwise, and PostgreSQL cannot store it.
     pub fn display(&self) -> String {
         match self {
             Cell::Empty => String::new(),
+            Cell::Text(s) if s.contains('\0') => s.replace('\0', "\u{2400}"),
             Cell::Text(s) => s.clone(),
             Cell::Number(n) => format_number(*n),
             Cell::DateTime(d) => d.format("%Y-%m-%d %H:%M:%S").to_string(),
@@ -40,9 +42,10 @@ impl Cell {
     }
 }
 
-/// Trims Unicode white space, including U+3000 and NBSP.
+/// Trims Unicode white space, including U+3000 and NBSP, and the NULs that
+/// pad fixed-width ERP exports.
 pub fn trim(s: &str) -> &str {
-    s.trim_matches(char::is_whitespace)
+    s.trim_matches(|c: char| c.is_whitespace() || c == '\0')
 }
 
 fn format_number(n: f64) -> String {
@@ -61,7 +64,12 @@ pub fn id(cell: &Cell) -> Option<String> {
 pub fn text(cell: &Cell) -> Option<String> {
     let s = match cell {
         Cell::Empty => return None,
-        Cell::Text(s) => trim(s).to_string(),
+        // a NUL inside a value is export garbage no viewer shows, and
+        // PostgreSQL refuses to store it: both warehouses drop it
+        Cell::Text(s) => match trim(s) {
+            t if t.contains('\0') => t.replace('\0', ""),
+            t => t.to_string(),
+        },
         Cell::Number(n) => format_number(*n),
         Cell::DateTime(d) => {
             if d.time() == chrono::NaiveTime::MIN {
