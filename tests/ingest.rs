@@ -309,6 +309,28 @@ async fn xlsx_cells_of_every_type_are_coerced() {
     assert_eq!(lab.sales("xlsm").await, expected);
 }
 
+/// Files that match the pattern but are no workbooks: the owner file Excel
+/// keeps while a colleague has the workbook open, and the AppleDouble
+/// companion a Mac writes on a share. Neither is read, so neither degrades
+/// the run.
+#[tokio::test]
+async fn office_owner_files_and_mac_companions_are_not_sources() {
+    let lab = Lab::new();
+    lab.write("in/x/~$october.xlsx", b"\x08colleague\x00\x00");
+    lab.write(
+        "in/x/._october.xlsx",
+        b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X",
+    );
+    flow_workbook(&lab.path("in/x/october.xlsx"));
+    let settings = lab.settings(&flow_source("flow", "in/x/*.xlsx"));
+    let summary = lab.ingest(&settings).await;
+    assert!(summary.rejections.is_empty(), "{:?}", rejections(&summary));
+    assert_eq!((summary.files_loaded, summary.files_refused), (3, 0));
+    let mut expected = flow_expected();
+    expected.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert_eq!(lab.sales("flow").await, expected);
+}
+
 /// `flow_workbook` saved with the 1904 date system (Mac Excel's).
 fn mac_flow_workbook(path: &Path) {
     let tmp = path.with_extension("1900.xlsx");

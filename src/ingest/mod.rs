@@ -79,7 +79,7 @@ pub fn source_files(settings: &Settings, source: &SourceConfig) -> SourceFiles {
     let mut files = Vec::new();
     for entry in paths {
         match entry {
-            Ok(p) if p.is_file() => files.push(p),
+            Ok(p) if p.is_file() && !is_companion_file(&p) => files.push(p),
             Ok(_) => {}
             Err(e) => found
                 .unreadable
@@ -95,6 +95,19 @@ pub fn source_files(settings: &Settings, source: &SourceConfig) -> SourceFiles {
         })
         .collect();
     found
+}
+
+/// Files named like a workbook that are none: `~$name.xlsx`, the owner file
+/// Excel and WPS keep beside a workbook while it is open, and `._name.xlsx`,
+/// the AppleDouble companion a Mac writes on a network share. Refusing them
+/// would degrade every run made while a colleague has a file open. (Hidden
+/// files in general still match: the `glob` crate cannot skip them and still
+/// match a pattern that names the dot, rust-lang/glob#189.)
+fn is_companion_file(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| {
+        let n = n.to_string_lossy();
+        n.starts_with("~$") || n.starts_with("._")
+    })
 }
 
 fn sha256_file(path: &Path) -> std::io::Result<String> {
