@@ -88,13 +88,18 @@ impl Lab {
             .unwrap()
     }
 
-    /// Ingests into `wh` instead of the warehouse `settings` name.
-    pub async fn ingest_into(&self, settings: &Settings, wh: &Wh<'_>) -> IngestSummary {
+    /// The store of `wh`: the lab's SQLite file is the one `settings` name.
+    pub async fn store(settings: &Settings, wh: &Wh<'_>) -> Box<dyn salesbatch::warehouse::Store> {
         let url = match wh {
             Wh::Sqlite => settings.warehouse_url().unwrap(),
             Wh::Postgres(url) => (*url).to_string(),
         };
-        let store = salesbatch::warehouse::open(&url).await.unwrap();
+        salesbatch::warehouse::open(&url).await.unwrap()
+    }
+
+    /// Ingests into `wh` instead of the warehouse `settings` name.
+    pub async fn ingest_into(&self, settings: &Settings, wh: &Wh<'_>) -> IngestSummary {
+        let store = Self::store(settings, wh).await;
         salesbatch::ingest::run(settings, store.as_ref())
             .await
             .unwrap()
@@ -945,11 +950,7 @@ columns = { invoice_date = "日期", customer_id = "客户编码", product_id = 
     );
     let expected = "`flow`: in/nul.csv row 4 cell B4 column `客户编码` value `C\u{2400}Z`: unknown customer id";
     assert_eq!(rejections(&summary), [expected]);
-    let url = match wh {
-        Wh::Sqlite => settings.warehouse_url().unwrap(),
-        Wh::Postgres(url) => (*url).to_string(),
-    };
-    let store = salesbatch::warehouse::open(&url).await.unwrap();
+    let store = Lab::store(&settings, wh).await;
     store.save_rejections(1, &summary.rejections).await.unwrap();
     let stored = store.rejections(1).await.unwrap();
     assert_eq!(
