@@ -376,11 +376,12 @@ async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
                     found.files.len(),
                     s.path.as_deref().unwrap_or("")
                 );
-                for (dir, error) in &found.unreadable {
+                for u in &found.unreadable {
                     problems += 1;
+                    let what = if u.directory { "directory" } else { "file" };
                     println!(
-                        "source `{}`: cannot read directory `{dir}`: {error}",
-                        s.name
+                        "source `{}`: cannot read {what} `{}`: {}",
+                        s.name, u.path, u.error
                     );
                 }
             }

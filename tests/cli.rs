@@ -527,10 +527,11 @@ fn bin_without_override() -> Command {
     cmd
 }
 
-/// A file the job may not read (one its writer still holds owner-only) and a
-/// directory it may not list (a rep's share with the wrong owner) are each
-/// refused by name, and the run ends degraded: the other files load, and the
-/// rows the unreadable file loaded before stay.
+/// A file the job may not read (one its writer still holds owner-only), a
+/// directory it may not list (a rep's share with the wrong owner), a file in a
+/// directory it may list but not enter (mode r--) and a link to a share that
+/// is not mounted are each refused by name, and the run ends degraded: the
+/// other files load, and the rows the unreadable files loaded before stay.
 #[test]
 fn unreadable_files_and_directories_are_refused_by_name() {
     use std::os::unix::fs::PermissionsExt;
@@ -550,6 +551,7 @@ columns = { invoice_date = "date", customer_id = "customer", product_id = "produ
         ("east/a.csv", "2026-11-02,C1,P1,100"),
         ("east/b.csv", "2026-11-03,C3,P1,40"),
         ("north/c.csv", "2026-11-04,C2,P1,7"),
+        ("west/d.csv", "2026-11-05,C2,P1,9"),
     ] {
         lab.write(
             &format!("in/flow/{file}"),
@@ -570,7 +572,12 @@ columns = { invoice_date = "date", customer_id = "customer", product_id = "produ
         "in/flow/east/a.csv",
         format!("{header}2026-11-02,C1,P1,150\n").as_bytes(),
     );
-    let locked = [("in/flow/east/b.csv", 0o000), ("in/flow/north", 0o000)];
+    std::os::unix::fs::symlink("/mnt/unmounted/e.csv", lab.path("in/flow/east/e.csv")).unwrap();
+    let locked = [
+        ("in/flow/east/b.csv", 0o000),
+        ("in/flow/north", 0o000),
+        ("in/flow/west", 0o444),
+    ];
     for (path, mode) in locked {
         std::fs::set_permissions(lab.path(path), std::fs::Permissions::from_mode(mode)).unwrap();
     }
@@ -581,7 +588,11 @@ columns = { invoice_date = "date", customer_id = "customer", product_id = "produ
         .arg("check")
         .output()
         .unwrap();
-    for (path, mode) in [("in/flow/east/b.csv", 0o644), ("in/flow/north", 0o755)] {
+    for (path, mode) in [
+        ("in/flow/east/b.csv", 0o644),
+        ("in/flow/north", 0o755),
+        ("in/flow/west", 0o755),
+    ] {
         std::fs::set_permissions(lab.path(path), std::fs::Permissions::from_mode(mode)).unwrap();
     }
     let out = text(&second);
@@ -593,21 +604,28 @@ columns = { invoice_date = "date", customer_id = "customer", product_id = "produ
     assert_eq!(
         rejected,
         [
+            "rejected: `flow`: in/flow/east/e.csv: cannot open file \
+             (No such file or directory (os error 2))",
             "rejected: `flow`: in/flow/north: cannot open file \
              (cannot read directory: Permission denied (os error 13))",
+            "rejected: `flow`: in/flow/west/d.csv: cannot open file \
+             (Permission denied (os error 13))",
             "rejected: `flow`: in/flow/east/b.csv: cannot open file \
              (Permission denied (os error 13))",
         ],
         "{out}"
     );
     assert!(
-        out.contains(": 1 files loaded, 2 skipped, 2 refused, 1 rows, 2 rejections,"),
+        out.contains(": 1 files loaded, 2 skipped, 4 refused, 1 rows, 4 rejections,"),
         "{out}"
     );
     assert_eq!(check.status.code(), Some(1), "{}", text(&check));
     assert!(
         String::from_utf8_lossy(&check.stdout).contains(
-            "source `flow`: cannot read directory `in/flow/north`: Permission denied (os error 13)\n"
+            "source `flow`: cannot read file `in/flow/east/e.csv`: \
+             No such file or directory (os error 2)\n\
+             source `flow`: cannot read directory `in/flow/north`: Permission denied (os error 13)\n\
+             source `flow`: cannot read file `in/flow/west/d.csv`: Permission denied (os error 13)\n"
         ),
         "{}",
         text(&check)
@@ -615,7 +633,10 @@ columns = { invoice_date = "date", customer_id = "customer", product_id = "produ
     let rt = tokio::runtime::Runtime::new().unwrap();
     let sales = rt.block_on(lab.sales("flow"));
     let amounts: Vec<(&str, f64)> = sales.iter().map(|r| (r.1.as_str(), r.3)).collect();
-    assert_eq!(amounts, [("C1", 150.0), ("C3", 40.0), ("C2", 7.0)]);
+    assert_eq!(
+        amounts,
+        [("C1", 150.0), ("C3", 40.0), ("C2", 7.0), ("C2", 9.0)]
+    );
 }
 
 /// A file source whose path matches nothing (a moved inbox, an unmounted

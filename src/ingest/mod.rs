@@ -53,9 +53,19 @@ pub struct SourceFiles {
     /// Matching files, sorted, with their names relative to the config's
     /// directory (`/`-separated): the names stored with their rows.
     pub files: Vec<(PathBuf, String)>,
-    /// Directories the pattern had to search but could not read, with the
-    /// reason: files in them may match, so the source is incomplete.
-    pub unreadable: Vec<(String, String)>,
+    /// Paths the pattern reached but could not read: files in them may match,
+    /// so the source is incomplete.
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// A directory the pattern had to search, or a matching entry, that could
+/// not be read.
+#[derive(Debug)]
+pub struct Unreadable {
+    /// Relative to the config's directory, as in [`SourceFiles::files`].
+    pub path: String,
+    pub directory: bool,
+    pub error: String,
 }
 
 /// The files of a file source (none for a `sql` source).
@@ -79,11 +89,24 @@ pub fn source_files(settings: &Settings, source: &SourceConfig) -> SourceFiles {
     let mut files = Vec::new();
     for entry in paths {
         match entry {
-            Ok(p) if p.is_file() && !is_companion_file(&p) => files.push(p),
-            Ok(_) => {}
-            Err(e) => found
-                .unreadable
-                .push((relative(e.path()), e.error().to_string())),
+            Ok(p) if is_companion_file(&p) => {}
+            // `is_file()` would hide the error: an entry of a directory that
+            // may be listed but not entered (mode r--), or a dangling link,
+            // is a file of the source that cannot be read
+            Ok(p) => match std::fs::metadata(&p) {
+                Ok(m) if m.is_file() => files.push(p),
+                Ok(_) => {}
+                Err(e) => found.unreadable.push(Unreadable {
+                    path: relative(&p),
+                    directory: false,
+                    error: e.to_string(),
+                }),
+            },
+            Err(e) => found.unreadable.push(Unreadable {
+                path: relative(e.path()),
+                directory: true,
+                error: e.error().to_string(),
+            }),
         }
     }
     files.sort();
@@ -425,13 +448,13 @@ async fn ingest_files(
     progress: Option<&ProgressBar>,
 ) -> anyhow::Result<()> {
     let SourceFiles { files, unreadable } = source_files(settings, source);
-    for (dir, error) in unreadable {
-        refuse_unreadable(
-            summary,
-            source,
-            &dir,
-            format!("cannot read directory: {error}"),
-        );
+    for u in unreadable {
+        let detail = if u.directory {
+            format!("cannot read directory: {}", u.error)
+        } else {
+            u.error
+        };
+        refuse_unreadable(summary, source, &u.path, detail);
     }
     if files.is_empty() {
         // usually a moved inbox or an unmounted share: the source's rows stay
