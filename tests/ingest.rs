@@ -242,6 +242,57 @@ async fn csv_in_utf8_bom_crlf_gbk_and_gb18030_loads_the_same_rows() {
     }
 }
 
+/// A CSV row is named by the line it starts on, as an editor shows it,
+/// whatever ends the lines (CRLF from Excel and WPS, LF, a lone CR from an
+/// old Mac) and with a blank line and a quoted value of two lines above it.
+/// (The `csv` crate's own count is one short after a CRLF or a blank line.)
+#[tokio::test]
+async fn csv_rows_are_named_by_the_line_they_start_on() {
+    let lab = Lab::new();
+    let lines = [
+        "日期,客户编码,产品编码,金额",
+        "2026-10-03,C1,P1,10",
+        "",
+        "2026-10-04,C9,P1,20",
+        "2026-10-05,C1,\"P",
+        "1\",x",
+        "2026-10-06,C8,P1,30",
+        "2026-10-07,C1,P1,40",
+    ];
+    let mut extra = String::new();
+    for (name, end) in [("crlf", "\r\n"), ("lf", "\n"), ("cr", "\r")] {
+        lab.write(
+            &format!("in/{name}/a.csv"),
+            format!("{}{end}", lines.join(end)).as_bytes(),
+        );
+        extra.push_str(&format!(
+            "[[sources]]\nname = \"{name}\"\ndataset = \"sales\"\nkind = \"csv\"\npath = \"in/{name}/*.csv\"\n{FLOW_COLUMNS}\n"
+        ));
+    }
+    let settings = lab.settings(&format!("[ingest]\nmax_reject_ratio = 1.0\n{extra}"));
+    let summary = lab.ingest(&settings).await;
+    let got = rejections(&summary);
+    for name in ["crlf", "lf", "cr"] {
+        let file = format!("`{name}`: in/{name}/a.csv");
+        for wanted in [
+            format!("{file} row 4 cell B4 column `客户编码` value `C9`: unknown customer id"),
+            format!("{file} row 5 cell D5 column `金额` value `x`: unparsable number"),
+            format!("{file} row 7 cell B7 column `客户编码` value `C8`: unknown customer id"),
+        ] {
+            assert_has(&got, &wanted);
+        }
+        assert_eq!(
+            lab.sales(name).await,
+            [
+                row("2026-10-03", "C1", "P1", 10.0),
+                row("2026-10-07", "C1", "P1", 40.0)
+            ],
+            "{name}"
+        );
+    }
+    assert_eq!(got.len(), 9, "{got:#?}");
+}
+
 /// Writes a sales workbook as users' Excel files look: a title row above the
 /// header, typed date cells, a numeric id, amounts as numbers and as text.
 fn flow_workbook(path: &Path) {

@@ -1,7 +1,10 @@
 //! CSV reader: UTF-8 (BOM tolerated), GBK or GB18030, transcoded while
-//! streaming; quoted fields and CRLF handled by the `csv` crate.
+//! streaming; quoted fields and CRLF handled by the `csv` crate, rows
+//! numbered by the line they start on.
 
+use std::collections::VecDeque;
 use std::fs::File;
+use std::io::Read;
 use std::path::Path;
 
 use encoding_rs_io::DecodeReaderBytesBuilder;
@@ -30,7 +33,7 @@ pub fn read(
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .from_reader(decoded);
+        .from_reader(LineBreaks::new(decoded));
     let mut asm = RowAssembler::new(header_row);
     let mut record = csv::StringRecord::new();
     let mut cells: Vec<Cell> = Vec::new();
@@ -40,7 +43,7 @@ pub fn read(
             Ok(true) => {}
             Err(e) => return Err(FileError::CannotOpen(format!("malformed CSV: {e}"))),
         }
-        let line = record.position().map_or(0, csv::Position::line);
+        let line = record.position().map_or(0, |p| reader.get_mut().line_of(p));
         // every CSV field is text: the cells keep their strings from row to
         // row and are overwritten in place instead of allocated per field
         let fields = record.iter().take(asm.column_limit());
@@ -58,4 +61,116 @@ pub fn read(
         asm.feed(visitor, "", Epoch::E1900, line, &cells[..n])?;
     }
     asm.finish()
+}
+
+/// Numbers CSV rows by the line they start on, as a text editor shows it.
+/// The `csv` crate counts only `\n` (a file from an old Mac, ending lines in
+/// a lone CR, is one line to it), and it starts a record's position before
+/// consuming what ends the previous one: after a CRLF (rust-csv#395) or a
+/// blank line (rust-csv#208) its line is one short. This reader notes every
+/// line break it passes on, so that the breaks before a record can be
+/// counted.
+struct LineBreaks<R> {
+    inner: R,
+    /// bytes passed on so far
+    offset: u64,
+    /// whether the last byte passed on was `\r` (a CRLF split across reads)
+    after_cr: bool,
+    /// each `\r` and `\n` not yet behind a record's start, with whether it
+    /// ends a line: a CR does, an LF does unless it completes a CRLF
+    breaks: VecDeque<(u64, bool)>,
+    /// lines ended before the breaks still held
+    lines_ended: u64,
+}
+
+impl<R: Read> LineBreaks<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            offset: 0,
+            after_cr: false,
+            breaks: VecDeque::new(),
+            lines_ended: 0,
+        }
+    }
+
+    /// The line (1-based) of the record at `position`: its position may lie
+    /// before the breaks that end the previous record, which are skipped.
+    fn line_of(&mut self, position: &csv::Position) -> u64 {
+        let mut start = position.byte();
+        while let Some(&(offset, ends_line)) = self.breaks.front() {
+            if offset > start {
+                break;
+            }
+            if offset == start {
+                start += 1;
+            }
+            self.lines_ended += u64::from(ends_line);
+            self.breaks.pop_front();
+        }
+        self.lines_ended + 1
+    }
+}
+
+impl<R: Read> Read for LineBreaks<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let read = &buf[..n];
+        for i in memchr::memchr2_iter(b'\r', b'\n', read) {
+            let after_cr = if i == 0 {
+                self.after_cr
+            } else {
+                read[i - 1] == b'\r'
+            };
+            let ends_line = read[i] == b'\r' || !after_cr;
+            self.breaks.push_back((self.offset + i as u64, ends_line));
+        }
+        if let Some(&last) = read.last() {
+            self.after_cr = last == b'\r';
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LineBreaks;
+    use std::io::Read;
+
+    /// Hands out one byte per read, so that every CRLF is split across reads.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let Some((first, rest)) = self.0.split_first() else {
+                return Ok(0);
+            };
+            buf[0] = *first;
+            self.0 = rest;
+            Ok(1)
+        }
+    }
+
+    fn record_lines(input: &[u8]) -> Vec<(String, u64)> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(LineBreaks::new(Trickle(input)));
+        let mut record = csv::StringRecord::new();
+        let mut lines = Vec::new();
+        while reader.read_record(&mut record).unwrap() {
+            let line = reader.get_mut().line_of(record.position().unwrap());
+            lines.push((record[0].to_string(), line));
+        }
+        lines
+    }
+
+    #[test]
+    fn a_crlf_split_across_reads_ends_one_line() {
+        let lines = record_lines(b"a\r\n\r\n\"b\r\nb\"\r\rc\nd\r\n");
+        let want = [("a", 1), ("b\r\nb", 3), ("c", 6), ("d", 7)];
+        let want: Vec<(String, u64)> = want.iter().map(|(s, l)| ((*s).to_string(), *l)).collect();
+        assert_eq!(lines, want);
+    }
 }
