@@ -242,6 +242,60 @@ async fn csv_in_utf8_bom_crlf_gbk_and_gb18030_loads_the_same_rows() {
     }
 }
 
+/// A CSV that is not UTF-8 where the source expects it (a GBK export without
+/// `encoding = "gbk"`) is refused naming the first cell that is not, instead
+/// of loading U+FFFD in place of its text; the columns after the mapped ones
+/// are not read, so a GBK remark there does not matter.
+#[tokio::test]
+async fn csv_that_is_not_utf8_is_refused_naming_the_cell() {
+    let lab = Lab::new();
+    let gbk = |text: &str| encoding_rs::GBK.encode(text).0.into_owned();
+    let header = "日期,客户编码,产品编码,金额,备注\r\n";
+    lab.write(
+        "in/flow/a_gbk.csv",
+        &gbk(&format!("{header}2026-10-03,C1,P1,10,\r\n")),
+    );
+    // 甲 in GBK is BC D7; 药 (D2 A9) would happen to be valid UTF-8
+    let mut mixed = header.as_bytes().to_vec();
+    mixed.extend(gbk("2026-10-03,C1,P1,10,备注\r\n2026-10-04,C2,甲,20,\r\n"));
+    lab.write("in/flow/b_mixed.csv", &mixed);
+    let mut remark = b"\xEF\xBB\xBF".to_vec();
+    remark.extend(header.as_bytes());
+    remark.extend(gbk("2026-10-05,C3,P2,30,备注\r\n"));
+    lab.write("in/flow/c_remark.csv", &remark);
+    // Excel's "Unicode text" is UTF-16 with a BOM: still decoded
+    let mut utf16 = vec![0xFF, 0xFE];
+    for unit in format!("{header}2026-10-06,C1,P3,40\r\n").encode_utf16() {
+        utf16.extend(unit.to_le_bytes());
+    }
+    lab.write("in/flow/d_utf16.csv", &utf16);
+    let settings = lab.settings(&format!(
+        "[[sources]]\nname = \"flow\"\ndataset = \"sales\"\nkind = \"csv\"\npath = \"in/flow/*.csv\"\n{FLOW_COLUMNS}\n"
+    ));
+    let summary = lab.ingest(&settings).await;
+    let hint = "if the file is a GBK export, set `encoding = \"gbk\"` on the source";
+    assert_eq!(
+        rejections(&summary),
+        [
+            format!(
+                "`flow`: in/flow/a_gbk.csv: cannot open file \
+                 (cell A1 is not UTF-8 text (bytes C8 D5 C6 DA); {hint})"
+            ),
+            format!(
+                "`flow`: in/flow/b_mixed.csv: cannot open file \
+                 (cell C3 is not UTF-8 text (bytes BC D7); {hint})"
+            ),
+        ]
+    );
+    assert_eq!(
+        lab.sales("flow").await,
+        [
+            row("2026-10-05", "C3", "P2", 30.0),
+            row("2026-10-06", "C1", "P3", 40.0)
+        ]
+    );
+}
+
 /// A CSV row is named by the line it starts on, as an editor shows it,
 /// whatever ends the lines (CRLF from Excel and WPS, LF, a lone CR from an
 /// old Mac) and with a blank line and a quoted value of two lines above it.

@@ -1,6 +1,6 @@
-//! CSV reader: UTF-8 (BOM tolerated), GBK or GB18030, transcoded while
-//! streaming; quoted fields and CRLF handled by the `csv` crate, rows
-//! numbered by the line they start on.
+//! CSV reader: UTF-8 (BOM tolerated, checked value by value), GBK or
+//! GB18030 (transcoded while streaming); quoted fields and CRLF handled by
+//! the `csv` crate, rows numbered by the line they start on.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -11,6 +11,7 @@ use encoding_rs_io::DecodeReaderBytesBuilder;
 
 use super::coerce::{Cell, Epoch};
 use super::reader::{FileError, RowAssembler, Visitor};
+use super::record::column_letters;
 use crate::config::Encoding;
 
 pub fn read(
@@ -20,35 +21,40 @@ pub fn read(
     visitor: &mut dyn Visitor,
 ) -> Result<(), FileError> {
     let file = File::open(path).map_err(|e| FileError::CannotOpen(e.to_string()))?;
-    let enc = match encoding {
-        Encoding::Utf8 => encoding_rs::UTF_8,
-        Encoding::Gbk => encoding_rs::GBK,
-        Encoding::Gb18030 => encoding_rs::GB18030,
+    let mut builder = DecodeReaderBytesBuilder::new();
+    match encoding {
+        // UTF-8 passes through undecoded, so that a byte that is not UTF-8 is
+        // found and named below instead of silently becoming U+FFFD (a GBK
+        // export read without `encoding = "gbk"`); a UTF-16 BOM still decodes
+        Encoding::Utf8 => builder.utf8_passthru(true).strip_bom(true),
+        // a UTF-8 BOM wins over the configured encoding, as Excel's "CSV UTF-8" writes one
+        Encoding::Gbk => builder.encoding(Some(encoding_rs::GBK)).bom_override(true),
+        Encoding::Gb18030 => builder
+            .encoding(Some(encoding_rs::GB18030))
+            .bom_override(true),
     };
-    // a UTF-8 BOM wins over the configured encoding, as Excel's "CSV UTF-8" writes one
-    let decoded = DecodeReaderBytesBuilder::new()
-        .encoding(Some(enc))
-        .bom_override(true)
-        .build(file);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .from_reader(LineBreaks::new(decoded));
+        .from_reader(LineBreaks::new(builder.build(file)));
     let mut asm = RowAssembler::new(header_row);
-    let mut record = csv::StringRecord::new();
+    let mut record = csv::ByteRecord::new();
     let mut cells: Vec<Cell> = Vec::new();
     loop {
-        match reader.read_record(&mut record) {
+        match reader.read_byte_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => return Err(FileError::CannotOpen(format!("malformed CSV: {e}"))),
         }
         let line = record.position().map_or(0, |p| reader.get_mut().line_of(p));
         // every CSV field is text: the cells keep their strings from row to
-        // row and are overwritten in place instead of allocated per field
+        // row and are overwritten in place instead of allocated per field;
+        // columns after the last mapped one are not read at all
         let fields = record.iter().take(asm.column_limit());
         let mut n = 0;
-        for (i, field) in fields.enumerate() {
+        for (i, bytes) in fields.enumerate() {
+            let field = std::str::from_utf8(bytes)
+                .map_err(|e| not_utf8(line, i, &bytes[e.valid_up_to()..]))?;
             match cells.get_mut(i) {
                 Some(Cell::Text(s)) => {
                     s.clear();
@@ -131,6 +137,18 @@ impl<R: Read> Read for LineBreaks<R> {
         self.offset += n as u64;
         Ok(n)
     }
+}
+
+/// Refuses the whole file: once one value is in another encoding, any other
+/// value may be wrong without showing it.
+fn not_utf8(line: u64, column: usize, rest: &[u8]) -> FileError {
+    let bytes: Vec<String> = rest.iter().take(4).map(|b| format!("{b:02X}")).collect();
+    FileError::CannotOpen(format!(
+        "cell {}{line} is not UTF-8 text (bytes {}); if the file is a GBK export, \
+         set `encoding = \"gbk\"` on the source",
+        column_letters(column),
+        bytes.join(" ")
+    ))
 }
 
 #[cfg(test)]
