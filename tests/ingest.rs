@@ -269,6 +269,10 @@ async fn csv_that_is_not_utf8_is_refused_naming_the_cell() {
         utf16.extend(unit.to_le_bytes());
     }
     lab.write("in/flow/d_utf16.csv", &utf16);
+    // 甲 in UTF-8 (E7 94 B2) cut in two by a comma: each half is invalid
+    let mut split = header.as_bytes().to_vec();
+    split.extend(b"2026-10-07,C1,P\xE7,\x94\xB240,\r\n");
+    lab.write("in/flow/e_split.csv", &split);
     let settings = lab.settings(&format!(
         "[[sources]]\nname = \"flow\"\ndataset = \"sales\"\nkind = \"csv\"\npath = \"in/flow/*.csv\"\n{FLOW_COLUMNS}\n"
     ));
@@ -284,6 +288,10 @@ async fn csv_that_is_not_utf8_is_refused_naming_the_cell() {
             format!(
                 "`flow`: in/flow/b_mixed.csv: cannot open file \
                  (cell C3 is not UTF-8 text (bytes BC D7); {hint})"
+            ),
+            format!(
+                "`flow`: in/flow/e_split.csv: cannot open file \
+                 (cell C2 is not UTF-8 text (bytes E7); {hint})"
             ),
         ]
     );

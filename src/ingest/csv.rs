@@ -47,14 +47,24 @@ pub fn read(
             Err(e) => return Err(FileError::CannotOpen(format!("malformed CSV: {e}"))),
         }
         let line = record.position().map_or(0, |p| reader.get_mut().line_of(p));
+        // columns after the last mapped one are not read at all; the others
+        // are checked as one run of bytes (one call per field costs more
+        // than the whole check)
+        let n = record.len().min(asm.column_limit());
+        let end = n
+            .checked_sub(1)
+            .and_then(|last| record.range(last))
+            .map_or(0, |r| r.end);
+        let text =
+            std::str::from_utf8(&record.as_slice()[..end]).map_err(|_| not_utf8(line, &record))?;
         // every CSV field is text: the cells keep their strings from row to
-        // row and are overwritten in place instead of allocated per field;
-        // columns after the last mapped one are not read at all
-        let fields = record.iter().take(asm.column_limit());
-        let mut n = 0;
-        for (i, bytes) in fields.enumerate() {
-            let field = std::str::from_utf8(bytes)
-                .map_err(|e| not_utf8(line, i, &bytes[e.valid_up_to()..]))?;
+        // row and are overwritten in place instead of allocated per field
+        for i in 0..n {
+            // `None` only where a character spans two fields, invalid in each
+            let field = record
+                .range(i)
+                .and_then(|r| text.get(r))
+                .ok_or_else(|| not_utf8(line, &record))?;
             match cells.get_mut(i) {
                 Some(Cell::Text(s)) => {
                     s.clear();
@@ -62,7 +72,6 @@ pub fn read(
                 }
                 _ => cells.push(Cell::Text(field.to_string())),
             }
-            n = i + 1;
         }
         asm.feed(visitor, "", Epoch::E1900, line, &cells[..n])?;
     }
@@ -139,9 +148,19 @@ impl<R: Read> Read for LineBreaks<R> {
     }
 }
 
-/// Refuses the whole file: once one value is in another encoding, any other
-/// value may be wrong without showing it.
-fn not_utf8(line: u64, column: usize, rest: &[u8]) -> FileError {
+/// Refuses the whole file, naming its first value that is not UTF-8: once
+/// one value is in another encoding, any other may be wrong without showing
+/// it.
+fn not_utf8(line: u64, record: &csv::ByteRecord) -> FileError {
+    let (column, rest) = record
+        .iter()
+        .enumerate()
+        .find_map(|(i, field)| {
+            std::str::from_utf8(field)
+                .err()
+                .map(|e| (i, &field[e.valid_up_to()..]))
+        })
+        .unwrap_or((0, &[]));
     let bytes: Vec<String> = rest.iter().take(4).map(|b| format!("{b:02X}")).collect();
     FileError::CannotOpen(format!(
         "cell {}{line} is not UTF-8 text (bytes {}); if the file is a GBK export, \
