@@ -31,8 +31,7 @@ impl Visitor for Counter<'_> {
     fn header(&mut self, sheet: &str, epoch: Epoch, header: &[String]) -> Result<usize, FileError> {
         self.sheet = sheet.to_string();
         self.epoch = epoch;
-        let mapping =
-            Mapping::from_header(self.source, header).map_err(FileError::MissingColumn)?;
+        let mapping = Mapping::from_header(self.source, header)?;
         let max = mapping.max_column();
         self.mapping = Some(mapping);
         Ok(max)

@@ -355,6 +355,70 @@ async fn csv_rows_are_named_by_the_line_they_start_on() {
     assert_eq!(got.len(), 9, "{got:#?}");
 }
 
+/// A mapped header that heads two columns (`金额` with and without tax) is
+/// refused rather than read from the first: which one the user meant cannot
+/// be known. A repeated header the source does not map does not matter.
+#[tokio::test]
+async fn a_mapped_header_heading_two_columns_refuses_the_file() {
+    let lab = Lab::new();
+    std::fs::create_dir_all(lab.path("in/flow")).unwrap();
+    for (file, headers) in [
+        (
+            "a_twice.xlsx",
+            ["日期", "客户编码", "产品编码", "金额", "金额"],
+        ),
+        (
+            "b_remarks.xlsx",
+            ["日期", "客户编码", "产品编码", "金额", "日期 "],
+        ),
+        (
+            "c_remarks.xlsx",
+            ["日期", "客户编码", "备注", "产品编码", "金额"],
+        ),
+    ] {
+        let mut wb = Workbook::new();
+        let ws = wb.add_worksheet();
+        for (c, h) in headers.iter().enumerate() {
+            ws.write(0, c as u16, *h).unwrap();
+        }
+        let mut headers = headers.to_vec();
+        if file.starts_with('c') {
+            // the remark column after the mapped ones repeats its header
+            ws.write(0, 5, "备注").unwrap();
+            headers.push("备注");
+        }
+        for (c, h) in headers.iter().enumerate() {
+            let value = match *h {
+                "日期" => "2026-10-03",
+                "客户编码" => "C1",
+                "产品编码" => "P1",
+                "金额" => "100",
+                _ => "x",
+            };
+            ws.write(1, c as u16, value).unwrap();
+        }
+        wb.save(lab.path(&format!("in/flow/{file}"))).unwrap();
+    }
+    let settings = lab.settings(&format!(
+        "[[sources]]\nname = \"flow\"\ndataset = \"sales\"\nkind = \"excel\"\npath = \"in/flow/*.xlsx\"\n{FLOW_COLUMNS}\n"
+    ));
+    let summary = lab.ingest(&settings).await;
+    assert_eq!(
+        rejections(&summary),
+        [
+            "`flow`: in/flow/a_twice.xlsx [Sheet1] column `金额`: missing column \
+             (ambiguous: it heads columns D and E; rename all but one)",
+            "`flow`: in/flow/b_remarks.xlsx [Sheet1] column `日期`: missing column \
+             (ambiguous: it heads columns A and E; rename all but one)",
+        ]
+    );
+    assert_eq!(summary.files_loaded, 3, "masters and c_remarks.xlsx");
+    assert_eq!(
+        lab.sales("flow").await,
+        [row("2026-10-03", "C1", "P1", 100.0)]
+    );
+}
+
 /// Writes a sales workbook as users' Excel files look: a title row above the
 /// header, typed date cells, a numeric id, amounts as numbers and as text.
 fn flow_workbook(path: &Path) {

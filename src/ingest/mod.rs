@@ -249,8 +249,7 @@ impl Pipeline {
     }
 
     fn set_header(&mut self, header: &[String]) -> Result<usize, FileError> {
-        let mapping =
-            Mapping::from_header(&self.source, header).map_err(FileError::MissingColumn)?;
+        let mapping = Mapping::from_header(&self.source, header)?;
         let max = mapping.max_column();
         self.mapping = Some(mapping);
         Ok(max)
@@ -618,6 +617,16 @@ fn finish_file(
                 Err(FileError::MissingColumn(cols)) => {
                     (Reason::MissingColumn, cols.join(", "), String::new())
                 }
+                // SPEC §4 has no reason of its own for it: the mapped column
+                // is as good as missing, and the detail says why
+                Err(FileError::AmbiguousColumn { header, columns }) => (
+                    Reason::MissingColumn,
+                    header,
+                    format!(
+                        "ambiguous: it heads columns {}; rename all but one",
+                        columns.join(" and ")
+                    ),
+                ),
                 Err(e) => (Reason::CannotOpenFile, String::new(), e.to_string()),
                 Ok(()) => (
                     Reason::CannotOpenFile,

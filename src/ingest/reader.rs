@@ -10,6 +10,14 @@ pub enum FileError {
     CannotOpen(String),
     #[error("missing column {}", .0.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "))]
     MissingColumn(Vec<String>),
+    /// a mapped header that heads more than one column: which one the user
+    /// meant cannot be known (`金额` for both the amount with and without tax)
+    #[error("column `{header}` is ambiguous: it heads columns {}", .columns.join(" and "))]
+    AmbiguousColumn {
+        header: String,
+        /// their letters
+        columns: Vec<String>,
+    },
     /// the consumer stopped (the run is shutting down)
     #[error("ingest cancelled")]
     Cancelled,

@@ -8,6 +8,7 @@ use rustc_hash::FxHashSet;
 use serde::Serialize;
 
 use super::coerce::{self, Cell, Epoch};
+use super::reader::FileError;
 use crate::config::{Dataset, SourceConfig};
 use crate::metrics::YearMonth;
 
@@ -198,30 +199,42 @@ pub struct Mapping {
 impl Mapping {
     /// Matches the mapped headers (trimmed, full-width spaces included)
     /// against a header row; `Err` lists the headers the file lacks.
-    pub fn from_header(source: &SourceConfig, header: &[String]) -> Result<Self, Vec<String>> {
+    pub fn from_header(source: &SourceConfig, header: &[String]) -> Result<Self, FileError> {
         let cleaned: Vec<&str> = header.iter().map(|h| coerce::trim(h)).collect();
         let mut fields = Vec::new();
         let mut missing = Vec::new();
+        let mut ambiguous = None;
         for (field, required) in source.dataset.fields() {
             let Some(wanted) = source.columns.get(*field) else {
                 continue;
             };
             let wanted = coerce::trim(wanted);
-            match cleaned.iter().position(|h| *h == wanted) {
-                Some(i) => fields.push((*field, *required, i, wanted.to_string())),
-                None => missing.push(wanted.to_string()),
+            let mut found = cleaned.iter().enumerate().filter(|(_, h)| **h == wanted);
+            match (found.next(), found.next()) {
+                (Some((i, _)), None) => fields.push((*field, *required, i, wanted.to_string())),
+                (None, _) => missing.push(wanted.to_string()),
+                (Some((first, _)), Some((second, _))) => {
+                    let mut columns = vec![column_letters(first), column_letters(second)];
+                    columns.extend(found.map(|(i, _)| column_letters(i)));
+                    ambiguous.get_or_insert(FileError::AmbiguousColumn {
+                        header: wanted.to_string(),
+                        columns,
+                    });
+                }
             }
         }
-        if missing.is_empty() {
-            let kinds = fields.iter().map(|f| kind_of(f.0)).collect();
-            Ok(Self {
-                dataset: source.dataset,
-                fields,
-                kinds,
-            })
-        } else {
-            Err(missing)
+        if !missing.is_empty() {
+            return Err(FileError::MissingColumn(missing));
         }
+        if let Some(e) = ambiguous {
+            return Err(e);
+        }
+        let kinds = fields.iter().map(|f| kind_of(f.0)).collect();
+        Ok(Self {
+            dataset: source.dataset,
+            fields,
+            kinds,
+        })
     }
 
     pub fn max_column(&self) -> usize {
