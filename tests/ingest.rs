@@ -357,7 +357,8 @@ async fn csv_rows_are_named_by_the_line_they_start_on() {
 
 /// A mapped header that heads two columns (`金额` with and without tax) is
 /// refused rather than read from the first: which one the user meant cannot
-/// be known. A repeated header the source does not map does not matter.
+/// be known. A repeated header the source does not map does not matter. An
+/// ERP query's result columns are named the same way.
 #[tokio::test]
 async fn a_mapped_header_heading_two_columns_refuses_the_file() {
     let lab = Lab::new();
@@ -399,8 +400,18 @@ async fn a_mapped_header_heading_two_columns_refuses_the_file() {
         }
         wb.save(lab.path(&format!("in/flow/{file}"))).unwrap();
     }
+    // an ERP query can name a column twice too: its columns have no letters
+    let erp = format!("sqlite://{}?mode=rwc", lab.path("erp.db").display());
+    std::env::set_var("SB_TEST_TWICE_ERP_URL", erp);
+    let query = "SELECT '2026-10-01' AS doc_date, 'C1' AS cust_code, 'P1' AS sku, \
+                 1.5 AS net, 1.0 AS net, 1.0 AS net WHERE '2026-10-01' >= :since";
+    // and lack one, which is `missing column` as for a file
+    let lacking = "SELECT '2026-10-01' AS doc_date, 'C1' AS cust_code, 'P1' AS sku \
+                   WHERE '2026-10-01' >= :since";
     let settings = lab.settings(&format!(
-        "[[sources]]\nname = \"flow\"\ndataset = \"sales\"\nkind = \"excel\"\npath = \"in/flow/*.xlsx\"\n{FLOW_COLUMNS}\n"
+        "[[sources]]\nname = \"flow\"\ndataset = \"sales\"\nkind = \"excel\"\npath = \"in/flow/*.xlsx\"\n{FLOW_COLUMNS}\n{}{}",
+        sql_sales_source("erp", "SB_TEST_TWICE_ERP_URL", query),
+        sql_sales_source("erp-lacking", "SB_TEST_TWICE_ERP_URL", lacking)
     ));
     let summary = lab.ingest(&settings).await;
     assert_eq!(
@@ -410,6 +421,9 @@ async fn a_mapped_header_heading_two_columns_refuses_the_file() {
              (ambiguous: it heads columns D and E; rename all but one)",
             "`flow`: in/flow/b_remarks.xlsx [Sheet1] column `日期`: missing column \
              (ambiguous: it heads columns A and E; rename all but one)",
+            "`erp`: sql:SB_TEST_TWICE_ERP_URL column `net`: missing column \
+             (ambiguous: it names result columns 4, 5 and 6; rename all but one)",
+            "`erp-lacking`: sql:SB_TEST_TWICE_ERP_URL column `net`: missing column",
         ]
     );
     assert_eq!(summary.files_loaded, 3, "masters and c_remarks.xlsx");

@@ -1,4 +1,4 @@
-//! CSV reader: UTF-8 (BOM tolerated, checked value by value), GBK or
+//! CSV reader: UTF-8 (BOM tolerated, checked rather than decoded), GBK or
 //! GB18030 (transcoded while streaming); quoted fields and CRLF handled by
 //! the `csv` crate, rows numbered by the line they start on.
 

@@ -576,6 +576,15 @@ fn refuse_unreadable(
     ));
 }
 
+/// `D`, `D and E`, `D, E and F`.
+fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
 fn finish_file(
     source: &SourceConfig,
     name: &str,
@@ -619,14 +628,23 @@ fn finish_file(
                 }
                 // SPEC §4 has no reason of its own for it: the mapped column
                 // is as good as missing, and the detail says why
-                Err(FileError::AmbiguousColumn { header, columns }) => (
-                    Reason::MissingColumn,
-                    header,
-                    format!(
-                        "ambiguous: it heads columns {}; rename all but one",
-                        columns.join(" and ")
-                    ),
-                ),
+                Err(FileError::AmbiguousColumn { header, columns }) => {
+                    let (what, columns): (_, Vec<String>) = match source.kind {
+                        SourceKind::Sql => (
+                            "it names result columns",
+                            columns.iter().map(|c| (c + 1).to_string()).collect(),
+                        ),
+                        _ => (
+                            "it heads columns",
+                            columns.into_iter().map(record::column_letters).collect(),
+                        ),
+                    };
+                    let detail = format!(
+                        "ambiguous: {what} {}; rename all but one",
+                        and_list(&columns)
+                    );
+                    (Reason::MissingColumn, header, detail)
+                }
                 Err(e) => (Reason::CannotOpenFile, String::new(), e.to_string()),
                 Ok(()) => (
                     Reason::CannotOpenFile,
@@ -697,9 +715,16 @@ async fn ingest_sql(
     let query = source.query.clone().unwrap_or_default();
     let reader = async move {
         let tx = p.tx.clone();
+        // kept whole: a query lacking a mapped column is `missing column`,
+        // as a file is, not a failed query
+        let mut header_error = None;
         let result = sql::fetch(&url, &query, since, &tx, |pos, names, cells| {
             if p.mapping.is_none() {
-                p.set_header(names).map_err(|e| e.to_string())?;
+                p.set_header(names).map_err(|e| {
+                    let text = e.to_string();
+                    header_error = Some(e);
+                    text
+                })?;
             }
             p.accept(pos, &cells);
             Ok((p.batch.len() >= BATCH_ROWS).then(|| Batch::Rows(std::mem::take(&mut p.batch))))
@@ -718,6 +743,7 @@ async fn ingest_sql(
                 }
             }
         }
+        let result = result.map_err(|e| header_error.unwrap_or(FileError::CannotOpen(e)));
         (result, p.rejections)
     };
     // dropping a reader that ran out of time drops its senders: the load
@@ -729,12 +755,12 @@ async fn ingest_sql(
     );
     let (result, rejections) = read.unwrap_or_else(|_| {
         let late = format!("the source took longer than {limit} s (`ingest.sql_timeout_secs`)");
-        (Err(late), Vec::new())
+        (Err(FileError::CannotOpen(late)), Vec::new())
     });
     let outcome = outcome?;
     let parsed = Parsed {
         sheet: String::new(),
-        result: result.map_err(FileError::CannotOpen),
+        result,
         rejections,
     };
     finish_file(source, &name, parsed, outcome, summary);

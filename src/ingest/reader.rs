@@ -12,11 +12,11 @@ pub enum FileError {
     MissingColumn(Vec<String>),
     /// a mapped header that heads more than one column: which one the user
     /// meant cannot be known (`金额` for both the amount with and without tax)
-    #[error("column `{header}` is ambiguous: it heads columns {}", .columns.join(" and "))]
+    #[error("column `{header}` is ambiguous: it heads {} columns", .columns.len())]
     AmbiguousColumn {
         header: String,
-        /// their letters
-        columns: Vec<String>,
+        /// 0-based
+        columns: Vec<usize>,
     },
     /// the consumer stopped (the run is shutting down)
     #[error("ingest cancelled")]

@@ -214,8 +214,8 @@ impl Mapping {
                 (Some((i, _)), None) => fields.push((*field, *required, i, wanted.to_string())),
                 (None, _) => missing.push(wanted.to_string()),
                 (Some((first, _)), Some((second, _))) => {
-                    let mut columns = vec![column_letters(first), column_letters(second)];
-                    columns.extend(found.map(|(i, _)| column_letters(i)));
+                    let mut columns = vec![first, second];
+                    columns.extend(found.map(|(i, _)| i));
                     ambiguous.get_or_insert(FileError::AmbiguousColumn {
                         header: wanted.to_string(),
                         columns,
