@@ -245,7 +245,8 @@ async fn csv_in_utf8_bom_crlf_gbk_and_gb18030_loads_the_same_rows() {
 /// A CSV that is not UTF-8 where the source expects it (a GBK export without
 /// `encoding = "gbk"`) is refused naming the first cell that is not, instead
 /// of loading U+FFFD in place of its text; the columns after the mapped ones
-/// are not read, so a GBK remark there does not matter.
+/// are not read, so a GBK remark there does not matter. A GBK source's bytes
+/// that GBK does not define refuse the file the same way.
 #[tokio::test]
 async fn csv_that_is_not_utf8_is_refused_naming_the_cell() {
     let lab = Lab::new();
@@ -273,8 +274,14 @@ async fn csv_that_is_not_utf8_is_refused_naming_the_cell() {
     let mut split = header.as_bytes().to_vec();
     split.extend(b"2026-10-07,C1,P\xE7,\x94\xB240,\r\n");
     lab.write("in/flow/e_split.csv", &split);
+    // a GBK source's byte that GBK does not define (FF) after a good row: the
+    // decoder would give U+FFFD
+    let mut bad_gbk = gbk(&format!("{header}2026-10-08,C1,P1,50,\r\n"));
+    bad_gbk.extend(b"2026-10-09,C2,P\xFF,60,\r\n");
+    lab.write("in/gbk/f_bad.csv", &bad_gbk);
     let settings = lab.settings(&format!(
-        "[[sources]]\nname = \"flow\"\ndataset = \"sales\"\nkind = \"csv\"\npath = \"in/flow/*.csv\"\n{FLOW_COLUMNS}\n"
+        "[[sources]]\nname = \"flow\"\ndataset = \"sales\"\nkind = \"csv\"\npath = \"in/flow/*.csv\"\n{FLOW_COLUMNS}\n\
+         [[sources]]\nname = \"gbk\"\ndataset = \"sales\"\nkind = \"csv\"\npath = \"in/gbk/*.csv\"\nencoding = \"gbk\"\n{FLOW_COLUMNS}\n"
     ));
     let summary = lab.ingest(&settings).await;
     let hint = "if the file is a GBK export, set `encoding = \"gbk\"` on the source";
@@ -293,8 +300,12 @@ async fn csv_that_is_not_utf8_is_refused_naming_the_cell() {
                 "`flow`: in/flow/e_split.csv: cannot open file \
                  (cell C2 is not UTF-8 text (bytes E7); {hint})"
             ),
+            "`gbk`: in/gbk/f_bad.csv: cannot open file (cell C3 holds bytes its \
+             encoding does not define (decoded as U+FFFD); check the source's `encoding`)"
+                .to_string(),
         ]
     );
+    assert!(lab.sales("gbk").await.is_empty());
     assert_eq!(
         lab.sales("flow").await,
         [

@@ -21,6 +21,7 @@ pub fn read(
     visitor: &mut dyn Visitor,
 ) -> Result<(), FileError> {
     let file = File::open(path).map_err(|e| FileError::CannotOpen(e.to_string()))?;
+    let decoded = encoding != Encoding::Utf8;
     let mut builder = DecodeReaderBytesBuilder::new();
     match encoding {
         // UTF-8 passes through undecoded, so that a byte that is not UTF-8 is
@@ -57,6 +58,11 @@ pub fn read(
             .map_or(0, |r| r.end);
         let text =
             std::str::from_utf8(&record.as_slice()[..end]).map_err(|_| not_utf8(line, &record))?;
+        // the GBK decoders put U+FFFD where bytes are not GBK (GBK cannot
+        // encode U+FFFD itself): the file is not in its configured encoding
+        if decoded && reader.get_ref().saw_ef && text.contains(char::REPLACEMENT_CHARACTER) {
+            return Err(undecodable(line, &record));
+        }
         // every CSV field is text: the cells keep their strings from row to
         // row and are overwritten in place instead of allocated per field
         for i in 0..n {
@@ -78,7 +84,8 @@ pub fn read(
     asm.finish()
 }
 
-/// Numbers CSV rows by the line they start on, as a text editor shows it.
+/// Numbers CSV rows by the line they start on, as a text editor shows it,
+/// and notes whether U+FFFD may have been decoded.
 /// The `csv` crate counts only `\n` (a file from an old Mac, ending lines in
 /// a lone CR, is one line to it), and it starts a record's position before
 /// consuming what ends the previous one: after a CRLF (rust-csv#395) or a
@@ -96,6 +103,11 @@ struct LineBreaks<R> {
     breaks: VecDeque<(u64, bool)>,
     /// lines ended before the breaks still held
     lines_ended: u64,
+    /// whether a byte EF, the first of U+FFFD's, has passed: rows need only
+    /// be searched for U+FFFD from then on. One search per read costs less
+    /// than one per row; EF also starts full-width punctuation (`，` is
+    /// EF BC 8C), so a file with any has every row searched after it.
+    saw_ef: bool,
 }
 
 impl<R: Read> LineBreaks<R> {
@@ -106,6 +118,7 @@ impl<R: Read> LineBreaks<R> {
             after_cr: false,
             breaks: VecDeque::new(),
             lines_ended: 0,
+            saw_ef: false,
         }
     }
 
@@ -143,6 +156,7 @@ impl<R: Read> Read for LineBreaks<R> {
         if let Some(&last) = read.last() {
             self.after_cr = last == b'\r';
         }
+        self.saw_ef = self.saw_ef || memchr::memchr(0xEF, read).is_some();
         self.offset += n as u64;
         Ok(n)
     }
@@ -167,6 +181,19 @@ fn not_utf8(line: u64, record: &csv::ByteRecord) -> FileError {
          set `encoding = \"gbk\"` on the source",
         column_letters(column),
         bytes.join(" ")
+    ))
+}
+
+/// Refuses the whole file, naming its first value that could not be decoded.
+fn undecodable(line: u64, record: &csv::ByteRecord) -> FileError {
+    let column = record
+        .iter()
+        .position(|f| f.windows(3).any(|w| w == "\u{FFFD}".as_bytes()))
+        .unwrap_or(0);
+    FileError::CannotOpen(format!(
+        "cell {}{line} holds bytes its encoding does not define (decoded as U+FFFD); \
+         check the source's `encoding`",
+        column_letters(column)
     ))
 }
 
