@@ -715,16 +715,9 @@ async fn ingest_sql(
     let query = source.query.clone().unwrap_or_default();
     let reader = async move {
         let tx = p.tx.clone();
-        // kept whole: a query lacking a mapped column is `missing column`,
-        // as a file is, not a failed query
-        let mut header_error = None;
         let result = sql::fetch(&url, &query, since, &tx, |pos, names, cells| {
             if p.mapping.is_none() {
-                p.set_header(names).map_err(|e| {
-                    let text = e.to_string();
-                    header_error = Some(e);
-                    text
-                })?;
+                p.set_header(names)?;
             }
             p.accept(pos, &cells);
             Ok((p.batch.len() >= BATCH_ROWS).then(|| Batch::Rows(std::mem::take(&mut p.batch))))
@@ -743,7 +736,6 @@ async fn ingest_sql(
                 }
             }
         }
-        let result = result.map_err(|e| header_error.unwrap_or(FileError::CannotOpen(e)));
         (result, p.rejections)
     };
     // dropping a reader that ran out of time drops its senders: the load

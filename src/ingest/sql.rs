@@ -7,6 +7,7 @@ use futures_util::TryStreamExt;
 use sqlx::{Column, Row};
 
 use super::coerce::Cell;
+use super::reader::FileError;
 
 /// Rewrites each `:since` into the backend's placeholder and counts them.
 pub fn bind_since(query: &str, placeholder: impl Fn(usize) -> String) -> (String, usize) {
@@ -90,9 +91,9 @@ pub async fn fetch<B>(
     query: &str,
     since: NaiveDate,
     tx: &tokio::sync::mpsc::Sender<B>,
-    mut on_row: impl FnMut(u64, &[String], Vec<Cell>) -> Result<Option<B>, String>,
-) -> Result<(), String> {
-    let err = |e: sqlx::Error| e.to_string();
+    mut on_row: impl FnMut(u64, &[String], Vec<Cell>) -> Result<Option<B>, FileError>,
+) -> Result<(), FileError> {
+    let err = |e: sqlx::Error| FileError::CannotOpen(e.to_string());
     macro_rules! run {
         ($pool:ty, $ph:expr, $decimal:expr) => {{
             let pool = <$pool>::connect(url).await.map_err(err)?;
@@ -113,9 +114,7 @@ pub async fn fetch<B>(
                     .map(|i| cell_at!(&row, i, $decimal))
                     .collect();
                 if let Some(batch) = on_row(pos, &names, cells)? {
-                    tx.send(batch)
-                        .await
-                        .map_err(|_| "ingest cancelled".to_string())?;
+                    tx.send(batch).await.map_err(|_| FileError::Cancelled)?;
                 }
             }
             drop(rows);
@@ -130,10 +129,10 @@ pub async fn fetch<B>(
     } else if url.starts_with("sqlite:") {
         run!(sqlx::SqlitePool, |_| "?".to_string(), no_decimal)
     } else {
-        Err(format!(
+        Err(FileError::CannotOpen(format!(
             "unsupported URL scheme in `{}`",
             url.split("://").next().unwrap_or("")
-        ))
+        )))
     }
 }
 
