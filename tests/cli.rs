@@ -282,7 +282,8 @@ fn ingest_of_many_large_files_completes() {
         );
         writeln!(out, "date,customer,product,amount").unwrap();
         for r in 0..ROWS {
-            writeln!(out, "2026-10-{:02},C1,P{},1.00", 1 + r % 28, r % 5).unwrap();
+            // a product per file: identical files would be refused as copies
+            writeln!(out, "2026-10-{:02},C1,P{f}-{},1.00", 1 + r % 28, r % 5).unwrap();
         }
     }
     lab.settings(

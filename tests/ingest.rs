@@ -125,6 +125,26 @@ impl Lab {
             .collect()
     }
 
+    /// (file, row) of every sales line of one source, sorted: where each
+    /// line says it came from.
+    pub async fn provenance_in(&self, wh: &Wh<'_>, source: &str) -> Vec<(String, i64)> {
+        let sql = "SELECT file, row_no FROM sales WHERE source = $1";
+        let mut rows: Vec<(String, i64)> = match wh {
+            Wh::Sqlite => {
+                let pool = self.warehouse().await;
+                sqlx::query_as(sql).bind(source).fetch_all(&pool).await
+            }
+            Wh::Postgres(url) => {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                sqlx::query_as(sql).bind(source).fetch_all(&pool).await
+            }
+        }
+        .unwrap();
+        // in Rust: PostgreSQL's collation may not order by bytes
+        rows.sort();
+        rows
+    }
+
     /// Makes every load look like one from before row ranges were recorded.
     pub async fn forget_row_ranges(&self, wh: &Wh<'_>) {
         let sql = "UPDATE ingested_files SET first_row_id = NULL, last_row_id = NULL";
@@ -1007,6 +1027,25 @@ async fn hostile_files_are_refused_and_the_good_ones_still_load() {
     assert_eq!(lab.sales("flow").await, expected);
 }
 
+/// Two tests of `scenario`: `$sqlite` on the lab's SQLite warehouse,
+/// `$postgres` on a PostgreSQL database of its own.
+macro_rules! on_both_warehouses {
+    ($scenario:ident, $sqlite:ident, $postgres:ident) => {
+        #[tokio::test]
+        async fn $sqlite() {
+            $scenario(&Lab::new(), &Wh::Sqlite).await;
+        }
+
+        #[tokio::test]
+        async fn $postgres() {
+            crate::warehouse::PgDatabase::run(async |url| {
+                $scenario(&Lab::new(), &Wh::Postgres(url)).await;
+            })
+            .await;
+        }
+    };
+}
+
 /// Reloads of changed files on either warehouse: replaced rows, upserted
 /// keyed lines, a line moving between files, and ranges missing from loads
 /// made before migration 0004.
@@ -1097,20 +1136,96 @@ fn total(rows: &[(String, String, String, f64)]) -> f64 {
     rows.iter().map(|r| r.3).sum()
 }
 
-#[tokio::test]
-async fn a_changed_file_replaces_its_rows_and_keyed_lines_upsert() {
-    changed_file_scenario(&Lab::new(), &Wh::Sqlite).await;
+on_both_warehouses!(
+    changed_file_scenario,
+    a_changed_file_replaces_its_rows_and_keyed_lines_upsert,
+    a_changed_file_replaces_its_rows_and_keyed_lines_upsert_on_postgresql
+);
+
+/// A copied or renamed file of unkeyed sales lines must not count its
+/// rows twice, on either warehouse.
+async fn copies_and_renames_scenario(lab: &Lab, wh: &Wh<'_>) {
+    let header = "日期,客户编码,产品编码,金额\n";
+    let october = format!("{header}2026-10-01,C1,P1,100\n2026-10-02,C2,P1,30\n");
+    let november = format!("{header}2026-11-03,C3,P1,7\n");
+    let december = format!("{header}2026-12-04,C1,P2,5\n");
+    lab.write("in/g/10月.csv", october.as_bytes());
+    lab.write("in/g/11月.csv", november.as_bytes());
+    let settings = lab.settings(&format!(
+        "[[sources]]\nname = \"g\"\ndataset = \"sales\"\nkind = \"csv\"\npath = \"in/g/*.csv\"\n{FLOW_COLUMNS}\n"
+    ));
+    let first = lab.ingest_into(&settings, wh).await;
+    assert_eq!((first.files_loaded, first.files_refused), (4, 0));
+    assert!((total(&lab.sales_in(wh, "g").await) - 137.0).abs() < 1e-9);
+    // Windows names a copy `10月 - 副本.csv`, which sorts before the file it
+    // copies: the copy is refused all the same, as the original is loaded;
+    // of two new files with one content, the first in path order loads
+    lab.write("in/g/10月 - 副本.csv", october.as_bytes());
+    lab.write("in/g/12月.csv", december.as_bytes());
+    lab.write("in/g/12月b.csv", december.as_bytes());
+    for _ in 0..2 {
+        let copies = lab.ingest_into(&settings, wh).await;
+        let got = rejections(&copies);
+        assert_eq!(got.len(), 2, "{got:#?}");
+        assert_has(
+            &got,
+            "`g`: in/g/10月 - 副本.csv: cannot open file (the same content as \
+             `in/g/10月.csv`, which this source already reads; loading a copy \
+             would count its rows twice)",
+        );
+        assert_has(
+            &got,
+            "`g`: in/g/12月b.csv: cannot open file (the same content as \
+             `in/g/12月.csv`, which this source already reads; loading a copy \
+             would count its rows twice)",
+        );
+        assert_eq!(copies.files_refused, 2);
+        assert_eq!(
+            lab.sales_in(wh, "g").await,
+            vec![
+                row("2026-10-01", "C1", "P1", 100.0),
+                row("2026-10-02", "C2", "P1", 30.0),
+                row("2026-11-03", "C3", "P1", 7.0),
+                row("2026-12-04", "C1", "P2", 5.0),
+            ]
+        );
+    }
+    // the copies deleted and 11月.csv renamed: the renamed file's rows
+    // replace those stored under the old name, once and for all
+    for copy in ["in/g/10月 - 副本.csv", "in/g/12月b.csv"] {
+        std::fs::remove_file(lab.path(copy)).unwrap();
+    }
+    std::fs::rename(lab.path("in/g/11月.csv"), lab.path("in/g/2026-11.csv")).unwrap();
+    let renamed = lab.ingest_into(&settings, wh).await;
+    assert!(renamed.rejections.is_empty(), "{:#?}", rejections(&renamed));
+    assert_eq!((renamed.files_loaded, renamed.files_skipped), (1, 4));
+    assert!((total(&lab.sales_in(wh, "g").await) - 142.0).abs() < 1e-9);
+    assert_eq!(
+        lab.provenance_in(wh, "g").await,
+        vec![
+            ("in/g/10月.csv".to_string(), 2),
+            ("in/g/10月.csv".to_string(), 3),
+            ("in/g/12月.csv".to_string(), 2),
+            ("in/g/2026-11.csv".to_string(), 2),
+        ]
+    );
+    // renamed back with a line added: a changed file, not a rename
+    std::fs::remove_file(lab.path("in/g/2026-11.csv")).unwrap();
+    lab.write(
+        "in/g/11月.csv",
+        format!("{november}2026-11-04,C3,P2,1\n").as_bytes(),
+    );
+    let back = lab.ingest_into(&settings, wh).await;
+    assert_eq!((back.files_loaded, back.files_skipped), (1, 4));
+    // the old name's rows stay as last loaded: only a rename carries them
+    assert!((total(&lab.sales_in(wh, "g").await) - 150.0).abs() < 1e-9);
 }
 
-#[tokio::test]
-async fn a_changed_file_replaces_its_rows_and_keyed_lines_upsert_on_postgresql() {
-    let Some(db) = crate::warehouse::PgDatabase::create().await else {
-        require("PostgreSQL on 127.0.0.1:5432", false);
-        return;
-    };
-    changed_file_scenario(&Lab::new(), &Wh::Postgres(&db.url)).await;
-    db.drop().await;
-}
+on_both_warehouses!(
+    copies_and_renames_scenario,
+    a_copied_file_is_refused_and_a_renamed_one_replaces_its_rows,
+    a_copied_file_is_refused_and_a_renamed_one_replaces_its_rows_on_postgresql
+);
 
 /// NULs from a broken or fixed-width export: padding is trimmed like white
 /// space, a NUL inside a value is dropped, and a rejected value shows it as
@@ -1174,20 +1289,11 @@ columns = { invoice_date = "日期", customer_id = "客户编码", product_id = 
     assert_eq!(names, [c("C1", "甲医院"), c("C4", "戊医院")]);
 }
 
-#[tokio::test]
-async fn nul_bytes_in_a_file_load_on_sqlite() {
-    nul_scenario(&Lab::new(), &Wh::Sqlite).await;
-}
-
-#[tokio::test]
-async fn nul_bytes_in_a_file_load_on_postgresql() {
-    let Some(db) = crate::warehouse::PgDatabase::create().await else {
-        require("PostgreSQL on 127.0.0.1:5432", false);
-        return;
-    };
-    nul_scenario(&Lab::new(), &Wh::Postgres(&db.url)).await;
-    db.drop().await;
-}
+on_both_warehouses!(
+    nul_scenario,
+    nul_bytes_in_a_file_load_on_sqlite,
+    nul_bytes_in_a_file_load_on_postgresql
+);
 
 // ---------------------------------------------------------------- SQL sources
 

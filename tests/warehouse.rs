@@ -28,6 +28,17 @@ impl PgDatabase {
         Some(Self { admin, name, url })
     }
 
+    /// Runs `scenario` on a database of its own, dropped afterwards. Without
+    /// a server the test is skipped, or fails under `CI=true`.
+    pub async fn run(scenario: impl AsyncFnOnce(&str)) {
+        let Some(db) = Self::create().await else {
+            require("PostgreSQL on 127.0.0.1:5432", false);
+            return;
+        };
+        scenario(&db.url).await;
+        db.drop().await;
+    }
+
     pub async fn drop(self) {
         let sql = format!("DROP DATABASE {} WITH (FORCE)", self.name);
         sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -365,10 +376,6 @@ async fn sqlite_metric_inputs_are_one_commit_while_loads_go_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_metric_inputs_are_one_commit_while_loads_go_on() {
-    let Some(db) = PgDatabase::create().await else {
-        require("PostgreSQL on 127.0.0.1:5432", false);
-        return;
-    };
-    reads_see_one_commit_while_loads_go_on(&Wh::Postgres(&db.url)).await;
-    db.drop().await;
+    PgDatabase::run(async |url| reads_see_one_commit_while_loads_go_on(&Wh::Postgres(url)).await)
+        .await;
 }

@@ -11,7 +11,7 @@ pub mod reader;
 pub mod record;
 pub mod sql;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -522,21 +522,26 @@ async fn ingest_files(
     }
     let (unchanged, changed): (Vec<_>, Vec<_>) = todo.into_iter().partition(|t| t.3);
     summary.files_skipped += unchanged.len() as u64;
+    let changed = if master {
+        changed.into_iter().map(|t| (t, Vec::new())).collect()
+    } else {
+        sort_out_copies(store, source, &unchanged, changed, summary).await?
+    };
     show_progress(progress, summary);
     let mut to_load = changed.into_iter();
     let mut running = VecDeque::new();
     loop {
         while running.len() < window {
-            let Some((path, name, sha, _)) = to_load.next() else {
+            let Some(((path, name, sha, _), renamed_from)) = to_load.next() else {
                 break;
             };
             let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
             let (src, m, file) = (source.clone(), masters.clone(), name.clone());
             let handle =
                 tokio::task::spawn_blocking(move || parse_file(&path, file, src, m, max_bytes, tx));
-            running.push_back((name, sha, rx, handle));
+            running.push_back((name, sha, renamed_from, rx, handle));
         }
-        let Some((name, sha, rx, handle)) = running.pop_front() else {
+        let Some((name, sha, renamed_from, rx, handle)) = running.pop_front() else {
             break;
         };
         let load = FileLoad {
@@ -545,7 +550,7 @@ async fn ingest_files(
             sheet: source.sheet.clone().unwrap_or_default(),
             dataset: source.dataset,
             sha256: sha,
-            replace: Replace::File,
+            replace: Replace::File { renamed_from },
             max_reject_ratio: settings.config.ingest.max_reject_ratio,
         };
         let outcome = store.load_file(load, rx).await?;
@@ -554,6 +559,60 @@ async fn ingest_files(
         show_progress(progress, summary);
     }
     Ok(())
+}
+
+/// A file to load, as `ingest_files` lists it: path, name, content hash,
+/// and whether it is unchanged since its last load.
+type Listed = (PathBuf, String, String, bool);
+
+/// Keeps a fact source's rows from counting twice when a file is copied or
+/// renamed. A changed file with the same content as another file the source
+/// holds (already loaded, or earlier in path order) is refused: loading
+/// `流向10月 - 副本.xlsx` beside `流向10月.xlsx` would double every line in
+/// it. A file with the same content as stored files its `path` no longer
+/// matches was renamed: its load replaces their rows, which would otherwise
+/// stay under the old name beside the new ones.
+async fn sort_out_copies(
+    store: &dyn Store,
+    source: &SourceConfig,
+    unchanged: &[Listed],
+    changed: Vec<Listed>,
+    summary: &mut IngestSummary,
+) -> anyhow::Result<Vec<(Listed, Vec<String>)>> {
+    let listed: HashSet<String> = unchanged
+        .iter()
+        .chain(&changed)
+        .map(|t| t.1.clone())
+        .collect();
+    let mut holders: HashMap<String, String> = HashMap::new();
+    for (_, name, sha, _) in unchanged {
+        holders.entry(sha.clone()).or_insert_with(|| name.clone());
+    }
+    let mut to_load = Vec::with_capacity(changed.len());
+    for t in changed {
+        if let Some(holder) = holders.get(&t.2) {
+            let detail = format!(
+                "the same content as `{holder}`, which this source already reads; \
+                 loading a copy would count its rows twice"
+            );
+            warn!(source = %source.name, file = %t.1, detail = %detail, "file refused: a copy");
+            refuse_file(summary, source, &t.1, detail);
+            continue;
+        }
+        holders.insert(t.2.clone(), t.1.clone());
+        let mut renamed_from = store.files_with_content(&source.name, &t.2).await?;
+        renamed_from.retain(|f| !listed.contains(f));
+        if !renamed_from.is_empty() {
+            info!(
+                source = %source.name,
+                file = %t.1,
+                renamed_from = %renamed_from.join(", "),
+                "file renamed: its rows replace those stored under its old name"
+            );
+        }
+        to_load.push((t, renamed_from));
+    }
+    Ok(to_load)
 }
 
 /// A file or directory of `source` that could not be read: refused, the rows
@@ -565,6 +624,12 @@ fn refuse_unreadable(
     detail: String,
 ) {
     warn!(source = %source.name, file = name, detail = %detail, "file refused: cannot read");
+    refuse_file(summary, source, name, detail);
+}
+
+/// Refuses a file before it is parsed, as `cannot open file`: the rows it
+/// loaded before are kept.
+fn refuse_file(summary: &mut IngestSummary, source: &SourceConfig, name: &str, detail: String) {
     summary.files_refused += 1;
     summary.rejections.push(file_rejection(
         &source.name,

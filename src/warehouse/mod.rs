@@ -59,8 +59,10 @@ pub struct FileState {
 /// Which stored rows a load replaces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Replace {
-    /// the rows that came from this file
-    File,
+    /// the rows that came from this file, and from the files it was
+    /// renamed from: stored files of the same source with the same content
+    /// that its path no longer matches, whose records go with their rows
+    File { renamed_from: Vec<String> },
     /// a SQL source: its rows dated on or after `since` (sales) …
     SourceSince(NaiveDate),
     /// … or all of its rows (other datasets)
@@ -182,6 +184,8 @@ pub struct DeliveryRow {
 #[async_trait]
 pub trait Store: Send + Sync {
     async fn file_state(&self, source: &str, file: &str) -> Result<Option<FileState>>;
+    /// The files of `source` whose last load had this content hash.
+    async fn files_with_content(&self, source: &str, sha256: &str) -> Result<Vec<String>>;
     /// Loads one file in one transaction, consuming batches until `End`.
     async fn load_file(&self, load: FileLoad, rx: mpsc::Receiver<Batch>) -> Result<LoadOutcome>;
     /// Latest invoice date stored from a source.

@@ -75,9 +75,7 @@ async fn stored_rows(
 }
 
 async fn delete_replaced(tx: &mut Transaction<'_, Postgres>, load: &FileLoad) -> Result<()> {
-    // table names come from the fixed dataset list, never from input
-    let table = load.dataset.name();
-    let file = match &load.replace {
+    match &load.replace {
         Replace::SourceSince(since) => {
             // the condition of the partial index `sales_sql_window`
             sqlx::query(
@@ -87,11 +85,31 @@ async fn delete_replaced(tx: &mut Transaction<'_, Postgres>, load: &FileLoad) ->
             .bind(since)
             .execute(&mut **tx)
             .await?;
-            return Ok(());
         }
-        Replace::File => Some(load.file.as_str()),
-        Replace::Source => None,
-    };
+        Replace::File { renamed_from } => {
+            delete_rows(tx, load, Some(&load.file)).await?;
+            for old in renamed_from {
+                delete_rows(tx, load, Some(old)).await?;
+                sqlx::query("DELETE FROM ingested_files WHERE source = $1 AND file = $2")
+                    .bind(&load.source)
+                    .bind(old)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        Replace::Source => delete_rows(tx, load, None).await?,
+    }
+    Ok(())
+}
+
+/// Deletes the rows `load`'s source stored from `file`, or from anywhere.
+async fn delete_rows(
+    tx: &mut Transaction<'_, Postgres>,
+    load: &FileLoad,
+    file: Option<&str>,
+) -> Result<()> {
+    // table names come from the fixed dataset list, never from input
+    let table = load.dataset.name();
     let rows = if ranged(load.dataset) {
         stored_rows(tx, &load.source, file).await?
     } else {
@@ -317,6 +335,16 @@ impl Store for PgStore {
             unknown_ids: count(&r, 1),
             rows_rejected: count(&r, 2),
         }))
+    }
+
+    async fn files_with_content(&self, source: &str, sha256: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT file FROM ingested_files WHERE source = $1 AND sha256 = $2 ORDER BY file",
+        )
+        .bind(source)
+        .bind(sha256)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn load_file(

@@ -179,19 +179,32 @@ fn stored_rows(tx: &Transaction<'_>, source: &str, file: Option<&str>) -> rusqli
 }
 
 fn delete_replaced(tx: &Transaction<'_>, load: &FileLoad) -> rusqlite::Result<()> {
-    // table names come from the fixed dataset list, never from input
-    let table = load.dataset.name();
-    let file = match &load.replace {
+    match &load.replace {
         Replace::SourceSince(since) => {
             tx.execute(
                 "DELETE FROM sales WHERE source = ? AND invoice_date >= ? AND substr(file, 1, 4) = 'sql:'",
                 params![load.source, date(*since)],
             )?;
-            return Ok(());
         }
-        Replace::File => Some(load.file.as_str()),
-        Replace::Source => None,
-    };
+        Replace::File { renamed_from } => {
+            delete_rows(tx, load, Some(&load.file))?;
+            for old in renamed_from {
+                delete_rows(tx, load, Some(old))?;
+                tx.execute(
+                    "DELETE FROM ingested_files WHERE source = ? AND file = ?",
+                    params![load.source, old],
+                )?;
+            }
+        }
+        Replace::Source => delete_rows(tx, load, None)?,
+    }
+    Ok(())
+}
+
+/// Deletes the rows `load`'s source stored from `file`, or from anywhere.
+fn delete_rows(tx: &Transaction<'_>, load: &FileLoad, file: Option<&str>) -> rusqlite::Result<()> {
+    // table names come from the fixed dataset list, never from input
+    let table = load.dataset.name();
     let rows = if ranged(load.dataset) {
         stored_rows(tx, &load.source, file)?
     } else {

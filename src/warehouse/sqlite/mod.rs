@@ -110,6 +110,16 @@ impl Store for SqliteStore {
         }))
     }
 
+    async fn files_with_content(&self, source: &str, sha256: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT file FROM ingested_files WHERE source = ? AND sha256 = ? ORDER BY file",
+        )
+        .bind(source)
+        .bind(sha256)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn load_file(
         &self,
         load: FileLoad,
