@@ -466,6 +466,62 @@ async fn a_mapped_header_heading_two_columns_refuses_the_file() {
 
 /// Writes a sales workbook as users' Excel files look: a title row above the
 /// header, typed date cells, a numeric id, amounts as numbers and as text.
+/// A file or sheet without a header row is refused, and the message says
+/// which of the two it is: a CSV has no sheets.
+#[tokio::test]
+async fn a_file_or_sheet_without_a_header_row_is_refused_saying_which() {
+    let lab = Lab::new();
+    let good = "日期,客户编码,产品编码,金额\n2026-10-01,C1,P1,5\n";
+    lab.write("in/blank/a_empty.csv", b"");
+    lab.write(
+        "in/blank/b_bom_and_blank_lines.csv",
+        b"\xEF\xBB\xBF\r\n , ,\r\n",
+    );
+    lab.write("in/blank/c_good.csv", good.as_bytes());
+    lab.write("in/deep/a.csv", good.as_bytes());
+    std::fs::create_dir_all(lab.path("in/xb")).unwrap();
+    let mut wb = Workbook::new();
+    wb.add_worksheet().set_name("流向").unwrap();
+    wb.save(lab.path("in/xb/empty.xlsx")).unwrap();
+    std::fs::create_dir_all(lab.path("in/xd")).unwrap();
+    flow_workbook(&lab.path("in/xd/short.xlsx"));
+    let csv = |name: &str, extra: &str| {
+        format!(
+            "[[sources]]\nname = \"{name}\"\ndataset = \"sales\"\nkind = \"csv\"\npath = \"in/{name}/*.csv\"\n{extra}{FLOW_COLUMNS}\n"
+        )
+    };
+    let excel = |name: &str, extra: &str| {
+        format!(
+            "[[sources]]\nname = \"{name}\"\ndataset = \"sales\"\nkind = \"excel\"\npath = \"in/{name}/*.xlsx\"\n{extra}{FLOW_COLUMNS}\n"
+        )
+    };
+    let settings = lab.settings(
+        &[
+            csv("blank", ""),
+            csv("deep", "header_row = 5\n"),
+            excel("xb", ""),
+            excel("xd", "sheet = \"流向\"\nheader_row = 9\n"),
+        ]
+        .concat(),
+    );
+    let summary = lab.ingest(&settings).await;
+    let got = rejections(&summary);
+    assert_eq!(
+        got,
+        vec![
+            "`blank`: in/blank/a_empty.csv: cannot open file (the file is empty: no header row)",
+            "`blank`: in/blank/b_bom_and_blank_lines.csv: cannot open file (the file is empty: no header row)",
+            "`deep`: in/deep/a.csv: cannot open file (header row 5 is beyond the end of the file)",
+            "`xb`: in/xb/empty.xlsx [流向]: cannot open file (the sheet is empty: no header row)",
+            "`xd`: in/xd/short.xlsx [流向]: cannot open file (header row 9 is beyond the end of the sheet)",
+        ]
+    );
+    assert_eq!(
+        lab.sales("blank").await,
+        vec![row("2026-10-01", "C1", "P1", 5.0)]
+    );
+}
+
 fn flow_workbook(path: &Path) {
     let mut wb = Workbook::new();
     let ws = wb.add_worksheet().set_name("流向").unwrap();
@@ -693,7 +749,7 @@ async fn hostile_xlsb_files_are_refused_without_a_panic() {
     let settings = lab.settings(&flow_source("flow", "in/b/*.xlsb"));
     let summary = lab.ingest(&settings).await;
     let got = rejections(&summary);
-    assert_has(&got, "`flow`: in/b/b-absurd.xlsb: cannot open file (sheet declares absurd dimensions (1048577 rows × 5 columns, Excel allows 1048576 × 16384))");
+    assert_has(&got, "`flow`: in/b/b-absurd.xlsb [流向]: cannot open file (sheet declares absurd dimensions (1048577 rows × 5 columns, Excel allows 1048576 × 16384))");
     assert_has(&got, "`flow`: in/b/c-bad-string.xlsb [流向]: cannot open file (the spreadsheet parser failed on this file)");
     assert!(
         got.iter()
@@ -986,7 +1042,7 @@ async fn hostile_files_are_refused_and_the_good_ones_still_load() {
     let got = rejections(&summary);
     let open =
         |file: &str, detail: &str| format!("`flow`: in/x/{file}: cannot open file ({detail})");
-    assert_has(&got, &open("b-absurd.xlsx", "sheet declares absurd dimensions (1048577 rows × 16384 columns, Excel allows 1048576 × 16384)"));
+    assert_has(&got, &open("b-absurd.xlsx [流向]", "sheet declares absurd dimensions (1048577 rows × 16384 columns, Excel allows 1048576 × 16384)"));
     assert!(
         got.iter()
             .any(|l| l

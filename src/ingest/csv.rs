@@ -81,7 +81,7 @@ pub fn read(
         }
         asm.feed(visitor, "", Epoch::E1900, line, &cells[..n])?;
     }
-    asm.finish()
+    asm.finish("file")
 }
 
 /// Numbers CSV rows by the line they start on, as a text editor shows it,

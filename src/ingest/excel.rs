@@ -107,6 +107,7 @@ pub fn read(
         ($wb:ident) => {{
             let epoch = Epoch::declared($wb.has_1904_epoch());
             let name = pick_sheet(&$wb.sheet_names(), sheet)?;
+            visitor.sheet(&name);
             let mut cells = $wb.worksheet_cells_reader(&name).map_err(cannot_open)?;
             let dims = cells.dimensions();
             check_dimensions(dims.start, dims.end)?;
@@ -180,7 +181,7 @@ fn stream(
     if let Some(prev) = current {
         asm.feed(visitor, sheet, epoch, u64::from(prev) + 1, &row)?;
     }
-    asm.finish()
+    asm.finish("sheet")
 }
 
 fn read_range<R>(
@@ -195,6 +196,7 @@ where
     R::Error: std::fmt::Display,
 {
     let name = pick_sheet(&wb.sheet_names(), sheet)?;
+    visitor.sheet(&name);
     let range = wb.worksheet_range(&name).map_err(cannot_open)?;
     if let (Some(start), Some(end)) = (range.start(), range.end()) {
         check_dimensions(start, end)?;
@@ -219,6 +221,6 @@ where
             &buf,
         )?;
     }
-    asm.finish()?;
+    asm.finish("sheet")?;
     Ok(name)
 }

@@ -257,6 +257,10 @@ impl Pipeline {
 }
 
 impl Visitor for Pipeline {
+    fn sheet(&mut self, name: &str) {
+        self.sheet = name.to_string();
+    }
+
     fn header(&mut self, sheet: &str, epoch: Epoch, header: &[String]) -> Result<usize, FileError> {
         self.sheet = sheet.to_string();
         self.epoch = epoch;

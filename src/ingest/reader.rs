@@ -24,6 +24,9 @@ pub enum FileError {
 }
 
 pub trait Visitor {
+    /// Called once the sheet to read is chosen, before its rows, so that a
+    /// refusal of the whole sheet (no header row) can name it.
+    fn sheet(&mut self, _name: &str) {}
     /// Called once with the header row; returns the highest column index the
     /// rows need, so readers can drop the cells beyond it.
     fn header(&mut self, sheet: &str, epoch: Epoch, header: &[String]) -> Result<usize, FileError>;
@@ -80,15 +83,17 @@ impl RowAssembler {
         visitor.row(row, cells)
     }
 
-    pub fn finish(&self) -> Result<(), FileError> {
+    /// Checks that a header was found; `what` names what was read (`sheet`,
+    /// or `file` for a CSV, which has no sheets).
+    pub fn finish(&self, what: &str) -> Result<(), FileError> {
         match (self.max_col, self.header_row) {
             (Some(_), _) => Ok(()),
             (None, Some(h)) => Err(FileError::CannotOpen(format!(
-                "header row {h} is beyond the end of the sheet"
+                "header row {h} is beyond the end of the {what}"
             ))),
-            (None, None) => Err(FileError::CannotOpen(
-                "the sheet is empty: no header row".into(),
-            )),
+            (None, None) => Err(FileError::CannotOpen(format!(
+                "the {what} is empty: no header row"
+            ))),
         }
     }
 }
