@@ -1283,6 +1283,32 @@ on_both_warehouses!(
     a_copied_file_is_refused_and_a_renamed_one_replaces_its_rows_on_postgresql
 );
 
+/// The progress bar ends full: its length is the files the run listed
+/// (refused copies and unreadable entries included), each counted once.
+#[tokio::test]
+async fn the_progress_bar_counts_every_listed_file_once() {
+    let lab = Lab::new();
+    let good = "日期,客户编码,产品编码,金额\n2026-10-01,C1,P1,5\n";
+    lab.write("in/p/a.csv", good.as_bytes());
+    lab.write("in/p/b.csv", good.as_bytes());
+    lab.write("in/p/c.csv", b"");
+    let settings = lab.settings(&format!(
+        "[[sources]]\nname = \"p\"\ndataset = \"sales\"\nkind = \"csv\"\npath = \"in/p/*.csv\"\n{FLOW_COLUMNS}\n"
+    ));
+    let store = Lab::store(&settings, &Wh::Sqlite).await;
+    let pb = indicatif::ProgressBar::hidden();
+    let summary = salesbatch::ingest::run_with_progress(&settings, store.as_ref(), Some(&pb))
+        .await
+        .unwrap();
+    assert_eq!(
+        (summary.files_loaded, summary.files_refused),
+        (3, 2),
+        "{:#?}",
+        rejections(&summary)
+    );
+    assert_eq!((pb.position(), pb.length()), (5, Some(5)));
+}
+
 /// NULs from a broken or fixed-width export: padding is trimmed like white
 /// space, a NUL inside a value is dropped, and a rejected value shows it as
 /// `␀`. PostgreSQL cannot store a NUL at all: before, one failed the whole

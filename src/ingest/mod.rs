@@ -361,25 +361,34 @@ pub async fn run_with_progress(
     store: &dyn Store,
     progress: Option<&ProgressBar>,
 ) -> anyhow::Result<IngestSummary> {
+    // the inbox is listed once, so the progress bar's length is the files
+    // this run loads even when files arrive while it runs
+    let mut listings: HashMap<&str, SourceFiles> = settings
+        .config
+        .sources
+        .iter()
+        .filter(|s| s.kind != SourceKind::Sql)
+        .map(|s| (s.name.as_str(), source_files(settings, s)))
+        .collect();
     if let Some(pb) = progress {
-        let total: usize = settings
+        let sql = settings
             .config
             .sources
             .iter()
-            .map(|s| match s.kind {
-                SourceKind::Sql => 1,
-                _ => {
-                    let found = source_files(settings, s);
-                    found.files.len() + found.unreadable.len()
-                }
-            })
+            .filter(|s| s.kind == SourceKind::Sql)
+            .count();
+        let files: usize = listings
+            .values()
+            .map(|f| f.files.len() + f.unreadable.len())
             .sum();
-        pb.set_length(total as u64);
+        pb.set_length((sql + files) as u64);
         pb.set_position(0);
     }
     let mut summary = IngestSummary::default();
-    let mut masters_changed = false;
-    let mut masters = Arc::new(store.masters().await?);
+    let mut masters = MasterIds {
+        ids: Arc::new(store.masters().await?),
+        changed: false,
+    };
     for dataset in Dataset::LOAD_ORDER {
         let loaded_before_dataset = summary.files_loaded;
         for source in settings
@@ -397,7 +406,7 @@ pub async fn run_with_progress(
                         settings,
                         store,
                         source,
-                        masters.clone(),
+                        masters.ids.clone(),
                         &mut summary,
                     ))
                     .await?;
@@ -407,8 +416,8 @@ pub async fn run_with_progress(
                         settings,
                         store,
                         source,
-                        masters.clone(),
-                        masters_changed,
+                        listings.remove(source.name.as_str()).unwrap_or_default(),
+                        &masters,
                         &mut summary,
                         progress,
                     )
@@ -419,7 +428,7 @@ pub async fn run_with_progress(
             if matches!(dataset, Dataset::Reps | Dataset::Customers)
                 && summary.files_loaded > loaded_before
             {
-                masters_changed = true;
+                masters.changed = true;
             }
         }
         // only reps and customers change the ids later datasets are checked
@@ -427,7 +436,7 @@ pub async fn run_with_progress(
         if matches!(dataset, Dataset::Reps | Dataset::Customers)
             && summary.files_loaded > loaded_before_dataset
         {
-            masters = Arc::new(store.masters().await?);
+            masters.ids = Arc::new(store.masters().await?);
         }
     }
     info!(
@@ -441,16 +450,22 @@ pub async fn run_with_progress(
     Ok(summary)
 }
 
+/// The master ids rows are checked against, and whether a reps or customers
+/// file loaded earlier in this run changed them.
+struct MasterIds {
+    ids: Arc<Masters>,
+    changed: bool,
+}
+
 async fn ingest_files(
     settings: &Settings,
     store: &dyn Store,
     source: &SourceConfig,
-    masters: Arc<Masters>,
-    masters_changed: bool,
+    SourceFiles { files, unreadable }: SourceFiles,
+    masters: &MasterIds,
     summary: &mut IngestSummary,
     progress: Option<&ProgressBar>,
 ) -> anyhow::Result<()> {
-    let SourceFiles { files, unreadable } = source_files(settings, source);
     for u in unreadable {
         let detail = if u.directory {
             format!("cannot read directory: {}", u.error)
@@ -494,7 +509,7 @@ async fn ingest_files(
         let state = store.file_state(&source.name, &name).await?;
         let unchanged = state
             .as_ref()
-            .is_some_and(|s| s.sha256 == sha && !(masters_changed && s.unknown_ids > 0));
+            .is_some_and(|s| s.sha256 == sha && !(masters.changed && s.unknown_ids > 0));
         todo.push((path, name, sha, unchanged));
         // a skipped file's rejected rows are still missing: report them again
         if unchanged && state.is_some_and(|s| s.rows_rejected > 0) {
@@ -540,7 +555,7 @@ async fn ingest_files(
                 break;
             };
             let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
-            let (src, m, file) = (source.clone(), masters.clone(), name.clone());
+            let (src, m, file) = (source.clone(), masters.ids.clone(), name.clone());
             let handle =
                 tokio::task::spawn_blocking(move || parse_file(&path, file, src, m, max_bytes, tx));
             running.push_back((name, sha, renamed_from, rx, handle));
