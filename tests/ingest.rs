@@ -1283,6 +1283,51 @@ on_both_warehouses!(
     a_copied_file_is_refused_and_a_renamed_one_replaces_its_rows_on_postgresql
 );
 
+/// A CSV still being copied into the inbox while the job reads it is
+/// refused, not loaded in part; once the copy is done it loads whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_written_to_while_it_is_read_is_refused_then_loads_whole() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let lab = Lab::new();
+    let line = "2026-10-01,C1,P1,1\n";
+    let mut csv = String::from("日期,客户编码,产品编码,金额\n");
+    csv.push_str(&line.repeat(100_000));
+    lab.write("in/copying/a.csv", csv.as_bytes());
+    let settings = lab.settings(&format!(
+        "[[sources]]\nname = \"copying\"\ndataset = \"sales\"\nkind = \"csv\"\npath = \"in/copying/*.csv\"\n{FLOW_COLUMNS}\n"
+    ));
+    // the copy goes on: a line a millisecond until the ingest is over
+    let done = Arc::new(AtomicBool::new(false));
+    let copier = std::thread::spawn({
+        let (path, done) = (lab.path("in/copying/a.csv"), done.clone());
+        move || {
+            let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+            let mut appended = 0u64;
+            while !done.load(Ordering::Relaxed) {
+                f.write_all(line.as_bytes()).unwrap();
+                appended += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            appended
+        }
+    });
+    let copying = lab.ingest(&settings).await;
+    done.store(true, Ordering::Relaxed);
+    let appended = copier.join().unwrap();
+    assert_eq!(
+        rejections(&copying),
+        vec![
+            "`copying`: in/copying/a.csv: cannot open file (the file changed while it \
+             was read (is it still being copied?); it loads once it stays unchanged)"
+        ]
+    );
+    assert!(lab.sales("copying").await.is_empty());
+    let copied = lab.ingest(&settings).await;
+    assert!(copied.rejections.is_empty(), "{:#?}", rejections(&copied));
+    assert_eq!(copied.rows_loaded, 100_000 + appended);
+}
+
 /// The progress bar ends full: its length is the files the run listed
 /// (refused copies and unreadable entries included), each counted once.
 #[tokio::test]

@@ -133,8 +133,27 @@ fn is_companion_file(path: &Path) -> bool {
     })
 }
 
-fn sha256_file(path: &Path) -> std::io::Result<String> {
+/// What a file's metadata says of its content. A file whose stamp moved
+/// between the hash and the end of its parse was being written to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        Self {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        }
+    }
+}
+
+/// The content hash of a file, and its stamp from before it was read.
+fn sha256_file(path: &Path) -> std::io::Result<(String, Stamp)> {
     let mut f = std::fs::File::open(path)?;
+    let stamp = Stamp::of(&f.metadata()?);
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -144,7 +163,7 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hex::encode(hasher.finalize()))
+    Ok((hex::encode(hasher.finalize()), stamp))
 }
 
 fn file_rejection(
@@ -304,13 +323,14 @@ pub fn read_file(
 fn parse_file(
     path: &Path,
     file: String,
+    stamp: Stamp,
     source: SourceConfig,
     masters: Arc<Masters>,
     max_bytes: u64,
     tx: mpsc::Sender<Batch>,
 ) -> Parsed {
     let mut p = Pipeline::new(source, file, masters, true, tx);
-    let size = std::fs::metadata(path).map_or(0, |m| m.len());
+    let size = stamp.len;
     let result = if size > max_bytes {
         Err(FileError::CannotOpen(format!(
             "file is {} MiB, over max_file_mb = {}",
@@ -329,6 +349,16 @@ fn parse_file(
             ))
         })
     };
+    // a file still being copied into the inbox: what was read is not what
+    // was hashed, and likely not all of it
+    let result = result.and_then(|()| match std::fs::metadata(path) {
+        Ok(meta) if Stamp::of(&meta) == stamp => Ok(()),
+        _ => Err(FileError::CannotOpen(
+            "the file changed while it was read (is it still being copied?); \
+                 it loads once it stays unchanged"
+                .into(),
+        )),
+    });
     let result = result.and_then(|()| p.flush()).and_then(|()| {
         p.tx.blocking_send(Batch::End {
             data_rows: p.data_rows,
@@ -497,8 +527,8 @@ async fn ingest_files(
             move || sha256_file(&path)
         })
         .await?;
-        let sha = match sha {
-            Ok(sha) => sha,
+        let (sha, stamp) = match sha {
+            Ok(hashed) => hashed,
             // e.g. a file its writer still holds with owner-only permissions:
             // its rows stay as last loaded, the other files go on
             Err(e) => {
@@ -510,7 +540,13 @@ async fn ingest_files(
         let unchanged = state
             .as_ref()
             .is_some_and(|s| s.sha256 == sha && !(masters.changed && s.unknown_ids > 0));
-        todo.push((path, name, sha, unchanged));
+        todo.push(Listed {
+            path,
+            name,
+            sha,
+            stamp,
+            unchanged,
+        });
         // a skipped file's rejected rows are still missing: report them again
         if unchanged && state.is_some_and(|s| s.rows_rejected > 0) {
             carried.push(todo.len() - 1);
@@ -519,9 +555,9 @@ async fn ingest_files(
     // masters: a later file overrides an earlier one, so once one file changes
     // every file after it is reloaded to keep "the later row wins"
     if master {
-        if let Some(first) = todo.iter().position(|t| !t.3) {
+        if let Some(first) = todo.iter().position(|t| !t.unchanged) {
             for t in &mut todo[first..] {
-                t.3 = false;
+                t.unchanged = false;
             }
         }
     }
@@ -534,12 +570,12 @@ async fn ingest_files(
     let window = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) + 1;
     let max_bytes = settings.config.ingest.max_file_mb.saturating_mul(1 << 20);
     for i in carried {
-        if todo[i].3 {
-            let old = store.file_rejections(&source.name, &todo[i].1).await?;
+        if todo[i].unchanged {
+            let old = store.file_rejections(&source.name, &todo[i].name).await?;
             summary.rejections.extend(old);
         }
     }
-    let (unchanged, changed): (Vec<_>, Vec<_>) = todo.into_iter().partition(|t| t.3);
+    let (unchanged, changed): (Vec<_>, Vec<_>) = todo.into_iter().partition(|t| t.unchanged);
     summary.files_skipped += unchanged.len() as u64;
     let changed = if master {
         changed.into_iter().map(|t| (t, Vec::new())).collect()
@@ -551,13 +587,24 @@ async fn ingest_files(
     let mut running = VecDeque::new();
     loop {
         while running.len() < window {
-            let Some(((path, name, sha, _), renamed_from)) = to_load.next() else {
+            let Some((
+                Listed {
+                    path,
+                    name,
+                    sha,
+                    stamp,
+                    ..
+                },
+                renamed_from,
+            )) = to_load.next()
+            else {
                 break;
             };
             let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
             let (src, m, file) = (source.clone(), masters.ids.clone(), name.clone());
-            let handle =
-                tokio::task::spawn_blocking(move || parse_file(&path, file, src, m, max_bytes, tx));
+            let handle = tokio::task::spawn_blocking(move || {
+                parse_file(&path, file, stamp, src, m, max_bytes, tx)
+            });
             running.push_back((name, sha, renamed_from, rx, handle));
         }
         let Some((name, sha, renamed_from, rx, handle)) = running.pop_front() else {
@@ -580,9 +627,17 @@ async fn ingest_files(
     Ok(())
 }
 
-/// A file to load, as `ingest_files` lists it: path, name, content hash,
-/// and whether it is unchanged since its last load.
-type Listed = (PathBuf, String, String, bool);
+/// A file of a source as `ingest_files` lists it.
+struct Listed {
+    path: PathBuf,
+    /// relative to the config's folder, `/`-separated
+    name: String,
+    sha: String,
+    /// as the file was when its hash was taken
+    stamp: Stamp,
+    /// its content is what its last load stored, and needs no reload
+    unchanged: bool,
+}
 
 /// Keeps a fact source's rows from counting twice when a file is copied or
 /// renamed. A changed file with the same content as another file the source
@@ -601,30 +656,32 @@ async fn sort_out_copies(
     let listed: HashSet<String> = unchanged
         .iter()
         .chain(&changed)
-        .map(|t| t.1.clone())
+        .map(|t| t.name.clone())
         .collect();
     let mut holders: HashMap<String, String> = HashMap::new();
-    for (_, name, sha, _) in unchanged {
-        holders.entry(sha.clone()).or_insert_with(|| name.clone());
+    for t in unchanged {
+        holders
+            .entry(t.sha.clone())
+            .or_insert_with(|| t.name.clone());
     }
     let mut to_load = Vec::with_capacity(changed.len());
     for t in changed {
-        if let Some(holder) = holders.get(&t.2) {
+        if let Some(holder) = holders.get(&t.sha) {
             let detail = format!(
                 "the same content as `{holder}`, which this source already reads; \
                  loading a copy would count its rows twice"
             );
-            warn!(source = %source.name, file = %t.1, detail = %detail, "file refused: a copy");
-            refuse_file(summary, source, &t.1, detail);
+            warn!(source = %source.name, file = %t.name, detail = %detail, "file refused: a copy");
+            refuse_file(summary, source, &t.name, detail);
             continue;
         }
-        holders.insert(t.2.clone(), t.1.clone());
-        let mut renamed_from = store.files_with_content(&source.name, &t.2).await?;
+        holders.insert(t.sha.clone(), t.name.clone());
+        let mut renamed_from = store.files_with_content(&source.name, &t.sha).await?;
         renamed_from.retain(|f| !listed.contains(f));
         if !renamed_from.is_empty() {
             info!(
                 source = %source.name,
-                file = %t.1,
+                file = %t.name,
                 renamed_from = %renamed_from.join(", "),
                 "file renamed: its rows replace those stored under its old name"
             );
