@@ -266,7 +266,8 @@ async fn csv_in_utf8_bom_crlf_gbk_and_gb18030_loads_the_same_rows() {
 /// `encoding = "gbk"`) is refused naming the first cell that is not, instead
 /// of loading U+FFFD in place of its text; the columns after the mapped ones
 /// are not read, so a GBK remark there does not matter. A GBK source's bytes
-/// that GBK does not define refuse the file the same way.
+/// that GBK does not define refuse the file the same way, and a UTF-8 file
+/// given to a GBK source is named as such.
 #[tokio::test]
 async fn csv_that_is_not_utf8_is_refused_naming_the_cell() {
     let lab = Lab::new();
@@ -299,6 +300,16 @@ async fn csv_that_is_not_utf8_is_refused_naming_the_cell() {
     let mut bad_gbk = gbk(&format!("{header}2026-10-08,C1,P1,50,\r\n"));
     bad_gbk.extend(b"2026-10-09,C2,P\xFF,60,\r\n");
     lab.write("in/gbk/f_bad.csv", &bad_gbk);
+    // UTF-8 without a BOM where GBK is configured decodes as valid GBK,
+    // garbled; a GBK file that really lacks a column is told apart
+    lab.write(
+        "in/gbk/g_utf8.csv",
+        format!("{header}2026-10-10,C1,P1,70,\r\n").as_bytes(),
+    );
+    lab.write(
+        "in/gbk/h_renamed.csv",
+        &gbk("日期,客户编码,产品编码,销售额\r\n2026-10-11,C1,P1,80\r\n"),
+    );
     let settings = lab.settings(&format!(
         "[[sources]]\nname = \"flow\"\ndataset = \"sales\"\nkind = \"csv\"\npath = \"in/flow/*.csv\"\n{FLOW_COLUMNS}\n\
          [[sources]]\nname = \"gbk\"\ndataset = \"sales\"\nkind = \"csv\"\npath = \"in/gbk/*.csv\"\nencoding = \"gbk\"\n{FLOW_COLUMNS}\n"
@@ -323,6 +334,11 @@ async fn csv_that_is_not_utf8_is_refused_naming_the_cell() {
             "`gbk`: in/gbk/f_bad.csv: cannot open file (cell C3 holds bytes its \
              encoding does not define (decoded as U+FFFD); check the source's `encoding`)"
                 .to_string(),
+            "`gbk`: in/gbk/g_utf8.csv: cannot open file (the file is UTF-8 text, not gbk: \
+             its headers do not match when read as gbk; remove `encoding = \"gbk\"` from \
+             the source)"
+                .to_string(),
+            "`gbk`: in/gbk/h_renamed.csv column `金额`: missing column".to_string(),
         ]
     );
     assert!(lab.sales("gbk").await.is_empty());

@@ -20,6 +20,48 @@ pub fn read(
     header_row: Option<u32>,
     visitor: &mut dyn Visitor,
 ) -> Result<(), FileError> {
+    match read_as(path, encoding, header_row, visitor) {
+        // most UTF-8 Chinese decodes as valid GBK: the garbled headers are
+        // the only sign, and "missing column" would send the user hunting
+        // for a renamed column
+        Err(FileError::MissingColumn(_)) if encoding != Encoding::Utf8 && reads_as_utf8(path) => {
+            let name = match encoding {
+                Encoding::Gb18030 => "gb18030",
+                _ => "gbk",
+            };
+            Err(FileError::CannotOpen(format!(
+                "the file is UTF-8 text, not {name}: its headers do not match when \
+                 read as {name}; remove `encoding = \"{name}\"` from the source"
+            )))
+        }
+        other => other,
+    }
+}
+
+/// Whether the start of a file is UTF-8 text with characters beyond ASCII.
+fn reads_as_utf8(path: &Path) -> bool {
+    let mut start = Vec::with_capacity(1 << 16);
+    let read = File::open(path).and_then(|f| f.take(1 << 16).read_to_end(&mut start));
+    if read.is_err() {
+        return false;
+    }
+    let text = match std::str::from_utf8(&start) {
+        Ok(text) => text,
+        // a character cut by the 64 KiB limit
+        Err(e) if e.error_len().is_none() => {
+            std::str::from_utf8(&start[..e.valid_up_to()]).unwrap_or_default()
+        }
+        Err(_) => return false,
+    };
+    !text.is_ascii()
+}
+
+fn read_as(
+    path: &Path,
+    encoding: Encoding,
+    header_row: Option<u32>,
+    visitor: &mut dyn Visitor,
+) -> Result<(), FileError> {
     let file = File::open(path).map_err(|e| FileError::CannotOpen(e.to_string()))?;
     let decoded = encoding != Encoding::Utf8;
     let mut builder = DecodeReaderBytesBuilder::new();
