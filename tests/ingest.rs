@@ -1527,6 +1527,74 @@ columns = {{ invoice_date = "doc_date", customer_id = "cust_code", product_id = 
     )
 }
 
+/// A source switched from files to an ERP query, and back: the new kind's
+/// first load takes over the old kind's rows instead of adding its own
+/// beside them (the query's window would never replace file lines, and a
+/// file would be skipped as unchanged after SQL had replaced its rows).
+async fn switched_kind_scenario(lab: &Lab, wh: &Wh<'_>) {
+    let header = "doc_date,cust_code,sku,net\n";
+    lab.write(
+        "in/erp/export.csv",
+        format!("{header}2026-10-01,C1,P1,100\n2026-10-02,C2,P1,30\n").as_bytes(),
+    );
+    let erp = lab.path("erp.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", erp.display()))
+        .await
+        .unwrap();
+    for sql in [
+        "CREATE TABLE sales_lines (doc_date TEXT, cust_code TEXT, sku TEXT, net REAL)",
+        "INSERT INTO sales_lines VALUES ('2026-10-01', 'C1', 'P1', 100), ('2026-10-02', 'C2', 'P1', 30)",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    // each lab its own variable: both warehouses' scenarios may run at once
+    let lab_name = lab.dir.path().file_name().unwrap().to_string_lossy();
+    let env: String = format!("SB_TEST_SWITCH_{lab_name}")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    std::env::set_var(&env, format!("sqlite://{}", erp.display()));
+    let as_files = r#"
+[[sources]]
+name = "erp"
+dataset = "sales"
+kind = "csv"
+path = "in/erp/*.csv"
+columns = { invoice_date = "doc_date", customer_id = "cust_code", product_id = "sku", amount = "net" }
+"#
+    .to_string();
+    let as_sql = sql_sales_source(
+        "erp",
+        &env,
+        "SELECT doc_date, cust_code, sku, net FROM sales_lines WHERE doc_date >= :since",
+    );
+    let expected = vec![
+        row("2026-10-01", "C1", "P1", 100.0),
+        row("2026-10-02", "C2", "P1", 30.0),
+    ];
+    // a file's rows are numbered with its header, a query's from 1
+    let sql = format!("sql:{env}");
+    let file = "in/erp/export.csv";
+    for (config, from, rows) in [
+        (&as_files, file, [2, 3]),
+        (&as_sql, sql.as_str(), [1, 2]),
+        (&as_files, file, [2, 3]),
+    ] {
+        let summary = lab.ingest_into(&lab.settings(config), wh).await;
+        assert!(summary.rejections.is_empty(), "{:#?}", rejections(&summary));
+        assert_eq!(lab.sales_in(wh, "erp").await, expected, "{from}");
+        let provenance: Vec<(String, i64)> = rows.iter().map(|r| (from.to_string(), *r)).collect();
+        assert_eq!(lab.provenance_in(wh, "erp").await, provenance);
+    }
+}
+
+on_both_warehouses!(
+    switched_kind_scenario,
+    a_source_switched_between_files_and_sql_keeps_one_copy_of_its_rows,
+    a_source_switched_between_files_and_sql_keeps_one_copy_of_its_rows_on_postgresql
+);
+
 /// An ERP that cannot be reached and a query the ERP refuses are each
 /// reported as their source's problem: the load waiting for their rows is
 /// told they will never come, and the other sources still load. (The loader

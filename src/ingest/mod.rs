@@ -577,11 +577,22 @@ async fn ingest_files(
     }
     let (unchanged, changed): (Vec<_>, Vec<_>) = todo.into_iter().partition(|t| t.unchanged);
     summary.files_skipped += unchanged.len() as u64;
-    let changed = if master {
+    let stored = store.stored_files(&source.name).await?;
+    let mut changed = if master {
         changed.into_iter().map(|t| (t, Vec::new())).collect()
     } else {
-        sort_out_copies(store, source, &unchanged, changed, summary).await?
+        sort_out_copies(source, &stored, &unchanged, changed, summary)
     };
+    // a source that was read by SQL before: the first file loaded takes over
+    // those rows, which no file would otherwise replace
+    if let Some((_, retire)) = changed.first_mut() {
+        retire.extend(
+            stored
+                .iter()
+                .filter(|(file, _)| file.starts_with("sql:"))
+                .map(|(file, _)| file.clone()),
+        );
+    }
     show_progress(progress, summary);
     let mut to_load = changed.into_iter();
     let mut running = VecDeque::new();
@@ -595,7 +606,7 @@ async fn ingest_files(
                     stamp,
                     ..
                 },
-                renamed_from,
+                retire,
             )) = to_load.next()
             else {
                 break;
@@ -605,9 +616,9 @@ async fn ingest_files(
             let handle = tokio::task::spawn_blocking(move || {
                 parse_file(&path, file, stamp, src, m, max_bytes, tx)
             });
-            running.push_back((name, sha, renamed_from, rx, handle));
+            running.push_back((name, sha, retire, rx, handle));
         }
-        let Some((name, sha, renamed_from, rx, handle)) = running.pop_front() else {
+        let Some((name, sha, retire, rx, handle)) = running.pop_front() else {
             break;
         };
         let load = FileLoad {
@@ -616,7 +627,8 @@ async fn ingest_files(
             sheet: source.sheet.clone().unwrap_or_default(),
             dataset: source.dataset,
             sha256: sha,
-            replace: Replace::File { renamed_from },
+            replace: Replace::File,
+            retire,
             max_reject_ratio: settings.config.ingest.max_reject_ratio,
         };
         let outcome = store.load_file(load, rx).await?;
@@ -646,13 +658,13 @@ struct Listed {
 /// it. A file with the same content as stored files its `path` no longer
 /// matches was renamed: its load replaces their rows, which would otherwise
 /// stay under the old name beside the new ones.
-async fn sort_out_copies(
-    store: &dyn Store,
+fn sort_out_copies(
     source: &SourceConfig,
+    stored: &[(String, String)],
     unchanged: &[Listed],
     changed: Vec<Listed>,
     summary: &mut IngestSummary,
-) -> anyhow::Result<Vec<(Listed, Vec<String>)>> {
+) -> Vec<(Listed, Vec<String>)> {
     let listed: HashSet<String> = unchanged
         .iter()
         .chain(&changed)
@@ -676,8 +688,11 @@ async fn sort_out_copies(
             continue;
         }
         holders.insert(t.sha.clone(), t.name.clone());
-        let mut renamed_from = store.files_with_content(&source.name, &t.sha).await?;
-        renamed_from.retain(|f| !listed.contains(f));
+        let renamed_from: Vec<String> = stored
+            .iter()
+            .filter(|(file, sha)| *sha == t.sha && !listed.contains(file))
+            .map(|(file, _)| file.clone())
+            .collect();
         if !renamed_from.is_empty() {
             info!(
                 source = %source.name,
@@ -688,7 +703,7 @@ async fn sort_out_copies(
         }
         to_load.push((t, renamed_from));
     }
-    Ok(to_load)
+    to_load
 }
 
 /// A file or directory of `source` that could not be read: refused, the rows
@@ -840,6 +855,15 @@ async fn ingest_sql(
     } else {
         (EPOCH_START, Replace::Source)
     };
+    // a source that was read from files before: this load takes over their
+    // rows, which its window would not replace
+    let retire = store
+        .stored_files(&source.name)
+        .await?
+        .into_iter()
+        .map(|(file, _)| file)
+        .filter(|file| !file.starts_with("sql:"))
+        .collect();
     let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
     let load = FileLoad {
         source: source.name.clone(),
@@ -848,6 +872,7 @@ async fn ingest_sql(
         dataset: source.dataset,
         sha256: String::new(),
         replace,
+        retire,
         max_reject_ratio: settings.config.ingest.max_reject_ratio,
     };
     // the reader owns the pipeline, and with it every sender: when the read

@@ -59,10 +59,8 @@ pub struct FileState {
 /// Which stored rows a load replaces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Replace {
-    /// the rows that came from this file, and from the files it was
-    /// renamed from: stored files of the same source with the same content
-    /// that its path no longer matches, whose records go with their rows
-    File { renamed_from: Vec<String> },
+    /// the rows that came from this file
+    File,
     /// a SQL source: its rows dated on or after `since` (sales) …
     SourceSince(NaiveDate),
     /// … or all of its rows (other datasets)
@@ -116,6 +114,11 @@ pub struct FileLoad {
     pub dataset: Dataset,
     pub sha256: String,
     pub replace: Replace,
+    /// earlier loads of the same source whose rows this load takes over:
+    /// the names a renamed file had, or the loads of another kind (files of
+    /// a source now read by SQL, or the reverse). Their rows and their
+    /// `ingested_files` records go in this load's transaction.
+    pub retire: Vec<String>,
     pub max_reject_ratio: f64,
 }
 
@@ -184,8 +187,8 @@ pub struct DeliveryRow {
 #[async_trait]
 pub trait Store: Send + Sync {
     async fn file_state(&self, source: &str, file: &str) -> Result<Option<FileState>>;
-    /// The files of `source` whose last load had this content hash.
-    async fn files_with_content(&self, source: &str, sha256: &str) -> Result<Vec<String>>;
+    /// Every load of `source` on record: (file, content hash), by file.
+    async fn stored_files(&self, source: &str) -> Result<Vec<(String, String)>>;
     /// Loads one file in one transaction, consuming batches until `End`.
     async fn load_file(&self, load: FileLoad, rx: mpsc::Receiver<Batch>) -> Result<LoadOutcome>;
     /// Latest invoice date stored from a source.

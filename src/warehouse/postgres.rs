@@ -86,18 +86,16 @@ async fn delete_replaced(tx: &mut Transaction<'_, Postgres>, load: &FileLoad) ->
             .execute(&mut **tx)
             .await?;
         }
-        Replace::File { renamed_from } => {
-            delete_rows(tx, load, Some(&load.file)).await?;
-            for old in renamed_from {
-                delete_rows(tx, load, Some(old)).await?;
-                sqlx::query("DELETE FROM ingested_files WHERE source = $1 AND file = $2")
-                    .bind(&load.source)
-                    .bind(old)
-                    .execute(&mut **tx)
-                    .await?;
-            }
-        }
+        Replace::File => delete_rows(tx, load, Some(&load.file)).await?,
         Replace::Source => delete_rows(tx, load, None).await?,
+    }
+    for old in &load.retire {
+        delete_rows(tx, load, Some(old)).await?;
+        sqlx::query("DELETE FROM ingested_files WHERE source = $1 AND file = $2")
+            .bind(&load.source)
+            .bind(old)
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }
@@ -110,7 +108,8 @@ async fn delete_rows(
 ) -> Result<()> {
     // table names come from the fixed dataset list, never from input
     let table = load.dataset.name();
-    let rows = if ranged(load.dataset) {
+    // a SQL load's range covers only its own window, not the rows before it
+    let rows = if ranged(load.dataset) && !file.is_some_and(|f| f.starts_with("sql:")) {
         stored_rows(tx, &load.source, file).await?
     } else {
         Rows::Anywhere
@@ -337,12 +336,11 @@ impl Store for PgStore {
         }))
     }
 
-    async fn files_with_content(&self, source: &str, sha256: &str) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT file FROM ingested_files WHERE source = $1 AND sha256 = $2 ORDER BY file",
+    async fn stored_files(&self, source: &str) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT file, sha256 FROM ingested_files WHERE source = $1 ORDER BY file",
         )
         .bind(source)
-        .bind(sha256)
         .fetch_all(&self.pool)
         .await?)
     }

@@ -186,17 +186,15 @@ fn delete_replaced(tx: &Transaction<'_>, load: &FileLoad) -> rusqlite::Result<()
                 params![load.source, date(*since)],
             )?;
         }
-        Replace::File { renamed_from } => {
-            delete_rows(tx, load, Some(&load.file))?;
-            for old in renamed_from {
-                delete_rows(tx, load, Some(old))?;
-                tx.execute(
-                    "DELETE FROM ingested_files WHERE source = ? AND file = ?",
-                    params![load.source, old],
-                )?;
-            }
-        }
+        Replace::File => delete_rows(tx, load, Some(&load.file))?,
         Replace::Source => delete_rows(tx, load, None)?,
+    }
+    for old in &load.retire {
+        delete_rows(tx, load, Some(old))?;
+        tx.execute(
+            "DELETE FROM ingested_files WHERE source = ? AND file = ?",
+            params![load.source, old],
+        )?;
     }
     Ok(())
 }
@@ -205,7 +203,8 @@ fn delete_replaced(tx: &Transaction<'_>, load: &FileLoad) -> rusqlite::Result<()
 fn delete_rows(tx: &Transaction<'_>, load: &FileLoad, file: Option<&str>) -> rusqlite::Result<()> {
     // table names come from the fixed dataset list, never from input
     let table = load.dataset.name();
-    let rows = if ranged(load.dataset) {
+    // a SQL load's range covers only its own window, not the rows before it
+    let rows = if ranged(load.dataset) && !file.is_some_and(|f| f.starts_with("sql:")) {
         stored_rows(tx, &load.source, file)?
     } else {
         Rows::Anywhere

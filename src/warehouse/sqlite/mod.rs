@@ -110,14 +110,15 @@ impl Store for SqliteStore {
         }))
     }
 
-    async fn files_with_content(&self, source: &str, sha256: &str) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT file FROM ingested_files WHERE source = ? AND sha256 = ? ORDER BY file",
+    async fn stored_files(&self, source: &str) -> Result<Vec<(String, String)>> {
+        Ok(
+            sqlx::query_as(
+                "SELECT file, sha256 FROM ingested_files WHERE source = ? ORDER BY file",
+            )
+            .bind(source)
+            .fetch_all(&self.pool)
+            .await?,
         )
-        .bind(source)
-        .bind(sha256)
-        .fetch_all(&self.pool)
-        .await?)
     }
 
     async fn load_file(
