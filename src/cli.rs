@@ -384,6 +384,14 @@ async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
                         s.name, u.path, u.error
                     );
                 }
+                for (copy, earlier) in crate::ingest::copies(s, &found.files) {
+                    problems += 1;
+                    println!(
+                        "source `{}`: `{copy}` has the same content as `{earlier}`; \
+                         a run loads only one of them",
+                        s.name
+                    );
+                }
             }
         }
     }

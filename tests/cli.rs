@@ -263,6 +263,56 @@ fn demo_runs_end_to_end_and_is_idempotent() {
     );
 }
 
+/// `check` names the files of a fact source that a run would refuse as
+/// copies; a master file repeated is no problem (the later row wins).
+#[test]
+fn check_names_files_with_the_same_content() {
+    let lab = crate::ingest::Lab::new();
+    let october = "日期,客户编码,产品编码,金额\n2026-10-01,C1,P1,5\n";
+    lab.write("in/g/10月.csv", october.as_bytes());
+    lab.write("in/g/10月 - 副本.csv", october.as_bytes());
+    lab.write(
+        "in/g/11月.csv",
+        "日期,客户编码,产品编码,金额\n2026-11-01,C1,P1,6\n".as_bytes(),
+    );
+    let reps = "rep,name,region\nR3,王芳,华南\n";
+    lab.write("in/more_reps/a.csv", reps.as_bytes());
+    lab.write("in/more_reps/b.csv", reps.as_bytes());
+    lab.settings(
+        r#"
+[[sources]]
+name = "g"
+dataset = "sales"
+kind = "csv"
+path = "in/g/*.csv"
+columns = { invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", amount = "金额" }
+[[sources]]
+name = "more-reps"
+dataset = "reps"
+kind = "csv"
+path = "in/more_reps/*.csv"
+columns = { rep_id = "rep", name = "name", region = "region" }
+"#,
+    );
+    let check = bin()
+        .arg("--config")
+        .arg(lab.path("salesbatch.toml"))
+        .arg("check")
+        .output()
+        .unwrap();
+    let out = text(&check);
+    assert_eq!(check.status.code(), Some(1), "{out}");
+    let copies: Vec<&str> = out.lines().filter(|l| l.contains("same content")).collect();
+    assert_eq!(
+        copies,
+        [
+            "source `g`: `in/g/10月.csv` has the same content as `in/g/10月 - 副本.csv`; \
+          a run loads only one of them"
+        ],
+        "{out}"
+    );
+}
+
 /// Many files, each larger than what its channel buffers, more files than
 /// cores: parsers block on full channels. The writer must still get every
 /// file, in order (an earlier design could deadlock here). Also checks that

@@ -513,10 +513,7 @@ async fn ingest_files(
             "no file matches the source's path; its rows stay as last loaded"
         );
     }
-    let master = matches!(
-        source.dataset,
-        Dataset::Reps | Dataset::Customers | Dataset::Targets
-    );
+    let master = is_master(source.dataset);
     // decide what to load: unchanged files are skipped, unless an earlier load
     // refused rows for ids that the masters may now know
     let mut todo = Vec::new();
@@ -637,6 +634,41 @@ async fn ingest_files(
         show_progress(progress, summary);
     }
     Ok(())
+}
+
+/// Datasets whose rows are keyed by id: the later row wins, so a file
+/// loaded twice changes nothing.
+fn is_master(dataset: Dataset) -> bool {
+    matches!(
+        dataset,
+        Dataset::Reps | Dataset::Customers | Dataset::Targets
+    )
+}
+
+/// For `check`: the files of a fact source whose content repeats an
+/// earlier one's, as (file, earlier file) in path order. A run loads only
+/// one file of each content (see `sort_out_copies`). Unreadable files are
+/// left to the caller's unreadable list.
+pub fn copies(source: &SourceConfig, files: &[(PathBuf, String)]) -> Vec<(String, String)> {
+    if is_master(source.dataset) {
+        return Vec::new();
+    }
+    let mut first: HashMap<String, &str> = HashMap::new();
+    files
+        .iter()
+        .filter_map(|(path, name)| {
+            let (sha, _) = sha256_file(path).ok()?;
+            match first.entry(sha) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    Some((name.clone(), (*e.get()).to_string()))
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(name);
+                    None
+                }
+            }
+        })
+        .collect()
 }
 
 /// A file of a source as `ingest_files` lists it.
