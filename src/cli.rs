@@ -384,7 +384,7 @@ async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
                         s.name, u.path, u.error
                     );
                 }
-                for (copy, earlier) in crate::ingest::copies(s, &found.files) {
+                for (copy, earlier) in crate::ingest::copies(settings, s, &found.files) {
                     problems += 1;
                     println!(
                         "source `{}`: `{copy}` has the same content as `{earlier}`; \

@@ -264,7 +264,8 @@ fn demo_runs_end_to_end_and_is_idempotent() {
 }
 
 /// `check` names the files of a fact source that a run would refuse as
-/// copies; a master file repeated is no problem (the later row wins).
+/// copies; a master file repeated is no problem (the later row wins), nor
+/// is a repeated file without data rows.
 #[test]
 fn check_names_files_with_the_same_content() {
     let lab = crate::ingest::Lab::new();
@@ -275,6 +276,9 @@ fn check_names_files_with_the_same_content() {
         "in/g/11月.csv",
         "日期,客户编码,产品编码,金额\n2026-11-01,C1,P1,6\n".as_bytes(),
     );
+    // header-only files from one template: no copy a run refuses
+    lab.write("in/g/empty_a.csv", "日期,客户编码,产品编码,金额\n".as_bytes());
+    lab.write("in/g/empty_b.csv", "日期,客户编码,产品编码,金额\n".as_bytes());
     let reps = "rep,name,region\nR3,王芳,华南\n";
     lab.write("in/more_reps/a.csv", reps.as_bytes());
     lab.write("in/more_reps/b.csv", reps.as_bytes());

@@ -1235,6 +1235,9 @@ async fn copies_and_renames_scenario(lab: &Lab, wh: &Wh<'_>) {
     lab.write("in/g/10月 - 副本.csv", october.as_bytes());
     lab.write("in/g/12月.csv", december.as_bytes());
     lab.write("in/g/12月b.csv", december.as_bytes());
+    // two header-only files from one template repeat no row: both load
+    lab.write("in/g/empty_a.csv", header.as_bytes());
+    lab.write("in/g/empty_b.csv", header.as_bytes());
     for _ in 0..2 {
         let copies = lab.ingest_into(&settings, wh).await;
         let got = rejections(&copies);
@@ -1270,7 +1273,7 @@ async fn copies_and_renames_scenario(lab: &Lab, wh: &Wh<'_>) {
     std::fs::rename(lab.path("in/g/11月.csv"), lab.path("in/g/2026-11.csv")).unwrap();
     let renamed = lab.ingest_into(&settings, wh).await;
     assert!(renamed.rejections.is_empty(), "{:#?}", rejections(&renamed));
-    assert_eq!((renamed.files_loaded, renamed.files_skipped), (1, 4));
+    assert_eq!((renamed.files_loaded, renamed.files_skipped), (1, 6));
     assert!((total(&lab.sales_in(wh, "g").await) - 142.0).abs() < 1e-9);
     assert_eq!(
         lab.provenance_in(wh, "g").await,
@@ -1288,7 +1291,7 @@ async fn copies_and_renames_scenario(lab: &Lab, wh: &Wh<'_>) {
         format!("{november}2026-11-04,C3,P2,1\n").as_bytes(),
     );
     let back = lab.ingest_into(&settings, wh).await;
-    assert_eq!((back.files_loaded, back.files_skipped), (1, 4));
+    assert_eq!((back.files_loaded, back.files_skipped), (1, 6));
     // the old name's rows stay as last loaded: only a rename carries them
     assert!((total(&lab.sales_in(wh, "g").await) - 150.0).abs() < 1e-9);
 }

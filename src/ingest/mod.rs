@@ -319,17 +319,32 @@ pub fn read_file(
     }
 }
 
+/// A file to parse, as listed and planned.
+struct ParseFile {
+    path: PathBuf,
+    name: String,
+    /// as the file was when its hash was taken
+    stamp: Stamp,
+    /// the file whose content this one repeats (see `sort_out_copies`)
+    copy_of: Option<String>,
+}
+
 /// Parses one file on a blocking thread, sending batches and finally `End`.
 fn parse_file(
-    path: &Path,
-    file: String,
-    stamp: Stamp,
+    file: ParseFile,
     source: SourceConfig,
     masters: Arc<Masters>,
     max_bytes: u64,
     tx: mpsc::Sender<Batch>,
 ) -> Parsed {
-    let mut p = Pipeline::new(source, file, masters, true, tx);
+    let ParseFile {
+        path,
+        name,
+        stamp,
+        copy_of,
+    } = file;
+    let path = path.as_path();
+    let mut p = Pipeline::new(source, name, masters, true, tx);
     let size = stamp.len;
     let result = if size > max_bytes {
         Err(FileError::CannotOpen(format!(
@@ -358,6 +373,13 @@ fn parse_file(
                  it loads once it stays unchanged"
                 .into(),
         )),
+    });
+    let result = result.and_then(|()| match copy_of {
+        Some(holder) if p.data_rows > 0 => Err(FileError::CannotOpen(format!(
+            "the same content as `{holder}`, which this source already reads; \
+             loading a copy would count its rows twice"
+        ))),
+        _ => Ok(()),
     });
     let result = result.and_then(|()| p.flush()).and_then(|()| {
         p.tx.blocking_send(Batch::End {
@@ -576,14 +598,14 @@ async fn ingest_files(
     summary.files_skipped += unchanged.len() as u64;
     let stored = store.stored_files(&source.name).await?;
     let mut changed = if master {
-        changed.into_iter().map(|t| (t, Vec::new())).collect()
+        changed.into_iter().map(|t| (t, Plan::default())).collect()
     } else {
-        sort_out_copies(source, &stored, &unchanged, changed, summary)
+        sort_out_copies(source, &stored, &unchanged, changed)
     };
     // a source that was read by SQL before: the first file loaded takes over
     // those rows, which no file would otherwise replace
-    if let Some((_, retire)) = changed.first_mut() {
-        retire.extend(
+    if let Some((_, plan)) = changed.iter_mut().find(|(_, plan)| plan.copy_of.is_none()) {
+        plan.retire.extend(
             stored
                 .iter()
                 .filter(|(file, _)| file.starts_with("sql:"))
@@ -603,16 +625,21 @@ async fn ingest_files(
                     stamp,
                     ..
                 },
-                retire,
+                Plan { retire, copy_of },
             )) = to_load.next()
             else {
                 break;
             };
             let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
-            let (src, m, file) = (source.clone(), masters.ids.clone(), name.clone());
-            let handle = tokio::task::spawn_blocking(move || {
-                parse_file(&path, file, stamp, src, m, max_bytes, tx)
-            });
+            let (src, m) = (source.clone(), masters.ids.clone());
+            let file = ParseFile {
+                path,
+                name: name.clone(),
+                stamp,
+                copy_of,
+            };
+            let handle =
+                tokio::task::spawn_blocking(move || parse_file(file, src, m, max_bytes, tx));
             running.push_back((name, sha, retire, rx, handle));
         }
         let Some((name, sha, retire, rx, handle)) = running.pop_front() else {
@@ -645,30 +672,64 @@ fn is_master(dataset: Dataset) -> bool {
     )
 }
 
-/// For `check`: the files of a fact source whose content repeats an
-/// earlier one's, as (file, earlier file) in path order. A run loads only
-/// one file of each content (see `sort_out_copies`). Unreadable files are
-/// left to the caller's unreadable list.
-pub fn copies(source: &SourceConfig, files: &[(PathBuf, String)]) -> Vec<(String, String)> {
+/// For `check`: the files of a fact source that a run refuses as copies,
+/// as (file, earlier file with the same content) in path order: repeats
+/// that hold a data row (see `sort_out_copies`). Unreadable files are left
+/// to the caller's unreadable list.
+pub fn copies(
+    settings: &Settings,
+    source: &SourceConfig,
+    files: &[(PathBuf, String)],
+) -> Vec<(String, String)> {
     if is_master(source.dataset) {
         return Vec::new();
     }
+    let max_bytes = settings.config.ingest.max_file_mb.saturating_mul(1 << 20);
     let mut first: HashMap<String, &str> = HashMap::new();
-    files
-        .iter()
-        .filter_map(|(path, name)| {
-            let (sha, _) = sha256_file(path).ok()?;
-            match first.entry(sha) {
-                std::collections::hash_map::Entry::Occupied(e) => {
-                    Some((name.clone(), (*e.get()).to_string()))
-                }
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(name);
-                    None
-                }
+    let mut repeats = Vec::new();
+    for (path, name) in files {
+        let Ok((sha, stamp)) = sha256_file(path) else {
+            continue;
+        };
+        match first.get(&sha) {
+            Some(earlier) if stamp.len <= max_bytes && holds_data_rows(path, source) => {
+                repeats.push((name.clone(), (*earlier).to_string()));
             }
-        })
-        .collect()
+            Some(_) => {}
+            None => {
+                first.insert(sha, name);
+            }
+        }
+    }
+    repeats
+}
+
+/// Whether a file has a data row under its source's mapping; `false` when
+/// it cannot be read that far (the run refuses it for that instead).
+fn holds_data_rows(path: &Path, source: &SourceConfig) -> bool {
+    struct FirstRow<'a> {
+        source: &'a SourceConfig,
+        found: bool,
+    }
+    impl Visitor for FirstRow<'_> {
+        fn header(&mut self, _: &str, _: Epoch, header: &[String]) -> Result<usize, FileError> {
+            Ok(Mapping::from_header(self.source, header)?.max_column())
+        }
+        fn row(&mut self, _: u64, _: &[Cell]) -> Result<(), FileError> {
+            self.found = true;
+            // stops the reader: one row is enough
+            Err(FileError::Cancelled)
+        }
+    }
+    let mut visitor = FirstRow {
+        source,
+        found: false,
+    };
+    // a parser bug on a hostile file must not take `check` down with it
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        read_file(path, source, &mut visitor)
+    }));
+    visitor.found
 }
 
 /// A file of a source as `ingest_files` lists it.
@@ -683,20 +744,30 @@ struct Listed {
     unchanged: bool,
 }
 
+/// How a changed file is loaded.
+#[derive(Debug, Default)]
+struct Plan {
+    /// earlier loads whose rows this one takes over (`FileLoad::retire`)
+    retire: Vec<String>,
+    /// the file whose content this one repeats: refused if it holds rows
+    copy_of: Option<String>,
+}
+
 /// Keeps a fact source's rows from counting twice when a file is copied or
 /// renamed. A changed file with the same content as another file the source
-/// holds (already loaded, or earlier in path order) is refused: loading
+/// holds (already loaded, or earlier in path order) is a copy: loading
 /// `流向10月 - 副本.xlsx` beside `流向10月.xlsx` would double every line in
-/// it. A file with the same content as stored files its `path` no longer
-/// matches was renamed: its load replaces their rows, which would otherwise
-/// stay under the old name beside the new ones.
+/// it, so it is refused once its parse finds a data row (two header-only
+/// files from one template are no copies that matter). A file with the same
+/// content as stored files its `path` no longer matches was renamed: its
+/// load replaces their rows, which would otherwise stay under the old name
+/// beside the new ones.
 fn sort_out_copies(
     source: &SourceConfig,
     stored: &[(String, String)],
     unchanged: &[Listed],
     changed: Vec<Listed>,
-    summary: &mut IngestSummary,
-) -> Vec<(Listed, Vec<String>)> {
+) -> Vec<(Listed, Plan)> {
     let listed: HashSet<String> = unchanged
         .iter()
         .chain(&changed)
@@ -711,12 +782,14 @@ fn sort_out_copies(
     let mut to_load = Vec::with_capacity(changed.len());
     for t in changed {
         if let Some(holder) = holders.get(&t.sha) {
-            let detail = format!(
-                "the same content as `{holder}`, which this source already reads; \
-                 loading a copy would count its rows twice"
-            );
-            warn!(source = %source.name, file = %t.name, detail = %detail, "file refused: a copy");
-            refuse_file(summary, source, &t.name, detail);
+            let copy_of = Some(holder.clone());
+            to_load.push((
+                t,
+                Plan {
+                    retire: Vec::new(),
+                    copy_of,
+                },
+            ));
             continue;
         }
         holders.insert(t.sha.clone(), t.name.clone());
@@ -733,7 +806,13 @@ fn sort_out_copies(
                 "file renamed: its rows replace those stored under its old name"
             );
         }
-        to_load.push((t, renamed_from));
+        to_load.push((
+            t,
+            Plan {
+                retire: renamed_from,
+                copy_of: None,
+            },
+        ));
     }
     to_load
 }
