@@ -277,8 +277,14 @@ fn check_names_files_with_the_same_content() {
         "日期,客户编码,产品编码,金额\n2026-11-01,C1,P1,6\n".as_bytes(),
     );
     // header-only files from one template: no copy a run refuses
-    lab.write("in/g/empty_a.csv", "日期,客户编码,产品编码,金额\n".as_bytes());
-    lab.write("in/g/empty_b.csv", "日期,客户编码,产品编码,金额\n".as_bytes());
+    lab.write(
+        "in/g/empty_a.csv",
+        "日期,客户编码,产品编码,金额\n".as_bytes(),
+    );
+    lab.write(
+        "in/g/empty_b.csv",
+        "日期,客户编码,产品编码,金额\n".as_bytes(),
+    );
     let reps = "rep,name,region\nR3,王芳,华南\n";
     lab.write("in/more_reps/a.csv", reps.as_bytes());
     lab.write("in/more_reps/b.csv", reps.as_bytes());
