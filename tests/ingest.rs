@@ -1347,6 +1347,43 @@ async fn a_file_written_to_while_it_is_read_is_refused_then_loads_whole() {
     assert_eq!(copied.rows_loaded, 100_000 + appended);
 }
 
+/// An id Excel wrote in scientific notation (a long numeric code in a CSV
+/// saved from Excel) is rejected as unknown with a hint at the cause; an
+/// ordinary unknown id gets none.
+#[tokio::test]
+async fn an_id_in_scientific_notation_is_rejected_with_a_hint() {
+    let lab = Lab::new();
+    lab.write(
+        "in/s/a.csv",
+        "日期,客户编码,产品编码,金额\n2026-10-01,C1,P1,5\n2026-10-02,1.23457E+12,P1,6\n\
+         2026-10-03,C9,P1,7\n2026-10-04,1e5,P1,8\n"
+            .as_bytes(),
+    );
+    let settings = lab.settings(&format!(
+        "[ingest]\nmax_reject_ratio = 0.9\n\
+         [[sources]]\nname = \"s\"\ndataset = \"sales\"\nkind = \"csv\"\npath = \"in/s/*.csv\"\n{FLOW_COLUMNS}\n"
+    ));
+    let summary = lab.ingest(&settings).await;
+    let hint = "a long number Excel saved in scientific notation, its digits lost; \
+                format the id column as text before saving the file";
+    assert_eq!(
+        rejections(&summary),
+        [
+            format!(
+                "`s`: in/s/a.csv row 3 cell B3 column `客户编码` value `1.23457E+12`: \
+                 unknown customer id ({hint})"
+            ),
+            "`s`: in/s/a.csv row 4 cell B4 column `客户编码` value `C9`: unknown customer id"
+                .to_string(),
+            format!(
+                "`s`: in/s/a.csv row 5 cell B5 column `客户编码` value `1e5`: \
+                 unknown customer id ({hint})"
+            ),
+        ]
+    );
+    assert_eq!(lab.sales("s").await, [row("2026-10-01", "C1", "P1", 5.0)]);
+}
+
 /// The progress bar ends full: its length is the files the run listed
 /// (refused copies and unreadable entries included), each counted once.
 #[tokio::test]

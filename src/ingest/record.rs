@@ -135,7 +135,8 @@ pub struct Rejection {
     pub column: String,
     pub value: String,
     pub reason: Reason,
-    /// extra detail for file-level problems (the parser's message)
+    /// extra detail: the parser's message for a file-level problem, or a
+    /// hint at the cause of a row's (an id Excel wrote in scientific notation)
     pub detail: String,
 }
 
@@ -163,6 +164,19 @@ impl fmt::Display for Rejection {
         }
         Ok(())
     }
+}
+
+/// `1.23457E+12`: how Excel writes a number of more than 11 digits to a
+/// CSV (or shows it in a General cell), keeping 6 significant digits.
+fn in_scientific_notation(id: &str) -> bool {
+    let Some((mantissa, exponent)) = id.split_once(['E', 'e']) else {
+        return false;
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    digits(int)
+        && (frac.is_empty() || digits(frac))
+        && digits(exponent.strip_prefix('+').unwrap_or(exponent))
 }
 
 /// Spreadsheet column letters for a 0-based index (0 → A, 26 → AA).
@@ -399,7 +413,13 @@ pub fn to_record(
         };
         if let (Some((set, reason)), Slot::Text(id)) = (known, slot) {
             if !set.contains(id) {
-                return Err(reject(f, cells.get(f.2).unwrap_or(&empty), reason));
+                let mut rejection = reject(f, cells.get(f.2).unwrap_or(&empty), reason);
+                if in_scientific_notation(id) {
+                    rejection.detail = "a long number Excel saved in scientific notation, its \
+                        digits lost; format the id column as text before saving the file"
+                        .into();
+                }
+                return Err(rejection);
             }
         }
     }
