@@ -826,12 +826,6 @@ fn refuse_unreadable(
     detail: String,
 ) {
     warn!(source = %source.name, file = name, detail = %detail, "file refused: cannot read");
-    refuse_file(summary, source, name, detail);
-}
-
-/// Refuses a file before it is parsed, as `cannot open file`: the rows it
-/// loaded before are kept.
-fn refuse_file(summary: &mut IngestSummary, source: &SourceConfig, name: &str, detail: String) {
     summary.files_refused += 1;
     summary.rejections.push(file_rejection(
         &source.name,
