@@ -245,9 +245,7 @@ async fn csv_in_utf8_bom_crlf_gbk_and_gb18030_loads_the_same_rows() {
     lab.write("in/gb18030/a.csv", &gb18030);
     let mut extra = String::new();
     for (name, enc) in [("utf8", "utf-8"), ("gbk", "gbk"), ("gb18030", "gb18030")] {
-        extra.push_str(&format!(
-            "[[sources]]\nname = \"{name}\"\ndataset = \"sales\"\nkind = \"csv\"\npath = \"in/{name}/*.csv\"\nencoding = \"{enc}\"\n{FLOW_COLUMNS}\n"
-        ));
+        extra.push_str(&flow_csv_source(name, &format!("encoding = \"{enc}\"\n")));
     }
     let settings = lab.settings(&extra);
     let summary = lab.ingest(&settings).await;
@@ -374,9 +372,7 @@ async fn csv_rows_are_named_by_the_line_they_start_on() {
             &format!("in/{name}/a.csv"),
             format!("{}{end}", lines.join(end)).as_bytes(),
         );
-        extra.push_str(&format!(
-            "[[sources]]\nname = \"{name}\"\ndataset = \"sales\"\nkind = \"csv\"\npath = \"in/{name}/*.csv\"\n{FLOW_COLUMNS}\n"
-        ));
+        extra.push_str(&flow_csv_source(name, ""));
     }
     let settings = lab.settings(&format!("[ingest]\nmax_reject_ratio = 1.0\n{extra}"));
     let summary = lab.ingest(&settings).await;
@@ -501,11 +497,6 @@ async fn a_file_or_sheet_without_a_header_row_is_refused_saying_which() {
     wb.save(lab.path("in/xb/empty.xlsx")).unwrap();
     std::fs::create_dir_all(lab.path("in/xd")).unwrap();
     flow_workbook(&lab.path("in/xd/short.xlsx"));
-    let csv = |name: &str, extra: &str| {
-        format!(
-            "[[sources]]\nname = \"{name}\"\ndataset = \"sales\"\nkind = \"csv\"\npath = \"in/{name}/*.csv\"\n{extra}{FLOW_COLUMNS}\n"
-        )
-    };
     let excel = |name: &str, extra: &str| {
         format!(
             "[[sources]]\nname = \"{name}\"\ndataset = \"sales\"\nkind = \"excel\"\npath = \"in/{name}/*.xlsx\"\n{extra}{FLOW_COLUMNS}\n"
@@ -513,8 +504,8 @@ async fn a_file_or_sheet_without_a_header_row_is_refused_saying_which() {
     };
     let settings = lab.settings(
         &[
-            csv("blank", ""),
-            csv("deep", "header_row = 5\n"),
+            flow_csv_source("blank", ""),
+            flow_csv_source("deep", "header_row = 5\n"),
             excel("xb", ""),
             excel("xd", "sheet = \"流向\"\nheader_row = 9\n"),
         ]
@@ -575,6 +566,14 @@ fn flow_expected() -> Vec<(String, String, String, f64)> {
         row("2026-11-04", "C2", "P2", 1000.0),
         row("2026-10-07", "C3", "P1", -20.0),
     ]
+}
+
+/// A CSV sales source `name` reading `in/<name>/*.csv` under the flow
+/// headers; `extra` holds further keys, each ending in a newline.
+fn flow_csv_source(name: &str, extra: &str) -> String {
+    format!(
+        "[[sources]]\nname = \"{name}\"\ndataset = \"sales\"\nkind = \"csv\"\npath = \"in/{name}/*.csv\"\n{extra}{FLOW_COLUMNS}\n"
+    )
 }
 
 fn flow_source(name: &str, glob: &str) -> String {
@@ -1223,9 +1222,7 @@ async fn copies_and_renames_scenario(lab: &Lab, wh: &Wh<'_>) {
     let december = format!("{header}2026-12-04,C1,P2,5\n");
     lab.write("in/g/10月.csv", october.as_bytes());
     lab.write("in/g/11月.csv", november.as_bytes());
-    let settings = lab.settings(&format!(
-        "[[sources]]\nname = \"g\"\ndataset = \"sales\"\nkind = \"csv\"\npath = \"in/g/*.csv\"\n{FLOW_COLUMNS}\n"
-    ));
+    let settings = lab.settings(&flow_csv_source("g", ""));
     let first = lab.ingest_into(&settings, wh).await;
     assert_eq!((first.files_loaded, first.files_refused), (4, 0));
     assert!((total(&lab.sales_in(wh, "g").await) - 137.0).abs() < 1e-9);
@@ -1313,9 +1310,7 @@ async fn a_file_written_to_while_it_is_read_is_refused_then_loads_whole() {
     let mut csv = String::from("日期,客户编码,产品编码,金额\n");
     csv.push_str(&line.repeat(100_000));
     lab.write("in/copying/a.csv", csv.as_bytes());
-    let settings = lab.settings(&format!(
-        "[[sources]]\nname = \"copying\"\ndataset = \"sales\"\nkind = \"csv\"\npath = \"in/copying/*.csv\"\n{FLOW_COLUMNS}\n"
-    ));
+    let settings = lab.settings(&flow_csv_source("copying", ""));
     // the copy goes on: a line a millisecond until the ingest is over
     let done = Arc::new(AtomicBool::new(false));
     let copier = std::thread::spawn({
@@ -1360,8 +1355,8 @@ async fn an_id_in_scientific_notation_is_rejected_with_a_hint() {
             .as_bytes(),
     );
     let settings = lab.settings(&format!(
-        "[ingest]\nmax_reject_ratio = 0.9\n\
-         [[sources]]\nname = \"s\"\ndataset = \"sales\"\nkind = \"csv\"\npath = \"in/s/*.csv\"\n{FLOW_COLUMNS}\n"
+        "[ingest]\nmax_reject_ratio = 0.9\n{}",
+        flow_csv_source("s", "")
     ));
     let summary = lab.ingest(&settings).await;
     let hint = "a long number Excel saved in scientific notation, its digits lost; \
@@ -1393,9 +1388,7 @@ async fn the_progress_bar_counts_every_listed_file_once() {
     lab.write("in/p/a.csv", good.as_bytes());
     lab.write("in/p/b.csv", good.as_bytes());
     lab.write("in/p/c.csv", b"");
-    let settings = lab.settings(&format!(
-        "[[sources]]\nname = \"p\"\ndataset = \"sales\"\nkind = \"csv\"\npath = \"in/p/*.csv\"\n{FLOW_COLUMNS}\n"
-    ));
+    let settings = lab.settings(&flow_csv_source("p", ""));
     let store = Lab::store(&settings, &Wh::Sqlite).await;
     let pb = indicatif::ProgressBar::hidden();
     let summary = salesbatch::ingest::run_with_progress(&settings, store.as_ref(), Some(&pb))
