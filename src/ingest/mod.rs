@@ -11,7 +11,7 @@ pub mod reader;
 pub mod record;
 pub mod sql;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,7 +26,7 @@ use self::coerce::{Cell, Epoch};
 use self::reader::{FileError, Visitor};
 use self::record::{Located, Mapping, Masters, Reason, Rejection, RowContext};
 use crate::config::{Dataset, Settings, SourceConfig, SourceKind};
-use crate::warehouse::{Batch, FileLoad, LoadOutcome, Replace, Store};
+use crate::warehouse::{Batch, FileLoad, FileState, LoadOutcome, Replace, Store};
 
 const BATCH_ROWS: usize = 2_000;
 /// `:since` on a source's first load (SPEC §4).
@@ -538,6 +538,7 @@ async fn ingest_files(
     let master = is_master(source.dataset);
     // decide what to load: unchanged files are skipped, unless an earlier load
     // refused rows for ids that the masters may now know
+    let stored = store.stored_files(&source.name).await?;
     let mut todo = Vec::new();
     let mut carried = Vec::new();
     for (path, name) in files {
@@ -555,10 +556,9 @@ async fn ingest_files(
                 continue;
             }
         };
-        let state = store.file_state(&source.name, &name).await?;
-        let unchanged = state
-            .as_ref()
-            .is_some_and(|s| s.sha256 == sha && !(masters.changed && s.unknown_ids > 0));
+        let state = stored.get(&name);
+        let unchanged =
+            state.is_some_and(|s| s.sha256 == sha && !(masters.changed && s.unknown_ids > 0));
         todo.push(Listed {
             path,
             name,
@@ -596,7 +596,6 @@ async fn ingest_files(
     }
     let (unchanged, changed): (Vec<_>, Vec<_>) = todo.into_iter().partition(|t| t.unchanged);
     summary.files_skipped += unchanged.len() as u64;
-    let stored = store.stored_files(&source.name).await?;
     let mut changed = if master {
         changed.into_iter().map(|t| (t, Plan::default())).collect()
     } else {
@@ -607,9 +606,9 @@ async fn ingest_files(
     if let Some((_, plan)) = changed.iter_mut().find(|(_, plan)| plan.copy_of.is_none()) {
         plan.retire.extend(
             stored
-                .iter()
-                .filter(|(file, _)| file.starts_with("sql:"))
-                .map(|(file, _)| file.clone()),
+                .keys()
+                .filter(|file| file.starts_with("sql:"))
+                .cloned(),
         );
     }
     show_progress(progress, summary);
@@ -764,7 +763,7 @@ struct Plan {
 /// beside the new ones.
 fn sort_out_copies(
     source: &SourceConfig,
-    stored: &[(String, String)],
+    stored: &BTreeMap<String, FileState>,
     unchanged: &[Listed],
     changed: Vec<Listed>,
 ) -> Vec<(Listed, Plan)> {
@@ -795,7 +794,7 @@ fn sort_out_copies(
         holders.insert(t.sha.clone(), t.name.clone());
         let renamed_from: Vec<String> = stored
             .iter()
-            .filter(|(file, sha)| *sha == t.sha && !listed.contains(file))
+            .filter(|(file, state)| state.sha256 == t.sha && !listed.contains(*file))
             .map(|(file, _)| file.clone())
             .collect();
         if !renamed_from.is_empty() {
@@ -965,8 +964,7 @@ async fn ingest_sql(
     let retire = store
         .stored_files(&source.name)
         .await?
-        .into_iter()
-        .map(|(file, _)| file)
+        .into_keys()
         .filter(|file| !file.starts_with("sql:"))
         .collect();
     let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);

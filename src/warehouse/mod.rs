@@ -8,7 +8,7 @@
 mod postgres;
 mod sqlite;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
@@ -54,6 +54,21 @@ pub struct FileState {
     pub sha256: String,
     pub unknown_ids: u64,
     pub rows_rejected: u64,
+}
+
+impl FileState {
+    /// A `(file, sha256, unknown_ids, rows_rejected)` row of `ingested_files`.
+    pub(crate) fn stored(
+        (file, sha256, unknown_ids, rows_rejected): (String, String, i64, i64),
+    ) -> (String, Self) {
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        let state = Self {
+            sha256,
+            unknown_ids: count(unknown_ids),
+            rows_rejected: count(rows_rejected),
+        };
+        (file, state)
+    }
 }
 
 /// Which stored rows a load replaces.
@@ -186,9 +201,8 @@ pub struct DeliveryRow {
 
 #[async_trait]
 pub trait Store: Send + Sync {
-    async fn file_state(&self, source: &str, file: &str) -> Result<Option<FileState>>;
-    /// Every load of `source` on record: (file, content hash), by file.
-    async fn stored_files(&self, source: &str) -> Result<Vec<(String, String)>>;
+    /// Every load of `source` on record, by file name.
+    async fn stored_files(&self, source: &str) -> Result<BTreeMap<String, FileState>>;
     /// Loads one file in one transaction, consuming batches until `End`.
     async fn load_file(&self, load: FileLoad, rx: mpsc::Receiver<Batch>) -> Result<LoadOutcome>;
     /// Latest invoice date stored from a source.

@@ -7,7 +7,7 @@
 //! statements must not touch a key twice, so each statement keeps only the
 //! last row per key first (the later row wins, as in the SQLite backend).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -321,28 +321,14 @@ impl Store for PgStore {
         true
     }
 
-    async fn file_state(&self, source: &str, file: &str) -> Result<Option<FileState>> {
-        let row = sqlx::query(
-            "SELECT sha256, unknown_ids, rows_rejected FROM ingested_files WHERE source = $1 AND file = $2",
-        )
-        .bind(source)
-        .bind(file)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| FileState {
-            sha256: r.get(0),
-            unknown_ids: count(&r, 1),
-            rows_rejected: count(&r, 2),
-        }))
-    }
-
-    async fn stored_files(&self, source: &str) -> Result<Vec<(String, String)>> {
-        Ok(sqlx::query_as(
-            "SELECT file, sha256 FROM ingested_files WHERE source = $1 ORDER BY file",
+    async fn stored_files(&self, source: &str) -> Result<BTreeMap<String, FileState>> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT file, sha256, unknown_ids, rows_rejected FROM ingested_files WHERE source = $1",
         )
         .bind(source)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        Ok(rows.into_iter().map(FileState::stored).collect())
     }
 
     async fn load_file(

@@ -3,6 +3,7 @@
 //! (`inputs`), step statements in-thread with rusqlite; the rest goes through
 //! sqlx, which also owns the migrations.
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -95,30 +96,14 @@ fn parse_date(s: &str) -> NaiveDate {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn file_state(&self, source: &str, file: &str) -> Result<Option<FileState>> {
-        let row = sqlx::query(
-            "SELECT sha256, unknown_ids, rows_rejected FROM ingested_files WHERE source = ? AND file = ?",
+    async fn stored_files(&self, source: &str) -> Result<BTreeMap<String, FileState>> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT file, sha256, unknown_ids, rows_rejected FROM ingested_files WHERE source = ?",
         )
         .bind(source)
-        .bind(file)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(row.map(|r| FileState {
-            sha256: r.get(0),
-            unknown_ids: u64::try_from(r.get::<i64, _>(1)).unwrap_or(0),
-            rows_rejected: u64::try_from(r.get::<i64, _>(2)).unwrap_or(0),
-        }))
-    }
-
-    async fn stored_files(&self, source: &str) -> Result<Vec<(String, String)>> {
-        Ok(
-            sqlx::query_as(
-                "SELECT file, sha256 FROM ingested_files WHERE source = ? ORDER BY file",
-            )
-            .bind(source)
-            .fetch_all(&self.pool)
-            .await?,
-        )
+        Ok(rows.into_iter().map(FileState::stored).collect())
     }
 
     async fn load_file(
