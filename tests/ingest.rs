@@ -1064,10 +1064,12 @@ async fn hostile_files_are_refused_and_the_good_ones_still_load() {
                 .starts_with("`flow`: in/x/c-bomb.xlsx: cannot open file (zip bomb suspected:")),
         "{got:#?}"
     );
-    assert!(
-        got.iter().any(|l| l
-            .starts_with("`flow`: in/x/d-text.xlsx: cannot open file (not a valid zip container")),
-        "{got:#?}"
+    assert_has(
+        &got,
+        &open(
+            "d-text.xlsx",
+            "the file is comma-separated text, not a workbook: read it with a `kind = \"csv\"` source",
+        ),
     );
     assert!(
         got.iter()
@@ -1096,6 +1098,99 @@ async fn hostile_files_are_refused_and_the_good_ones_still_load() {
     let mut expected = flow_expected();
     expected.sort_by(|a, b| a.partial_cmp(b).unwrap());
     assert_eq!(lab.sales("flow").await, expected);
+}
+
+/// A workbook is read by what it holds, not by its name, as Excel and
+/// LibreOffice open it: an xlsx saved as `.xls`, an ods named `.xlsx`. A file
+/// that holds no workbook is named for what it is (an ERP's "Excel" export
+/// is often an HTML page or text), not reported as a corrupt xls.
+#[tokio::test]
+async fn workbooks_are_read_by_content_and_other_files_named_for_what_they_are() {
+    let lab = Lab::new();
+    std::fs::create_dir_all(lab.path("in/x")).unwrap();
+    std::fs::create_dir_all(lab.path("in/o")).unwrap();
+    std::fs::create_dir_all(lab.path("in/csv")).unwrap();
+    flow_workbook(&lab.path("in/x/a-xlsx.xls"));
+    lab.write(
+        "in/x/b-html.xls",
+        r#"<html xmlns:x="urn:schemas-microsoft-com:office:excel"><body><table><tr><td>日期</td></tr></table></body></html>"#.as_bytes(),
+    );
+    lab.write(
+        "in/x/c-tabs.xls",
+        "日期\t客户编码\n2026-10-01\tC1\n".as_bytes(),
+    );
+    let unicode_text: Vec<u8> = [0xFF, 0xFE]
+        .into_iter()
+        .chain(
+            "日期\t客户编码\r\n"
+                .encode_utf16()
+                .flat_map(u16::to_le_bytes),
+        )
+        .collect();
+    lab.write("in/x/d-unicode.xls", &unicode_text);
+    lab.write(
+        "in/x/e-xml2003.xls",
+        br#"<?xml version="1.0"?><?mso-application progid="Excel.Sheet"?><Workbook xmlns="urn:schemas-microsoft-com:office:spreadsheet"></Workbook>"#,
+    );
+    lab.write("in/x/f-empty.xls", b"");
+    lab.write(
+        "in/x/g-commas.xls",
+        "日期,客户编码\n2026-10-01,C1\n".as_bytes(),
+    );
+    {
+        let mut zip =
+            zip::ZipWriter::new(std::fs::File::create(lab.path("in/x/h-zip.xls")).unwrap());
+        zip.start_file("readme.txt", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(b"flow files").unwrap();
+        zip.finish().unwrap();
+    }
+    lab.write("in/x/i-binary.xls", b"\x7fELF\x02\x01\x01\x00\x00\x00");
+    ods(
+        &lab.path("in/o/book.xlsx"),
+        &format!(
+            r#"{}<table:table-row><table:table-cell office:value-type="date" office:date-value="2026-11-04"><text:p>2026-11-04</text:p></table:table-cell>{}{}<table:table-cell office:value-type="float" office:value="7"><text:p>7</text:p></table:table-cell></table:table-row>"#,
+            ods_flow_header(),
+            ods_text("C1"),
+            ods_text("P1")
+        ),
+    );
+    flow_workbook(&lab.path("in/csv/october.csv"));
+    let settings = lab.settings(&format!(
+        "{}[[sources]]\nname = \"ods\"\ndataset = \"sales\"\nkind = \"excel\"\npath = \"in/o/*.xlsx\"\n{FLOW_COLUMNS}\n{}",
+        flow_source("flow", "in/x/*.xls"),
+        flow_csv_source("csv", "")
+    ));
+    let summary = lab.ingest(&settings).await;
+    let got = rejections(&summary);
+    let open =
+        |file: &str, detail: &str| format!("`flow`: in/x/{file}: cannot open file ({detail})");
+    let save = "open it in Excel or LibreOffice and save it as .xlsx";
+    for (file, detail) in [
+        ("b-html.xls", format!("the file is an HTML page, not a workbook, as ERP \"Excel\" exports often are: {save}")),
+        ("c-tabs.xls", format!("the file is tab-separated text, not a workbook: {save}")),
+        ("d-unicode.xls", format!("the file is UTF-16 text, what Excel saves as \"Unicode Text\", not a workbook: {save}")),
+        ("e-xml2003.xls", format!("the file is an Excel 2003 XML spreadsheet, which calamine does not read: {save}")),
+        ("f-empty.xls", "the file is empty: it holds 0 bytes, no workbook".into()),
+        ("g-commas.xls", "the file is comma-separated text, not a workbook: read it with a `kind = \"csv\"` source".into()),
+        ("h-zip.xls", "a zip archive that holds no workbook: no `xl/workbook.xml`, `xl/workbook.bin` or OpenDocument spreadsheet inside; is it a Word document, or files zipped together?".into()),
+        ("i-binary.xls", "not a workbook: the file is neither a zip container, as xlsx, xlsb and ods files are, nor an OLE compound file, as xls files are".into()),
+    ] {
+        assert_has(&got, &open(file, &detail));
+    }
+    assert_has(
+        &got,
+        "`csv`: in/csv/october.csv: cannot open file (the file is a workbook, not CSV text: it is a zip container, as xlsx, xlsb and ods files are; read it with a `kind = \"excel\"` source)",
+    );
+    assert_eq!(got.len(), 9, "{got:#?}");
+    let mut expected = flow_expected();
+    expected.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert_eq!(lab.sales("flow").await, expected);
+    assert_eq!(
+        lab.sales("ods").await,
+        vec![row("2026-11-04", "C1", "P1", 7.0)]
+    );
+    assert!(lab.sales("csv").await.is_empty());
 }
 
 /// Two tests of `scenario`: `$sqlite` on the lab's SQLite warehouse,

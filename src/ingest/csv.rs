@@ -10,6 +10,7 @@ use std::path::Path;
 use encoding_rs_io::DecodeReaderBytesBuilder;
 
 use super::coerce::{Cell, Epoch};
+use super::guard;
 use super::reader::{FileError, RowAssembler, Visitor};
 use super::record::column_letters;
 use crate::config::Encoding;
@@ -20,6 +21,14 @@ pub fn read(
     header_row: Option<u32>,
     visitor: &mut dyn Visitor,
 ) -> Result<(), FileError> {
+    // decoded as text, a workbook fails on its first bytes with advice
+    // about the encoding, which would send the user the wrong way
+    if let Some(container) = guard::workbook_container(path) {
+        return Err(FileError::CannotOpen(format!(
+            "the file is a workbook, not CSV text: it is {container}; read it with a \
+             `kind = \"excel\"` source"
+        )));
+    }
     match read_as(path, encoding, header_row, visitor) {
         // most UTF-8 Chinese decodes as valid GBK: the garbled headers are
         // the only sign, and "missing column" would send the user hunting

@@ -1,5 +1,6 @@
-//! Excel-family reader (xlsx, xlsm, xlsb, xls, ods) on calamine. xlsx/xlsb are
-//! streamed cell by cell; a sheet declaring more than Excel's 1,048,576 ×
+//! Excel-family reader (xlsx, xlsm, xlsb, xls, ods) on calamine, chosen by
+//! the file's content rather than its extension. xlsx/xlsb are streamed cell
+//! by cell; a sheet declaring more than Excel's 1,048,576 ×
 //! 16,384 cells is refused before anything is allocated for it; xls and the zip
 //! containers first pass the checks in `guard`.
 
@@ -10,7 +11,7 @@ use std::path::Path;
 use calamine::{open_workbook, Data, DataRef, Ods, Reader, Xls, Xlsb, Xlsx};
 
 use super::coerce::{Cell, Epoch};
-use super::guard;
+use super::guard::{self, Format};
 use super::reader::{FileError, RowAssembler, Visitor};
 
 const MAX_ROWS: u32 = 1_048_576;
@@ -96,11 +97,6 @@ pub fn read(
     header_row: Option<u32>,
     visitor: &mut dyn Visitor,
 ) -> Result<String, FileError> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
     // Xlsx and Xlsb have the same streaming cells reader, but as inherent
     // methods: no calamine trait lets one function take both
     macro_rules! stream_cells {
@@ -120,34 +116,28 @@ pub fn read(
             Ok(name)
         }};
     }
-    match ext.as_str() {
-        "xlsx" | "xlsm" => {
-            guard::zip_container(path)?;
+    // by content, not by name: see `guard::sniff`
+    match guard::sniff(path)? {
+        Format::Xlsx => {
             let mut wb: Xlsx<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
             stream_cells!(wb)
         }
-        "xlsb" => {
-            guard::zip_container(path)?;
+        Format::Xlsb => {
             let mut wb: Xlsb<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
             stream_cells!(wb)
         }
-        "xls" => {
-            guard::xls_dimensions(path)?;
+        Format::Xls => {
             let mut wb: Xls<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
             let epoch = Epoch::declared(wb.has_1904_epoch());
             read_range(&mut wb, sheet, epoch, header_row, visitor)
         }
-        "ods" => {
-            guard::zip_container(path)?;
+        Format::Ods => {
             // ods date cells are ISO text; a bare number in a date column
             // counts from the file's null date, which calamine does not expose
             let epoch = guard::ods_content(path)?;
             let mut wb: Ods<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
             read_range(&mut wb, sheet, epoch, header_row, visitor)
         }
-        other => Err(FileError::CannotOpen(format!(
-            "`.{other}` is not a spreadsheet extension calamine reads"
-        ))),
     }
 }
 

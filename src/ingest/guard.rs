@@ -26,26 +26,128 @@ fn refuse(msg: String) -> FileError {
     FileError::CannotOpen(msg)
 }
 
-/// Refuses a zip container (xlsx, xlsm, ods) whose members declare an
-/// uncompressed size far beyond the file's own: a zip bomb.
-pub fn zip_container(path: &Path) -> Result<(), FileError> {
+/// The workbook formats calamine reads, as a file's content shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// xlsx, xlsm and their templates: a zip with `xl/workbook.xml`
+    Xlsx,
+    /// a zip with `xl/workbook.bin`
+    Xlsb,
+    /// Excel 97–2003: an OLE compound file with a `Workbook` stream
+    Xls,
+    /// OpenDocument: a zip whose `mimetype` says spreadsheet
+    Ods,
+}
+
+const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
+const EMPTY_ZIP_MAGIC: &[u8] = b"PK\x05\x06";
+const OLE_MAGIC: &[u8] = &[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
+/// Enough of a file to tell HTML, XML and delimited text apart.
+const SNIFF_BYTES: u64 = 4096;
+
+/// What a file is, by its content, whatever its name says: Excel and
+/// LibreOffice open an xlsx saved under an `.xls` name, so users expect it to
+/// load, and an ERP's "Excel" export is often an HTML page or text named
+/// `.xls`, which deserves a message saying so rather than calamine's.
+/// A zip or OLE container also passes the checks below before calamine
+/// sees it.
+pub fn sniff(path: &Path) -> Result<Format, FileError> {
+    let mut head = Vec::new();
+    File::open(path)
+        .and_then(|f| f.take(SNIFF_BYTES).read_to_end(&mut head))
+        .map_err(|e| refuse(e.to_string()))?;
+    if head.starts_with(ZIP_MAGIC) || head.starts_with(EMPTY_ZIP_MAGIC) {
+        zip_container(path)
+    } else if head.starts_with(OLE_MAGIC) {
+        if is_encrypted_ooxml(path) {
+            return Err(refuse(
+                "the workbook is password-protected (encrypted); save it without a password".into(),
+            ));
+        }
+        xls_dimensions(path)?;
+        Ok(Format::Xls)
+    } else {
+        Err(refuse(not_a_workbook(&head)))
+    }
+}
+
+/// The container a workbook file opens with, from its first bytes, for
+/// readers of text formats to name a workbook given to them.
+pub fn workbook_container(path: &Path) -> Option<&'static str> {
+    let mut head = [0u8; 8];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .ok()?;
+    if head.starts_with(ZIP_MAGIC) || head.starts_with(EMPTY_ZIP_MAGIC) {
+        Some("a zip container, as xlsx, xlsb and ods files are")
+    } else if head.starts_with(OLE_MAGIC) {
+        Some("an OLE compound file, as xls files are")
+    } else {
+        None
+    }
+}
+
+/// Names what a file that is neither a zip nor an OLE container holds, and
+/// what to do with it.
+fn not_a_workbook(head: &[u8]) -> String {
+    const SAVE_AS_XLSX: &str = "open it in Excel or LibreOffice and save it as .xlsx";
+    if head.is_empty() {
+        return "the file is empty: it holds 0 bytes, no workbook".into();
+    }
+    if head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]) {
+        return format!(
+            "the file is UTF-16 text, what Excel saves as \"Unicode Text\", not a workbook: {SAVE_AS_XLSX}"
+        );
+    }
+    // the markers sought are ASCII, so GBK text needs no decoding here
+    let text = String::from_utf8_lossy(head).to_ascii_lowercase();
+    let text = text.trim_start_matches('\u{feff}').trim_start();
+    if text.contains("<html") || text.contains("<!doctype html") || text.starts_with("<table") {
+        return format!(
+            "the file is an HTML page, not a workbook, as ERP \"Excel\" exports often are: {SAVE_AS_XLSX}"
+        );
+    }
+    if text.contains("urn:schemas-microsoft-com:office:spreadsheet") {
+        return format!(
+            "the file is an Excel 2003 XML spreadsheet, which calamine does not read: {SAVE_AS_XLSX}"
+        );
+    }
+    let first_line = text.lines().next().unwrap_or_default();
+    if !head.contains(&0) {
+        if first_line.contains('\t') {
+            return format!("the file is tab-separated text, not a workbook: {SAVE_AS_XLSX}");
+        }
+        if first_line.contains(',') {
+            return "the file is comma-separated text, not a workbook: read it with a \
+                    `kind = \"csv\"` source"
+                .into();
+        }
+    }
+    "not a workbook: the file is neither a zip container, as xlsx, xlsb and ods files are, nor \
+     an OLE compound file, as xls files are"
+        .into()
+}
+
+/// Refuses a zip container whose members declare an uncompressed size far
+/// beyond the file's own (a zip bomb), or that holds no workbook; returns
+/// which workbook it holds.
+fn zip_container(path: &Path) -> Result<Format, FileError> {
     let file = File::open(path).map_err(|e| refuse(e.to_string()))?;
     let compressed = file.metadata().map_or(0, |m| m.len()).max(1);
-    let mut zip = zip::ZipArchive::new(BufReader::new(file)).map_err(|e| {
-        if is_encrypted_ooxml(path) {
-            refuse(
-                "the workbook is password-protected (encrypted); save it without a password".into(),
-            )
-        } else {
-            refuse(format!("not a valid zip container: {e}"))
-        }
-    })?;
+    let mut zip = zip::ZipArchive::new(BufReader::new(file))
+        .map_err(|e| refuse(format!("not a valid zip container: {e}")))?;
     let mut total: u64 = 0;
+    let mut format = None;
     for i in 0..zip.len() {
         let member = zip
             .by_index_raw(i)
             .map_err(|e| refuse(format!("not a valid zip container: {e}")))?;
         total = total.saturating_add(member.size());
+        match member.name().as_deref() {
+            Ok("xl/workbook.xml") => format = Some(Format::Xlsx),
+            Ok("xl/workbook.bin") => format = Some(Format::Xlsb),
+            _ => {}
+        }
     }
     if total > ZIP_RATIO_FLOOR && total / compressed > MAX_ZIP_RATIO {
         return Err(refuse(format!(
@@ -54,7 +156,27 @@ pub fn zip_container(path: &Path) -> Result<(), FileError> {
             total >> 20
         )));
     }
-    Ok(())
+    match format {
+        Some(format) => Ok(format),
+        None if is_ods(&mut zip) => Ok(Format::Ods),
+        None => Err(refuse(
+            "a zip archive that holds no workbook: no `xl/workbook.xml`, `xl/workbook.bin` or \
+             OpenDocument spreadsheet inside; is it a Word document, or files zipped together?"
+                .into(),
+        )),
+    }
+}
+
+/// An OpenDocument package names its type in its `mimetype` member.
+fn is_ods<R: Read + std::io::Seek>(zip: &mut zip::ZipArchive<R>) -> bool {
+    let Ok(member) = zip.by_name("mimetype") else {
+        return false;
+    };
+    let mut mimetype = String::new();
+    member.take(128).read_to_string(&mut mimetype).is_ok()
+        && mimetype
+            .trim()
+            .starts_with("application/vnd.oasis.opendocument.spreadsheet")
 }
 
 /// Excel saves a password-protected xlsx as an OLE compound file holding an
@@ -100,7 +222,7 @@ impl XlsBox {
 /// record) rows or columns beyond the format's 65,536 × 256, or whose
 /// sheets' cells span more than [`XLS_MAX_CELLS`] in all: calamine reserves
 /// memory for the declared rectangle and for the used one.
-pub fn xls_dimensions(path: &Path) -> Result<(), FileError> {
+fn xls_dimensions(path: &Path) -> Result<(), FileError> {
     let mut cf = cfb::open(path).map_err(|e| refuse(format!("not an xls workbook: {e}")))?;
     let stream = if cf.is_stream("/Workbook") {
         "/Workbook"
