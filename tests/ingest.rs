@@ -860,6 +860,13 @@ async fn ods_serials_count_from_the_files_null_date() {
             row("2030-11-05", "C1", "P1", 7.0),
         ]
     );
+    // the source names no sheet: the rows keep the one read
+    let sheets: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT sheet FROM sales WHERE source = 'ods'")
+            .fetch_all(&lab.warehouse().await)
+            .await
+            .unwrap();
+    assert_eq!(sheets, ["流向"]);
 }
 
 /// calamine expands an ods sheet densely (repeated rows and columns

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use self::coerce::{Cell, Epoch};
@@ -197,6 +197,8 @@ struct Pipeline {
     mapping: Option<Mapping>,
     addresses: bool,
     tx: mpsc::Sender<Batch>,
+    /// told the sheet once it is chosen, so the writer stores it with the rows
+    chosen_sheet: Option<oneshot::Sender<String>>,
     batch: Vec<Located>,
     data_rows: u64,
     rejected: u64,
@@ -221,6 +223,7 @@ impl Pipeline {
             mapping: None,
             addresses,
             tx,
+            chosen_sheet: None,
             batch: Vec::with_capacity(BATCH_ROWS),
             data_rows: 0,
             rejected: 0,
@@ -283,6 +286,10 @@ impl Visitor for Pipeline {
     fn header(&mut self, sheet: &str, epoch: Epoch, header: &[String]) -> Result<usize, FileError> {
         self.sheet = sheet.to_string();
         self.epoch = epoch;
+        if let Some(chosen) = self.chosen_sheet.take() {
+            // the writer may have stopped waiting: the run is shutting down
+            let _ = chosen.send(sheet.to_string());
+        }
         self.set_header(header)
     }
 
@@ -329,13 +336,15 @@ struct ParseFile {
     copy_of: Option<String>,
 }
 
-/// Parses one file on a blocking thread, sending batches and finally `End`.
+/// Parses one file on a blocking thread, sending the sheet it reads to
+/// `sheet` once its header is found, then batches and finally `End`.
 fn parse_file(
     file: ParseFile,
     source: SourceConfig,
     masters: Arc<Masters>,
     max_bytes: u64,
     tx: mpsc::Sender<Batch>,
+    sheet: oneshot::Sender<String>,
 ) -> Parsed {
     let ParseFile {
         path,
@@ -345,6 +354,7 @@ fn parse_file(
     } = file;
     let path = path.as_path();
     let mut p = Pipeline::new(source, name, masters, true, tx);
+    p.chosen_sheet = Some(sheet);
     let size = stamp.len;
     let result = if size > max_bytes {
         Err(FileError::CannotOpen(format!(
@@ -630,6 +640,7 @@ async fn ingest_files(
                 break;
             };
             let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+            let (sheet_tx, sheet_rx) = oneshot::channel();
             let (src, m) = (source.clone(), masters.ids.clone());
             let file = ParseFile {
                 path,
@@ -637,17 +648,24 @@ async fn ingest_files(
                 stamp,
                 copy_of,
             };
-            let handle =
-                tokio::task::spawn_blocking(move || parse_file(file, src, m, max_bytes, tx));
-            running.push_back((name, sha, retire, rx, handle));
+            let handle = tokio::task::spawn_blocking(move || {
+                parse_file(file, src, m, max_bytes, tx, sheet_tx)
+            });
+            running.push_back((name, sha, retire, rx, sheet_rx, handle));
         }
-        let Some((name, sha, retire, rx, handle)) = running.pop_front() else {
+        let Some((name, sha, retire, rx, sheet_rx, handle)) = running.pop_front() else {
             break;
         };
+        // without `sheet`, which sheet the rows come from is known once the
+        // parser has chosen it; it says so before it sends any row, or
+        // drops the sender on a file it refuses
+        let sheet = sheet_rx
+            .await
+            .unwrap_or_else(|_| source.sheet.clone().unwrap_or_default());
         let load = FileLoad {
             source: source.name.clone(),
             file: name.clone(),
-            sheet: source.sheet.clone().unwrap_or_default(),
+            sheet,
             dataset: source.dataset,
             sha256: sha,
             replace: Replace::File,
