@@ -1107,6 +1107,62 @@ async fn hostile_files_are_refused_and_the_good_ones_still_load() {
     assert_eq!(lab.sales("flow").await, expected);
 }
 
+/// Without `sheet`, a source reads the first sheet the user sees in Excel's
+/// tabs: a hidden sheet (a template's lookup table) or a chart sheet placed
+/// before the data is passed over.
+#[tokio::test]
+async fn the_default_sheet_is_the_first_visible_worksheet() {
+    let lab = Lab::new();
+    std::fs::create_dir_all(lab.path("in/s")).unwrap();
+    let data = |ws: &mut rust_xlsxwriter::Worksheet, customer: &str| {
+        for (c, h) in ["日期", "客户编码", "产品编码", "金额"].iter().enumerate() {
+            ws.write(0, c as u16, *h).unwrap();
+        }
+        ws.write(1, 0, "2026-10-05").unwrap();
+        ws.write(1, 1, customer).unwrap();
+        ws.write(1, 2, "P1").unwrap();
+        ws.write(1, 3, 12.5).unwrap();
+        ws.set_active(true);
+    };
+    let mut wb = Workbook::new();
+    let lookup = wb.add_worksheet().set_name("参数").unwrap();
+    lookup.write(0, 0, "品种").unwrap();
+    lookup.set_hidden(true);
+    data(wb.add_worksheet().set_name("流向").unwrap(), "C1");
+    wb.save(lab.path("in/s/a-hidden-first.xlsx")).unwrap();
+    let mut wb = Workbook::new();
+    let mut chart = rust_xlsxwriter::Chart::new(rust_xlsxwriter::ChartType::Column);
+    chart.add_series().set_values("'流向'!$D$2:$D$2");
+    wb.add_chartsheet().insert_chart(0, 0, &chart).unwrap();
+    data(wb.add_worksheet().set_name("流向").unwrap(), "C2");
+    wb.save(lab.path("in/s/b-chart-first.xlsx")).unwrap();
+    let settings = lab.settings(&format!(
+        "[[sources]]\nname = \"s\"\ndataset = \"sales\"\nkind = \"excel\"\npath = \"in/s/*.xlsx\"\n{FLOW_COLUMNS}\n"
+    ));
+    let summary = lab.ingest(&settings).await;
+    assert!(summary.rejections.is_empty(), "{:?}", rejections(&summary));
+    assert_eq!(
+        lab.sales("s").await,
+        vec![
+            row("2026-10-05", "C1", "P1", 12.5),
+            row("2026-10-05", "C2", "P1", 12.5),
+        ]
+    );
+    let sheets: Vec<(String, String)> =
+        sqlx::query_as("SELECT file, sheet FROM sales WHERE source = 's' ORDER BY file")
+            .fetch_all(&lab.warehouse().await)
+            .await
+            .unwrap();
+    assert_eq!(
+        sheets,
+        [
+            ("in/s/a-hidden-first.xlsx", "流向"),
+            ("in/s/b-chart-first.xlsx", "流向")
+        ]
+        .map(|(f, s)| (f.to_string(), s.to_string()))
+    );
+}
+
 /// A workbook is read by what it holds, not by its name, as Excel and
 /// LibreOffice open it: an xlsx saved as `.xls`, an ods named `.xlsx`. A file
 /// that holds no workbook is named for what it is (an ERP's "Excel" export

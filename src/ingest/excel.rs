@@ -8,7 +8,9 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 
-use calamine::{open_workbook, Data, DataRef, Ods, Reader, Xls, Xlsb, Xlsx};
+use calamine::{
+    open_workbook, Data, DataRef, Ods, Reader, Sheet, SheetType, SheetVisible, Xls, Xlsb, Xlsx,
+};
 
 use super::coerce::{Cell, Epoch};
 use super::guard::{self, Format};
@@ -21,27 +23,43 @@ fn cannot_open(e: impl std::fmt::Display) -> FileError {
     FileError::CannotOpen(e.to_string())
 }
 
-fn pick_sheet(names: &[String], wanted: Option<&str>) -> Result<String, FileError> {
-    match wanted {
-        Some(w) => names
+/// The sheet to read: the one `wanted` names, else the first worksheet the
+/// user sees in Excel, that is the first visible one: a hidden lookup sheet
+/// or a chart sheet placed first is not "the first sheet" to them.
+fn pick_sheet(sheets: &[Sheet], wanted: Option<&str>) -> Result<String, FileError> {
+    if let Some(w) = wanted {
+        return sheets
             .iter()
-            .find(|n| n.trim() == w.trim())
-            .cloned()
+            .find(|s| s.name.trim() == w.trim())
+            .map(|s| s.name.clone())
             .ok_or_else(|| {
                 FileError::CannotOpen(format!(
                     "sheet `{w}` not found; the workbook has {}",
-                    names
-                        .iter()
-                        .map(|n| format!("`{n}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    listed(sheets)
                 ))
-            }),
-        None => names
-            .first()
-            .cloned()
-            .ok_or_else(|| FileError::CannotOpen("the workbook has no sheets".into())),
+            });
     }
+    let worksheets = || sheets.iter().filter(|s| s.typ == SheetType::WorkSheet);
+    worksheets()
+        .find(|s| s.visible == SheetVisible::Visible)
+        .or_else(|| worksheets().next())
+        .map(|s| s.name.clone())
+        .ok_or_else(|| {
+            FileError::CannotOpen(if sheets.is_empty() {
+                "the workbook has no sheets".into()
+            } else {
+                format!("the workbook has no worksheet, only {}", listed(sheets))
+            })
+        })
+}
+
+/// `` `A`, `B` ``: sheet names for a message.
+fn listed(sheets: &[Sheet]) -> String {
+    sheets
+        .iter()
+        .map(|s| format!("`{}`", s.name))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn check_dimensions(start: (u32, u32), end: (u32, u32)) -> Result<(), FileError> {
@@ -102,7 +120,7 @@ pub fn read(
     macro_rules! stream_cells {
         ($wb:ident) => {{
             let epoch = Epoch::declared($wb.has_1904_epoch());
-            let name = pick_sheet(&$wb.sheet_names(), sheet)?;
+            let name = pick_sheet($wb.sheets_metadata(), sheet)?;
             visitor.sheet(&name);
             let mut cells = $wb.worksheet_cells_reader(&name).map_err(cannot_open)?;
             let dims = cells.dimensions();
@@ -185,7 +203,7 @@ where
     R: Reader<BufReader<File>>,
     R::Error: std::fmt::Display,
 {
-    let name = pick_sheet(&wb.sheet_names(), sheet)?;
+    let name = pick_sheet(wb.sheets_metadata(), sheet)?;
     visitor.sheet(&name);
     let range = wb.worksheet_range(&name).map_err(cannot_open)?;
     if let (Some(start), Some(end)) = (range.start(), range.end()) {
