@@ -2208,7 +2208,9 @@ fn a_kill_in_the_middle_of_a_file_leaves_nothing_of_it() {
 mod coercion {
     use chrono::NaiveDate;
     use proptest::prelude::*;
-    use salesbatch::ingest::coerce::{excel_serial, parse_date_text, parse_number_text, Epoch};
+    use salesbatch::ingest::coerce::{
+        date, excel_serial, parse_date_text, parse_number_text, Cell, Epoch, Unparsable,
+    };
 
     /// `1234567` → `1,234,567`
     fn grouped(digits: &str) -> String {
@@ -2274,6 +2276,20 @@ mod coercion {
             ymd(1908, 1, 2)
         );
         assert_eq!(excel_serial(0.5, lo_default), None);
+    }
+
+    /// An ERP's `20261003` held as a number is no serial: the source's
+    /// `date_format` reads its digits; without one it stays unparsable, and
+    /// a number that is a serial stays a serial.
+    #[test]
+    fn a_whole_number_beyond_the_serials_reads_in_the_date_format() {
+        let ymd = |y, m, d| NaiveDate::from_ymd_opt(y, m, d);
+        let number = |n: f64, format| date(&Cell::Number(n), Epoch::E1900, format);
+        assert_eq!(number(20_261_003.0, Some("%Y%m%d")), Ok(ymd(2026, 10, 3)));
+        assert_eq!(number(20_261_003.0, None), Err(Unparsable));
+        assert_eq!(number(20_261_032.0, Some("%Y%m%d")), Err(Unparsable));
+        assert_eq!(number(20_261_003.5, Some("%Y%m%d")), Err(Unparsable));
+        assert_eq!(number(46_330.0, Some("%Y%m%d")), Ok(ymd(2026, 11, 4)));
     }
 
     #[test]

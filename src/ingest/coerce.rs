@@ -138,7 +138,10 @@ pub fn date(
     match cell {
         Cell::Empty => Ok(None),
         Cell::DateTime(d) => Ok(Some(d.date())),
-        Cell::Number(n) => excel_serial(*n, epoch).map(Some).ok_or(Unparsable),
+        Cell::Number(n) => excel_serial(*n, epoch)
+            .or_else(|| digits_in_format(*n, extra_format?))
+            .map(Some)
+            .ok_or(Unparsable),
         Cell::Text(s) => {
             let s = trim(s);
             if s.is_empty() {
@@ -148,6 +151,16 @@ pub fn date(
         }
         Cell::Bool(_) | Cell::Error(_) => Err(Unparsable),
     }
+}
+
+/// A whole number that is no serial, read as digits in the source's
+/// `date_format`: ERP tables and exports often hold `20261003` as an
+/// integer. No serial reaches 8 digits (9999-12-31 is 2,958,465), so a
+/// number that is a serial is never read this way.
+fn digits_in_format(n: f64, format: &str) -> Option<NaiveDate> {
+    (n.fract() == 0.0 && (0.0..1e15).contains(&n))
+        .then(|| NaiveDate::parse_from_str(&format!("{n:.0}"), format).ok())
+        .flatten()
 }
 
 /// Text dates: ISO (a time part is ignored), `YYYY/MM/DD`, `YYYY年MM月DD日`
