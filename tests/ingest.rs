@@ -1107,6 +1107,84 @@ async fn hostile_files_are_refused_and_the_good_ones_still_load() {
     assert_eq!(lab.sales("flow").await, expected);
 }
 
+/// A one-sheet workbook with the flow headers in row 1 and one sale of
+/// `amount` to `customer`.
+fn one_sale_workbook(path: &Path, customer: &str, amount: f64) {
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet();
+    for (c, h) in ["日期", "客户编码", "产品编码", "金额"].iter().enumerate() {
+        ws.write(0, c as u16, *h).unwrap();
+    }
+    ws.write(1, 0, "2026-10-05").unwrap();
+    ws.write(1, 1, customer).unwrap();
+    ws.write(1, 2, "P1").unwrap();
+    ws.write(1, 3, amount).unwrap();
+    wb.save(path).unwrap();
+}
+
+/// Files unzipped from an archive made on Chinese Windows carry GBK names,
+/// which are not UTF-8: they match the pattern like any other name (a
+/// Chinese literal in the pattern included) and are named by their text.
+#[tokio::test]
+async fn files_with_gbk_names_are_found_and_named_as_text() {
+    use std::os::unix::ffi::OsStrExt;
+    let lab = Lab::new();
+    std::fs::create_dir_all(lab.path("in/g")).unwrap();
+    let gbk = |name: &str| {
+        let (bytes, _, unmappable) = encoding_rs::GBK.encode(name);
+        assert!(!unmappable && std::str::from_utf8(&bytes).is_err());
+        lab.path("in/g").join(std::ffi::OsStr::from_bytes(&bytes))
+    };
+    // both names read `in/g/流向??.xlsx` if the GBK bytes were replaced
+    one_sale_workbook(&gbk("流向甲.xlsx"), "C1", 10.0);
+    one_sale_workbook(&gbk("流向乙.xlsx"), "C2", 10.0);
+    one_sale_workbook(&lab.path("in/g/流向丙.xlsx"), "C3", 10.0);
+    one_sale_workbook(&lab.path("in/g/other.xlsx"), "1001", 10.0);
+    // a GBK directory: `*` stays in its directory, `**` enters it
+    std::fs::create_dir(gbk("华东")).unwrap();
+    one_sale_workbook(&gbk("华东").join("deep.xlsx"), "1001", 20.0);
+    let source = |name: &str, glob: &str| {
+        format!("[[sources]]\nname = \"{name}\"\ndataset = \"sales\"\nkind = \"excel\"\npath = \"{glob}\"\n{FLOW_COLUMNS}\n")
+    };
+    let settings = lab.settings(&format!(
+        "{}{}{}",
+        source("all", "in/g/*.xlsx"),
+        source("flow", "in/g/流向*.xlsx"),
+        source("deep", "in/**/*.xlsx")
+    ));
+    let summary = lab.ingest(&settings).await;
+    assert!(summary.rejections.is_empty(), "{:?}", rejections(&summary));
+    let files = |source: &'static str| {
+        let lab = &lab;
+        async move {
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT file, customer_id FROM sales WHERE source = ? ORDER BY customer_id, file",
+            )
+            .bind(source)
+            .fetch_all(&lab.warehouse().await)
+            .await
+            .unwrap();
+            rows
+        }
+    };
+    let named = |rows: &[(&str, &str)]| -> Vec<(String, String)> {
+        rows.iter()
+            .map(|(f, c)| (f.to_string(), c.to_string()))
+            .collect()
+    };
+    let flow = [
+        ("in/g/流向甲.xlsx", "C1"),
+        ("in/g/流向乙.xlsx", "C2"),
+        ("in/g/流向丙.xlsx", "C3"),
+    ];
+    assert_eq!(files("flow").await, named(&flow));
+    let mut all = vec![("in/g/other.xlsx", "1001")];
+    all.extend(flow);
+    assert_eq!(files("all").await, named(&all));
+    all.insert(1, ("in/g/华东/deep.xlsx", "1001"));
+    assert_eq!(files("deep").await, named(&all));
+}
+
 /// Without `sheet`, a source reads the first sheet the user sees in Excel's
 /// tabs: a hidden sheet (a template's lookup table) or a chart sheet placed
 /// before the data is passed over.

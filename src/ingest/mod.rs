@@ -7,6 +7,7 @@ pub mod coerce;
 pub mod csv;
 pub mod excel;
 pub mod guard;
+pub mod listing;
 pub mod reader;
 pub mod record;
 pub mod sql;
@@ -23,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use self::coerce::{Cell, Epoch};
+use self::listing::Found;
 use self::reader::{FileError, Visitor};
 use self::record::{Located, Mapping, Masters, Reason, Rejection, RowContext};
 use crate::config::{Dataset, Settings, SourceConfig, SourceKind};
@@ -77,35 +79,27 @@ pub fn source_files(settings: &Settings, source: &SourceConfig) -> SourceFiles {
     let relative = |p: &Path| {
         let rel = p.strip_prefix(&settings.base_dir).unwrap_or(p);
         rel.components()
-            .map(|c| c.as_os_str().to_string_lossy())
+            .map(|c| listing::shown(c.as_os_str()).into_owned())
             .collect::<Vec<_>>()
             .join("/")
     };
     let mut found = SourceFiles::default();
-    // the pattern was checked when the config was validated
-    let Ok(paths) = glob::glob(&full.to_string_lossy()) else {
-        return found;
-    };
     let mut files = Vec::new();
-    for entry in paths {
+    for entry in listing::matching(&full) {
         match entry {
-            Ok(p) if is_companion_file(&p) => {}
+            Found::File(p) if is_companion_file(&p) => {}
+            Found::File(p) => files.push(p),
             // `is_file()` would hide the error: an entry of a directory that
             // may be listed but not entered (mode r--), or a dangling link,
             // is a file of the source that cannot be read
-            Ok(p) => match std::fs::metadata(&p) {
-                Ok(m) if m.is_file() => files.push(p),
-                Ok(_) => {}
-                Err(e) => found.unreadable.push(Unreadable {
-                    path: relative(&p),
-                    directory: false,
-                    error: e.to_string(),
-                }),
-            },
-            Err(e) => found.unreadable.push(Unreadable {
-                path: relative(e.path()),
-                directory: true,
-                error: e.error().to_string(),
+            Found::Unreadable {
+                path,
+                directory,
+                error,
+            } => found.unreadable.push(Unreadable {
+                path: relative(&path),
+                directory,
+                error: error.to_string(),
             }),
         }
     }
@@ -124,8 +118,7 @@ pub fn source_files(settings: &Settings, source: &SourceConfig) -> SourceFiles {
 /// Excel and WPS keep beside a workbook while it is open, and `._name.xlsx`,
 /// the AppleDouble companion a Mac writes on a network share. Refusing them
 /// would degrade every run made while a colleague has a file open. (Hidden
-/// files in general still match: the `glob` crate cannot skip them and still
-/// match a pattern that names the dot, rust-lang/glob#189.)
+/// files in general still match `*`, as they do in glob.)
 fn is_companion_file(path: &Path) -> bool {
     path.file_name().is_some_and(|n| {
         let n = n.to_string_lossy();
