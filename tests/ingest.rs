@@ -987,6 +987,15 @@ fn absurd_xlsx(path: &Path) {
 }
 
 fn rewrite_zip(from: &Path, to: &Path, mut edit: impl FnMut(&str, Vec<u8>) -> Vec<u8>) {
+    rewrite_zip_renaming(from, to, |name, data| (name.to_string(), edit(name, data)));
+}
+
+/// `rewrite_zip` whose `edit` also names each member anew.
+fn rewrite_zip_renaming(
+    from: &Path,
+    to: &Path,
+    mut edit: impl FnMut(&str, Vec<u8>) -> (String, Vec<u8>),
+) {
     let mut src = zip::ZipArchive::new(std::fs::File::open(from).unwrap()).unwrap();
     let mut out = zip::ZipWriter::new(std::fs::File::create(to).unwrap());
     for i in 0..src.len() {
@@ -994,9 +1003,10 @@ fn rewrite_zip(from: &Path, to: &Path, mut edit: impl FnMut(&str, Vec<u8>) -> Ve
         let name = f.name().unwrap().to_string();
         let mut data = Vec::new();
         std::io::Read::read_to_end(&mut f, &mut data).unwrap();
+        let (name, data) = edit(&name, data);
         out.start_file(name.as_str(), zip::write::SimpleFileOptions::default())
             .unwrap();
-        out.write_all(&edit(&name, data)).unwrap();
+        out.write_all(&data).unwrap();
     }
     out.finish().unwrap();
 }
@@ -1287,6 +1297,24 @@ async fn workbooks_are_read_by_content_and_other_files_named_for_what_they_are()
         zip.finish().unwrap();
     }
     lab.write("in/x/i-binary.xls", b"\x7fELF\x02\x01\x01\x00\x00\x00");
+    // an Open XML package whose workbook part is not `xl/workbook.xml`:
+    // `_rels/.rels` leads to it
+    flow_workbook(&lab.path("in/j.tmp"));
+    rewrite_zip_renaming(
+        &lab.path("in/j.tmp"),
+        &lab.path("in/x/j-book-part.xls"),
+        |name, data| {
+            let renamed = name.replace("workbook.xml", "book.xml");
+            let data = match name {
+                "_rels/.rels" | "[Content_Types].xml" => String::from_utf8(data)
+                    .unwrap()
+                    .replace("workbook.xml", "book.xml")
+                    .into_bytes(),
+                _ => data,
+            };
+            (renamed, data)
+        },
+    );
     ods(
         &lab.path("in/o/book.xlsx"),
         &format!(
@@ -1314,7 +1342,7 @@ async fn workbooks_are_read_by_content_and_other_files_named_for_what_they_are()
         ("e-xml2003.xls", format!("the file is an Excel 2003 XML spreadsheet, which calamine does not read: {save}")),
         ("f-empty.xls", "the file is empty: it holds 0 bytes, no workbook".into()),
         ("g-commas.xls", "the file is comma-separated text, not a workbook: read it with a `kind = \"csv\"` source".into()),
-        ("h-zip.xls", "a zip archive that holds no workbook: no `xl/workbook.xml`, `xl/workbook.bin` or OpenDocument spreadsheet inside; is it a Word document, or files zipped together?".into()),
+        ("h-zip.xls", "a zip archive, not a workbook: it is neither an Open XML package nor an OpenDocument spreadsheet; if it holds workbooks, unzip them into the inbox".into()),
         ("i-binary.xls", "not a workbook: the file is neither a zip container, as xlsx, xlsb and ods files are, nor an OLE compound file, as xls files are".into()),
     ] {
         assert_has(&got, &open(file, &detail));
@@ -1324,7 +1352,8 @@ async fn workbooks_are_read_by_content_and_other_files_named_for_what_they_are()
         "`csv`: in/csv/october.csv: cannot open file (the file is a workbook, not CSV text: it is a zip container, as xlsx, xlsb and ods files are; read it with a `kind = \"excel\"` source)",
     );
     assert_eq!(got.len(), 9, "{got:#?}");
-    let mut expected = flow_expected();
+    // the xlsx named `.xls` and the package with its renamed part
+    let mut expected = [flow_expected(), flow_expected()].concat();
     expected.sort_by(|a, b| a.partial_cmp(b).unwrap());
     assert_eq!(lab.sales("flow").await, expected);
     assert_eq!(

@@ -138,6 +138,7 @@ fn zip_container(path: &Path) -> Result<Format, FileError> {
         .map_err(|e| refuse(format!("not a valid zip container: {e}")))?;
     let mut total: u64 = 0;
     let mut format = None;
+    let mut package = false;
     for i in 0..zip.len() {
         let member = zip
             .by_index_raw(i)
@@ -146,6 +147,7 @@ fn zip_container(path: &Path) -> Result<Format, FileError> {
         match member.name().as_deref() {
             Ok("xl/workbook.xml") => format = Some(Format::Xlsx),
             Ok("xl/workbook.bin") => format = Some(Format::Xlsb),
+            Ok("_rels/.rels") => package = true,
             _ => {}
         }
     }
@@ -159,9 +161,12 @@ fn zip_container(path: &Path) -> Result<Format, FileError> {
     match format {
         Some(format) => Ok(format),
         None if is_ods(&mut zip) => Ok(Format::Ods),
+        // an Open XML package whose workbook part has another name: calamine
+        // follows `_rels/.rels` to it (or says what else the package holds)
+        None if package => Ok(Format::Xlsx),
         None => Err(refuse(
-            "a zip archive that holds no workbook: no `xl/workbook.xml`, `xl/workbook.bin` or \
-             OpenDocument spreadsheet inside; is it a Word document, or files zipped together?"
+            "a zip archive, not a workbook: it is neither an Open XML package nor an OpenDocument \
+             spreadsheet; if it holds workbooks, unzip them into the inbox"
                 .into(),
         )),
     }
