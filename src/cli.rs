@@ -392,6 +392,10 @@ async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
                         s.name
                     );
                 }
+                for refused in crate::ingest::header_problems(settings, s, &found.files) {
+                    problems += 1;
+                    println!("source {refused}");
+                }
             }
         }
     }

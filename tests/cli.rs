@@ -263,6 +263,29 @@ fn demo_runs_end_to_end_and_is_idempotent() {
     );
 }
 
+/// A CSV sales source `g` reading `in/g/*.csv` under Chinese headers.
+const G_SOURCE: &str = r#"
+[[sources]]
+name = "g"
+dataset = "sales"
+kind = "csv"
+path = "in/g/*.csv"
+columns = { invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", amount = "金额" }"#;
+
+/// Runs `check` on the lab's config, asserts it found a problem (exit 1)
+/// and returns its output.
+fn check_fails(lab: &crate::ingest::Lab) -> String {
+    let check = bin()
+        .arg("--config")
+        .arg(lab.path("salesbatch.toml"))
+        .arg("check")
+        .output()
+        .unwrap();
+    let out = text(&check);
+    assert_eq!(check.status.code(), Some(1), "{out}");
+    out
+}
+
 /// `check` names the files of a fact source that a run would refuse as
 /// copies; a master file repeated is no problem (the later row wins), nor
 /// is a repeated file without data rows.
@@ -288,36 +311,83 @@ fn check_names_files_with_the_same_content() {
     let reps = "rep,name,region\nR3,王芳,华南\n";
     lab.write("in/more_reps/a.csv", reps.as_bytes());
     lab.write("in/more_reps/b.csv", reps.as_bytes());
-    lab.settings(
-        r#"
-[[sources]]
-name = "g"
-dataset = "sales"
-kind = "csv"
-path = "in/g/*.csv"
-columns = { invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", amount = "金额" }
+    lab.settings(&format!(
+        r#"{G_SOURCE}
 [[sources]]
 name = "more-reps"
 dataset = "reps"
 kind = "csv"
 path = "in/more_reps/*.csv"
-columns = { rep_id = "rep", name = "name", region = "region" }
-"#,
-    );
-    let check = bin()
-        .arg("--config")
-        .arg(lab.path("salesbatch.toml"))
-        .arg("check")
-        .output()
-        .unwrap();
-    let out = text(&check);
-    assert_eq!(check.status.code(), Some(1), "{out}");
+columns = {{ rep_id = "rep", name = "name", region = "region" }}
+"#
+    ));
+    let out = check_fails(&lab);
     let copies: Vec<&str> = out.lines().filter(|l| l.contains("same content")).collect();
     assert_eq!(
         copies,
         [
             "source `g`: `in/g/10月.csv` has the same content as `in/g/10月 - 副本.csv`; \
           a run loads only one of them"
+        ],
+        "{out}"
+    );
+}
+
+/// `check` opens each file of a file source as far as its header and names
+/// what a run would refuse there, in the run's words: a missing or
+/// ambiguous column, a workbook given to a CSV source, a sheet the workbook
+/// lacks, a file that is no workbook. A good file is not mentioned.
+#[test]
+fn check_opens_each_file_to_its_header() {
+    let lab = crate::ingest::Lab::new();
+    lab.write(
+        "in/g/a.csv",
+        "日期,客户编码,产品编码,金额\n2026-10-01,C1,P1,5\n".as_bytes(),
+    );
+    lab.write(
+        "in/g/b.csv",
+        "日期,客户编码,产品编码,数量\n2026-10-01,C1,P1,5\n".as_bytes(),
+    );
+    lab.write(
+        "in/g/c.csv",
+        "日期,客户编码,产品编码,金额,金额\n2026-10-01,C1,P1,5,6\n".as_bytes(),
+    );
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    wb.add_worksheet().write(0, 0, "日期").unwrap();
+    wb.save(lab.path("in/g/d.csv")).unwrap();
+    std::fs::create_dir_all(lab.path("in/x")).unwrap();
+    wb.save(lab.path("in/x/e.xlsx")).unwrap();
+    lab.write("in/x/f.xlsx", b"<html><body><table></table></body></html>");
+    lab.settings(&format!(
+        r#"{G_SOURCE}
+[[sources]]
+name = "x"
+dataset = "sales"
+kind = "excel"
+path = "in/x/*.xlsx"
+sheet = "流向"
+columns = {{ invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", amount = "金额" }}
+"#
+    ));
+    let out = check_fails(&lab);
+    let refused: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("source `") && l.contains(": in/"))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            "source `g`: in/g/b.csv column `金额`: missing column",
+            "source `g`: in/g/c.csv column `金额`: missing column \
+             (ambiguous: it heads columns D and E; rename all but one)",
+            "source `g`: in/g/d.csv: cannot open file (the file is a workbook, not CSV text: \
+             it is a zip container, as xlsx, xlsb and ods files are; read it with a \
+             `kind = \"excel\"` source)",
+            "source `x`: in/x/e.xlsx: cannot open file (sheet `流向` not found; \
+             the workbook has `Sheet1`)",
+            "source `x`: in/x/f.xlsx: cannot open file (the file is an HTML page, not a \
+             workbook, as ERP \"Excel\" exports often are: open it in Excel or LibreOffice \
+             and save it as .xlsx)",
         ],
         "{out}"
     );

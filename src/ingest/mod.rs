@@ -319,6 +319,33 @@ pub fn read_file(
     }
 }
 
+/// `read_file` of a file of `size` bytes, refused when over `max_bytes`,
+/// with a parser panic turned into a refusal: a parser bug on a hostile
+/// file must not take the run (or `check`) down with it.
+fn read_guarded(
+    path: &Path,
+    size: u64,
+    max_bytes: u64,
+    source: &SourceConfig,
+    visitor: &mut dyn Visitor,
+) -> Result<(), FileError> {
+    if size > max_bytes {
+        return Err(FileError::CannotOpen(format!(
+            "file is {} MiB, over max_file_mb = {}",
+            size >> 20,
+            max_bytes >> 20
+        )));
+    }
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        read_file(path, source, visitor)
+    }))
+    .unwrap_or_else(|_| {
+        Err(FileError::CannotOpen(
+            "the spreadsheet parser failed on this file".into(),
+        ))
+    })
+}
+
 /// A file to parse, as listed and planned.
 struct ParseFile {
     path: PathBuf,
@@ -348,25 +375,8 @@ fn parse_file(
     let path = path.as_path();
     let mut p = Pipeline::new(source, name, masters, true, tx);
     p.chosen_sheet = Some(sheet);
-    let size = stamp.len;
-    let result = if size > max_bytes {
-        Err(FileError::CannotOpen(format!(
-            "file is {} MiB, over max_file_mb = {}",
-            size >> 20,
-            max_bytes >> 20
-        )))
-    } else {
-        // a parser bug on a hostile file must not take the run down with it
-        let src = p.source.clone();
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            read_file(path, &src, &mut p)
-        }))
-        .unwrap_or_else(|_| {
-            Err(FileError::CannotOpen(
-                "the spreadsheet parser failed on this file".into(),
-            ))
-        })
-    };
+    let src = p.source.clone();
+    let result = read_guarded(path, stamp.len, max_bytes, &src, &mut p);
     // a file still being copied into the inbox: what was read is not what
     // was hashed, and likely not all of it
     let result = result.and_then(|()| match std::fs::metadata(path) {
@@ -893,47 +903,87 @@ fn finish_file(
         }
         (result, _) => {
             summary.files_refused += 1;
-            let (reason, column, detail) = match result {
-                Err(FileError::MissingColumn(cols)) => {
-                    (Reason::MissingColumn, cols.join(", "), String::new())
-                }
-                // SPEC §4 has no reason of its own for it: the mapped column
-                // is as good as missing, and the detail says why
-                Err(FileError::AmbiguousColumn { header, columns }) => {
-                    let (what, columns): (_, Vec<String>) = match source.kind {
-                        SourceKind::Sql => (
-                            "it names result columns",
-                            columns.iter().map(|c| (c + 1).to_string()).collect(),
-                        ),
-                        _ => (
-                            "it heads columns",
-                            columns.into_iter().map(record::column_letters).collect(),
-                        ),
-                    };
-                    let detail = format!(
-                        "ambiguous: {what} {}; rename all but one",
-                        and_list(&columns)
-                    );
-                    (Reason::MissingColumn, header, detail)
-                }
-                Err(e) => (Reason::CannotOpenFile, String::new(), e.to_string()),
-                Ok(()) => (
-                    Reason::CannotOpenFile,
-                    String::new(),
-                    "loading stopped before the end".into(),
-                ),
-            };
-            warn!(source = %source.name, file = name, %reason, detail = %detail, "file refused");
-            summary.rejections.push(file_rejection(
-                &source.name,
-                name,
-                &parsed.sheet,
-                reason,
-                column,
-                detail,
-            ));
+            let error = result
+                .err()
+                .unwrap_or_else(|| FileError::CannotOpen("loading stopped before the end".into()));
+            let rejection = refusal(source, name, &parsed.sheet, error);
+            warn!(source = %source.name, file = name, reason = %rejection.reason, detail = %rejection.detail, "file refused");
+            summary.rejections.push(rejection);
         }
     }
+}
+
+/// The rejection of a whole file (or query result) for `error`.
+fn refusal(source: &SourceConfig, name: &str, sheet: &str, error: FileError) -> Rejection {
+    let (reason, column, detail) = match error {
+        FileError::MissingColumn(cols) => (Reason::MissingColumn, cols.join(", "), String::new()),
+        // SPEC §4 has no reason of its own for it: the mapped column
+        // is as good as missing, and the detail says why
+        FileError::AmbiguousColumn { header, columns } => {
+            let (what, columns): (_, Vec<String>) = match source.kind {
+                SourceKind::Sql => (
+                    "it names result columns",
+                    columns.iter().map(|c| (c + 1).to_string()).collect(),
+                ),
+                _ => (
+                    "it heads columns",
+                    columns.into_iter().map(record::column_letters).collect(),
+                ),
+            };
+            let detail = format!(
+                "ambiguous: {what} {}; rename all but one",
+                and_list(&columns)
+            );
+            (Reason::MissingColumn, header, detail)
+        }
+        e => (Reason::CannotOpenFile, String::new(), e.to_string()),
+    };
+    file_rejection(&source.name, name, sheet, reason, column, detail)
+}
+
+/// For `check`: each file of a file source opened as far as its header,
+/// with the rejection a run would give it for what stops it there (not a
+/// workbook, no such sheet, a missing or ambiguous column, over
+/// `max_file_mb`). Unreadable files are left to the caller's unreadable list.
+pub fn header_problems(
+    settings: &Settings,
+    source: &SourceConfig,
+    files: &[(PathBuf, String)],
+) -> Vec<Rejection> {
+    struct Header<'a> {
+        source: &'a SourceConfig,
+        sheet: String,
+    }
+    impl Visitor for Header<'_> {
+        fn sheet(&mut self, name: &str) {
+            self.sheet = name.to_string();
+        }
+        fn header(&mut self, sheet: &str, _: Epoch, header: &[String]) -> Result<usize, FileError> {
+            self.sheet = sheet.to_string();
+            Mapping::from_header(self.source, header)?;
+            // stops the reader: the header is all `check` reads
+            Err(FileError::Cancelled)
+        }
+        fn row(&mut self, _: u64, _: &[Cell]) -> Result<(), FileError> {
+            Err(FileError::Cancelled)
+        }
+    }
+    let max_bytes = settings.config.ingest.max_file_mb.saturating_mul(1 << 20);
+    let mut problems = Vec::new();
+    for (path, name) in files {
+        let Ok(meta) = std::fs::metadata(path) else {
+            continue;
+        };
+        let mut visitor = Header {
+            source,
+            sheet: String::new(),
+        };
+        match read_guarded(path, meta.len(), max_bytes, source, &mut visitor) {
+            Ok(()) | Err(FileError::Cancelled) => {}
+            Err(e) => problems.push(refusal(source, name, &visitor.sheet, e)),
+        }
+    }
+    problems
 }
 
 /// A `sql` source: one load, one transaction. Sales replace their rows dated
