@@ -712,7 +712,7 @@ pub fn copies(
             continue;
         };
         match first.get(&sha) {
-            Some(earlier) if stamp.len <= max_bytes && holds_data_rows(path, source) => {
+            Some(earlier) if holds_data_rows(path, stamp.len, max_bytes, source) => {
                 repeats.push((name.clone(), (*earlier).to_string()));
             }
             Some(_) => {}
@@ -726,7 +726,7 @@ pub fn copies(
 
 /// Whether a file has a data row under its source's mapping; `false` when
 /// it cannot be read that far (the run refuses it for that instead).
-fn holds_data_rows(path: &Path, source: &SourceConfig) -> bool {
+fn holds_data_rows(path: &Path, size: u64, max_bytes: u64, source: &SourceConfig) -> bool {
     struct FirstRow<'a> {
         source: &'a SourceConfig,
         found: bool,
@@ -745,10 +745,7 @@ fn holds_data_rows(path: &Path, source: &SourceConfig) -> bool {
         source,
         found: false,
     };
-    // a parser bug on a hostile file must not take `check` down with it
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        read_file(path, source, &mut visitor)
-    }));
+    let _ = read_guarded(path, size, max_bytes, source, &mut visitor);
     visitor.found
 }
 
