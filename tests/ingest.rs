@@ -2016,32 +2016,87 @@ async fn sql_source_on_postgresql_binds_since_and_replaces_the_window() {
 
 #[tokio::test]
 async fn sql_source_on_mariadb_binds_since_and_replaces_the_window() {
+    on_mariadb("my", async |url| {
+        let erp = sqlx::MySqlPool::connect(url).await.unwrap();
+        let pool = erp.clone();
+        erp_scenario("SB_TEST_MY_ERP_URL", url, move |sql| {
+            let pool = pool.clone();
+            Box::pin(async move {
+                sqlx::query(sql).execute(&pool).await.unwrap();
+            })
+        })
+        .await;
+        erp.close().await;
+    })
+    .await;
+}
+
+/// Runs `scenario` on a MariaDB database of its own (named after `prefix`),
+/// dropped afterwards. Without a server the test is skipped, or fails under
+/// `CI=true`.
+async fn on_mariadb(prefix: &str, scenario: impl AsyncFnOnce(&str)) {
     let Ok(server) = sqlx::MySqlPool::connect("mysql://root@127.0.0.1:3306/mysql").await else {
         require("MariaDB on 127.0.0.1:3306", false);
         return;
     };
-    let db = test_db_name("my");
+    let db = test_db_name(prefix);
     let create = format!("CREATE DATABASE {db} CHARACTER SET utf8mb4");
     sqlx::query(sqlx::AssertSqlSafe(create))
         .execute(&server)
         .await
         .unwrap();
-    let url = format!("mysql://root@127.0.0.1:3306/{db}");
-    let erp = sqlx::MySqlPool::connect(&url).await.unwrap();
-    let pool = erp.clone();
-    erp_scenario("SB_TEST_MY_ERP_URL", &url, move |sql| {
-        let pool = pool.clone();
-        Box::pin(async move {
-            sqlx::query(sql).execute(&pool).await.unwrap();
-        })
-    })
-    .await;
-    erp.close().await;
+    scenario(&format!("mysql://root@127.0.0.1:3306/{db}")).await;
     let drop = format!("DROP DATABASE {db}");
     sqlx::query(sqlx::AssertSqlSafe(drop))
         .execute(&server)
         .await
         .unwrap();
+}
+
+/// A MySQL server outside strict mode stores zero dates (`0000-00-00`, which
+/// the driver reads as no date) and zero-in-date values (`2026-10-00`): the
+/// first is a missing date, the second an unparsable one that says why, not
+/// an "unsupported SQL type `DATE`".
+#[tokio::test]
+async fn mysql_zero_dates_are_missing_or_unparsable_not_an_unsupported_type() {
+    on_mariadb("myzero", async |url| {
+        {
+            use sqlx::Connection;
+            // one connection: the lax sql_mode is the session's
+            let mut erp = sqlx::MySqlConnection::connect(url).await.unwrap();
+            for sql in [
+                "SET SESSION sql_mode = ''",
+                "CREATE TABLE sales_lines (doc_date DATE, cust_code VARCHAR(10), sku VARCHAR(10), net DECIMAL(10, 2))",
+                "INSERT INTO sales_lines VALUES ('0000-00-00', 'C1', 'P1', 5), ('2026-10-00', 'C1', 'P1', 6), ('2026-10-03', 'C1', 'P1', 7)",
+            ] {
+                sqlx::query(sql).execute(&mut erp).await.unwrap();
+            }
+            erp.close().await.unwrap();
+        }
+        let lab = Lab::new();
+        let env = "SB_TEST_MY_ZERO_URL";
+        // each test has its own variable, set before any read of it
+        std::env::set_var(env, url);
+        let settings = lab.settings(&format!(
+            "[ingest]\nmax_reject_ratio = 0.9\n{}",
+            sql_sales_source("erp", env, "SELECT doc_date, cust_code, sku, net FROM sales_lines WHERE doc_date >= :since OR doc_date = '0000-00-00' ORDER BY net")
+        ));
+        let summary = lab.ingest(&settings).await;
+        assert_eq!(
+            rejections(&summary),
+            [
+                format!("`erp`: sql:{env} row 1 column `doc_date` value ``: missing required field"),
+                format!(
+                    "`erp`: sql:{env} row 2 column `doc_date` value `server returned invalid date: 2026/10/0`: unparsable date"
+                ),
+            ]
+        );
+        assert_eq!(
+            lab.sales("erp").await,
+            vec![row("2026-10-03", "C1", "P1", 7.0)]
+        );
+    })
+    .await;
 }
 
 // ------------------------------------------------------------- LibreOffice

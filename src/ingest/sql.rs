@@ -59,12 +59,36 @@ macro_rules! cell_at {
         } else if let Ok(v) = row.try_get::<Option<bool>, _>(i) {
             v.map_or(Cell::Empty, Cell::Bool)
         } else {
-            Cell::Error(format!(
-                "unsupported SQL type `{}`",
-                row.columns()[i].type_info()
-            ))
+            Cell::Error(undecodable_date(row, i).unwrap_or_else(|| {
+                format!("unsupported SQL type `{}`", row.columns()[i].type_info())
+            }))
         }
     }};
+}
+
+/// Why the value of a date or timestamp column did not decode, when that is
+/// what happened: a MySQL server outside strict mode stores zero-in-date
+/// values such as `2026-10-00`, and "unsupported SQL type `DATE`" would
+/// blame the column instead of the value.
+fn undecodable_date<R: Row>(row: &R, i: usize) -> Option<String>
+where
+    usize: sqlx::ColumnIndex<R>,
+    NaiveDate: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    NaiveDateTime: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    use sqlx::{Type, ValueRef};
+    let ty = row.try_get_raw(i).ok()?.type_info().into_owned();
+    let error = if <NaiveDate as Type<R::Database>>::compatible(&ty) {
+        row.try_get::<Option<NaiveDate>, _>(i).err()
+    } else if <NaiveDateTime as Type<R::Database>>::compatible(&ty) {
+        row.try_get::<Option<NaiveDateTime>, _>(i).err()
+    } else {
+        None
+    };
+    match error? {
+        sqlx::Error::ColumnDecode { source, .. } => Some(source.to_string()),
+        other => Some(other.to_string()),
+    }
 }
 
 fn pg_decimal(row: &sqlx::postgres::PgRow, i: usize) -> Option<Cell> {
