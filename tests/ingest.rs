@@ -260,6 +260,31 @@ async fn csv_in_utf8_bom_crlf_gbk_and_gb18030_loads_the_same_rows() {
     }
 }
 
+/// Exports meant for Excel write what it must not turn into a number as
+/// `="00123"`, bare or quoted; Excel opens such a field as the text inside,
+/// and so does the reader. A field that merely starts with `=` stays as is.
+#[tokio::test]
+async fn csv_fields_written_as_excel_text_formulas_read_as_their_text() {
+    let lab = Lab::new();
+    lab.write(
+        "in/x/a.csv",
+        "日期,客户编码,产品编码,金额\n\
+         =\"2026-10-03\",=\"C1\",\"=\"\"P01\"\"\",=\"12.5\"\n\
+         2026-10-04,C2,=P2,3\n"
+            .as_bytes(),
+    );
+    let settings = lab.settings(&flow_csv_source("x", ""));
+    let summary = lab.ingest(&settings).await;
+    assert!(summary.rejections.is_empty(), "{:?}", rejections(&summary));
+    assert_eq!(
+        lab.sales("x").await,
+        vec![
+            row("2026-10-03", "C1", "P01", 12.5),
+            row("2026-10-04", "C2", "=P2", 3.0),
+        ]
+    );
+}
+
 /// A CSV that is not UTF-8 where the source expects it (a GBK export without
 /// `encoding = "gbk"`) is refused naming the first cell that is not, instead
 /// of loading U+FFFD in place of its text; the columns after the mapped ones

@@ -122,6 +122,7 @@ fn read_as(
                 .range(i)
                 .and_then(|r| text.get(r))
                 .ok_or_else(|| not_utf8(line, &record))?;
+            let field = excel_text_formula(field);
             match cells.get_mut(i) {
                 Some(Cell::Text(s)) => {
                     s.clear();
@@ -133,6 +134,17 @@ fn read_as(
         asm.feed(visitor, "", Epoch::E1900, line, &cells[..n])?;
     }
     asm.finish("file")
+}
+
+/// `="00123"`: how exports meant for Excel keep leading zeros and long
+/// digits as text in a CSV. Excel opens such a field as the text inside,
+/// and so does this reader: `00123` is the id the masters hold.
+fn excel_text_formula(field: &str) -> &str {
+    field
+        .strip_prefix("=\"")
+        .and_then(|f| f.strip_suffix('"'))
+        .filter(|inner| !inner.contains('"'))
+        .unwrap_or(field)
 }
 
 /// Numbers CSV rows by the line they start on, as a text editor shows it,
