@@ -1159,7 +1159,8 @@ fn one_sale_workbook(path: &Path, customer: &str, amount: f64) {
 
 /// Files unzipped from an archive made on Chinese Windows carry GBK names,
 /// which are not UTF-8: they match the pattern like any other name (a
-/// Chinese literal in the pattern included) and are named by their text.
+/// Chinese file or directory name in the pattern included) and are named
+/// by their text.
 #[tokio::test]
 async fn files_with_gbk_names_are_found_and_named_as_text() {
     use std::os::unix::ffi::OsStrExt;
@@ -1182,10 +1183,11 @@ async fn files_with_gbk_names_are_found_and_named_as_text() {
         format!("[[sources]]\nname = \"{name}\"\ndataset = \"sales\"\nkind = \"excel\"\npath = \"{glob}\"\n{FLOW_COLUMNS}\n")
     };
     let settings = lab.settings(&format!(
-        "{}{}{}",
+        "{}{}{}{}",
         source("all", "in/g/*.xlsx"),
         source("flow", "in/g/流向*.xlsx"),
-        source("deep", "in/**/*.xlsx")
+        source("deep", "in/**/*.xlsx"),
+        source("east", "in/g/华东/*.xlsx")
     ));
     let summary = lab.ingest(&settings).await;
     assert!(summary.rejections.is_empty(), "{:?}", rejections(&summary));
@@ -1218,6 +1220,11 @@ async fn files_with_gbk_names_are_found_and_named_as_text() {
     assert_eq!(files("all").await, named(&all));
     all.insert(1, ("in/g/华东/deep.xlsx", "1001"));
     assert_eq!(files("deep").await, named(&all));
+    // a directory named in the pattern, stored in GBK
+    assert_eq!(
+        files("east").await,
+        named(&[("in/g/华东/deep.xlsx", "1001")])
+    );
 }
 
 /// Without `sheet`, a source reads the first sheet the user sees in Excel's

@@ -9,7 +9,7 @@
 //! is, else decoded as GBK.
 
 use std::borrow::Cow;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::path::{Component, Path, PathBuf};
 
 use glob::{MatchOptions, Pattern};
@@ -84,12 +84,20 @@ fn walk(at: PathBuf, rest: &[Component<'_>], depth: usize, found: &mut Vec<Found
         return;
     }
     if Pattern::escape(&text) == text {
-        let next = at.join(part);
+        let mut next = at.join(part);
+        // a dangling link is named, and refused, like any file
+        if std::fs::symlink_metadata(&next).is_err() {
+            // the name written in the pattern may be stored in GBK
+            let Some(stored) = entries(&at)
+                .ok()
+                .and_then(|e| e.into_iter().find(|(_, name)| shown(name) == text))
+            else {
+                return;
+            };
+            next = stored.0;
+        }
         if after.is_empty() {
-            // a dangling link is named, and refused, like any file
-            if std::fs::symlink_metadata(&next).is_ok() {
-                named(next, found);
-            }
+            named(next, found);
         } else if is_dir(&next) {
             walk(next, after, depth, found);
         }
@@ -131,22 +139,9 @@ fn is_dir(path: &Path) -> bool {
 
 /// A directory's entries sorted by name, or none, with the directory
 /// reported, when it cannot be listed.
-fn children(dir: &Path, found: &mut Vec<Found>) -> Vec<(PathBuf, std::ffi::OsString)> {
-    let listed = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    let entries = std::fs::read_dir(listed).and_then(|entries| {
-        entries
-            .map(|e| e.map(|e| (dir.join(e.file_name()), e.file_name())))
-            .collect::<std::io::Result<Vec<_>>>()
-    });
-    match entries {
-        Ok(mut entries) => {
-            entries.sort_by(|a, b| a.1.cmp(&b.1));
-            entries
-        }
+fn children(dir: &Path, found: &mut Vec<Found>) -> Vec<(PathBuf, OsString)> {
+    match entries(dir) {
+        Ok(entries) => entries,
         Err(error) => {
             found.push(Found::Unreadable {
                 path: dir.to_path_buf(),
@@ -156,4 +151,18 @@ fn children(dir: &Path, found: &mut Vec<Found>) -> Vec<(PathBuf, std::ffi::OsStr
             Vec::new()
         }
     }
+}
+
+/// A directory's entries, as (path, name), sorted by name.
+fn entries(dir: &Path) -> std::io::Result<Vec<(PathBuf, OsString)>> {
+    let listed = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let mut entries = std::fs::read_dir(listed)?
+        .map(|e| e.map(|e| (dir.join(e.file_name()), e.file_name())))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    entries.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(entries)
 }
