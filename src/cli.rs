@@ -352,7 +352,13 @@ async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
                 let var = s.url_env.as_deref().unwrap_or_default();
                 match std::env::var(var) {
                     Ok(url) => match crate::ingest::sql::ping(&url).await {
-                        Ok(()) => println!("source `{}`: sql via `{var}`: connected", s.name),
+                        Ok(()) => {
+                            println!("source `{}`: sql via `{var}`: connected", s.name);
+                            if let Some(problem) = crate::ingest::query_problem(s, &url).await {
+                                problems += 1;
+                                println!("source {problem}");
+                            }
+                        }
                         Err(e) => {
                             problems += 1;
                             // the URL may hold a password: name the variable only

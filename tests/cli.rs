@@ -393,6 +393,73 @@ columns = {{ invoice_date = "日期", customer_id = "客户编码", product_id =
     );
 }
 
+/// `check` prepares each SQL source's query on its database, without
+/// running it, and names what a run would refuse: a query that does not
+/// prepare, a mapped column it does not return. A good query is not
+/// mentioned.
+#[test]
+fn check_prepares_each_sql_query_and_matches_its_columns() {
+    use crate::ingest::sql_sales_source;
+    let lab = crate::ingest::Lab::new();
+    let erp = lab.path("erp.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", erp.display()))
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE sales_lines (doc_date TEXT, cust_code TEXT, sku TEXT, net REAL)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    });
+    let env = "SB_TEST_CHECK_ERP_URL";
+    let window = "FROM sales_lines WHERE doc_date >= :since";
+    lab.settings(&format!(
+        "{}{}{}",
+        sql_sales_source(
+            "ok",
+            env,
+            &format!("SELECT doc_date, cust_code, sku, net {window}")
+        ),
+        sql_sales_source(
+            "renamed",
+            env,
+            &format!("SELECT doc_date, cust_code, sku, net AS amount {window}")
+        ),
+        sql_sales_source(
+            "typo",
+            env,
+            "SELECT doc_date, cust_code, sku, net FROM sales_line WHERE doc_date >= :since"
+        ),
+    ));
+    let check = bin()
+        .arg("--config")
+        .arg(lab.path("salesbatch.toml"))
+        .arg("check")
+        .env(env, format!("sqlite://{}", erp.display()))
+        .output()
+        .unwrap();
+    let out = text(&check);
+    assert_eq!(check.status.code(), Some(1), "{out}");
+    let refused: Vec<&str> = out.lines().filter(|l| l.contains(": sql:")).collect();
+    assert_eq!(
+        refused,
+        [
+            format!("source `renamed`: sql:{env} column `net`: missing column"),
+            format!(
+                "source `typo`: sql:{env}: cannot open file (error returned from database: \
+                 (code: 1) no such table: sales_line)"
+            ),
+        ],
+        "{out}"
+    );
+    assert!(
+        out.contains("source `ok`: sql via `SB_TEST_CHECK_ERP_URL`: connected\n"),
+        "{out}"
+    );
+}
+
 /// Many files, each larger than what its channel buffers, more files than
 /// cores: parsers block on full channels. The writer must still get every
 /// file, in order (an earlier design could deadlock here). Also checks that

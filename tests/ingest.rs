@@ -1843,7 +1843,7 @@ async fn erp_scenario(
 }
 
 /// A `sql` sales source whose `query` returns doc_date, cust_code, sku, net.
-fn sql_sales_source(name: &str, env: &str, query: &str) -> String {
+pub fn sql_sales_source(name: &str, env: &str, query: &str) -> String {
     format!(
         r#"
 [[sources]]

@@ -983,6 +983,20 @@ pub fn header_problems(
     problems
 }
 
+/// For `check`: a `sql` source's query prepared on its database, not run,
+/// and the columns it returns matched against the source's mapping; the
+/// rejection a run would give when the query does not prepare or a mapped
+/// column is missing or named twice.
+pub async fn query_problem(source: &SourceConfig, url: &str) -> Option<Rejection> {
+    let name = format!("sql:{}", source.url_env.as_deref().unwrap_or_default());
+    let query = source.query.as_deref().unwrap_or_default();
+    let error = match sql::result_columns(url, query).await {
+        Ok(columns) => Mapping::from_header(source, &columns).err()?,
+        Err(e) => FileError::CannotOpen(e),
+    };
+    Some(refusal(source, &name, "", error))
+}
+
 /// A `sql` source: one load, one transaction. Sales replace their rows dated
 /// on or after `:since`; other datasets replace all rows of the source.
 async fn ingest_sql(

@@ -160,6 +160,48 @@ pub async fn fetch<B>(
     }
 }
 
+/// The names of the columns `query` returns, from preparing it on the
+/// source database without running it: what `check` matches the source's
+/// mapping against, with no load on a production ERP.
+pub async fn result_columns(url: &str, query: &str) -> Result<Vec<String>, String> {
+    use sqlx::{Executor, SqlSafeStr, Statement};
+    let err = |e: sqlx::Error| e.to_string();
+    macro_rules! prepare {
+        ($connect:expr, $ph:expr) => {{
+            let pool = $connect.await.map_err(err)?;
+            let (sql, _) = bind_since(query, $ph);
+            let prepared = (&pool)
+                .prepare(sqlx::AssertSqlSafe(sql).into_sql_str())
+                .await
+                .map(|statement| {
+                    statement
+                        .columns()
+                        .iter()
+                        .map(|c| c.name().to_string())
+                        .collect()
+                })
+                .map_err(err);
+            pool.close().await;
+            prepared
+        }};
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        prepare!(sqlx::PgPool::connect(url), |n| format!("${n}"))
+    } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+        prepare!(sqlx::MySqlPool::connect(url), |_| "?".to_string())
+    } else if url.starts_with("sqlite:") {
+        let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url)
+            .map_err(err)?
+            .read_only(true);
+        prepare!(sqlx::SqlitePool::connect_with(options), |_| "?".to_string())
+    } else {
+        Err(format!(
+            "unsupported URL scheme in `{}`",
+            url.split("://").next().unwrap_or("")
+        ))
+    }
+}
+
 /// Connects to a source database and closes again: what `check` calls to
 /// prove a SQL source is reachable without running its query.
 pub async fn ping(url: &str) -> Result<(), String> {
