@@ -272,13 +272,14 @@ kind = "csv"
 path = "in/g/*.csv"
 columns = { invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", amount = "金额" }"#;
 
-/// Runs `check` on the lab's config, asserts it found a problem (exit 1)
-/// and returns its output.
-fn check_fails(lab: &crate::ingest::Lab) -> String {
+/// Runs `check` on the lab's config with `env` set, asserts it found a
+/// problem (exit 1) and returns its output.
+fn check_fails(lab: &crate::ingest::Lab, env: &[(&str, &str)]) -> String {
     let check = bin()
         .arg("--config")
         .arg(lab.path("salesbatch.toml"))
         .arg("check")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     let out = text(&check);
@@ -321,7 +322,7 @@ path = "in/more_reps/*.csv"
 columns = {{ rep_id = "rep", name = "name", region = "region" }}
 "#
     ));
-    let out = check_fails(&lab);
+    let out = check_fails(&lab, &[]);
     let copies: Vec<&str> = out.lines().filter(|l| l.contains("same content")).collect();
     assert_eq!(
         copies,
@@ -369,7 +370,7 @@ sheet = "流向"
 columns = {{ invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", amount = "金额" }}
 "#
     ));
-    let out = check_fails(&lab);
+    let out = check_fails(&lab, &[]);
     let refused: Vec<&str> = out
         .lines()
         .filter(|l| l.starts_with("source `") && l.contains(": in/"))
@@ -433,15 +434,7 @@ fn check_prepares_each_sql_query_and_matches_its_columns() {
             "SELECT doc_date, cust_code, sku, net FROM sales_line WHERE doc_date >= :since"
         ),
     ));
-    let check = bin()
-        .arg("--config")
-        .arg(lab.path("salesbatch.toml"))
-        .arg("check")
-        .env(env, format!("sqlite://{}", erp.display()))
-        .output()
-        .unwrap();
-    let out = text(&check);
-    assert_eq!(check.status.code(), Some(1), "{out}");
+    let out = check_fails(&lab, &[(env, &format!("sqlite://{}", erp.display()))]);
     let refused: Vec<&str> = out.lines().filter(|l| l.contains(": sql:")).collect();
     assert_eq!(
         refused,
@@ -458,6 +451,49 @@ fn check_prepares_each_sql_query_and_matches_its_columns() {
         out.contains("source `ok`: sql via `SB_TEST_CHECK_ERP_URL`: connected\n"),
         "{out}"
     );
+}
+
+/// The same on PostgreSQL, whose prepared `$1` takes its type from the
+/// query: a good query passes, a missing column is named.
+#[tokio::test]
+async fn check_prepares_sql_queries_on_postgresql() {
+    use crate::ingest::sql_sales_source;
+    crate::warehouse::PgDatabase::run(async |url| {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query(
+            "CREATE TABLE sales_lines (doc_date date, cust_code text, sku text, net numeric)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        let lab = crate::ingest::Lab::new();
+        let env = "SB_TEST_CHECK_PG_ERP_URL";
+        let window = "FROM sales_lines WHERE doc_date >= :since";
+        lab.settings(&format!(
+            "{}{}",
+            sql_sales_source(
+                "ok",
+                env,
+                &format!("SELECT doc_date, cust_code, sku, net {window}")
+            ),
+            sql_sales_source(
+                "short",
+                env,
+                &format!("SELECT doc_date, cust_code, sku {window}")
+            ),
+        ));
+        let out = check_fails(&lab, &[(env, url)]);
+        let refused: Vec<&str> = out.lines().filter(|l| l.contains(": sql:")).collect();
+        assert_eq!(
+            refused,
+            [format!(
+                "source `short`: sql:{env} column `net`: missing column"
+            )],
+            "{out}"
+        );
+    })
+    .await;
 }
 
 /// Many files, each larger than what its channel buffers, more files than
