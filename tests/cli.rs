@@ -761,6 +761,76 @@ fn bin_without_override() -> Command {
     cmd
 }
 
+/// A lab whose CSV sales source `flow` reads `path` under English headers
+/// (date, customer, product, amount).
+fn flow_lab(path: &str) -> crate::ingest::Lab {
+    let lab = crate::ingest::Lab::new();
+    lab.settings(&format!(
+        r#"
+[[sources]]
+name = "flow"
+dataset = "sales"
+kind = "csv"
+path = "{path}"
+columns = {{ invoice_date = "date", customer_id = "customer", product_id = "product", amount = "amount" }}
+"#
+    ));
+    lab
+}
+
+/// A run's output, asserted degraded (exit 3), and its `rejected:` lines.
+fn degraded(run: &std::process::Output) -> (String, Vec<String>) {
+    let out = text(run);
+    assert_eq!(run.status.code(), Some(3), "{out}");
+    let rejected = out
+        .lines()
+        .filter(|l| l.starts_with("rejected: "))
+        .map(str::to_string)
+        .collect();
+    (out, rejected)
+}
+
+/// Under `**` a directory is searched for files and for subdirectories: one
+/// that cannot be listed is still refused once, and the rest loads.
+#[test]
+fn a_directory_under_two_stars_that_cannot_be_listed_is_refused_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let lab = flow_lab("in/d/**/*.csv");
+    let csv = "date,customer,product,amount\n2026-11-02,C1,P1,100\n";
+    lab.write("in/d/east/a.csv", csv.as_bytes());
+    lab.write("in/d/north/c.csv", csv.as_bytes());
+    let north = lab.path("in/d/north");
+    std::fs::set_permissions(&north, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let run = bin_without_override()
+        .arg("--config")
+        .arg(lab.path("salesbatch.toml"))
+        .args(["run", "load", "--as-of", "2026-11-20"])
+        .output()
+        .unwrap();
+    std::fs::set_permissions(&north, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (out, rejected) = degraded(&run);
+    assert_eq!(
+        rejected,
+        ["rejected: `flow`: in/d/north: cannot open file \
+          (cannot read directory: Permission denied (os error 13))"],
+        "{out}"
+    );
+    assert!(
+        out.contains(": 3 files loaded, 0 skipped, 1 refused,"),
+        "{out}"
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(
+        rt.block_on(lab.sales("flow")),
+        [(
+            "2026-11-02".to_string(),
+            "C1".to_string(),
+            "P1".to_string(),
+            100.0
+        )]
+    );
+}
+
 /// A file the job may not read (one its writer still holds owner-only), a
 /// directory it may not list (a rep's share with the wrong owner), a file in a
 /// directory it may list but not enter (mode r--) and a link to a share that
@@ -769,17 +839,7 @@ fn bin_without_override() -> Command {
 #[test]
 fn unreadable_files_and_directories_are_refused_by_name() {
     use std::os::unix::fs::PermissionsExt;
-    let lab = crate::ingest::Lab::new();
-    lab.settings(
-        r#"
-[[sources]]
-name = "flow"
-dataset = "sales"
-kind = "csv"
-path = "in/flow/*/*.csv"
-columns = { invoice_date = "date", customer_id = "customer", product_id = "product", amount = "amount" }
-"#,
-    );
+    let lab = flow_lab("in/flow/*/*.csv");
     let header = "date,customer,product,amount\n";
     for (file, line) in [
         ("east/a.csv", "2026-11-02,C1,P1,100"),
@@ -829,12 +889,7 @@ columns = { invoice_date = "date", customer_id = "customer", product_id = "produ
     ] {
         std::fs::set_permissions(lab.path(path), std::fs::Permissions::from_mode(mode)).unwrap();
     }
-    let out = text(&second);
-    assert_eq!(second.status.code(), Some(3), "{out}");
-    let rejected: Vec<&str> = out
-        .lines()
-        .filter(|l| l.starts_with("rejected: "))
-        .collect();
+    let (out, rejected) = degraded(&second);
     assert_eq!(
         rejected,
         [

@@ -143,11 +143,18 @@ fn children(dir: &Path, found: &mut Vec<Found>) -> Vec<(PathBuf, OsString)> {
     match entries(dir) {
         Ok(entries) => entries,
         Err(error) => {
-            found.push(Found::Unreadable {
-                path: dir.to_path_buf(),
-                directory: true,
-                error,
-            });
+            // under `**` a directory is listed twice: for the components
+            // after `**`, and for its subdirectories
+            let reported = found.iter().any(
+                |f| matches!(f, Found::Unreadable { path, directory: true, .. } if path == dir),
+            );
+            if !reported {
+                found.push(Found::Unreadable {
+                    path: dir.to_path_buf(),
+                    directory: true,
+                    error,
+                });
+            }
             Vec::new()
         }
     }
