@@ -52,39 +52,60 @@ const SNIFF_BYTES: u64 = 4096;
 /// A zip or OLE container also passes the checks below before calamine
 /// sees it.
 pub fn sniff(path: &Path) -> Result<Format, FileError> {
-    let mut head = Vec::new();
-    File::open(path)
-        .and_then(|f| f.take(SNIFF_BYTES).read_to_end(&mut head))
-        .map_err(|e| refuse(e.to_string()))?;
-    if head.starts_with(ZIP_MAGIC) || head.starts_with(EMPTY_ZIP_MAGIC) {
-        zip_container(path)
-    } else if head.starts_with(OLE_MAGIC) {
-        if is_encrypted_ooxml(path) {
-            return Err(refuse(
-                "the workbook is password-protected (encrypted); save it without a password".into(),
-            ));
+    let head = first_bytes(path, SNIFF_BYTES).map_err(|e| refuse(e.to_string()))?;
+    match Container::of(&head) {
+        Some(Container::Zip) => zip_container(path),
+        Some(Container::Ole) => {
+            if is_encrypted_ooxml(path) {
+                return Err(refuse(
+                    "the workbook is password-protected (encrypted); save it without a password"
+                        .into(),
+                ));
+            }
+            xls_dimensions(path)?;
+            Ok(Format::Xls)
         }
-        xls_dimensions(path)?;
-        Ok(Format::Xls)
-    } else {
-        Err(refuse(not_a_workbook(&head)))
+        None => Err(refuse(not_a_workbook(&head))),
     }
+}
+
+/// The two containers every workbook format calamine reads comes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Container {
+    /// xlsx, xlsm, xlsb, ods
+    Zip,
+    /// xls, and an encrypted xlsx
+    Ole,
+}
+
+impl Container {
+    /// The container a file's first bytes announce, if any.
+    fn of(head: &[u8]) -> Option<Self> {
+        if head.starts_with(ZIP_MAGIC) || head.starts_with(EMPTY_ZIP_MAGIC) {
+            Some(Self::Zip)
+        } else if head.starts_with(OLE_MAGIC) {
+            Some(Self::Ole)
+        } else {
+            None
+        }
+    }
+}
+
+/// Up to `limit` bytes from the start of a file.
+fn first_bytes(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    let mut head = Vec::new();
+    File::open(path)?.take(limit).read_to_end(&mut head)?;
+    Ok(head)
 }
 
 /// The container a workbook file opens with, from its first bytes, for
 /// readers of text formats to name a workbook given to them.
 pub fn workbook_container(path: &Path) -> Option<&'static str> {
-    let mut head = [0u8; 8];
-    File::open(path)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .ok()?;
-    if head.starts_with(ZIP_MAGIC) || head.starts_with(EMPTY_ZIP_MAGIC) {
-        Some("a zip container, as xlsx, xlsb and ods files are")
-    } else if head.starts_with(OLE_MAGIC) {
-        Some("an OLE compound file, as xls files are")
-    } else {
-        None
-    }
+    let head = first_bytes(path, OLE_MAGIC.len() as u64).ok()?;
+    Container::of(&head).map(|container| match container {
+        Container::Zip => "a zip container, as xlsx, xlsb and ods files are",
+        Container::Ole => "an OLE compound file, as xls files are",
+    })
 }
 
 /// Names what a file that is neither a zip nor an OLE container holds, and
