@@ -351,12 +351,12 @@ async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
             config::SourceKind::Sql => {
                 let var = s.url_env.as_deref().unwrap_or_default();
                 match std::env::var(var) {
-                    Ok(url) => match crate::ingest::sql::ping(&url).await {
-                        Ok(()) => {
+                    Ok(url) => match crate::ingest::check_query(s, &url).await {
+                        Ok(refused) => {
                             println!("source `{}`: sql via `{var}`: connected", s.name);
-                            if let Some(problem) = crate::ingest::query_problem(s, &url).await {
+                            if let Some(refused) = refused {
                                 problems += 1;
-                                println!("source {problem}");
+                                println!("source {refused}");
                             }
                         }
                         Err(e) => {
@@ -390,7 +390,8 @@ async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
                         s.name, u.path, u.error
                     );
                 }
-                for (copy, earlier) in crate::ingest::copies(settings, s, &found.files) {
+                let checked = crate::ingest::check_files(settings, s, &found.files);
+                for (copy, earlier) in checked.copies {
                     problems += 1;
                     println!(
                         "source `{}`: `{copy}` has the same content as `{earlier}`; \
@@ -398,7 +399,7 @@ async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
                         s.name
                     );
                 }
-                for refused in crate::ingest::header_problems(settings, s, &found.files) {
+                for refused in checked.refused {
                     problems += 1;
                     println!("source {refused}");
                 }

@@ -692,63 +692,6 @@ fn is_master(dataset: Dataset) -> bool {
     )
 }
 
-/// For `check`: the files of a fact source that a run refuses as copies,
-/// as (file, earlier file with the same content) in path order: repeats
-/// that hold a data row (see `sort_out_copies`). Unreadable files are left
-/// to the caller's unreadable list.
-pub fn copies(
-    settings: &Settings,
-    source: &SourceConfig,
-    files: &[(PathBuf, String)],
-) -> Vec<(String, String)> {
-    if is_master(source.dataset) {
-        return Vec::new();
-    }
-    let max_bytes = settings.config.ingest.max_file_mb.saturating_mul(1 << 20);
-    let mut first: HashMap<String, &str> = HashMap::new();
-    let mut repeats = Vec::new();
-    for (path, name) in files {
-        let Ok((sha, stamp)) = sha256_file(path) else {
-            continue;
-        };
-        match first.get(&sha) {
-            Some(earlier) if holds_data_rows(path, stamp.len, max_bytes, source) => {
-                repeats.push((name.clone(), (*earlier).to_string()));
-            }
-            Some(_) => {}
-            None => {
-                first.insert(sha, name);
-            }
-        }
-    }
-    repeats
-}
-
-/// Whether a file has a data row under its source's mapping; `false` when
-/// it cannot be read that far (the run refuses it for that instead).
-fn holds_data_rows(path: &Path, size: u64, max_bytes: u64, source: &SourceConfig) -> bool {
-    struct FirstRow<'a> {
-        source: &'a SourceConfig,
-        found: bool,
-    }
-    impl Visitor for FirstRow<'_> {
-        fn header(&mut self, _: &str, _: Epoch, header: &[String]) -> Result<usize, FileError> {
-            Ok(Mapping::from_header(self.source, header)?.max_column())
-        }
-        fn row(&mut self, _: u64, _: &[Cell]) -> Result<(), FileError> {
-            self.found = true;
-            // stops the reader: one row is enough
-            Err(FileError::Cancelled)
-        }
-    }
-    let mut visitor = FirstRow {
-        source,
-        found: false,
-    };
-    let _ = read_guarded(path, size, max_bytes, source, &mut visitor);
-    visitor.found
-}
-
 /// A file of a source as `ingest_files` lists it.
 struct Listed {
     path: PathBuf,
@@ -938,63 +881,108 @@ fn refusal(source: &SourceConfig, name: &str, sheet: &str, error: FileError) -> 
     file_rejection(&source.name, name, sheet, reason, column, detail)
 }
 
-/// For `check`: each file of a file source opened as far as its header,
-/// with the rejection a run would give it for what stops it there (not a
-/// workbook, no such sheet, a missing or ambiguous column, over
-/// `max_file_mb`). Unreadable files are left to the caller's unreadable list.
-pub fn header_problems(
+/// What `check` finds in the files of a file source, in path order.
+#[derive(Debug, Default)]
+pub struct FileProblems {
+    /// (file, earlier file with the same content): the repeats a run
+    /// refuses as copies, those that hold a data row (see `sort_out_copies`);
+    /// none for a master source, whose later row wins
+    pub copies: Vec<(String, String)>,
+    /// what a run would refuse in a file before its first data row: not a
+    /// workbook, no such sheet, a missing or ambiguous column, over
+    /// `max_file_mb`
+    pub refused: Vec<Rejection>,
+}
+
+/// For `check`: each file of a file source hashed and read as far as its
+/// first data row, once, as the run reads it. Entries that could not even
+/// be listed are left to the caller's unreadable list. `check` has no warehouse state to say which copy a run
+/// keeps, so each repeat is named against the earlier file in path order.
+pub fn check_files(
     settings: &Settings,
     source: &SourceConfig,
     files: &[(PathBuf, String)],
-) -> Vec<Rejection> {
-    struct Header<'a> {
+) -> FileProblems {
+    struct FirstRow<'a> {
         source: &'a SourceConfig,
         sheet: String,
+        found: bool,
     }
-    impl Visitor for Header<'_> {
+    impl Visitor for FirstRow<'_> {
         fn sheet(&mut self, name: &str) {
             self.sheet = name.to_string();
         }
         fn header(&mut self, sheet: &str, _: Epoch, header: &[String]) -> Result<usize, FileError> {
             self.sheet = sheet.to_string();
-            Mapping::from_header(self.source, header)?;
-            // stops the reader: the header is all `check` reads
-            Err(FileError::Cancelled)
+            Ok(Mapping::from_header(self.source, header)?.max_column())
         }
         fn row(&mut self, _: u64, _: &[Cell]) -> Result<(), FileError> {
+            self.found = true;
+            // stops the reader: one row is enough
             Err(FileError::Cancelled)
         }
     }
     let max_bytes = settings.config.ingest.max_file_mb.saturating_mul(1 << 20);
-    let mut problems = Vec::new();
+    let mut first: HashMap<String, &str> = HashMap::new();
+    let mut problems = FileProblems::default();
     for (path, name) in files {
-        let Ok(meta) = std::fs::metadata(path) else {
-            continue;
+        let (sha, stamp) = match sha256_file(path) {
+            Ok(hashed) => hashed,
+            // listed but not readable (mode 000): refused as the run refuses it
+            Err(e) => {
+                let error = FileError::CannotOpen(e.to_string());
+                problems.refused.push(refusal(source, name, "", error));
+                continue;
+            }
         };
-        let mut visitor = Header {
+        let mut visitor = FirstRow {
             source,
             sheet: String::new(),
+            found: false,
         };
-        match read_guarded(path, meta.len(), max_bytes, source, &mut visitor) {
+        match read_guarded(path, stamp.len, max_bytes, source, &mut visitor) {
             Ok(()) | Err(FileError::Cancelled) => {}
-            Err(e) => problems.push(refusal(source, name, &visitor.sheet, e)),
+            Err(e) => problems
+                .refused
+                .push(refusal(source, name, &visitor.sheet, e)),
+        }
+        if is_master(source.dataset) {
+            continue;
+        }
+        match first.get(&sha) {
+            Some(earlier) if visitor.found => {
+                problems.copies.push((name.clone(), (*earlier).to_string()));
+            }
+            Some(_) => {}
+            None => {
+                first.insert(sha, name);
+            }
         }
     }
     problems
 }
 
 /// For `check`: a `sql` source's query prepared on its database, not run,
-/// and the columns it returns matched against the source's mapping; the
-/// rejection a run would give when the query does not prepare or a mapped
-/// column is missing or named twice.
-pub async fn query_problem(source: &SourceConfig, url: &str) -> Option<Rejection> {
-    let name = format!("sql:{}", source.url_env.as_deref().unwrap_or_default());
+/// and the columns it would return matched against the source's mapping;
+/// the rejection a run would give when the query does not prepare or a
+/// mapped column is missing or named twice. `Err` is a connection that
+/// failed.
+pub async fn check_query(source: &SourceConfig, url: &str) -> Result<Option<Rejection>, String> {
     let query = source.query.as_deref().unwrap_or_default();
-    let error = match sql::result_columns(url, query).await {
-        Ok(columns) => Mapping::from_header(source, &columns).err()?,
-        Err(e) => FileError::CannotOpen(e),
+    let error = match sql::prepare(url, query).await? {
+        sql::Prepared::Columns(columns) => match Mapping::from_header(source, &columns) {
+            Ok(_) => return Ok(None),
+            Err(e) => e,
+        },
+        sql::Prepared::Refused(e) => FileError::CannotOpen(e),
     };
-    Some(refusal(source, &name, "", error))
+    Ok(Some(refusal(source, &sql_load_name(source), "", error)))
+}
+
+/// The file name a `sql` source's load is recorded under: `sql:` and the
+/// variable holding its URL.
+fn sql_load_name(source: &SourceConfig) -> String {
+    format!("sql:{}", source.url_env.as_deref().unwrap_or_default())
 }
 
 /// A `sql` source: one load, one transaction. Sales replace their rows dated
@@ -1008,7 +996,7 @@ async fn ingest_sql(
 ) -> anyhow::Result<()> {
     let _ = settings;
     let var = source.url_env.as_deref().unwrap_or_default();
-    let name = format!("sql:{var}");
+    let name = sql_load_name(source);
     let Ok(url) = std::env::var(var) else {
         summary.files_refused += 1;
         summary.rejections.push(file_rejection(

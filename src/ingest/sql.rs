@@ -146,88 +146,88 @@ pub async fn fetch<B>(
             Ok(())
         }};
     }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        run!(sqlx::PgPool, |n| format!("${n}"), pg_decimal)
-    } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
-        run!(sqlx::MySqlPool, |_| "?".to_string(), mysql_decimal)
-    } else if url.starts_with("sqlite:") {
-        run!(sqlx::SqlitePool, |_| "?".to_string(), no_decimal)
-    } else {
-        Err(FileError::CannotOpen(format!(
-            "unsupported URL scheme in `{}`",
-            url.split("://").next().unwrap_or("")
-        )))
+    match Backend::of(url) {
+        Some(Backend::Postgres) => run!(sqlx::PgPool, |n| format!("${n}"), pg_decimal),
+        Some(Backend::MySql) => run!(sqlx::MySqlPool, |_| "?".to_string(), mysql_decimal),
+        Some(Backend::Sqlite) => run!(sqlx::SqlitePool, |_| "?".to_string(), no_decimal),
+        None => Err(FileError::CannotOpen(unsupported_scheme(url))),
     }
 }
 
-/// The names of the columns `query` returns, from preparing it on the
-/// source database without running it: what `check` matches the source's
-/// mapping against, with no load on a production ERP.
-pub async fn result_columns(url: &str, query: &str) -> Result<Vec<String>, String> {
+/// What preparing a query on its source database found.
+#[derive(Debug)]
+pub enum Prepared {
+    /// the names of the columns the query returns
+    Columns(Vec<String>),
+    /// the database's reason the query does not prepare
+    Refused(String),
+}
+
+/// Connects to a source database and prepares `query` there without running
+/// it: what `check` calls to prove a SQL source is reachable and to match
+/// its mapping against the columns it returns, with no load on a production
+/// ERP. `Err` is a connection that failed.
+pub async fn prepare(url: &str, query: &str) -> Result<Prepared, String> {
     use sqlx::{Executor, SqlSafeStr, Statement};
     let err = |e: sqlx::Error| e.to_string();
     macro_rules! prepare {
         ($connect:expr, $ph:expr) => {{
             let pool = $connect.await.map_err(err)?;
             let (sql, _) = bind_since(query, $ph);
-            let prepared = (&pool)
+            let prepared = match (&pool)
                 .prepare(sqlx::AssertSqlSafe(sql).into_sql_str())
                 .await
-                .map(|statement| {
+            {
+                Ok(statement) => Prepared::Columns(
                     statement
                         .columns()
                         .iter()
                         .map(|c| c.name().to_string())
-                        .collect()
-                })
-                .map_err(err);
+                        .collect(),
+                ),
+                Err(e) => Prepared::Refused(e.to_string()),
+            };
             pool.close().await;
-            prepared
+            Ok(prepared)
         }};
     }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        prepare!(sqlx::PgPool::connect(url), |n| format!("${n}"))
-    } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
-        prepare!(sqlx::MySqlPool::connect(url), |_| "?".to_string())
-    } else if url.starts_with("sqlite:") {
-        let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url)
-            .map_err(err)?
-            .read_only(true);
-        prepare!(sqlx::SqlitePool::connect_with(options), |_| "?".to_string())
-    } else {
-        Err(format!(
-            "unsupported URL scheme in `{}`",
-            url.split("://").next().unwrap_or("")
-        ))
+    match Backend::of(url) {
+        Some(Backend::Postgres) => prepare!(sqlx::PgPool::connect(url), |n| format!("${n}")),
+        Some(Backend::MySql) => prepare!(sqlx::MySqlPool::connect(url), |_| "?".to_string()),
+        Some(Backend::Sqlite) => {
+            let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url)
+                .map_err(err)?
+                .read_only(true);
+            prepare!(sqlx::SqlitePool::connect_with(options), |_| "?".to_string())
+        }
+        None => Err(unsupported_scheme(url)),
     }
 }
 
-/// Connects to a source database and closes again: what `check` calls to
-/// prove a SQL source is reachable without running its query.
-pub async fn ping(url: &str) -> Result<(), String> {
-    let err = |e: sqlx::Error| e.to_string();
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        sqlx::PgPool::connect(url).await.map_err(err)?.close().await;
-    } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
-        sqlx::MySqlPool::connect(url)
-            .await
-            .map_err(err)?
-            .close()
-            .await;
-    } else if url.starts_with("sqlite:") {
-        let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url)
-            .map_err(err)?
-            .read_only(true);
-        sqlx::SqlitePool::connect_with(options)
-            .await
-            .map_err(err)?
-            .close()
-            .await;
-    } else {
-        return Err(format!(
-            "unsupported URL scheme in `{}`",
-            url.split("://").next().unwrap_or("")
-        ));
+/// The databases a `sql` source's `url_env` may name.
+enum Backend {
+    Postgres,
+    MySql,
+    Sqlite,
+}
+
+impl Backend {
+    fn of(url: &str) -> Option<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            Some(Self::MySql)
+        } else if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else {
+            None
+        }
     }
-    Ok(())
+}
+
+fn unsupported_scheme(url: &str) -> String {
+    format!(
+        "unsupported URL scheme in `{}`",
+        url.split("://").next().unwrap_or("")
+    )
 }
