@@ -356,6 +356,10 @@ fn check_opens_each_file_to_its_header() {
     let mut wb = rust_xlsxwriter::Workbook::new();
     wb.add_worksheet().write(0, 0, "日期").unwrap();
     wb.save(lab.path("in/g/d.csv")).unwrap();
+    lab.write(
+        "in/g/e.csv",
+        "十月流向\n日期,客户编码,产品编码,金额\n2026-10-01,C1,P1,5\n".as_bytes(),
+    );
     std::fs::create_dir_all(lab.path("in/x")).unwrap();
     wb.save(lab.path("in/x/e.xlsx")).unwrap();
     lab.write("in/x/f.xlsx", b"<html><body><table></table></body></html>");
@@ -384,6 +388,9 @@ columns = {{ invoice_date = "日期", customer_id = "客户编码", product_id =
             "source `g`: in/g/d.csv: cannot open file (the file is a workbook, not CSV text: \
              it is a zip container, as xlsx, xlsb and ods files are; read it with a \
              `kind = \"excel\"` source)",
+            "source `g`: in/g/e.csv column `日期, 客户编码, 产品编码, 金额`: missing column \
+             (row 1, the first non-empty row, was read as the header; row 2 heads every \
+             mapped column: set `header_row = 2` on the source)",
             "source `x`: in/x/e.xlsx: cannot open file (sheet `流向` not found; \
              the workbook has `Sheet1`)",
             "source `x`: in/x/f.xlsx: cannot open file (the file is an HTML page, not a \

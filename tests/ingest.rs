@@ -522,17 +522,12 @@ async fn a_file_or_sheet_without_a_header_row_is_refused_saying_which() {
     wb.save(lab.path("in/xb/empty.xlsx")).unwrap();
     std::fs::create_dir_all(lab.path("in/xd")).unwrap();
     flow_workbook(&lab.path("in/xd/short.xlsx"));
-    let excel = |name: &str, extra: &str| {
-        format!(
-            "[[sources]]\nname = \"{name}\"\ndataset = \"sales\"\nkind = \"excel\"\npath = \"in/{name}/*.xlsx\"\n{extra}{FLOW_COLUMNS}\n"
-        )
-    };
     let settings = lab.settings(
         &[
             flow_csv_source("blank", ""),
             flow_csv_source("deep", "header_row = 5\n"),
-            excel("xb", ""),
-            excel("xd", "sheet = \"流向\"\nheader_row = 9\n"),
+            flow_xlsx_source("xb", ""),
+            flow_xlsx_source("xd", "sheet = \"流向\"\nheader_row = 9\n"),
         ]
         .concat(),
     );
@@ -552,6 +547,49 @@ async fn a_file_or_sheet_without_a_header_row_is_refused_saying_which() {
         lab.sales("blank").await,
         vec![row("2026-10-01", "C1", "P1", 5.0)]
     );
+}
+
+#[tokio::test]
+async fn a_header_below_the_row_read_as_header_is_pointed_at() {
+    let lab = Lab::new();
+    std::fs::create_dir_all(lab.path("in/title")).unwrap();
+    // a title in row 1, the header in row 3
+    flow_workbook(&lab.path("in/title/a.xlsx"));
+    let csv = "十月流向\n\n单位：元,,,\n日期,客户编码,产品编码,金额\n2026-10-01,C1,P1,5\n";
+    lab.write("in/off/a.csv", csv.as_bytes());
+    // no row heads every mapped column: nothing to point at
+    lab.write(
+        "in/none/a.csv",
+        "十月流向\n日期,客户编码,金额\n2026-10-01,C1,5\n".as_bytes(),
+    );
+    lab.write("in/fixed/a.csv", csv.as_bytes());
+    let settings = lab.settings(
+        &[
+            flow_xlsx_source("title", ""),
+            flow_csv_source("off", "header_row = 3\n"),
+            flow_csv_source("none", ""),
+            flow_csv_source("fixed", "header_row = 4\n"),
+        ]
+        .concat(),
+    );
+    let summary = lab.ingest(&settings).await;
+    assert_eq!(
+        rejections(&summary),
+        vec![
+            "`title`: in/title/a.xlsx [流向] column `日期, 客户编码, 产品编码, 金额`: missing column \
+             (row 1, the first non-empty row, was read as the header; row 3 heads every mapped \
+             column: set `header_row = 3` on the source)",
+            "`off`: in/off/a.csv column `日期, 客户编码, 产品编码, 金额`: missing column \
+             (row 3 is the source's `header_row`; row 4 heads every mapped column: set \
+             `header_row = 4` on the source)",
+            "`none`: in/none/a.csv column `日期, 客户编码, 产品编码, 金额`: missing column",
+        ]
+    );
+    assert_eq!(
+        lab.sales("fixed").await,
+        vec![row("2026-10-01", "C1", "P1", 5.0)]
+    );
+    assert!(lab.sales("title").await.is_empty());
 }
 
 fn flow_workbook(path: &Path) {
@@ -598,6 +636,12 @@ fn flow_expected() -> Vec<(String, String, String, f64)> {
 fn flow_csv_source(name: &str, extra: &str) -> String {
     format!(
         "[[sources]]\nname = \"{name}\"\ndataset = \"sales\"\nkind = \"csv\"\npath = \"in/{name}/*.csv\"\n{extra}{FLOW_COLUMNS}\n"
+    )
+}
+
+fn flow_xlsx_source(name: &str, extra: &str) -> String {
+    format!(
+        "[[sources]]\nname = \"{name}\"\ndataset = \"sales\"\nkind = \"excel\"\npath = \"in/{name}/*.xlsx\"\n{extra}{FLOW_COLUMNS}\n"
     )
 }
 

@@ -857,6 +857,22 @@ fn finish_file(
 fn refusal(source: &SourceConfig, name: &str, sheet: &str, error: FileError) -> Rejection {
     let (reason, column, detail) = match error {
         FileError::MissingColumn(cols) => (Reason::MissingColumn, cols.join(", "), String::new()),
+        FileError::HeaderFurtherDown {
+            missing,
+            taken,
+            found,
+            configured,
+        } => {
+            let taken = if configured {
+                format!("row {taken} is the source's `header_row`")
+            } else {
+                format!("row {taken}, the first non-empty row, was read as the header")
+            };
+            let detail = format!(
+                "{taken}; row {found} heads every mapped column: set `header_row = {found}` on the source"
+            );
+            (Reason::MissingColumn, missing.join(", "), detail)
+        }
         // SPEC §4 has no reason of its own for it: the mapped column
         // is as good as missing, and the detail says why
         FileError::AmbiguousColumn { header, columns } => {

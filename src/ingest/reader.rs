@@ -8,8 +8,21 @@ use super::coerce::{Cell, Epoch};
 pub enum FileError {
     #[error("{0}")]
     CannotOpen(String),
-    #[error("missing column {}", .0.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "))]
+    #[error("missing column {}", backticked(.0))]
     MissingColumn(Vec<String>),
+    /// the row read as the header lacks mapped columns, but a row a little
+    /// further down heads them all: a title above the table, or a
+    /// `header_row` that is off
+    #[error("missing column {}: row {taken} was read as the header, but row {found} heads every mapped column", backticked(.missing))]
+    HeaderFurtherDown {
+        missing: Vec<String>,
+        /// the row read as the header
+        taken: u64,
+        /// the first later row that heads every mapped column
+        found: u64,
+        /// whether `taken` came from `header_row` (else: the first non-empty row)
+        configured: bool,
+    },
     /// a mapped header that heads more than one column: which one the user
     /// meant cannot be known (`金额` for both the amount with and without tax)
     #[error("column `{header}` is ambiguous: it heads {} columns", .columns.len())]
@@ -34,10 +47,27 @@ pub trait Visitor {
     fn row(&mut self, row: u64, cells: &[Cell]) -> Result<(), FileError>;
 }
 
+fn backticked(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|c| format!("`{c}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// How many non-empty rows below a header that lacks mapped columns are
+/// tried as the header, to tell the user where the real one is. Title
+/// blocks above a table take a few rows; this bounds the extra reading of
+/// a file that is refused anyway.
+const HEADER_SEARCH_ROWS: u32 = 30;
+
 /// Tracks header detection and blank-row skipping for a row-by-row reader.
 pub struct RowAssembler {
     header_row: Option<u32>,
     max_col: Option<usize>,
+    /// the header read lacked mapped columns: the refusal, its row, and how
+    /// many more rows may still be tried as the header
+    searching: Option<(Vec<String>, u64, u32)>,
 }
 
 impl RowAssembler {
@@ -45,6 +75,7 @@ impl RowAssembler {
         Self {
             header_row,
             max_col: None,
+            searching: None,
         }
     }
 
@@ -63,17 +94,39 @@ impl RowAssembler {
         cells: &[Cell],
     ) -> Result<(), FileError> {
         let blank = cells.iter().all(Cell::is_blank);
+        if let Some((missing, taken, left)) = &mut self.searching {
+            if blank {
+                return Ok(());
+            }
+            // the file is refused whatever this row holds; the visitor's
+            // mapping is never used for a row
+            if visitor.header(sheet, epoch, &header_text(cells)).is_ok() {
+                return Err(FileError::HeaderFurtherDown {
+                    missing: std::mem::take(missing),
+                    taken: *taken,
+                    found: row,
+                    configured: self.header_row.is_some(),
+                });
+            }
+            *left -= 1;
+            if *left == 0 {
+                return Err(self.give_up());
+            }
+            return Ok(());
+        }
         if self.max_col.is_none() {
             let is_header = match self.header_row {
                 Some(h) => row == u64::from(h),
                 None => !blank,
             };
             if is_header {
-                let header: Vec<String> = cells
-                    .iter()
-                    .map(|c| super::coerce::text(c).unwrap_or_default())
-                    .collect();
-                self.max_col = Some(visitor.header(sheet, epoch, &header)?);
+                match visitor.header(sheet, epoch, &header_text(cells)) {
+                    Ok(max_col) => self.max_col = Some(max_col),
+                    Err(FileError::MissingColumn(missing)) => {
+                        self.searching = Some((missing, row, HEADER_SEARCH_ROWS));
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             return Ok(());
         }
@@ -85,7 +138,10 @@ impl RowAssembler {
 
     /// Checks that a header was found; `what` names what was read (`sheet`,
     /// or `file` for a CSV, which has no sheets).
-    pub fn finish(&self, what: &str) -> Result<(), FileError> {
+    pub fn finish(&mut self, what: &str) -> Result<(), FileError> {
+        if self.searching.is_some() {
+            return Err(self.give_up());
+        }
         match (self.max_col, self.header_row) {
             (Some(_), _) => Ok(()),
             (None, Some(h)) => Err(FileError::CannotOpen(format!(
@@ -96,4 +152,17 @@ impl RowAssembler {
             ))),
         }
     }
+
+    /// No row below heads every mapped column: the header's own refusal.
+    fn give_up(&mut self) -> FileError {
+        let (missing, _, _) = self.searching.take().unwrap_or_default();
+        FileError::MissingColumn(missing)
+    }
+}
+
+fn header_text(cells: &[Cell]) -> Vec<String> {
+    cells
+        .iter()
+        .map(|c| super::coerce::text(c).unwrap_or_default())
+        .collect()
 }
