@@ -1327,6 +1327,47 @@ async fn the_default_sheet_is_the_first_visible_worksheet() {
     );
 }
 
+/// `sheet` names a sheet as Excel does: surrounding spaces and letter case
+/// do not matter (a workbook cannot hold `Sales` and `SALES`). The rows keep
+/// the sheet's own name.
+#[tokio::test]
+async fn a_sheet_is_named_regardless_of_case_and_surrounding_space() {
+    let lab = Lab::new();
+    let mut wb = Workbook::new();
+    wb.add_worksheet().set_name("Notes").unwrap();
+    let ws = wb.add_worksheet().set_name("Sales Flow ").unwrap();
+    for (c, h) in ["日期", "客户编码", "产品编码", "金额"].iter().enumerate() {
+        ws.write(0, c as u16, *h).unwrap();
+    }
+    ws.write_row(1, 0, ["2026-10-05", "C1", "P1"]).unwrap();
+    ws.write(1, 3, 12.5).unwrap();
+    std::fs::create_dir_all(lab.path("in/s")).unwrap();
+    std::fs::create_dir_all(lab.path("in/n")).unwrap();
+    wb.save(lab.path("in/s/a.xlsx")).unwrap();
+    wb.save(lab.path("in/n/a.xlsx")).unwrap();
+    let settings = lab.settings(
+        &[
+            flow_xlsx_source("s", "sheet = \"sales flow\"\n"),
+            flow_xlsx_source("n", "sheet = \"sales\"\n"),
+        ]
+        .concat(),
+    );
+    let summary = lab.ingest(&settings).await;
+    assert_eq!(
+        rejections(&summary),
+        ["`n`: in/n/a.xlsx: cannot open file (sheet `sales` not found; the workbook has `Notes`, `Sales Flow `)"]
+    );
+    assert_eq!(
+        lab.sales("s").await,
+        vec![row("2026-10-05", "C1", "P1", 12.5)]
+    );
+    let sheets: Vec<(String,)> = sqlx::query_as("SELECT sheet FROM sales WHERE source = 's'")
+        .fetch_all(&lab.warehouse().await)
+        .await
+        .unwrap();
+    assert_eq!(sheets, [("Sales Flow ".to_string(),)]);
+}
+
 /// A workbook is read by what it holds, not by its name, as Excel and
 /// LibreOffice open it: an xlsx saved as `.xls`, an ods named `.xlsx`. A file
 /// that holds no workbook is named for what it is (an ERP's "Excel" export

@@ -28,9 +28,19 @@ fn cannot_open(e: impl std::fmt::Display) -> FileError {
 /// or a chart sheet placed first is not "the first sheet" to them.
 fn pick_sheet(sheets: &[Sheet], wanted: Option<&str>) -> Result<String, FileError> {
     if let Some(w) = wanted {
+        let trimmed = w.trim();
+        // a workbook cannot hold two sheets whose names differ only in case
+        // (Excel refuses the second, and formulas name sheets either way),
+        // so `sales` names the sheet `Sales`
+        let folded = trimmed.to_lowercase();
         return sheets
             .iter()
-            .find(|s| s.name.trim() == w.trim())
+            .find(|s| s.name.trim() == trimmed)
+            .or_else(|| {
+                sheets
+                    .iter()
+                    .find(|s| s.name.trim().to_lowercase() == folded)
+            })
             .map(|s| s.name.clone())
             .ok_or_else(|| {
                 FileError::CannotOpen(format!(
