@@ -992,6 +992,8 @@ async fn each_reject_reason_names_file_row_cell_column_and_value() {
     good.push_str("2026-10-01,C1,P1,十元,R1\n");
     good.push_str("2026-10-01,C9,P1,10,R1\n");
     good.push_str("2026-10-01,C1,P1,10,R7\n");
+    // a date in a form only `date_format` reads: the rejection says which
+    good.push_str("2026.10.03,C1,P1,10,R1\n");
     lab.write("in/flow/good.csv", good.as_bytes());
     // 1 of 2 rows bad: over the ratio, nothing from this file loads
     lab.write(
@@ -1024,6 +1026,10 @@ columns = { invoice_date = "日期", customer_id = "客户编码", product_id = 
         format!("{good} row 24 cell D24 column `金额` value `十元`: unparsable number"),
         format!("{good} row 25 cell B25 column `客户编码` value `C9`: unknown customer id"),
         format!("{good} row 26 cell E26 column `代表` value `R7`: unknown rep id"),
+        format!(
+            "{good} row 27 cell A27 column `日期` value `2026.10.03`: unparsable date \
+             (set `date_format = \"%Y.%m.%d\"` on the source to read this form)"
+        ),
         "`flow`: in/flow/bad.csv row 3 cell D3 column `金额` value `NaN元`: unparsable number"
             .to_string(),
         "`flow`: in/flow/bad.csv: reject ratio exceeded (1 of 2 rows rejected; nothing from this file was loaded)".to_string(),
@@ -1031,7 +1037,7 @@ columns = { invoice_date = "日期", customer_id = "客户编码", product_id = 
     ] {
         assert_has(&got, &wanted);
     }
-    assert_eq!(got.len(), 8, "{got:#?}");
+    assert_eq!(got.len(), 9, "{got:#?}");
     // only good.csv's 20 clean rows are in the warehouse
     assert_eq!(lab.sales("flow").await.len(), 20);
     assert!((lab.total("flow").await - 200.0).abs() < 1e-9);
@@ -2488,8 +2494,16 @@ mod coercion {
     use chrono::NaiveDate;
     use proptest::prelude::*;
     use salesbatch::ingest::coerce::{
-        date, excel_serial, parse_date_text, parse_number_text, Cell, Epoch, Unparsable,
+        date, date_format_hint, excel_serial, parse_date_text, parse_number_text, Cell, Epoch,
+        Unparsable,
     };
+
+    /// The first format a `date_format_hint` names.
+    fn first_hinted(hint: &str) -> &str {
+        let from = hint.find('%').unwrap();
+        let len = hint[from..].find(['`', '"']).unwrap();
+        &hint[from..from + len]
+    }
 
     /// `1234567` → `1,234,567`
     fn grouped(digits: &str) -> String {
@@ -2524,6 +2538,20 @@ mod coercion {
             prop_assert_eq!(parse_number_text(&format!("¥{with_commas}")), Some(expected));
             prop_assert_eq!(parse_number_text(&format!("-{plain}")), Some(-expected));
             prop_assert_eq!(parse_number_text(&format!("{plain}e3")), None);
+        }
+
+        /// A date in a form only `date_format` reads is rejected with the
+        /// format to set; the format named first reads it as written
+        /// (day first where day and month could be either).
+        #[test]
+        fn the_hinted_date_format_reads_the_date(days in 0i64..80_000) {
+            let d = NaiveDate::from_ymd_opt(1900, 1, 1).unwrap() + chrono::Duration::days(days);
+            for form in ["%Y.%m.%d", "%Y%m%d", "%d/%m/%Y", "%d.%m.%Y", "%d-%m-%Y", "%Y.%-m.%-d 08:30"] {
+                let text = d.format(form).to_string();
+                prop_assert_eq!(parse_date_text(&text, None), None, "{}", text);
+                let hint = date_format_hint(&Cell::Text(text.clone())).unwrap();
+                prop_assert_eq!(parse_date_text(&text, Some(first_hinted(&hint))), Some(d), "{} {}", text, hint);
+            }
         }
 
         #[test]
@@ -2569,6 +2597,59 @@ mod coercion {
         assert_eq!(number(20_261_032.0, Some("%Y%m%d")), Err(Unparsable));
         assert_eq!(number(20_261_003.5, Some("%Y%m%d")), Err(Unparsable));
         assert_eq!(number(46_330.0, Some("%Y%m%d")), Ok(ymd(2026, 11, 4)));
+    }
+
+    #[test]
+    fn an_unparsable_date_in_a_common_form_names_the_format_that_reads_it() {
+        let hint = |c: Cell| date_format_hint(&c);
+        let text = |s: &str| hint(Cell::Text(s.into()));
+        let set = |f: &str| {
+            Some(format!(
+                "set `date_format = \"{f}\"` on the source to read this form"
+            ))
+        };
+        assert_eq!(text(" 2026.10.03 "), set("%Y.%m.%d"));
+        assert_eq!(hint(Cell::Number(20_261_003.0)), set("%Y%m%d"));
+        assert_eq!(text("13/10/2026"), set("%d/%m/%Y"));
+        assert_eq!(text("10/13/2026"), set("%m/%d/%Y"));
+        assert_eq!(
+            text("03-10-2026"),
+            Some(
+                "set `date_format` on the source to read this form: `%d-%m-%Y` if the day \
+                 comes first, `%m-%d-%Y` if the month does"
+                    .into()
+            )
+        );
+        for none in ["N/A", "待定", "2026.02.30", "13/13/2026", "2026-10", ""] {
+            assert_eq!(text(none), None, "{none}");
+        }
+        assert_eq!(hint(Cell::Number(20_261_003.5)), None);
+        assert_eq!(hint(Cell::Bool(true)), None);
+        // the hinted format reads the date with a time after it, as ISO does
+        let oct3 = NaiveDate::from_ymd_opt(2026, 10, 3);
+        for with_time in [
+            "2026.10.03 08:30",
+            "2026.10.03T08:30:00.000Z",
+            "2026.10.03 8:30:00 +08:00",
+        ] {
+            assert_eq!(
+                parse_date_text(with_time, Some("%Y.%m.%d")),
+                oct3,
+                "{with_time}"
+            );
+        }
+        for not_a_time in [
+            "2026.10.03x",
+            "2026.10.03 上午",
+            "2026.10.03 ",
+            "2026.10.03.04",
+        ] {
+            assert_eq!(
+                parse_date_text(not_a_time, Some("%Y.%m.%d")),
+                None,
+                "{not_a_time}"
+            );
+        }
     }
 
     #[test]

@@ -179,6 +179,12 @@ pub fn parse_date_text(s: &str, extra_format: Option<&str>) -> Option<NaiveDate>
         if let Ok(dt) = NaiveDateTime::parse_from_str(s, fmt) {
             return Some(dt.date());
         }
+        // a time after the date is ignored, as after an ISO date
+        if let Ok((d, rest)) = NaiveDate::parse_and_remainder(s, fmt) {
+            if is_time_part(rest) {
+                return Some(d);
+            }
+        }
     }
     let date_part = s.split(['T', ' ']).next().unwrap_or(s);
     let parts: Vec<&str> = if let Some(rest) = date_part.strip_suffix('日') {
@@ -200,6 +206,57 @@ pub fn parse_date_text(s: &str, extra_format: Option<&str>) -> Option<NaiveDate>
         return None;
     }
     NaiveDate::from_ymd_opt(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?)
+}
+
+/// Day-first and month-first forms come in pairs: a value both read is
+/// ambiguous, and the hint names both.
+const HINT_FORMATS: [(&str, &str); 5] = [
+    ("%Y.%m.%d", ""),
+    ("%Y%m%d", ""),
+    ("%d/%m/%Y", "%m/%d/%Y"),
+    ("%d.%m.%Y", "%m.%d.%Y"),
+    ("%d-%m-%Y", "%m-%d-%Y"),
+];
+
+/// For the detail of an `unparsable date`: the `date_format` that would read
+/// `cell`, when it is a date in a common form SPEC §4 does not read on its
+/// own (`2026.10.03`, `20261003`, `03/10/2026`). `None` for anything else:
+/// `N/A`, or a date that does not exist.
+pub fn date_format_hint(cell: &Cell) -> Option<String> {
+    let text = match cell {
+        Cell::Text(s) => trim(s).to_string(),
+        Cell::Number(n) if n.fract() == 0.0 && (0.0..1e15).contains(n) => format!("{n:.0}"),
+        _ => return None,
+    };
+    // a time after the date does not change which format reads it
+    let date_part = text.split([' ', 'T']).next().unwrap_or(&text);
+    let reads = |f: &str| !f.is_empty() && NaiveDate::parse_from_str(date_part, f).is_ok();
+    HINT_FORMATS
+        .iter()
+        .find_map(|(first, second)| match (reads(first), reads(second)) {
+            (true, true) => Some(format!(
+                "set `date_format` on the source to read this form: `{first}` if the day \
+                 comes first, `{second}` if the month does"
+            )),
+            (true, false) => Some(format!(
+                "set `date_format = \"{first}\"` on the source to read this form"
+            )),
+            (false, true) => Some(format!(
+                "set `date_format = \"{second}\"` on the source to read this form"
+            )),
+            (false, false) => None,
+        })
+}
+
+/// ` 08:30`, `T08:30:00.000Z`, ` 8:30:00 +08:00`: what may follow a date
+/// whose time is ignored.
+fn is_time_part(rest: &str) -> bool {
+    rest.strip_prefix([' ', 'T']).is_some_and(|time| {
+        time.trim_start().starts_with(|c: char| c.is_ascii_digit())
+            && time
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b" :.+-TZ".contains(&b))
+    })
 }
 
 /// Exactly `YYYY-MM-DD` or `YYYY/MM/DD`; `None` sends anything else down

@@ -168,6 +168,15 @@ impl fmt::Display for Rejection {
 
 /// `1.23457E+12`: how Excel writes a number of more than 11 digits to a
 /// CSV (or shows it in a General cell), keeping 6 significant digits.
+/// An `unparsable date` rejection, with the `date_format` that reads the
+/// value when it is a common form of date.
+fn unparsable_date(mut rejection: Box<Rejection>, cell: &Cell) -> Box<Rejection> {
+    if let Some(hint) = coerce::date_format_hint(cell) {
+        rejection.detail = hint;
+    }
+    rejection
+}
+
 fn in_scientific_notation(id: &str) -> bool {
     let Some((mantissa, exponent)) = id.split_once(['E', 'e']) else {
         return false;
@@ -385,7 +394,12 @@ pub fn to_record(
             Kind::Id | Kind::Text => coerce::text(cell).map(Slot::Text),
             Kind::Date => match coerce::date(cell, ctx.epoch, ctx.date_format) {
                 Ok(d) => d.map(Slot::Date),
-                Err(coerce::Unparsable) => return Err(reject(f, cell, Reason::UnparsableDate)),
+                Err(coerce::Unparsable) => {
+                    return Err(unparsable_date(
+                        reject(f, cell, Reason::UnparsableDate),
+                        cell,
+                    ))
+                }
             },
             Kind::Number => match coerce::number(cell) {
                 Ok(n) => n.map(Slot::Number),
@@ -393,7 +407,12 @@ pub fn to_record(
             },
             Kind::Month => match coerce::month(cell, ctx.epoch, ctx.date_format) {
                 Ok(m) => m.map(Slot::Month),
-                Err(coerce::Unparsable) => return Err(reject(f, cell, Reason::UnparsableDate)),
+                Err(coerce::Unparsable) => {
+                    return Err(unparsable_date(
+                        reject(f, cell, Reason::UnparsableDate),
+                        cell,
+                    ))
+                }
             },
         };
         if f.1 && slot.is_none() {
