@@ -2405,10 +2405,15 @@ fn a_kill_in_the_middle_of_a_file_leaves_nothing_of_it() {
     const ROWS: usize = 400_000;
     let mut out = std::io::BufWriter::new(std::fs::File::create(lab.path("in/big.csv")).unwrap());
     writeln!(out, "日期,客户编码,产品编码,金额").unwrap();
+    // long product ids: the file's transaction (~100 MB of pages) outgrows
+    // the loader's 64 MiB page cache, so SQLite spills pages into the WAL
+    // while rows are still being written. A transaction that fits the cache
+    // reaches the WAL only at its commit, and a kill on seeing the WAL grow
+    // could land after that commit on a busy machine.
     for r in 0..ROWS {
         writeln!(
             out,
-            "2026-10-{:02},C{},P{},1.00",
+            "2026-10-{:02},C{},P{:0>200},1.00",
             1 + r % 28,
             1 + r % 3,
             r % 50
@@ -2431,7 +2436,7 @@ fn a_kill_in_the_middle_of_a_file_leaves_nothing_of_it() {
             .unwrap()
     };
     let mut child = run();
-    // the WAL grows only while the big file's transaction writes rows
+    // the WAL grows past 4 MiB only once the big file's transaction spills
     let wal = lab.path("data/warehouse.db-wal");
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut mid_file = false;
