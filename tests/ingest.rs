@@ -2108,33 +2108,211 @@ fn test_db_name(kind: &str) -> String {
 
 #[tokio::test]
 async fn sql_source_on_postgresql_binds_since_and_replaces_the_window() {
+    on_postgres("pg", async |url| {
+        let erp = sqlx::PgPool::connect(url).await.unwrap();
+        let pool = erp.clone();
+        erp_scenario("SB_TEST_PG_ERP_URL", url, move |sql| {
+            let pool = pool.clone();
+            Box::pin(async move {
+                sqlx::query(sql).execute(&pool).await.unwrap();
+            })
+        })
+        .await;
+        erp.close().await;
+    })
+    .await;
+}
+
+/// Runs `scenario` on a PostgreSQL database of its own (named after
+/// `prefix`), dropped afterwards. Without a server the test is skipped, or
+/// fails under `CI=true`.
+async fn on_postgres(prefix: &str, scenario: impl AsyncFnOnce(&str)) {
     let Ok(server) = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres").await
     else {
         require("PostgreSQL on 127.0.0.1:5432", false);
         return;
     };
-    let db = test_db_name("pg");
+    let db = test_db_name(prefix);
     let create = format!("CREATE DATABASE {db}");
     sqlx::query(sqlx::AssertSqlSafe(create))
         .execute(&server)
         .await
         .unwrap();
-    let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
-    let erp = sqlx::PgPool::connect(&url).await.unwrap();
-    let pool = erp.clone();
-    erp_scenario("SB_TEST_PG_ERP_URL", &url, move |sql| {
-        let pool = pool.clone();
-        Box::pin(async move {
-            sqlx::query(sql).execute(&pool).await.unwrap();
-        })
-    })
-    .await;
-    erp.close().await;
+    scenario(&format!("postgres://postgres@127.0.0.1:5432/{db}")).await;
     let drop = format!("DROP DATABASE {db} WITH (FORCE)");
     sqlx::query(sqlx::AssertSqlSafe(drop))
         .execute(&server)
         .await
         .unwrap();
+}
+
+/// A sales line as stored, every field.
+type StoredSale = (
+    String,
+    String,
+    String,
+    f64,
+    Option<f64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+async fn stored_sales(lab: &Lab, source: &str) -> Vec<StoredSale> {
+    sqlx::query_as(
+        "SELECT invoice_date, customer_id, product_id, amount, quantity, invoice_no, line_no, rep_id \
+         FROM sales WHERE source = ? ORDER BY row_no",
+    )
+    .bind(source)
+    .fetch_all(&lab.warehouse().await)
+    .await
+    .unwrap()
+}
+
+/// Loads `erp` (every sales field mapped) and `erp-other` (`product_id`
+/// mapped to `other`) from `url`'s `erp_lines`, and checks a run's refusal
+/// of `erp-other` against what `check` says of its query.
+async fn typed_columns_scenario(
+    env: &str,
+    url: &str,
+    other: &str,
+) -> (Vec<StoredSale>, Vec<StoredSale>, Vec<String>) {
+    let lab = Lab::new();
+    // each test has its own variable, set before any read of it
+    std::env::set_var(env, url);
+    let all = "SELECT * FROM erp_lines WHERE doc_date >= :since";
+    let settings = lab.settings(&format!(
+        r#"
+[[sources]]
+name = "erp"
+dataset = "sales"
+kind = "sql"
+url_env = "{env}"
+query = "{all}"
+columns = {{ invoice_date = "doc_date", customer_id = "cust_code", product_id = "sku", amount = "net", quantity = "qty", invoice_no = "inv", line_no = "line", rep_id = "rep" }}
+[[sources]]
+name = "erp-other"
+dataset = "sales"
+kind = "sql"
+url_env = "{env}"
+query = "{all}"
+columns = {{ invoice_date = "doc_date", customer_id = "cust_code", product_id = "{other}", amount = "net" }}
+"#
+    ));
+    let summary = lab.ingest(&settings).await;
+    let source = |name: &str| {
+        settings
+            .config
+            .sources
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap()
+            .clone()
+    };
+    let checked = salesbatch::ingest::check_query(&source("erp-other"), url)
+        .await
+        .unwrap();
+    let run = rejections(&summary);
+    assert_eq!(
+        checked.map(|r| vec![r.to_string()]).unwrap_or_default(),
+        run
+    );
+    assert!(salesbatch::ingest::check_query(&source("erp"), url)
+        .await
+        .unwrap()
+        .is_none());
+    (
+        stored_sales(&lab, "erp").await,
+        stored_sales(&lab, "erp-other").await,
+        run,
+    )
+}
+
+/// PostgreSQL columns are read by their type: `smallint`, `real` (as the
+/// decimal written, not its float widening), `uuid`, a `bigint` beyond
+/// 2^53 (as its exact digits), `char(n)` (trimmed). A mapped column of a
+/// type salesbatch does not read (`money`) refuses the source, in a run
+/// and in `check`; unmapped, it does not matter (`SELECT *`).
+#[tokio::test]
+async fn sql_columns_are_read_by_type_on_postgresql() {
+    on_postgres("pgtypes", async |url| {
+        let erp = sqlx::PgPool::connect(url).await.unwrap();
+        for sql in [
+            "CREATE TABLE erp_lines (doc_date date, cust_code char(6), sku int2, net real, qty real, \
+             inv bigint, line int2, rep varchar(4), batch uuid, fee money)",
+            "INSERT INTO erp_lines VALUES ('2026-10-01', 'C1', 7, 0.1, 2.5, 1234567890123456789, 1, 'R1', \
+             'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 5), ('2026-10-02', 'C2', -3, -12.25, NULL, 9007199254740992, 2, NULL, \
+             'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12', NULL)",
+        ] {
+            sqlx::query(sql).execute(&erp).await.unwrap();
+        }
+        erp.close().await;
+        let (stored, _, run) = typed_columns_scenario("SB_TEST_PG_TYPES_URL", url, "fee").await;
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(
+            stored,
+            [
+                ("2026-10-01".into(), "C1".into(), "7".into(), 0.1, Some(2.5), s("1234567890123456789"), s("1"), s("R1")),
+                ("2026-10-02".into(), "C2".into(), "-3".into(), -12.25, None, s("9007199254740992"), s("2"), None),
+            ]
+        );
+        assert_eq!(
+            run,
+            ["`erp-other`: sql:SB_TEST_PG_TYPES_URL: cannot open file (column `fee` is of SQL type \
+              `MONEY`, which salesbatch does not read: cast it in the query to text, a number or a date)"]
+        );
+        let (_, uuids, run) = typed_columns_scenario("SB_TEST_PG_UUID_URL", url, "batch").await;
+        assert!(run.is_empty(), "{run:?}");
+        let products: Vec<&str> = uuids.iter().map(|s| s.2.as_str()).collect();
+        assert_eq!(
+            products,
+            [
+                "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+                "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12"
+            ]
+        );
+    })
+    .await;
+}
+
+/// MariaDB columns are read by their type: unsigned integers (an `INT
+/// UNSIGNED` 7 was read as `true`, MySQL's `bool` accepting any integer),
+/// a `BIGINT UNSIGNED` beyond 2^53 as its exact digits, `FLOAT` as the
+/// decimal written, `TINYINT`, `YEAR`. A mapped `TIME` column refuses the
+/// source, in a run and in `check`.
+#[tokio::test]
+async fn sql_columns_are_read_by_type_on_mariadb() {
+    on_mariadb("mytypes", async |url| {
+        let erp = sqlx::MySqlPool::connect(url).await.unwrap();
+        for sql in [
+            "CREATE TABLE erp_lines (doc_date DATE, cust_code VARCHAR(10), sku INT UNSIGNED, net FLOAT, \
+             qty TINYINT, inv BIGINT UNSIGNED, line SMALLINT UNSIGNED, rep CHAR(4), y YEAR, t TIME)",
+            "INSERT INTO erp_lines VALUES ('2026-10-01', 'C1', 7, 0.1, 3, 18446744073709551615, 1, 'R1', 2026, '08:00'), \
+             ('2026-10-02', 'C2', 4000000000, -12.25, -2, 900001, 2, NULL, 1999, NULL)",
+        ] {
+            sqlx::query(sql).execute(&erp).await.unwrap();
+        }
+        erp.close().await;
+        let (stored, _, run) = typed_columns_scenario("SB_TEST_MY_TYPES_URL", url, "t").await;
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(
+            stored,
+            [
+                ("2026-10-01".into(), "C1".into(), "7".into(), 0.1, Some(3.0), s("18446744073709551615"), s("1"), s("R1")),
+                ("2026-10-02".into(), "C2".into(), "4000000000".into(), -12.25, Some(-2.0), s("900001"), s("2"), None),
+            ]
+        );
+        assert_eq!(
+            run,
+            ["`erp-other`: sql:SB_TEST_MY_TYPES_URL: cannot open file (column `t` is of SQL type \
+              `TIME`, which salesbatch does not read: cast it in the query to text, a number or a date)"]
+        );
+        let (_, years, run) = typed_columns_scenario("SB_TEST_MY_YEAR_URL", url, "y").await;
+        assert!(run.is_empty(), "{run:?}");
+        let products: Vec<&str> = years.iter().map(|s| s.2.as_str()).collect();
+        assert_eq!(products, ["2026", "1999"]);
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -986,13 +986,30 @@ pub fn check_files(
 pub async fn check_query(source: &SourceConfig, url: &str) -> Result<Option<Rejection>, String> {
     let query = source.query.as_deref().unwrap_or_default();
     let error = match sql::prepare(url, query).await? {
-        sql::Prepared::Columns(columns) => match Mapping::from_header(source, &columns) {
-            Ok(_) => return Ok(None),
+        sql::Prepared::Columns(columns) => match Mapping::from_header(source, &columns.names)
+            .and_then(|mapping| readable_mapped_columns(&mapping, &columns))
+        {
+            Ok(()) => return Ok(None),
             Err(e) => e,
         },
         sql::Prepared::Refused(e) => FileError::CannotOpen(e),
     };
     Ok(Some(refusal(source, &sql_load_name(source), "", error)))
+}
+
+/// A mapped result column of a type salesbatch cannot read refuses the
+/// source: the type is the column's, so every row would fail alike, and an
+/// id column would otherwise store the error text as the id.
+fn readable_mapped_columns(mapping: &Mapping, columns: &sql::Columns) -> Result<(), FileError> {
+    for (_, _, index, header) in &mapping.fields {
+        if let Some(Some(ty)) = columns.unreadable.get(*index) {
+            return Err(FileError::CannotOpen(format!(
+                "column `{header}` is of SQL type `{ty}`, which salesbatch does not read: \
+                 cast it in the query to text, a number or a date"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The file name a `sql` source's load is recorded under: `sql:` and the
@@ -1060,9 +1077,12 @@ async fn ingest_sql(
     let query = source.query.clone().unwrap_or_default();
     let reader = async move {
         let tx = p.tx.clone();
-        let result = sql::fetch(&url, &query, since, &tx, |pos, names, cells| {
+        let result = sql::fetch(&url, &query, since, &tx, |pos, columns, cells| {
             if p.mapping.is_none() {
-                p.set_header(names)?;
+                p.set_header(&columns.names)?;
+                if let Some(mapping) = &p.mapping {
+                    readable_mapped_columns(mapping, columns)?;
+                }
             }
             p.accept(pos, &cells);
             Ok((p.batch.len() >= BATCH_ROWS).then(|| Batch::Rows(std::mem::take(&mut p.batch))))

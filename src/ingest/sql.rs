@@ -33,20 +33,28 @@ pub fn bind_since(query: &str, placeholder: impl Fn(usize) -> String) -> (String
     (out, n)
 }
 
+/// Decodes one value into a cell. `$first` reads what the common types
+/// would misread (MySQL's `FLOAT`, which `f64` widens); `$extra` tries the
+/// backend's own types
+/// (decimals, unsigned and narrow integers, UUIDs) before the booleans:
+/// MySQL's `bool` accepts every integer type and would read `INT UNSIGNED`
+/// 7 as `true`. Keep the types in step with the backend's `readable`.
 macro_rules! cell_at {
-    ($row:expr, $i:expr, $decimal:expr) => {{
+    ($row:expr, $i:expr, $first:expr, $extra:expr) => {{
         let row = $row;
         let i = $i;
         // numbers before dates: SQLite would read a REAL as a julian day
-        if let Ok(v) = row.try_get::<Option<String>, _>(i) {
+        if let Some(c) = $first(row, i) {
+            c
+        } else if let Ok(v) = row.try_get::<Option<String>, _>(i) {
             v.map_or(Cell::Empty, Cell::Text)
         } else if let Ok(v) = row.try_get::<Option<f64>, _>(i) {
             v.map_or(Cell::Empty, Cell::Number)
         } else if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
-            v.map_or(Cell::Empty, |n| Cell::Number(n as f64))
+            v.map_or(Cell::Empty, |n| whole(i128::from(n)))
         } else if let Ok(v) = row.try_get::<Option<i32>, _>(i) {
             v.map_or(Cell::Empty, |n| Cell::Number(f64::from(n)))
-        } else if let Some(c) = $decimal(row, i) {
+        } else if let Some(c) = $extra(row, i) {
             c
         } else if let Ok(v) = row.try_get::<Option<NaiveDate>, _>(i) {
             v.map_or(Cell::Empty, |d| {
@@ -64,6 +72,26 @@ macro_rules! cell_at {
             }))
         }
     }};
+}
+
+/// A whole number as a cell: beyond 2^53 a float would lose digits of an
+/// id (`BIGINT` invoice numbers), so such a number stays text.
+fn whole(n: i128) -> Cell {
+    const EXACT: i128 = 1 << 53;
+    if (-EXACT..=EXACT).contains(&n) {
+        #[allow(clippy::cast_precision_loss)] // exact within ±2^53
+        Cell::Number(n as f64)
+    } else {
+        Cell::Text(n.to_string())
+    }
+}
+
+/// A `REAL`/`FLOAT` as the decimal it was written as: `0.1f32` widened
+/// directly would be 0.10000000149011612.
+fn single(f: f32) -> Cell {
+    f.to_string()
+        .parse()
+        .map_or(Cell::Number(f64::from(f)), Cell::Number)
 }
 
 /// Why the value of a date or timestamp column did not decode, when that is
@@ -91,20 +119,122 @@ where
     }
 }
 
-fn pg_decimal(row: &sqlx::postgres::PgRow, i: usize) -> Option<Cell> {
+fn pg_extra(row: &sqlx::postgres::PgRow, i: usize) -> Option<Cell> {
+    let decimal =
+        |d: Option<rust_decimal::Decimal>| d.map_or(Cell::Empty, |d| Cell::Text(d.to_string()));
     row.try_get::<Option<rust_decimal::Decimal>, _>(i)
+        .map(decimal)
+        .or_else(|_| {
+            row.try_get::<Option<i16>, _>(i)
+                .map(|v| v.map_or(Cell::Empty, |n| Cell::Number(f64::from(n))))
+        })
+        .or_else(|_| {
+            row.try_get::<Option<f32>, _>(i)
+                .map(|v| v.map_or(Cell::Empty, single))
+        })
+        .or_else(|_| {
+            row.try_get::<Option<sqlx::types::Uuid>, _>(i)
+                .map(|v| v.map_or(Cell::Empty, |u| Cell::Text(u.to_string())))
+        })
         .ok()
-        .map(|v| v.map_or(Cell::Empty, |d| Cell::Text(d.to_string())))
 }
 
-fn mysql_decimal(row: &sqlx::mysql::MySqlRow, i: usize) -> Option<Cell> {
+fn mysql_extra(row: &sqlx::mysql::MySqlRow, i: usize) -> Option<Cell> {
+    let decimal =
+        |d: Option<rust_decimal::Decimal>| d.map_or(Cell::Empty, |d| Cell::Text(d.to_string()));
     row.try_get::<Option<rust_decimal::Decimal>, _>(i)
+        .map(decimal)
+        .or_else(|_| {
+            row.try_get::<Option<u64>, _>(i)
+                .map(|v| v.map_or(Cell::Empty, |n| whole(i128::from(n))))
+        })
         .ok()
-        .map(|v| v.map_or(Cell::Empty, |d| Cell::Text(d.to_string())))
 }
 
-fn no_decimal(_: &sqlx::sqlite::SqliteRow, _: usize) -> Option<Cell> {
+fn mysql_first(row: &sqlx::mysql::MySqlRow, i: usize) -> Option<Cell> {
+    use sqlx::{TypeInfo, ValueRef};
+    let raw = row.try_get_raw(i).ok()?;
+    if raw.is_null() || raw.type_info().name() != "FLOAT" {
+        return None;
+    }
+    row.try_get::<f32, _>(i).ok().map(single)
+}
+
+fn nothing<R>(_: &R, _: usize) -> Option<Cell> {
     None
+}
+
+/// Whether `cell_at!` reads a PostgreSQL column of type `ty`.
+fn pg_readable(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+    use sqlx::Type;
+    type Db = sqlx::Postgres;
+    readable_by_all::<Db>(ty)
+        || <rust_decimal::Decimal as Type<Db>>::compatible(ty)
+        || <i16 as Type<Db>>::compatible(ty)
+        || <f32 as Type<Db>>::compatible(ty)
+        || <sqlx::types::Uuid as Type<Db>>::compatible(ty)
+}
+
+/// Whether `cell_at!` reads a MySQL/MariaDB column of type `ty`.
+fn mysql_readable(ty: &sqlx::mysql::MySqlTypeInfo) -> bool {
+    use sqlx::Type;
+    type Db = sqlx::MySql;
+    readable_by_all::<Db>(ty)
+        || <rust_decimal::Decimal as Type<Db>>::compatible(ty)
+        || <u64 as Type<Db>>::compatible(ty)
+}
+
+/// SQLite types its values, not its columns: a column's declared type
+/// (none at all for an expression) says nothing of what it holds.
+fn sqlite_readable(_: &sqlx::sqlite::SqliteTypeInfo) -> bool {
+    true
+}
+
+/// The types `cell_at!` tries on every backend.
+fn readable_by_all<Db: sqlx::Database>(ty: &Db::TypeInfo) -> bool
+where
+    String: sqlx::Type<Db>,
+    f64: sqlx::Type<Db>,
+    i64: sqlx::Type<Db>,
+    i32: sqlx::Type<Db>,
+    NaiveDate: sqlx::Type<Db>,
+    NaiveDateTime: sqlx::Type<Db>,
+    DateTime<Utc>: sqlx::Type<Db>,
+    bool: sqlx::Type<Db>,
+{
+    use sqlx::Type;
+    <String as Type<Db>>::compatible(ty)
+        || <f64 as Type<Db>>::compatible(ty)
+        || <i64 as Type<Db>>::compatible(ty)
+        || <i32 as Type<Db>>::compatible(ty)
+        || <NaiveDate as Type<Db>>::compatible(ty)
+        || <NaiveDateTime as Type<Db>>::compatible(ty)
+        || <DateTime<Utc> as Type<Db>>::compatible(ty)
+        || <bool as Type<Db>>::compatible(ty)
+}
+
+/// The columns a query returns.
+#[derive(Debug, Default)]
+pub struct Columns {
+    pub names: Vec<String>,
+    /// per column, its SQL type when salesbatch cannot read it (`MONEY`,
+    /// `TIME`, a user-defined enum)
+    pub unreadable: Vec<Option<String>>,
+}
+
+impl Columns {
+    fn of<C: Column>(
+        columns: &[C],
+        readable: impl Fn(&<C::Database as sqlx::Database>::TypeInfo) -> bool,
+    ) -> Self {
+        Self {
+            names: columns.iter().map(|c| c.name().to_string()).collect(),
+            unreadable: columns
+                .iter()
+                .map(|c| (!readable(c.type_info())).then(|| c.type_info().to_string()))
+                .collect(),
+        }
+    }
 }
 
 /// Runs `query` and calls `on_row(position, column names, cells)` per result
@@ -115,11 +245,11 @@ pub async fn fetch<B>(
     query: &str,
     since: NaiveDate,
     tx: &tokio::sync::mpsc::Sender<B>,
-    mut on_row: impl FnMut(u64, &[String], Vec<Cell>) -> Result<Option<B>, FileError>,
+    mut on_row: impl FnMut(u64, &Columns, Vec<Cell>) -> Result<Option<B>, FileError>,
 ) -> Result<(), FileError> {
     let err = |e: sqlx::Error| FileError::CannotOpen(e.to_string());
     macro_rules! run {
-        ($pool:ty, $ph:expr, $decimal:expr) => {{
+        ($pool:ty, $ph:expr, $first:expr, $extra:expr, $readable:expr) => {{
             let pool = <$pool>::connect(url).await.map_err(err)?;
             let (sql, n) = bind_since(query, $ph);
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -127,17 +257,17 @@ pub async fn fetch<B>(
                 q = q.bind(since);
             }
             let mut rows = q.fetch(&pool);
-            let mut names: Vec<String> = Vec::new();
+            let mut columns = Columns::default();
             let mut pos = 0u64;
             while let Some(row) = rows.try_next().await.map_err(err)? {
-                if names.is_empty() {
-                    names = row.columns().iter().map(|c| c.name().to_string()).collect();
+                if pos == 0 {
+                    columns = Columns::of(row.columns(), $readable);
                 }
                 pos += 1;
                 let cells = (0..row.len())
-                    .map(|i| cell_at!(&row, i, $decimal))
+                    .map(|i| cell_at!(&row, i, $first, $extra))
                     .collect();
-                if let Some(batch) = on_row(pos, &names, cells)? {
+                if let Some(batch) = on_row(pos, &columns, cells)? {
                     tx.send(batch).await.map_err(|_| FileError::Cancelled)?;
                 }
             }
@@ -147,9 +277,31 @@ pub async fn fetch<B>(
         }};
     }
     match Backend::of(url) {
-        Some(Backend::Postgres) => run!(sqlx::PgPool, |n| format!("${n}"), pg_decimal),
-        Some(Backend::MySql) => run!(sqlx::MySqlPool, |_| "?".to_string(), mysql_decimal),
-        Some(Backend::Sqlite) => run!(sqlx::SqlitePool, |_| "?".to_string(), no_decimal),
+        Some(Backend::Postgres) => run!(
+            sqlx::PgPool,
+            |n| format!("${n}"),
+            nothing,
+            pg_extra,
+            pg_readable
+        ),
+        Some(Backend::MySql) => {
+            run!(
+                sqlx::MySqlPool,
+                |_| "?".to_string(),
+                mysql_first,
+                mysql_extra,
+                mysql_readable
+            )
+        }
+        Some(Backend::Sqlite) => {
+            run!(
+                sqlx::SqlitePool,
+                |_| "?".to_string(),
+                nothing,
+                nothing,
+                sqlite_readable
+            )
+        }
         None => Err(FileError::CannotOpen(unsupported_scheme(url))),
     }
 }
@@ -157,8 +309,8 @@ pub async fn fetch<B>(
 /// What preparing a query on its source database found.
 #[derive(Debug)]
 pub enum Prepared {
-    /// the names of the columns the query returns
-    Columns(Vec<String>),
+    /// the columns the query returns
+    Columns(Columns),
     /// the database's reason the query does not prepare
     Refused(String),
 }
@@ -171,20 +323,14 @@ pub async fn prepare(url: &str, query: &str) -> Result<Prepared, String> {
     use sqlx::{Executor, SqlSafeStr, Statement};
     let err = |e: sqlx::Error| e.to_string();
     macro_rules! prepare {
-        ($connect:expr, $ph:expr) => {{
+        ($connect:expr, $ph:expr, $readable:expr) => {{
             let pool = $connect.await.map_err(err)?;
             let (sql, _) = bind_since(query, $ph);
             let prepared = match (&pool)
                 .prepare(sqlx::AssertSqlSafe(sql).into_sql_str())
                 .await
             {
-                Ok(statement) => Prepared::Columns(
-                    statement
-                        .columns()
-                        .iter()
-                        .map(|c| c.name().to_string())
-                        .collect(),
-                ),
+                Ok(statement) => Prepared::Columns(Columns::of(statement.columns(), $readable)),
                 Err(e) => Prepared::Refused(e.to_string()),
             };
             pool.close().await;
@@ -192,13 +338,25 @@ pub async fn prepare(url: &str, query: &str) -> Result<Prepared, String> {
         }};
     }
     match Backend::of(url) {
-        Some(Backend::Postgres) => prepare!(sqlx::PgPool::connect(url), |n| format!("${n}")),
-        Some(Backend::MySql) => prepare!(sqlx::MySqlPool::connect(url), |_| "?".to_string()),
+        Some(Backend::Postgres) => {
+            prepare!(sqlx::PgPool::connect(url), |n| format!("${n}"), pg_readable)
+        }
+        Some(Backend::MySql) => {
+            prepare!(
+                sqlx::MySqlPool::connect(url),
+                |_| "?".to_string(),
+                mysql_readable
+            )
+        }
         Some(Backend::Sqlite) => {
             let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url)
                 .map_err(err)?
                 .read_only(true);
-            prepare!(sqlx::SqlitePool::connect_with(options), |_| "?".to_string())
+            prepare!(
+                sqlx::SqlitePool::connect_with(options),
+                |_| "?".to_string(),
+                sqlite_readable
+            )
         }
         None => Err(unsupported_scheme(url)),
     }
