@@ -676,6 +676,84 @@ async fn xlsx_cells_of_every_type_are_coerced() {
     assert_eq!(lab.sales("xlsm").await, expected);
 }
 
+/// A cell holding an error value (`#N/A`, what a failed VLOOKUP leaves) has
+/// no text: a required id so is missing, an optional key absent. Stored as
+/// text, `#N/A` became a product id, and the lines sharing an `#N/A`
+/// invoice number were merged into one by the upsert.
+#[tokio::test]
+async fn an_error_value_in_an_id_or_text_column_is_no_value() {
+    let lab = Lab::new();
+    std::fs::create_dir_all(lab.path("in/x")).unwrap();
+    let plain = lab.path("in/x/plain.xlsx.tmp");
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet();
+    ws.write_row(
+        0,
+        0,
+        ["日期", "客户编码", "产品编码", "金额", "单号", "行号"],
+    )
+    .unwrap();
+    // 999 marks the cells that become `#N/A` below
+    for (r, (date, product, amount, invoice)) in [
+        ("2026-10-01", "P1", 10.0, 999.0),
+        ("2026-10-02", "P2", 20.0, 999.0),
+        ("2026-10-03", "", 30.0, 7.0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = r as u32 + 1;
+        ws.write_row(r, 0, [date, "C1", product]).unwrap();
+        if product.is_empty() {
+            ws.write(r, 2, 999.0).unwrap();
+        }
+        ws.write(r, 3, amount).unwrap();
+        ws.write(r, 4, invoice).unwrap();
+        ws.write(r, 5, 1.0).unwrap();
+    }
+    wb.save(&plain).unwrap();
+    rewrite_zip(&plain, &lab.path("in/x/a.xlsx"), |name, data| {
+        if name != "xl/worksheets/sheet1.xml" {
+            return data;
+        }
+        let xml = String::from_utf8(data).unwrap();
+        let marked = xml.matches("><v>999</v>").count();
+        assert_eq!(marked, 3, "{xml}");
+        xml.replace("><v>999</v>", " t=\"e\"><v>#N/A</v>")
+            .into_bytes()
+    });
+    std::fs::remove_file(plain).unwrap();
+    let settings = lab.settings(
+        r#"
+[ingest]
+max_reject_ratio = 0.5
+[[sources]]
+name = "x"
+dataset = "sales"
+kind = "excel"
+path = "in/x/*.xlsx"
+columns = { invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", amount = "金额", invoice_no = "单号", line_no = "行号" }
+"#,
+    );
+    let summary = lab.ingest(&settings).await;
+    assert_eq!(
+        rejections(&summary),
+        ["`x`: in/x/a.xlsx [Sheet1] row 4 cell C4 column `产品编码` value `#N/A`: missing required field"]
+    );
+    let stored = stored_sales(&lab, "x").await;
+    let lines: Vec<(&str, &str, f64, Option<&str>)> = stored
+        .iter()
+        .map(|s| (s.0.as_str(), s.2.as_str(), s.3, s.5.as_deref()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("2026-10-01", "P1", 10.0, None),
+            ("2026-10-02", "P2", 20.0, None)
+        ]
+    );
+}
+
 /// Files that match the pattern but are no workbooks: the owner file Excel
 /// keeps while a colleague has the workbook open, and the AppleDouble
 /// companion a Mac writes on a share. Neither is read, so neither degrades
