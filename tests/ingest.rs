@@ -2186,7 +2186,7 @@ fn test_db_name(kind: &str) -> String {
 
 #[tokio::test]
 async fn sql_source_on_postgresql_binds_since_and_replaces_the_window() {
-    on_postgres("pg", async |url| {
+    crate::warehouse::PgDatabase::run(async |url| {
         let erp = sqlx::PgPool::connect(url).await.unwrap();
         let pool = erp.clone();
         erp_scenario("SB_TEST_PG_ERP_URL", url, move |sql| {
@@ -2199,29 +2199,6 @@ async fn sql_source_on_postgresql_binds_since_and_replaces_the_window() {
         erp.close().await;
     })
     .await;
-}
-
-/// Runs `scenario` on a PostgreSQL database of its own (named after
-/// `prefix`), dropped afterwards. Without a server the test is skipped, or
-/// fails under `CI=true`.
-async fn on_postgres(prefix: &str, scenario: impl AsyncFnOnce(&str)) {
-    let Ok(server) = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres").await
-    else {
-        require("PostgreSQL on 127.0.0.1:5432", false);
-        return;
-    };
-    let db = test_db_name(prefix);
-    let create = format!("CREATE DATABASE {db}");
-    sqlx::query(sqlx::AssertSqlSafe(create))
-        .execute(&server)
-        .await
-        .unwrap();
-    scenario(&format!("postgres://postgres@127.0.0.1:5432/{db}")).await;
-    let drop = format!("DROP DATABASE {db} WITH (FORCE)");
-    sqlx::query(sqlx::AssertSqlSafe(drop))
-        .execute(&server)
-        .await
-        .unwrap();
 }
 
 /// A sales line as stored, every field.
@@ -2313,7 +2290,7 @@ columns = {{ invoice_date = "doc_date", customer_id = "cust_code", product_id = 
 /// and in `check`; unmapped, it does not matter (`SELECT *`).
 #[tokio::test]
 async fn sql_columns_are_read_by_type_on_postgresql() {
-    on_postgres("pgtypes", async |url| {
+    crate::warehouse::PgDatabase::run(async |url| {
         let erp = sqlx::PgPool::connect(url).await.unwrap();
         for sql in [
             "CREATE TABLE erp_lines (doc_date date, cust_code char(6), sku int2, net real, qty real, \
