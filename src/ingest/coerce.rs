@@ -61,9 +61,12 @@ pub fn id(cell: &Cell) -> Option<String> {
     text(cell)
 }
 
+/// The text of a cell, `None` when blank. An error value (`#N/A` from a
+/// failed lookup) holds no text: stored, it would become a product id, or
+/// merge the lines of one invoice key.
 pub fn text(cell: &Cell) -> Option<String> {
     let s = match cell {
-        Cell::Empty => return None,
+        Cell::Empty | Cell::Error(_) => return None,
         // a NUL inside a value is export garbage no viewer shows, and
         // PostgreSQL refuses to store it: both warehouses drop it
         Cell::Text(s) => match trim(s) {
@@ -79,7 +82,6 @@ pub fn text(cell: &Cell) -> Option<String> {
             }
         }
         Cell::Bool(b) => b.to_string(),
-        Cell::Error(e) => e.clone(),
     };
     (!s.is_empty()).then_some(s)
 }

@@ -391,10 +391,6 @@ pub fn to_record(
     for (f, kind) in mapping.fields.iter().zip(&mapping.kinds) {
         let cell = cells.get(f.2).unwrap_or(&empty);
         let slot = match kind {
-            // an error value (`#N/A` from a failed lookup) holds no text:
-            // stored, it would become a product id, or merge the lines of
-            // one invoice key
-            Kind::Id | Kind::Text if matches!(cell, Cell::Error(_)) => None,
             Kind::Id | Kind::Text => coerce::text(cell).map(Slot::Text),
             Kind::Date => match coerce::date(cell, ctx.epoch, ctx.date_format) {
                 Ok(d) => d.map(Slot::Date),
