@@ -477,7 +477,8 @@ async fn a_mapped_header_heading_two_columns_refuses_the_file() {
     let lacking = "SELECT '2026-10-01' AS doc_date, 'C1' AS cust_code, 'P1' AS sku \
                    WHERE '2026-10-01' >= :since";
     let settings = lab.settings(&format!(
-        "[[sources]]\nname = \"flow\"\ndataset = \"sales\"\nkind = \"excel\"\npath = \"in/flow/*.xlsx\"\n{FLOW_COLUMNS}\n{}{}",
+        "{}{}{}",
+        flow_xlsx_source("flow", ""),
         sql_sales_source("erp", "SB_TEST_TWICE_ERP_URL", query),
         sql_sales_source("erp-lacking", "SB_TEST_TWICE_ERP_URL", lacking)
     ));
@@ -1384,9 +1385,7 @@ async fn the_default_sheet_is_the_first_visible_worksheet() {
     wb.add_chartsheet().insert_chart(0, 0, &chart).unwrap();
     data(wb.add_worksheet().set_name("流向").unwrap(), "C2");
     wb.save(lab.path("in/s/b-chart-first.xlsx")).unwrap();
-    let settings = lab.settings(&format!(
-        "[[sources]]\nname = \"s\"\ndataset = \"sales\"\nkind = \"excel\"\npath = \"in/s/*.xlsx\"\n{FLOW_COLUMNS}\n"
-    ));
+    let settings = lab.settings(&flow_xlsx_source("s", ""));
     let summary = lab.ingest(&settings).await;
     assert!(summary.rejections.is_empty(), "{:?}", rejections(&summary));
     assert_eq!(
@@ -1965,15 +1964,44 @@ columns = {{ invoice_no = "doc_no", line_no = "line_no", invoice_date = "doc_dat
     )
 }
 
+/// An ERP database a test writes its tables into, PostgreSQL or MariaDB
+/// by the scheme of its URL.
+enum Erp {
+    Pg(sqlx::PgPool),
+    My(sqlx::MySqlPool),
+}
+
+impl Erp {
+    async fn connect(url: &str) -> Self {
+        if url.starts_with("postgres://") {
+            Self::Pg(sqlx::PgPool::connect(url).await.unwrap())
+        } else {
+            Self::My(sqlx::MySqlPool::connect(url).await.unwrap())
+        }
+    }
+
+    async fn exec(&self, sql: &'static str) {
+        match self {
+            Self::Pg(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+            Self::My(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+        }
+        .unwrap();
+    }
+
+    async fn close(self) {
+        match self {
+            Self::Pg(pool) => pool.close().await,
+            Self::My(pool) => pool.close().await,
+        }
+    }
+}
+
 /// Runs the same scenario on any ERP backend: first load from 1900-01-01,
 /// an edit inside the lookback window, a deletion before it, a rerun.
-async fn erp_scenario(
-    env: &str,
-    url: &str,
-    exec: impl Fn(&'static str) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
-) {
+async fn erp_scenario(env: &str, url: &str) {
+    let erp = Erp::connect(url).await;
     for sql in ERP_SETUP {
-        exec(sql).await;
+        erp.exec(sql).await;
     }
     let lab = Lab::new();
     // each test has its own variable, set before any read of it
@@ -1997,8 +2025,11 @@ async fn erp_scenario(
     );
     // :since = 2026-10-20 − 35 days = 2026-09-15: D2/2 corrected, D3 deleted
     // (both inside the window), D1 deleted in the ERP but older: kept
-    exec("UPDATE sales_lines SET net = -40.00 WHERE doc_no = 'D2' AND line_no = 2").await;
-    exec("DELETE FROM sales_lines WHERE doc_no IN ('D1', 'D3', 'D4')").await;
+    erp.exec("UPDATE sales_lines SET net = -40.00 WHERE doc_no = 'D2' AND line_no = 2")
+        .await;
+    erp.exec("DELETE FROM sales_lines WHERE doc_no IN ('D1', 'D3', 'D4')")
+        .await;
+    erp.close().await;
     let second = lab.ingest(&settings).await;
     assert!(second.rejections.is_empty());
     let expected = vec![
@@ -2186,19 +2217,8 @@ fn test_db_name(kind: &str) -> String {
 
 #[tokio::test]
 async fn sql_source_on_postgresql_binds_since_and_replaces_the_window() {
-    crate::warehouse::PgDatabase::run(async |url| {
-        let erp = sqlx::PgPool::connect(url).await.unwrap();
-        let pool = erp.clone();
-        erp_scenario("SB_TEST_PG_ERP_URL", url, move |sql| {
-            let pool = pool.clone();
-            Box::pin(async move {
-                sqlx::query(sql).execute(&pool).await.unwrap();
-            })
-        })
+    crate::warehouse::PgDatabase::run(async |url| erp_scenario("SB_TEST_PG_ERP_URL", url).await)
         .await;
-        erp.close().await;
-    })
-    .await;
 }
 
 /// A sales line as stored, every field.
@@ -2373,16 +2393,7 @@ async fn sql_columns_are_read_by_type_on_mariadb() {
 #[tokio::test]
 async fn sql_source_on_mariadb_binds_since_and_replaces_the_window() {
     on_mariadb("my", async |url| {
-        let erp = sqlx::MySqlPool::connect(url).await.unwrap();
-        let pool = erp.clone();
-        erp_scenario("SB_TEST_MY_ERP_URL", url, move |sql| {
-            let pool = pool.clone();
-            Box::pin(async move {
-                sqlx::query(sql).execute(&pool).await.unwrap();
-            })
-        })
-        .await;
-        erp.close().await;
+        erp_scenario("SB_TEST_MY_ERP_URL", url).await;
     })
     .await;
 }
