@@ -334,10 +334,11 @@ columns = {{ rep_id = "rep", name = "name", region = "region" }}
     );
 }
 
-/// `check` opens each file of a file source as far as its header and names
-/// what a run would refuse there, in the run's words: a missing or
-/// ambiguous column, a workbook given to a CSV source, a sheet the workbook
-/// lacks, a file that is no workbook. A good file is not mentioned.
+/// `check` opens each file of a file source as far as its header (and its
+/// first data row) and names what a run would refuse there, in the run's
+/// words: a missing or ambiguous column, a workbook given to a CSV source, a
+/// sheet the workbook lacks, a file that is no workbook, a formula with no
+/// saved result. A good file is not mentioned.
 #[test]
 fn check_opens_each_file_to_its_header() {
     let lab = crate::ingest::Lab::new();
@@ -363,6 +364,7 @@ fn check_opens_each_file_to_its_header() {
     std::fs::create_dir_all(lab.path("in/x")).unwrap();
     wb.save(lab.path("in/x/e.xlsx")).unwrap();
     lab.write("in/x/f.xlsx", b"<html><body><table></table></body></html>");
+    crate::ingest::formula_workbook(&lab.path("in/x/g.xlsx"), false);
     lab.settings(&format!(
         r#"{G_SOURCE}
 [[sources]]
@@ -396,6 +398,9 @@ columns = {{ invoice_date = "日期", customer_id = "客户编码", product_id =
             "source `x`: in/x/f.xlsx: cannot open file (the file is an HTML page, not a \
              workbook, as ERP \"Excel\" exports often are: open it in Excel or LibreOffice \
              and save it as .xlsx)",
+            "source `x`: in/x/g.xlsx [流向] column `金额`: cannot open file (cell E2 holds the \
+             formula `=D2*2` but no saved result, as a file written by a program that does \
+             not calculate formulas does; open the file in Excel or LibreOffice and save it)",
         ],
         "{out}"
     );

@@ -755,6 +755,89 @@ columns = { invoice_date = "日期", customer_id = "客户编码", product_id = 
     );
 }
 
+/// A `流向` sales workbook whose `金额` is the formula `=D{row}*2`, saved
+/// with its results (as Excel and LibreOffice save) or, when `calculated`
+/// is false, without them, as openpyxl writes a formula: `<f>D2*2</f><v />`.
+/// Its unmapped column F holds `=TODAY()` with no result either way.
+pub fn formula_workbook(path: &Path, calculated: bool) {
+    let tmp = path.with_extension("tmp.xlsx");
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet().set_name("流向").unwrap();
+    ws.write_row(
+        0,
+        0,
+        ["日期", "客户编码", "产品编码", "数量", "金额", "制表日"],
+    )
+    .unwrap();
+    for (r, (date, customer, product, quantity)) in [
+        ("2026-10-01", "C1", "P1", 3.0),
+        ("2026-10-02", "C2", "P2", 4.0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = r as u32 + 1;
+        ws.write_row(r, 0, [date, customer, product]).unwrap();
+        ws.write(r, 3, quantity).unwrap();
+        let result = if calculated { quantity * 2.0 } else { 0.0 };
+        let formula =
+            rust_xlsxwriter::Formula::new(format!("=D{}*2", r + 1)).set_result(result.to_string());
+        ws.write_formula(r, 4, formula).unwrap();
+        ws.write_formula(r, 5, "=TODAY()").unwrap();
+    }
+    wb.save(&tmp).unwrap();
+    rewrite_zip(&tmp, path, |name, data| {
+        if name != "xl/worksheets/sheet1.xml" {
+            return data;
+        }
+        let mut xml = String::from_utf8(data).unwrap();
+        assert_eq!(xml.matches("<f>TODAY()</f><v>0</v>").count(), 2, "{xml}");
+        xml = xml.replace("<f>TODAY()</f><v>0</v>", "<f>TODAY()</f><v />");
+        if !calculated {
+            assert_eq!(xml.matches("</f><v>0</v>").count(), 2, "{xml}");
+            xml = xml.replace("</f><v>0</v>", "</f><v />");
+        }
+        xml.into_bytes()
+    });
+    std::fs::remove_file(tmp).unwrap();
+}
+
+/// A formula with no saved result (a workbook written by openpyxl, which
+/// does not calculate) was read as an empty cell: a required amount became
+/// `missing required field` with an empty value the user could not find in
+/// Excel, which shows the calculated number, and an optional field was
+/// silently left out. The file is now refused naming the cell and its
+/// formula; one with saved results loads them, and an uncalculated formula
+/// in a column no field maps does not matter.
+#[tokio::test]
+async fn a_formula_with_no_saved_result_refuses_its_file_naming_the_cell() {
+    let lab = Lab::new();
+    for dir in ["raw", "saved"] {
+        std::fs::create_dir_all(lab.path(&format!("in/{dir}"))).unwrap();
+    }
+    formula_workbook(&lab.path("in/raw/a.xlsx"), false);
+    formula_workbook(&lab.path("in/saved/a.xlsx"), true);
+    let settings =
+        lab.settings(&[flow_xlsx_source("raw", ""), flow_xlsx_source("saved", "")].concat());
+    let summary = lab.ingest(&settings).await;
+    assert_eq!(
+        rejections(&summary),
+        [
+            "`raw`: in/raw/a.xlsx [流向] column `金额`: cannot open file (cell E2 holds the \
+          formula `=D2*2` but no saved result, as a file written by a program that does not \
+          calculate formulas does; open the file in Excel or LibreOffice and save it)"
+        ]
+    );
+    assert!(lab.sales("raw").await.is_empty());
+    assert_eq!(
+        lab.sales("saved").await,
+        [
+            row("2026-10-01", "C1", "P1", 6.0),
+            row("2026-10-02", "C2", "P2", 8.0)
+        ]
+    );
+}
+
 /// Files that match the pattern but are no workbooks: the owner file Excel
 /// keeps while a colleague has the workbook open, and the AppleDouble
 /// companion a Mac writes on a share. Neither is read, so neither degrades

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use calamine::{
     open_workbook, Data, DataRef, Ods, Reader, Sheet, SheetType, SheetVisible, Xls, Xlsb, Xlsx,
+    XlsxCellReader, XlsxFormulaMetadata,
 };
 
 use super::coerce::{Cell, Epoch};
@@ -128,19 +129,14 @@ pub fn read(
     // Xlsx and Xlsb have the same streaming cells reader, but as inherent
     // methods: no calamine trait lets one function take both
     macro_rules! stream_cells {
-        ($wb:ident) => {{
+        ($wb:ident, |$cells:ident| $next:expr) => {{
             let epoch = Epoch::declared($wb.has_1904_epoch());
             let name = pick_sheet($wb.sheets_metadata(), sheet)?;
             visitor.sheet(&name);
-            let mut cells = $wb.worksheet_cells_reader(&name).map_err(cannot_open)?;
-            let dims = cells.dimensions();
+            let mut $cells = $wb.worksheet_cells_reader(&name).map_err(cannot_open)?;
+            let dims = $cells.dimensions();
             check_dimensions(dims.start, dims.end)?;
-            stream(&name, epoch, header_row, visitor, || {
-                cells
-                    .next_cell()
-                    .map_err(cannot_open)
-                    .map(|c| c.map(|c| (c.get_position(), from_ref(c.get_value().clone()))))
-            })?;
+            stream(&name, epoch, header_row, visitor, || $next)?;
             Ok(name)
         }};
     }
@@ -148,11 +144,15 @@ pub fn read(
     match guard::sniff(path)? {
         Format::Xlsx => {
             let mut wb: Xlsx<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
-            stream_cells!(wb)
+            stream_cells!(wb, |cells| next_xlsx_cell(&mut cells))
         }
         Format::Xlsb => {
+            // xlsb has no formula without its result: Excel, its only
+            // writer, always saves one
             let mut wb: Xlsb<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
-            stream_cells!(wb)
+            stream_cells!(wb, |cells| cells.next_cell().map_err(cannot_open).map(
+                |c| c.map(|c| (c.get_position(), from_ref(c.get_value().clone())))
+            ))
         }
         Format::Xls => {
             let mut wb: Xls<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
@@ -169,13 +169,39 @@ pub fn read(
     }
 }
 
+/// The next cell of an xlsx sheet. A formula cell with no saved result is
+/// told apart from an empty cell, which calamine's plain `next_cell` does
+/// not do. The formula metadata reader leaves shared formulas unexpanded:
+/// no allocation per formula cell of a shared group, and none sized by a
+/// hostile file's `si` index.
+fn next_xlsx_cell(cells: &mut XlsxCellReader<'_, BufReader<File>>) -> NextCell {
+    let Some(record) = cells
+        .next_cell_with_formula_metadata()
+        .map_err(cannot_open)?
+    else {
+        return Ok(None);
+    };
+    let cell = match (record.value, record.formula) {
+        (DataRef::Empty, Some(formula)) => Cell::Uncalculated(match formula {
+            XlsxFormulaMetadata::Normal { formula }
+            | XlsxFormulaMetadata::Shared { formula, .. } => Some(formula),
+            _ => None,
+        }),
+        (value, _) => from_ref(value),
+    };
+    Ok(Some((record.pos, cell)))
+}
+
+/// The next cell of a stream and its 0-based (row, column), or its end.
+type NextCell = Result<Option<((u32, u32), Cell)>, FileError>;
+
 /// Groups a cell stream (row-major, as sheets store it) into rows.
 fn stream(
     sheet: &str,
     epoch: Epoch,
     header_row: Option<u32>,
     visitor: &mut dyn Visitor,
-    mut next: impl FnMut() -> Result<Option<((u32, u32), Cell)>, FileError>,
+    mut next: impl FnMut() -> NextCell,
 ) -> Result<(), FileError> {
     let mut asm = RowAssembler::new(header_row);
     let mut row: Vec<Cell> = Vec::new();

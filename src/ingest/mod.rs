@@ -287,6 +287,9 @@ impl Visitor for Pipeline {
     }
 
     fn row(&mut self, row: u64, cells: &[Cell]) -> Result<(), FileError> {
+        if let Some(mapping) = &self.mapping {
+            mapping.calculated(cells, row)?;
+        }
         self.accept(row, cells);
         if self.batch.len() >= BATCH_ROWS {
             self.flush()?;
@@ -892,6 +895,9 @@ fn refusal(source: &SourceConfig, name: &str, sheet: &str, error: FileError) -> 
             );
             (Reason::MissingColumn, header, detail)
         }
+        ref e @ FileError::Uncalculated { ref column, .. } => {
+            (Reason::CannotOpenFile, column.clone(), e.to_string())
+        }
         e => (Reason::CannotOpenFile, String::new(), e.to_string()),
     };
     file_rejection(&source.name, name, sheet, reason, column, detail)
@@ -922,6 +928,7 @@ pub fn check_files(
     struct FirstRow<'a> {
         source: &'a SourceConfig,
         sheet: String,
+        mapping: Option<Mapping>,
         found: bool,
     }
     impl Visitor for FirstRow<'_> {
@@ -930,9 +937,15 @@ pub fn check_files(
         }
         fn header(&mut self, sheet: &str, _: Epoch, header: &[String]) -> Result<usize, FileError> {
             self.sheet = sheet.to_string();
-            Ok(Mapping::from_header(self.source, header)?.max_column())
+            let mapping = Mapping::from_header(self.source, header)?;
+            let max_column = mapping.max_column();
+            self.mapping = Some(mapping);
+            Ok(max_column)
         }
-        fn row(&mut self, _: u64, _: &[Cell]) -> Result<(), FileError> {
+        fn row(&mut self, row: u64, cells: &[Cell]) -> Result<(), FileError> {
+            if let Some(mapping) = &self.mapping {
+                mapping.calculated(cells, row)?;
+            }
             self.found = true;
             // stops the reader: one row is enough
             Err(FileError::Cancelled)
@@ -954,6 +967,7 @@ pub fn check_files(
         let mut visitor = FirstRow {
             source,
             sheet: String::new(),
+            mapping: None,
             found: false,
         };
         match read_guarded(path, stamp.len, max_bytes, source, &mut visitor) {

@@ -31,6 +31,21 @@ pub enum FileError {
         /// 0-based
         columns: Vec<usize>,
     },
+    /// a mapped cell holds a formula with no saved result (see
+    /// `Mapping::calculated`)
+    #[error(
+        "cell {cell} holds {} but no saved result, as a file written by a program that does \
+         not calculate formulas does; open the file in Excel or LibreOffice and save it",
+        .formula.as_ref().map_or_else(|| "a formula".to_string(), |f| format!("the formula `={f}`"))
+    )]
+    Uncalculated {
+        /// its address, `D2`
+        cell: String,
+        /// its header
+        column: String,
+        /// its text, when the cell carries it
+        formula: Option<String>,
+    },
     /// the consumer stopped (the run is shutting down)
     #[error("ingest cancelled")]
     Cancelled,

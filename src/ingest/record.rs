@@ -263,6 +263,24 @@ impl Mapping {
     pub fn max_column(&self) -> usize {
         self.fields.iter().map(|f| f.2).max().unwrap_or(0)
     }
+
+    /// Refuses the file when a mapped cell of its row (1-based) holds a
+    /// formula with no saved result. A program that writes formulas
+    /// without calculating them leaves every formula so: the values are
+    /// unknown, not empty, and loading the rest of the row would store
+    /// sales without their amount or rep without a word.
+    pub fn calculated(&self, cells: &[Cell], row: u64) -> Result<(), FileError> {
+        for f in &self.fields {
+            if let Some(Cell::Uncalculated(formula)) = cells.get(f.2) {
+                return Err(FileError::Uncalculated {
+                    cell: format!("{}{row}", column_letters(f.2)),
+                    column: f.3.clone(),
+                    formula: formula.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Per-file context for turning cells into records.
