@@ -260,6 +260,57 @@ async fn csv_in_utf8_bom_crlf_gbk_and_gb18030_loads_the_same_rows() {
     }
 }
 
+/// A first line `sep=;` is Excel's: it names the separator and is no row.
+/// It was read as the header, refusing the file as `missing column`; now
+/// the file is read with that separator, in any encoding, and its rows keep
+/// the line numbers a text editor shows.
+#[tokio::test]
+async fn a_first_line_naming_the_separator_is_followed_and_skipped() {
+    let lab = Lab::new();
+    lab.write(
+        "in/comma/a.csv",
+        "sep=,\r\n日期,客户编码,产品编码,金额\r\n2026-10-01,C1,P1,5\r\n".as_bytes(),
+    );
+    lab.write(
+        "in/semi/a.csv",
+        "\u{feff}SEP=;\n日期;客户编码;产品编码;金额\n\
+         2026-10-02;C2;\"P;2\";\"1,234.5\"\n2026-10-03;C9;P1;7\n"
+            .as_bytes(),
+    );
+    lab.write(
+        "in/tab/a.csv",
+        &encoding_rs::GBK
+            .encode("sep=\t\n日期\t客户编码\t产品编码\t金额\n2026-10-04\tC3\t注射液\t8\n")
+            .0,
+    );
+    let settings = lab.settings(
+        &[
+            "[ingest]\nmax_reject_ratio = 0.5\n".to_string(),
+            flow_csv_source("comma", ""),
+            flow_csv_source("semi", ""),
+            flow_csv_source("tab", "encoding = \"gbk\"\n"),
+        ]
+        .concat(),
+    );
+    let summary = lab.ingest(&settings).await;
+    assert_eq!(
+        rejections(&summary),
+        ["`semi`: in/semi/a.csv row 4 cell B4 column `客户编码` value `C9`: unknown customer id",]
+    );
+    assert_eq!(
+        lab.sales("comma").await,
+        [row("2026-10-01", "C1", "P1", 5.0)]
+    );
+    assert_eq!(
+        lab.sales("semi").await,
+        [row("2026-10-02", "C2", "P;2", 1234.5)]
+    );
+    assert_eq!(
+        lab.sales("tab").await,
+        [row("2026-10-04", "C3", "注射液", 8.0)]
+    );
+}
+
 /// Exports meant for Excel write what it must not turn into a number as
 /// `="00123"`, bare or quoted; Excel opens such a field as the text inside,
 /// and so does the reader. A field that merely starts with `=` stays as is.

@@ -85,9 +85,11 @@ fn read_as(
             .encoding(Some(encoding_rs::GB18030))
             .bom_override(true),
     };
+    let separator = excel_separator_line(path);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
+        .delimiter(separator.unwrap_or(b','))
         .from_reader(LineBreaks::new(builder.build(file)));
     let mut asm = RowAssembler::new(header_row);
     let mut record = csv::ByteRecord::new();
@@ -99,6 +101,11 @@ fn read_as(
             Err(e) => return Err(FileError::CannotOpen(format!("malformed CSV: {e}"))),
         }
         let line = record.position().map_or(0, |p| reader.get_mut().line_of(p));
+        // the `sep=` line is Excel's instruction, not a row; it keeps its
+        // line number, as a text editor shows the file
+        if line == 1 && separator.is_some() {
+            continue;
+        }
         // columns after the last mapped one are not read at all; the others
         // are checked as one run of bytes (one call per field costs more
         // than the whole check)
@@ -134,6 +141,29 @@ fn read_as(
         asm.feed(visitor, "", Epoch::E1900, line, &cells[..n])?;
     }
     asm.finish("file")
+}
+
+/// The separator a first line `sep=;` names: Excel reads such a line as
+/// the file's separator and skips it, and exports meant for Excel in
+/// regions whose lists are `;`-separated write one. A file opening with it
+/// is read with that separator (`,`, `;`, a tab, `|` …), the line itself not
+/// as a row. UTF-8 and GBK write the line as ASCII; in a UTF-16 file
+/// (which Excel's "Unicode Text" never gives one) it is not looked for.
+fn excel_separator_line(path: &Path) -> Option<u8> {
+    let head = guard::first_bytes(path, 16).ok()?;
+    let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&head);
+    let rest = head
+        .get(..4)
+        .filter(|p| p.eq_ignore_ascii_case(b"sep="))
+        .map(|_| &head[4..])?;
+    match rest {
+        [sep, b'\r' | b'\n', ..] | [sep]
+            if sep.is_ascii() && !sep.is_ascii_alphanumeric() && *sep != b'"' =>
+        {
+            Some(*sep)
+        }
+        _ => None,
+    }
 }
 
 /// `="00123"`: how exports meant for Excel keep leading zeros and long

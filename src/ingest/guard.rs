@@ -92,7 +92,7 @@ impl Container {
 }
 
 /// Up to `limit` bytes from the start of a file.
-fn first_bytes(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+pub fn first_bytes(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
     let mut head = Vec::new();
     File::open(path)?.take(limit).read_to_end(&mut head)?;
     Ok(head)
