@@ -474,6 +474,50 @@ async fn csv_rows_are_named_by_the_line_they_start_on() {
     assert_eq!(got.len(), 9, "{got:#?}");
 }
 
+/// A mapped header the file lacks is pointed at a header that differs from
+/// it only in what a typist does not see: full-width brackets (`金额（元）`
+/// for `金额(元)`), a line break typed inside the header cell, letter case
+/// in an ERP query's column names. The file is still refused, since SPEC §4
+/// matches headers after trimming alone, but the detail names the column;
+/// before, it was a bare `missing column`. A header with no near miss gets
+/// no detail.
+#[tokio::test]
+async fn a_missing_header_is_pointed_at_its_near_miss() {
+    let lab = Lab::new();
+    lab.write(
+        "in/near/a.csv",
+        "日期,\"客户\n编码\",产品编码,金额（元）,备注\n2026-10-01,C1,P1,5,x\n".as_bytes(),
+    );
+    let erp = format!("sqlite://{}?mode=rwc", lab.path("erp.db").display());
+    std::env::set_var("SB_TEST_NEAR_ERP_URL", erp);
+    let query = "SELECT '2026-10-01' AS doc_date, 'C1' AS Cust_Code, 'P1' AS sku, \
+                 1.5 AS amount WHERE '2026-10-01' >= :since";
+    let settings = lab.settings(&format!(
+        r#"
+[[sources]]
+name = "near"
+dataset = "sales"
+kind = "csv"
+path = "in/near/*.csv"
+columns = {{ invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", amount = "金额(元)" }}
+{}"#,
+        sql_sales_source("erp", "SB_TEST_NEAR_ERP_URL", query)
+    ));
+    let summary = lab.ingest(&settings).await;
+    assert_eq!(
+        rejections(&summary),
+        [
+            "`near`: in/near/a.csv column `客户编码, 金额(元)`: missing column (column B is \
+             headed `客户\\n编码`, not `客户编码`: they differ only in full-width forms, letter \
+             case or white space; column D is headed `金额（元）`, not `金额(元)`: they differ \
+             only in full-width forms, letter case or white space)",
+            "`erp`: sql:SB_TEST_NEAR_ERP_URL column `cust_code, net`: missing column (result \
+             column 2 is named `Cust_Code`, not `cust_code`: they differ only in full-width \
+             forms, letter case or white space)",
+        ]
+    );
+}
+
 /// A mapped header that heads two columns (`金额` with and without tax) is
 /// refused rather than read from the first: which one the user meant cannot
 /// be known. A repeated header the source does not map does not matter. An

@@ -33,7 +33,9 @@ pub fn read(
         // most UTF-8 Chinese decodes as valid GBK: the garbled headers are
         // the only sign, and "missing column" would send the user hunting
         // for a renamed column
-        Err(FileError::MissingColumn(_)) if encoding != Encoding::Utf8 && reads_as_utf8(path) => {
+        Err(FileError::MissingColumn { .. })
+            if encoding != Encoding::Utf8 && reads_as_utf8(path) =>
+        {
             let name = match encoding {
                 Encoding::Gb18030 => "gb18030",
                 _ => "gbk",

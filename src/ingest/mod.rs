@@ -859,7 +859,25 @@ fn finish_file(
 /// The rejection of a whole file (or query result) for `error`.
 fn refusal(source: &SourceConfig, name: &str, sheet: &str, error: FileError) -> Rejection {
     let (reason, column, detail) = match error {
-        FileError::MissingColumn(cols) => (Reason::MissingColumn, cols.join(", "), String::new()),
+        FileError::MissingColumn { missing, near } => {
+            let detail = near
+                .iter()
+                .map(|n| {
+                    format!(
+                        "{} `{}`, not `{}`: they differ only in full-width forms, letter case or \
+                         white space",
+                        match source.kind {
+                            SourceKind::Sql => format!("result column {} is named", n.column + 1),
+                            _ => format!("column {} is headed", record::column_letters(n.column)),
+                        },
+                        n.found.escape_debug(),
+                        n.wanted
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            (Reason::MissingColumn, missing.join(", "), detail)
+        }
         FileError::HeaderFurtherDown {
             missing,
             taken,

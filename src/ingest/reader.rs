@@ -8,8 +8,13 @@ use super::coerce::{Cell, Epoch};
 pub enum FileError {
     #[error("{0}")]
     CannotOpen(String),
-    #[error("missing column {}", backticked(.0))]
-    MissingColumn(Vec<String>),
+    #[error("missing column {}", backticked(.missing))]
+    MissingColumn {
+        missing: Vec<String>,
+        /// headers the file has that differ from a missing one only in
+        /// what a typist does not see (see `NearMiss`)
+        near: Vec<NearMiss>,
+    },
     /// the row read as the header lacks mapped columns, but a row a little
     /// further down heads them all: a title above the table, or a
     /// `header_row` that is off
@@ -51,6 +56,19 @@ pub enum FileError {
     Cancelled,
 }
 
+/// A header the file has that differs from a mapped one it lacks only in
+/// full-width forms, letter case or white space: `金额（元）` for `金额(元)`,
+/// a line break typed inside a header cell, `Amount` for `amount`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NearMiss {
+    /// the mapped header
+    pub wanted: String,
+    /// the column (0-based) whose header resembles it
+    pub column: usize,
+    /// that column's header
+    pub found: String,
+}
+
 pub trait Visitor {
     /// Called once the sheet to read is chosen, before its rows, so that a
     /// refusal of the whole sheet (no header row) can name it.
@@ -80,9 +98,19 @@ const HEADER_SEARCH_ROWS: u32 = 30;
 pub struct RowAssembler {
     header_row: Option<u32>,
     max_col: Option<usize>,
-    /// the header read lacked mapped columns: the refusal, its row, and how
-    /// many more rows may still be tried as the header
-    searching: Option<(Vec<String>, u64, u32)>,
+    /// the header read lacked mapped columns
+    searching: Option<Searching>,
+}
+
+/// The refusal of a header that lacked mapped columns, while the rows below
+/// it are tried as the header.
+struct Searching {
+    missing: Vec<String>,
+    near: Vec<NearMiss>,
+    /// the row read as the header
+    taken: u64,
+    /// how many more rows may be tried
+    left: u32,
 }
 
 impl RowAssembler {
@@ -109,7 +137,7 @@ impl RowAssembler {
         cells: &[Cell],
     ) -> Result<(), FileError> {
         let blank = cells.iter().all(Cell::is_blank);
-        if let Some((missing, taken, left)) = &mut self.searching {
+        if let Some(searching) = &mut self.searching {
             if blank {
                 return Ok(());
             }
@@ -117,14 +145,14 @@ impl RowAssembler {
             // mapping is never used for a row
             if visitor.header(sheet, epoch, &header_text(cells)).is_ok() {
                 return Err(FileError::HeaderFurtherDown {
-                    missing: std::mem::take(missing),
-                    taken: *taken,
+                    missing: std::mem::take(&mut searching.missing),
+                    taken: searching.taken,
                     found: row,
                     configured: self.header_row.is_some(),
                 });
             }
-            *left -= 1;
-            if *left == 0 {
+            searching.left -= 1;
+            if searching.left == 0 {
                 return Err(self.give_up());
             }
             return Ok(());
@@ -137,8 +165,13 @@ impl RowAssembler {
             if is_header {
                 match visitor.header(sheet, epoch, &header_text(cells)) {
                     Ok(max_col) => self.max_col = Some(max_col),
-                    Err(FileError::MissingColumn(missing)) => {
-                        self.searching = Some((missing, row, HEADER_SEARCH_ROWS));
+                    Err(FileError::MissingColumn { missing, near }) => {
+                        self.searching = Some(Searching {
+                            missing,
+                            near,
+                            taken: row,
+                            left: HEADER_SEARCH_ROWS,
+                        });
                     }
                     Err(e) => return Err(e),
                 }
@@ -170,8 +203,12 @@ impl RowAssembler {
 
     /// No row below heads every mapped column: the header's own refusal.
     fn give_up(&mut self) -> FileError {
-        let (missing, _, _) = self.searching.take().unwrap_or_default();
-        FileError::MissingColumn(missing)
+        let (missing, near) = self
+            .searching
+            .take()
+            .map(|s| (s.missing, s.near))
+            .unwrap_or_default();
+        FileError::MissingColumn { missing, near }
     }
 }
 

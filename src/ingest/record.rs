@@ -8,7 +8,7 @@ use rustc_hash::FxHashSet;
 use serde::Serialize;
 
 use super::coerce::{self, Cell, Epoch};
-use super::reader::FileError;
+use super::reader::{FileError, NearMiss};
 use crate::config::{Dataset, SourceConfig};
 use crate::metrics::YearMonth;
 
@@ -209,6 +209,22 @@ pub struct Masters {
     pub reps: FxHashSet<String>,
 }
 
+/// A header as a typist sees it: full-width forms (`（`, `Ａ`) as their
+/// ASCII, no white space (a line break typed inside a header cell
+/// included), ASCII letters lower-case. Only for pointing at a near miss:
+/// SPEC §4 matches headers after trimming alone.
+fn loose(header: &str) -> String {
+    header
+        .chars()
+        .map(|c| match c {
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(u32::from(c) - 0xFEE0).unwrap_or(c),
+            c => c,
+        })
+        .filter(|c| !c.is_whitespace())
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
 /// Where each mapped field sits in the file.
 #[derive(Debug, Clone)]
 pub struct Mapping {
@@ -226,6 +242,7 @@ impl Mapping {
         let cleaned: Vec<&str> = header.iter().map(|h| coerce::trim(h)).collect();
         let mut fields = Vec::new();
         let mut missing = Vec::new();
+        let mut near = Vec::new();
         let mut ambiguous = None;
         for (field, required) in source.dataset.fields() {
             let Some(wanted) = source.columns.get(*field) else {
@@ -235,7 +252,21 @@ impl Mapping {
             let mut found = cleaned.iter().enumerate().filter(|(_, h)| **h == wanted);
             match (found.next(), found.next()) {
                 (Some((i, _)), None) => fields.push((*field, *required, i, wanted.to_string())),
-                (None, _) => missing.push(wanted.to_string()),
+                (None, _) => {
+                    let loose_wanted = loose(wanted);
+                    if let Some((column, found)) = cleaned
+                        .iter()
+                        .enumerate()
+                        .find(|(_, h)| !h.is_empty() && loose(h) == loose_wanted)
+                    {
+                        near.push(NearMiss {
+                            wanted: wanted.to_string(),
+                            column,
+                            found: (*found).to_string(),
+                        });
+                    }
+                    missing.push(wanted.to_string());
+                }
                 (Some((first, _)), Some((second, _))) => {
                     let mut columns = vec![first, second];
                     columns.extend(found.map(|(i, _)| i));
@@ -247,7 +278,7 @@ impl Mapping {
             }
         }
         if !missing.is_empty() {
-            return Err(FileError::MissingColumn(missing));
+            return Err(FileError::MissingColumn { missing, near });
         }
         if let Some(e) = ambiguous {
             return Err(e);
