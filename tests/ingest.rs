@@ -311,6 +311,37 @@ async fn a_first_line_naming_the_separator_is_followed_and_skipped() {
     );
 }
 
+/// A CSV saved from a sheet whose date column was formatted as a number
+/// holds serials; they read as the dates Excel shows (1900 system, the only
+/// one a CSV can mean). Six digits are no serial: a month written wrongly.
+#[tokio::test]
+async fn serials_in_a_csv_date_column_read_as_dates() {
+    let lab = Lab::new();
+    lab.write(
+        "in/x/a.csv",
+        "日期,客户编码,产品编码,金额\n45658,C1,P1,5\n46330.75,C2,P2,6\n\
+         202610,C3,P1,7\n2026-10-01,C3,P1,8\n"
+            .as_bytes(),
+    );
+    let settings = lab.settings(&format!(
+        "[ingest]\nmax_reject_ratio = 0.5\n{}",
+        flow_csv_source("x", "")
+    ));
+    let summary = lab.ingest(&settings).await;
+    assert_eq!(
+        rejections(&summary),
+        ["`x`: in/x/a.csv row 4 cell A4 column `日期` value `202610`: unparsable date"]
+    );
+    assert_eq!(
+        lab.sales("x").await,
+        [
+            row("2025-01-01", "C1", "P1", 5.0),
+            row("2026-10-01", "C3", "P1", 8.0),
+            row("2026-11-04", "C2", "P2", 6.0),
+        ]
+    );
+}
+
 /// Exports meant for Excel write what it must not turn into a number as
 /// `="00123"`, bare or quoted; Excel opens such a field as the text inside,
 /// and so does the reader. A field that merely starts with `=` stays as is.
@@ -3024,6 +3055,30 @@ mod coercion {
         assert_eq!(number(20_261_032.0, Some("%Y%m%d")), Err(Unparsable));
         assert_eq!(number(20_261_003.5, Some("%Y%m%d")), Err(Unparsable));
         assert_eq!(number(46_330.0, Some("%Y%m%d")), Ok(ymd(2026, 11, 4)));
+    }
+
+    /// Digits that can only be a serial are one, in text as in a number
+    /// cell: five before an optional fraction. A year or a month written
+    /// in a date column stays unparsable rather than a day in 1905 or 2454.
+    #[test]
+    fn a_serial_written_as_text_is_read_as_a_serial() {
+        let ymd = |y, m, d| NaiveDate::from_ymd_opt(y, m, d);
+        let text = |s: &str, epoch| date(&Cell::Text(s.into()), epoch, None);
+        assert_eq!(text("45658", Epoch::E1900), Ok(ymd(2025, 1, 1)));
+        assert_eq!(text(" 46330.75 ", Epoch::E1900), Ok(ymd(2026, 11, 4)));
+        // 2025-01-01 + 1,462 days
+        assert_eq!(text("45658", Epoch::E1904), Ok(ymd(2029, 1, 2)));
+        for bad in [
+            "2026",
+            "202610",
+            "20261003",
+            "-45658",
+            "45,658",
+            "45658.5.1",
+            "4565x",
+        ] {
+            assert_eq!(text(bad, Epoch::E1900), Err(Unparsable), "{bad}");
+        }
     }
 
     #[test]

@@ -155,10 +155,28 @@ pub fn date(
             if s.is_empty() {
                 return Ok(None);
             }
-            parse_date_text(s, extra_format).map(Some).ok_or(Unparsable)
+            parse_date_text(s, extra_format)
+                .or_else(|| serial_text(s, epoch))
+                .map(Some)
+                .ok_or(Unparsable)
         }
         Cell::Bool(_) | Cell::Error(_) | Cell::Uncalculated(_) => Err(Unparsable),
     }
+}
+
+/// A serial written as text: what a CSV holds where Excel showed a date
+/// column formatted as a number (`45658`, `46330.75`), or a workbook cell
+/// of such digits stored as text. Only five digits before an optional
+/// fraction, the serials of 1927-05-18 to 2173-10-14: `2026` or `202610`
+/// in a date column is a year or a month written wrongly, and read as a
+/// serial it would load as a day in 1905 or 2454 without a word.
+fn serial_text(s: &str, epoch: Epoch) -> Option<NaiveDate> {
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+    if int.len() != 5 || !digits(int) || !digits(frac) {
+        return None;
+    }
+    excel_serial(s.parse().ok()?, epoch)
 }
 
 /// A whole number that is no serial, read as digits in the source's
