@@ -262,8 +262,10 @@ async fn csv_in_utf8_bom_crlf_gbk_and_gb18030_loads_the_same_rows() {
 
 /// A first line `sep=;` is Excel's: it names the separator and is no row.
 /// It was read as the header, refusing the file as `missing column`; now
-/// the file is read with that separator, in any encoding, and its rows keep
-/// the line numbers a text editor shows.
+/// the file is read with that separator, in any encoding (UTF-16 included:
+/// Excel's "Unicode Text"), and its rows keep the line numbers a text
+/// editor shows. Tab-separated text without the line is refused as such,
+/// not as every mapped column missing.
 #[tokio::test]
 async fn a_first_line_naming_the_separator_is_followed_and_skipped() {
     let lab = Lab::new();
@@ -277,25 +279,48 @@ async fn a_first_line_naming_the_separator_is_followed_and_skipped() {
          2026-10-02;C2;\"P;2\";\"1,234.5\"\n2026-10-03;C9;P1;7\n"
             .as_bytes(),
     );
+    let tsv = "日期\t客户编码\t产品编码\t金额\r\n2026-10-04\tC3\t注射液\t8\r\n";
     lab.write(
         "in/tab/a.csv",
-        &encoding_rs::GBK
-            .encode("sep=\t\n日期\t客户编码\t产品编码\t金额\n2026-10-04\tC3\t注射液\t8\n")
-            .0,
+        &encoding_rs::GBK.encode(&format!("sep=\t\n{tsv}")).0,
     );
+    // Excel's "Unicode Text": UTF-16LE with its BOM, tab-separated
+    let utf16 = |text: &str| {
+        let mut bytes = vec![0xFF, 0xFE];
+        bytes.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+        bytes
+    };
+    lab.write("in/unicode/a.csv", &utf16(&format!("sep=\t\r\n{tsv}")));
+    // without the line, tab-separated text is named for what it is
+    lab.write("in/bare/a.csv", &utf16(tsv));
+    lab.write("in/bare/b.csv", &encoding_rs::GBK.encode(tsv).0);
     let settings = lab.settings(
         &[
             "[ingest]\nmax_reject_ratio = 0.5\n".to_string(),
             flow_csv_source("comma", ""),
             flow_csv_source("semi", ""),
             flow_csv_source("tab", "encoding = \"gbk\"\n"),
+            flow_csv_source("unicode", ""),
+            flow_csv_source("bare", "encoding = \"gbk\"\n"),
         ]
         .concat(),
     );
     let summary = lab.ingest(&settings).await;
+    let tab_separated = "cannot open file (the file is tab-separated text, not comma-separated \
+                         (Excel's \"Unicode Text\" is such a file): save it as \"CSV UTF-8\", \
+                         or begin it with a line `sep=` followed by a tab)";
     assert_eq!(
         rejections(&summary),
-        ["`semi`: in/semi/a.csv row 4 cell B4 column `客户编码` value `C9`: unknown customer id",]
+        [
+            "`semi`: in/semi/a.csv row 4 cell B4 column `客户编码` value `C9`: unknown customer id"
+                .to_string(),
+            format!("`bare`: in/bare/a.csv: {tab_separated}"),
+            format!("`bare`: in/bare/b.csv: {tab_separated}"),
+        ]
+    );
+    assert_eq!(
+        lab.sales("unicode").await,
+        [row("2026-10-04", "C3", "注射液", 8.0)]
     );
     assert_eq!(
         lab.sales("comma").await,

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use encoding_rs_io::DecodeReaderBytesBuilder;
+use encoding_rs_io::{DecodeReaderBytes, DecodeReaderBytesBuilder};
 
 use super::coerce::{Cell, Epoch};
 use super::guard;
@@ -45,8 +45,58 @@ pub fn read(
                  read as {name}; remove `encoding = \"{name}\"` from the source"
             )))
         }
+        // Excel's "Unicode Text" (Unicode 文本), which users in China pick
+        // to keep Chinese intact, is tab-separated UTF-16: read with commas
+        // its header is one field, and every mapped column looks missing
+        Err(FileError::MissingColumn { .. })
+            if excel_separator_line(path).is_none() && tab_separated(path, encoding) =>
+        {
+            Err(FileError::CannotOpen(
+                "the file is tab-separated text, not comma-separated (Excel's \"Unicode Text\" \
+                 is such a file): save it as \"CSV UTF-8\", or begin it with a line `sep=` \
+                 followed by a tab"
+                    .into(),
+            ))
+        }
         other => other,
     }
+}
+
+/// Whether the file's first non-empty line, decoded as the reader decodes
+/// it, holds tabs and no comma.
+fn tab_separated(path: &Path, encoding: Encoding) -> bool {
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    let mut start = Vec::with_capacity(1 << 16);
+    if decoder(file, encoding)
+        .take(1 << 16)
+        .read_to_end(&mut start)
+        .is_err()
+    {
+        return false;
+    }
+    let text = String::from_utf8_lossy(&start);
+    text.lines()
+        .find(|line| !line.trim().is_empty())
+        .is_some_and(|line| line.contains('\t') && !line.contains(','))
+}
+
+/// The file's text in UTF-8, as the source's `encoding` decodes it.
+fn decoder(file: File, encoding: Encoding) -> DecodeReaderBytes<File, Vec<u8>> {
+    let mut builder = DecodeReaderBytesBuilder::new();
+    match encoding {
+        // UTF-8 passes through undecoded, so that a byte that is not UTF-8 is
+        // found and named below instead of silently becoming U+FFFD (a GBK
+        // export read without `encoding = "gbk"`); a UTF-16 BOM still decodes
+        Encoding::Utf8 => builder.utf8_passthru(true).strip_bom(true),
+        // a UTF-8 BOM wins over the configured encoding, as Excel's "CSV UTF-8" writes one
+        Encoding::Gbk => builder.encoding(Some(encoding_rs::GBK)).bom_override(true),
+        Encoding::Gb18030 => builder
+            .encoding(Some(encoding_rs::GB18030))
+            .bom_override(true),
+    };
+    builder.build(file)
 }
 
 /// Whether the start of a file is UTF-8 text with characters beyond ASCII.
@@ -75,24 +125,12 @@ fn read_as(
 ) -> Result<(), FileError> {
     let file = File::open(path).map_err(|e| FileError::CannotOpen(e.to_string()))?;
     let decoded = encoding != Encoding::Utf8;
-    let mut builder = DecodeReaderBytesBuilder::new();
-    match encoding {
-        // UTF-8 passes through undecoded, so that a byte that is not UTF-8 is
-        // found and named below instead of silently becoming U+FFFD (a GBK
-        // export read without `encoding = "gbk"`); a UTF-16 BOM still decodes
-        Encoding::Utf8 => builder.utf8_passthru(true).strip_bom(true),
-        // a UTF-8 BOM wins over the configured encoding, as Excel's "CSV UTF-8" writes one
-        Encoding::Gbk => builder.encoding(Some(encoding_rs::GBK)).bom_override(true),
-        Encoding::Gb18030 => builder
-            .encoding(Some(encoding_rs::GB18030))
-            .bom_override(true),
-    };
     let separator = excel_separator_line(path);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .delimiter(separator.unwrap_or(b','))
-        .from_reader(LineBreaks::new(builder.build(file)));
+        .from_reader(LineBreaks::new(decoder(file, encoding)));
     let mut asm = RowAssembler::new(header_row);
     let mut record = csv::ByteRecord::new();
     let mut cells: Vec<Cell> = Vec::new();
@@ -149,11 +187,22 @@ fn read_as(
 /// the file's separator and skips it, and exports meant for Excel in
 /// regions whose lists are `;`-separated write one. A file opening with it
 /// is read with that separator (`,`, `;`, a tab, `|` …), the line itself not
-/// as a row. UTF-8 and GBK write the line as ASCII; in a UTF-16 file
-/// (which Excel's "Unicode Text" never gives one) it is not looked for.
+/// as a row. The line is ASCII: one byte a character in UTF-8 and GBK, two
+/// in UTF-16 (after its BOM).
 fn excel_separator_line(path: &Path) -> Option<u8> {
-    let head = guard::first_bytes(path, 16).ok()?;
-    let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&head);
+    let raw = guard::first_bytes(path, 32).ok()?;
+    let ascii = |units: std::slice::ChunksExact<'_, u8>, low: usize| -> Vec<u8> {
+        units
+            .map_while(|u| (u[1 - low] == 0).then_some(u[low]))
+            .collect()
+    };
+    let head = if let Some(le) = raw.strip_prefix(&[0xFF, 0xFE]) {
+        ascii(le.chunks_exact(2), 0)
+    } else if let Some(be) = raw.strip_prefix(&[0xFE, 0xFF]) {
+        ascii(be.chunks_exact(2), 1)
+    } else {
+        raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&raw).to_vec()
+    };
     let rest = head
         .get(..4)
         .filter(|p| p.eq_ignore_ascii_case(b"sep="))
