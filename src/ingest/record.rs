@@ -2,9 +2,10 @@
 //! one typed record per dataset, or one rejection naming the cell and reason.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use chrono::NaiveDate;
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 
 use super::coerce::{self, Cell, Epoch};
@@ -207,6 +208,80 @@ pub fn column_letters(mut col: usize) -> String {
 pub struct Masters {
     pub customers: FxHashSet<String>,
     pub reps: FxHashSet<String>,
+    /// customer and rep ids by their `loose_id`, built at the first unknown
+    /// id: only a load with such rejections pays for it
+    loose: OnceLock<[FxHashMap<String, String>; 2]>,
+}
+
+impl Masters {
+    pub fn new(customers: FxHashSet<String>, reps: FxHashSet<String>) -> Self {
+        Self {
+            customers,
+            reps,
+            loose: OnceLock::new(),
+        }
+    }
+
+    /// For the detail of an `unknown … id`: the master id that `id` differs
+    /// from only in leading zeros, letter case, full-width forms or spaces,
+    /// and what makes the two differ. The smallest such id when several do.
+    fn near_id(&self, id: &str, reason: Reason) -> Option<String> {
+        let [customers, reps] = self.loose.get_or_init(|| {
+            let index = |ids: &FxHashSet<String>| {
+                let mut by_loose: FxHashMap<String, String> = FxHashMap::default();
+                for id in ids {
+                    by_loose
+                        .entry(loose_id(id))
+                        .and_modify(|held| {
+                            if id < held {
+                                held.clone_from(id);
+                            }
+                        })
+                        .or_insert_with(|| id.clone());
+                }
+                by_loose
+            };
+            [index(&self.customers), index(&self.reps)]
+        });
+        let index = match reason {
+            Reason::UnknownRepId => reps,
+            _ => customers,
+        };
+        let held = index.get(&loose_id(id))?;
+        Some(if folded(id) == folded(held) {
+            format!(
+                "the masters hold `{held}`, which differs only in letter case, full-width \
+                 characters or spaces"
+            )
+        } else {
+            format!(
+                "the masters hold `{held}`: an id Excel stores as a number loses its leading \
+                 zeros; format the id column as text before saving the file"
+            )
+        })
+    }
+}
+
+/// An id with full-width forms as their ASCII, no white space, ASCII
+/// letters upper-case.
+fn folded(id: &str) -> String {
+    id.chars()
+        .map(half_width)
+        .filter(|c| !c.is_whitespace())
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
+/// `folded`, and an id of digits without its leading zeros.
+fn loose_id(id: &str) -> String {
+    let folded = folded(id);
+    if folded.bytes().all(|b| b.is_ascii_digit()) {
+        let trimmed = folded.trim_start_matches('0');
+        if !trimmed.is_empty() {
+            return trimmed.to_string();
+        }
+    }
+    folded
 }
 
 /// A header as a typist sees it: full-width forms (`（`, `Ａ`) as their
@@ -216,13 +291,19 @@ pub struct Masters {
 fn loose(header: &str) -> String {
     header
         .chars()
-        .map(|c| match c {
-            '\u{FF01}'..='\u{FF5E}' => char::from_u32(u32::from(c) - 0xFEE0).unwrap_or(c),
-            c => c,
-        })
+        .map(half_width)
         .filter(|c| !c.is_whitespace())
         .map(|c| c.to_ascii_lowercase())
         .collect()
+}
+
+/// A full-width form (`（`, `Ａ`, `１`: what a Chinese input method types) as
+/// its ASCII character; any other character as it is.
+fn half_width(c: char) -> char {
+    match c {
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(u32::from(c) - 0xFEE0).unwrap_or(c),
+        c => c,
+    }
 }
 
 /// Where each mapped field sits in the file.
@@ -486,6 +567,8 @@ pub fn to_record(
                     rejection.detail = "a long number Excel saved in scientific notation, its \
                         digits lost; format the id column as text before saving the file"
                         .into();
+                } else if let Some(near) = ctx.masters.near_id(id, reason) {
+                    rejection.detail = near;
                 }
                 return Err(rejection);
             }

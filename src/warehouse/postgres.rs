@@ -422,10 +422,10 @@ impl Store for PgStore {
         let customers: Vec<String> = sqlx::query_scalar("SELECT customer_id FROM customers")
             .fetch_all(&self.pool)
             .await?;
-        Ok(Masters {
-            customers: customers.into_iter().collect(),
-            reps: reps.into_iter().collect(),
-        })
+        Ok(Masters::new(
+            customers.into_iter().collect(),
+            reps.into_iter().collect(),
+        ))
     }
 
     async fn regions(&self) -> Result<std::collections::BTreeSet<String>> {

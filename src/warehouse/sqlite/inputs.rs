@@ -80,10 +80,11 @@ pub(super) fn masters(path: &Path) -> rusqlite::Result<Masters> {
         let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
         rows.collect()
     };
-    Ok(Masters {
-        reps: ids("SELECT rep_id FROM reps")?,
-        customers: ids("SELECT customer_id FROM customers")?,
-    })
+    let reps = ids("SELECT rep_id FROM reps")?;
+    Ok(Masters::new(
+        ids("SELECT customer_id FROM customers")?,
+        reps,
+    ))
 }
 
 /// Attempts at [`consistent_snapshots`] before giving up: each costs a few
