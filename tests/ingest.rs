@@ -3050,9 +3050,10 @@ mod coercion {
     use chrono::NaiveDate;
     use proptest::prelude::*;
     use salesbatch::ingest::coerce::{
-        date, date_format_hint, excel_serial, parse_date_text, parse_number_text, Cell, Epoch,
-        Unparsable,
+        date, date_format_hint, excel_serial, month, number, parse_date_text, parse_number_text,
+        Cell, Epoch, Unparsable,
     };
+    use salesbatch::metrics::YearMonth;
 
     /// The first format a `date_format_hint` names.
     fn first_hinted(hint: &str) -> &str {
@@ -3153,6 +3154,43 @@ mod coercion {
         assert_eq!(number(20_261_032.0, Some("%Y%m%d")), Err(Unparsable));
         assert_eq!(number(20_261_003.5, Some("%Y%m%d")), Err(Unparsable));
         assert_eq!(number(46_330.0, Some("%Y%m%d")), Ok(ymd(2026, 11, 4)));
+    }
+
+    /// A Chinese input method in full-width mode types `１，２３４．５`: the
+    /// number 1,234.5 to anyone reading it, and to the reader; dates and
+    /// months the same. A unit after the number stays unparsable.
+    #[test]
+    fn full_width_digits_and_punctuation_read_as_their_ascii() {
+        let text = |s: &str| Cell::Text(s.into());
+        assert_eq!(number(&text("１，２３４．５")), Ok(Some(1234.5)));
+        assert_eq!(number(&text(" －５ ")), Ok(Some(-5.0)));
+        assert_eq!(number(&text("￥１２")), Ok(Some(12.0)));
+        assert_eq!(number(&text("１２元")), Err(Unparsable));
+        let ymd = |y, m, d| NaiveDate::from_ymd_opt(y, m, d);
+        let day = |s: &str| date(&text(s), Epoch::E1900, None);
+        assert_eq!(day("２０２６－１０－０３"), Ok(ymd(2026, 10, 3)));
+        assert_eq!(day("２０２６年１０月３日"), Ok(ymd(2026, 10, 3)));
+        assert_eq!(day("２０２６／１０／０３"), Ok(ymd(2026, 10, 3)));
+        assert_eq!(day("４５６５８"), Ok(ymd(2025, 1, 1)));
+        assert_eq!(day("２０２６－０２－３０"), Err(Unparsable));
+        // the form the `date_format` hint names is read from full-width text too
+        let dotted = text("２０２６．１０．０３");
+        assert_eq!(
+            date_format_hint(&dotted),
+            Some("set `date_format = \"%Y.%m.%d\"` on the source to read this form".into())
+        );
+        assert_eq!(
+            date(&dotted, Epoch::E1900, Some("%Y.%m.%d")),
+            Ok(ymd(2026, 10, 3))
+        );
+        assert_eq!(
+            month(&text("２０２６－１０"), Epoch::E1900, None),
+            Ok(Some(YearMonth::new(2026, 10)))
+        );
+        assert_eq!(
+            month(&text("２０２６年１０月"), Epoch::E1900, None),
+            Ok(Some(YearMonth::new(2026, 10)))
+        );
     }
 
     /// Digits that can only be a serial are one, in text as in a number

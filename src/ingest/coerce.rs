@@ -155,8 +155,10 @@ pub fn date(
             if s.is_empty() {
                 return Ok(None);
             }
-            parse_date_text(s, extra_format)
-                .or_else(|| serial_text(s, epoch))
+            let parse =
+                |s: &str| parse_date_text(s, extra_format).or_else(|| serial_text(s, epoch));
+            parse(s)
+                .or_else(|| parse(&half_width_text(s)?))
                 .map(Some)
                 .ok_or(Unparsable)
         }
@@ -250,7 +252,7 @@ const HINT_FORMATS: [(&str, &str); 5] = [
 /// `N/A`, or a date that does not exist.
 pub fn date_format_hint(cell: &Cell) -> Option<String> {
     let text = match cell {
-        Cell::Text(s) => trim(s).to_string(),
+        Cell::Text(s) => half_width_text(trim(s)).unwrap_or_else(|| trim(s).to_string()),
         Cell::Number(n) if n.fract() == 0.0 && (0.0..1e15).contains(n) => format!("{n:.0}"),
         _ => return None,
     };
@@ -311,10 +313,33 @@ pub fn number(cell: &Cell) -> Result<Option<f64>, Unparsable> {
             if s.is_empty() {
                 return Ok(None);
             }
-            parse_number_text(s).map(Some).ok_or(Unparsable)
+            parse_number_text(s)
+                .or_else(|| parse_number_text(&half_width_text(s)?))
+                .map(Some)
+                .ok_or(Unparsable)
         }
         _ => Err(Unparsable),
     }
+}
+
+/// A full-width form (`１`, `，`, `－`, `Ａ`: what a Chinese input method
+/// types in full-width mode) as its ASCII character; any other character
+/// as it is.
+pub fn half_width(c: char) -> char {
+    match c {
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(u32::from(c) - 0xFEE0).unwrap_or(c),
+        c => c,
+    }
+}
+
+/// The text with its full-width forms as ASCII, `None` when it has none:
+/// `１，２３４．５` is the number `1,234.5` and `２０２６－１０－０３` the
+/// date. Tried only after the text as it is fails, so the common case pays
+/// nothing.
+fn half_width_text(s: &str) -> Option<String> {
+    s.chars()
+        .any(|c| half_width(c) != c)
+        .then(|| s.chars().map(half_width).collect())
 }
 
 pub fn parse_number_text(s: &str) -> Option<f64> {
@@ -395,7 +420,8 @@ pub fn month(
 ) -> Result<Option<crate::metrics::YearMonth>, Unparsable> {
     use crate::metrics::YearMonth;
     if let Cell::Text(s) = cell {
-        let t = trim(s);
+        let folded = half_width_text(trim(s));
+        let t = folded.as_deref().unwrap_or_else(|| trim(s));
         let t2 = t.trim_end_matches('月').replace(['/', '年'], "-");
         if let Some(ym) = YearMonth::parse(&t2).filter(|_| t2.len() <= 7 && t2.len() >= 6) {
             return Ok(Some(ym));

@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 
-use super::coerce::{self, Cell, Epoch};
+use super::coerce::{self, half_width, Cell, Epoch};
 use super::reader::{FileError, NearMiss};
 use crate::config::{Dataset, SourceConfig};
 use crate::metrics::YearMonth;
@@ -295,15 +295,6 @@ fn loose(header: &str) -> String {
         .filter(|c| !c.is_whitespace())
         .map(|c| c.to_ascii_lowercase())
         .collect()
-}
-
-/// A full-width form (`（`, `Ａ`, `１`: what a Chinese input method types) as
-/// its ASCII character; any other character as it is.
-fn half_width(c: char) -> char {
-    match c {
-        '\u{FF01}'..='\u{FF5E}' => char::from_u32(u32::from(c) - 0xFEE0).unwrap_or(c),
-        c => c,
-    }
 }
 
 /// Where each mapped field sits in the file.
