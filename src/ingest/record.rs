@@ -248,7 +248,7 @@ impl Masters {
             _ => customers,
         };
         let held = index.get(&loose_id(id))?;
-        Some(if folded(id) == folded(held) {
+        Some(if loose(id) == loose(held) {
             format!(
                 "the masters hold `{held}`, which differs only in letter case, full-width \
                  characters or spaces"
@@ -262,35 +262,24 @@ impl Masters {
     }
 }
 
-/// An id with full-width forms as their ASCII, no white space, ASCII
-/// letters upper-case.
-fn folded(id: &str) -> String {
-    id.chars()
-        .map(half_width)
-        .filter(|c| !c.is_whitespace())
-        .map(|c| c.to_ascii_uppercase())
-        .collect()
-}
-
-/// `folded`, and an id of digits without its leading zeros.
+/// `loose`, and an id of digits without its leading zeros.
 fn loose_id(id: &str) -> String {
-    let folded = folded(id);
-    if folded.bytes().all(|b| b.is_ascii_digit()) {
-        let trimmed = folded.trim_start_matches('0');
+    let loose = loose(id);
+    if loose.bytes().all(|b| b.is_ascii_digit()) {
+        let trimmed = loose.trim_start_matches('0');
         if !trimmed.is_empty() {
             return trimmed.to_string();
         }
     }
-    folded
+    loose
 }
 
-/// A header as a typist sees it: full-width forms (`（`, `Ａ`) as their
-/// ASCII, no white space (a line break typed inside a header cell
+/// A header or id as a typist sees it: full-width forms (`（`, `Ａ`) as
+/// their ASCII, no white space (a line break typed inside a header cell
 /// included), ASCII letters lower-case. Only for pointing at a near miss:
-/// SPEC §4 matches headers after trimming alone.
-fn loose(header: &str) -> String {
-    header
-        .chars()
+/// SPEC §4 matches headers and ids after trimming alone.
+fn loose(text: &str) -> String {
+    text.chars()
         .map(half_width)
         .filter(|c| !c.is_whitespace())
         .map(|c| c.to_ascii_lowercase())
