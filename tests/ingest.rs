@@ -2151,6 +2151,64 @@ columns = { invoice_date = "日期", customer_id = "客户编码", product_id = 
     assert_eq!(lab.sales("n").await, [row("2026-10-06", "C3", "P1", 5.0)]);
 }
 
+/// A totals row at the foot of a short distributor file is a data row to
+/// SPEC §4: rejected, and enough to refuse the file through the reject
+/// ratio. The rejection now says what the row is and what to do, whether
+/// the label sits in the failing column (an unparsable date) or in another
+/// (a missing date). A cell that merely mentions a total (`合计金额`) gets
+/// no such detail, nor does an unknown id.
+#[tokio::test]
+async fn a_totals_row_is_named_as_such_in_its_rejection() {
+    let lab = Lab::new();
+    let rows = "日期,客户编码,产品编码,金额,备注\n2026-10-01,C1,P1,5,\n2026-10-02,C2,P2,6,\n";
+    lab.write("in/a/a.csv", format!("{rows}合计,,,11,\n").as_bytes());
+    lab.write(
+        "in/b/a.csv",
+        format!("{rows},,Grand Total：,11,\n").as_bytes(),
+    );
+    lab.write(
+        "in/c/a.csv",
+        format!("{rows},C1,合计金额,1,\n2026-10-03,C9,合计,1,\n").as_bytes(),
+    );
+    let settings = lab.settings(
+        &[
+            flow_csv_source("a", ""),
+            flow_csv_source("b", ""),
+            flow_csv_source("c", ""),
+        ]
+        .concat(),
+    );
+    let summary = lab.ingest(&settings).await;
+    let advice = "delete it from the file; until then it is rejected like any row without its \
+                  values, and counts against `max_reject_ratio`";
+    assert_eq!(
+        rejections(&summary),
+        [
+            format!(
+                "`a`: in/a/a.csv row 4 cell A4 column `日期` value `合计`: unparsable date \
+                 (a totals row (`合计`): {advice})"
+            ),
+            "`a`: in/a/a.csv: reject ratio exceeded (1 of 3 rows rejected; nothing from this \
+             file was loaded)"
+                .to_string(),
+            format!(
+                "`b`: in/b/a.csv row 4 cell A4 column `日期` value ``: missing required field \
+                 (a totals row (`Grand Total：`): {advice})"
+            ),
+            "`b`: in/b/a.csv: reject ratio exceeded (1 of 3 rows rejected; nothing from this \
+             file was loaded)"
+                .to_string(),
+            "`c`: in/c/a.csv row 4 cell A4 column `日期` value ``: missing required field"
+                .to_string(),
+            "`c`: in/c/a.csv row 5 cell B5 column `客户编码` value `C9`: unknown customer id"
+                .to_string(),
+            "`c`: in/c/a.csv: reject ratio exceeded (2 of 4 rows rejected; nothing from this \
+             file was loaded)"
+                .to_string(),
+        ]
+    );
+}
+
 /// The progress bar ends full: its length is the files the run listed
 /// (refused copies and unreadable entries included), each counted once.
 #[tokio::test]

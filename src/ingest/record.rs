@@ -178,6 +178,39 @@ fn unparsable_date(mut rejection: Box<Rejection>, cell: &Cell) -> Box<Rejection>
     rejection
 }
 
+/// For the detail of a row rejected for a missing or unparsable value: a
+/// totals row at the foot of a distributor's sheet (`合计`, `总计`,
+/// `Total` …) names itself in one of its cells. SPEC §4 counts it as a data
+/// row, rejected like any other, so in a short file it alone can exceed
+/// `max_reject_ratio`; the detail says what the row is and what to do.
+fn totals_row(cells: &[Cell]) -> Option<String> {
+    const LABELS: [&str; 9] = [
+        "合计",
+        "总计",
+        "小计",
+        "共计",
+        "总合计",
+        "total",
+        "totals",
+        "subtotal",
+        "grandtotal",
+    ];
+    cells.iter().find_map(|cell| {
+        let Cell::Text(text) = cell else {
+            return None;
+        };
+        let label = loose(text);
+        let label = label.trim_end_matches([':', '：']);
+        LABELS.contains(&label).then(|| {
+            format!(
+                "a totals row (`{}`): delete it from the file; until then it is rejected \
+                 like any row without its values, and counts against `max_reject_ratio`",
+                coerce::trim(text)
+            )
+        })
+    })
+}
+
 fn in_scientific_notation(id: &str) -> bool {
     let Some((mantissa, exponent)) = id.split_once(['E', 'e']) else {
         return false;
@@ -495,7 +528,10 @@ pub fn to_record(
             column: field.3.clone(),
             value: cell.display(),
             reason,
-            detail: String::new(),
+            detail: match reason {
+                Reason::UnknownCustomerId | Reason::UnknownRepId => String::new(),
+                _ => totals_row(cells).unwrap_or_default(),
+            },
         })
     };
     for (f, kind) in mapping.fields.iter().zip(&mapping.kinds) {
