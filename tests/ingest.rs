@@ -2079,7 +2079,8 @@ async fn an_id_in_scientific_notation_is_rejected_with_a_hint() {
 }
 
 /// An unknown id that a master id matches but for leading zeros (a numeric
-/// Excel cell dropped them), letter case, full-width forms or spaces is
+/// Excel cell dropped them), a `.0` (pandas wrote the column as floats),
+/// letter case, full-width forms or spaces is
 /// rejected as SPEC §4 says, with the master id named in the detail; an
 /// unknown id with no such neighbour gets none. Rep ids the same.
 #[tokio::test]
@@ -2089,7 +2090,7 @@ async fn an_unknown_id_close_to_a_master_id_names_it() {
         "in/n/a.csv",
         "日期,客户编码,产品编码,金额,代表\n2026-10-01,c1,P1,5,R1\n2026-10-02,Ｃ２,P1,5,R1\n\
          2026-10-03,01001,P1,5,R1\n2026-10-04,C9,P1,5,R1\n2026-10-05,C1,P1,5,r 2\n\
-         2026-10-06,C3,P1,5,R2\n"
+         2026-10-06,C3,P1,5,R2\n2026-10-07,1001.0,P1,5,R1\n"
             .as_bytes(),
     );
     let settings = lab.settings(
@@ -2145,6 +2146,15 @@ columns = { invoice_date = "日期", customer_id = "客户编码", product_id = 
                 "r 2",
                 "rep",
                 &format!(" (the masters hold `R2`, {case})")
+            ),
+            rejected(
+                8,
+                "B",
+                "客户编码",
+                "1001.0",
+                "customer",
+                " (the masters hold `1001`: the file writes the id as a decimal number, as \
+                 pandas writes an id column with empty cells; write ids as whole numbers or text)"
             ),
         ]
     );

@@ -286,6 +286,11 @@ impl Masters {
                 "the masters hold `{held}`, which differs only in letter case, full-width \
                  characters or spaces"
             )
+        } else if whole_decimal(&loose(id)).is_some() {
+            format!(
+                "the masters hold `{held}`: the file writes the id as a decimal number, as \
+                 pandas writes an id column with empty cells; write ids as whole numbers or text"
+            )
         } else {
             format!(
                 "the masters hold `{held}`: an id Excel stores as a number loses its leading \
@@ -295,16 +300,26 @@ impl Masters {
     }
 }
 
-/// `loose`, and an id of digits without its leading zeros.
+/// `loose`, and an id of digits (or a whole number written as a decimal)
+/// without its leading zeros.
 fn loose_id(id: &str) -> String {
     let loose = loose(id);
-    if loose.bytes().all(|b| b.is_ascii_digit()) {
-        let trimmed = loose.trim_start_matches('0');
+    let digits = whole_decimal(&loose).unwrap_or(&loose);
+    if digits.bytes().all(|b| b.is_ascii_digit()) {
+        let trimmed = digits.trim_start_matches('0');
         if !trimmed.is_empty() {
             return trimmed.to_string();
         }
     }
     loose
+}
+
+/// The digits of `1001.0` or `1001.00`: how pandas writes a whole-number id
+/// column that has an empty cell (as floats), and how a CSV then holds it.
+fn whole_decimal(id: &str) -> Option<&str> {
+    let (int, frac) = id.split_once('.')?;
+    let digits = |p: &str, only: fn(&u8) -> bool| !p.is_empty() && p.bytes().all(|b| only(&b));
+    (digits(int, u8::is_ascii_digit) && digits(frac, |b| *b == b'0')).then_some(int)
 }
 
 /// A header or id as a typist sees it: full-width forms (`（`, `Ａ`) as
