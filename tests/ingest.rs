@@ -2219,6 +2219,50 @@ async fn a_totals_row_is_named_as_such_in_its_rejection() {
     );
 }
 
+/// An amount typed with its unit (`1,234.50元`, `1.2万`, `12 盒`) is
+/// `unparsable number` as SPEC §4 says, with a detail saying why and, for
+/// `万`, that the value is ×10,000. Text that is no number gets no detail.
+#[tokio::test]
+async fn a_number_followed_by_a_unit_is_named_as_such() {
+    let lab = Lab::new();
+    lab.write(
+        "in/u/a.csv",
+        "日期,客户编码,产品编码,金额\n2026-10-01,C1,P1,\"1,234.50元\"\n2026-10-02,C1,P1,1.2万\n\
+         2026-10-03,C1,P1,12 盒\n2026-10-04,C1,P1,N/A\n2026-10-05,C1,P1,5\n"
+            .as_bytes(),
+    );
+    let settings = lab.settings(&format!(
+        "[ingest]\nmax_reject_ratio = 1.0\n{}",
+        flow_csv_source("u", "")
+    ));
+    let summary = lab.ingest(&settings).await;
+    let line = |row: u32, value: &str, detail: &str| {
+        format!(
+            "`u`: in/u/a.csv row {row} cell D{row} column `金额` value `{value}`: unparsable number{detail}"
+        )
+    };
+    let unit = |u: &str, scale: &str| {
+        format!(
+            " (a number followed by `{u}`: the column must hold the number alone; remove the \
+             unit from its cells{scale})"
+        )
+    };
+    assert_eq!(
+        rejections(&summary),
+        [
+            line(2, "1,234.50元", &unit("元", "")),
+            line(
+                3,
+                "1.2万",
+                &unit("万", " (`万` is ×10,000: multiply before removing it)")
+            ),
+            line(4, "12 盒", &unit("盒", "")),
+            line(5, "N/A", ""),
+        ]
+    );
+    assert_eq!(lab.sales("u").await, [row("2026-10-05", "C1", "P1", 5.0)]);
+}
+
 /// The progress bar ends full: its length is the files the run listed
 /// (refused copies and unreadable entries included), each counted once.
 #[tokio::test]

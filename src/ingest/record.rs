@@ -211,6 +211,45 @@ fn totals_row(cells: &[Cell]) -> Option<String> {
     })
 }
 
+/// An `unparsable number` rejection, saying so when the value is a number
+/// followed by a unit (`1,234.50元`, `1.2万`, `85%`): SPEC §4 reads the
+/// number alone, and the unit cannot simply be dropped (`万` is ×10,000).
+fn unparsable_number(mut rejection: Box<Rejection>, cell: &Cell) -> Box<Rejection> {
+    if let Some(hint) = unit_hint(cell) {
+        rejection.detail = hint;
+    }
+    rejection
+}
+
+fn unit_hint(cell: &Cell) -> Option<String> {
+    let Cell::Text(text) = cell else {
+        return None;
+    };
+    let text = coerce::trim(text);
+    let split = text
+        .char_indices()
+        .rev()
+        .find(|(_, c)| coerce::half_width(*c).is_ascii_digit())
+        .map(|(i, c)| i + c.len_utf8())?;
+    let (number, unit) = text.split_at(split);
+    let unit = coerce::trim(unit);
+    if unit.is_empty() || unit.chars().count() > 4 {
+        return None;
+    }
+    coerce::number(&Cell::Text(number.to_string()))
+        .ok()
+        .flatten()?;
+    let scale = if unit.contains('万') {
+        " (`万` is ×10,000: multiply before removing it)"
+    } else {
+        ""
+    };
+    Some(format!(
+        "a number followed by `{unit}`: the column must hold the number alone; remove the \
+         unit from its cells{scale}"
+    ))
+}
+
 fn in_scientific_notation(id: &str) -> bool {
     let Some((mantissa, exponent)) = id.split_once(['E', 'e']) else {
         return false;
@@ -564,7 +603,12 @@ pub fn to_record(
             },
             Kind::Number => match coerce::number(cell) {
                 Ok(n) => n.map(Slot::Number),
-                Err(coerce::Unparsable) => return Err(reject(f, cell, Reason::UnparsableNumber)),
+                Err(coerce::Unparsable) => {
+                    return Err(unparsable_number(
+                        reject(f, cell, Reason::UnparsableNumber),
+                        cell,
+                    ))
+                }
             },
             Kind::Month => match coerce::month(cell, ctx.epoch, ctx.date_format) {
                 Ok(m) => m.map(Slot::Month),
