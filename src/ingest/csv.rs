@@ -21,15 +21,19 @@ pub fn read(
     header_row: Option<u32>,
     visitor: &mut dyn Visitor,
 ) -> Result<(), FileError> {
+    // a file that cannot be read is refused by the reader below, with the
+    // system's reason
+    let head = guard::first_bytes(path, 32).unwrap_or_default();
     // decoded as text, a workbook fails on its first bytes with advice
     // about the encoding, which would send the user the wrong way
-    if let Some(container) = guard::workbook_container(path) {
+    if let Some(container) = guard::workbook_container(&head) {
         return Err(FileError::CannotOpen(format!(
             "the file is a workbook, not CSV text: it is {container}; read it with a \
              `kind = \"excel\"` source"
         )));
     }
-    match read_as(path, encoding, header_row, visitor) {
+    let separator = excel_separator_line(&head);
+    match read_as(path, encoding, separator, header_row, visitor) {
         // most UTF-8 Chinese decodes as valid GBK: the garbled headers are
         // the only sign, and "missing column" would send the user hunting
         // for a renamed column
@@ -49,7 +53,7 @@ pub fn read(
         // to keep Chinese intact, is tab-separated UTF-16: read with commas
         // its header is one field, and every mapped column looks missing
         Err(FileError::MissingColumn { .. })
-            if excel_separator_line(path).is_none() && tab_separated(path, encoding) =>
+            if separator.is_none() && tab_separated(path, encoding) =>
         {
             Err(FileError::CannotOpen(
                 "the file is tab-separated text, not comma-separated (Excel's \"Unicode Text\" \
@@ -117,15 +121,17 @@ fn reads_as_utf8(path: &Path) -> bool {
     !text.is_ascii()
 }
 
+/// Reads the file with `separator` (a comma unless its `sep=` line names
+/// another, in which case that line is skipped).
 fn read_as(
     path: &Path,
     encoding: Encoding,
+    separator: Option<u8>,
     header_row: Option<u32>,
     visitor: &mut dyn Visitor,
 ) -> Result<(), FileError> {
     let file = File::open(path).map_err(|e| FileError::CannotOpen(e.to_string()))?;
     let decoded = encoding != Encoding::Utf8;
-    let separator = excel_separator_line(path);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -183,14 +189,14 @@ fn read_as(
     asm.finish("file")
 }
 
-/// The separator a first line `sep=;` names: Excel reads such a line as
+/// The separator a first line `sep=;` names, from the file's first 32
+/// bytes: Excel reads such a line as
 /// the file's separator and skips it, and exports meant for Excel in
 /// regions whose lists are `;`-separated write one. A file opening with it
 /// is read with that separator (`,`, `;`, a tab, `|` …), the line itself not
 /// as a row. The line is ASCII: one byte a character in UTF-8 and GBK, two
 /// in UTF-16 (after its BOM).
-fn excel_separator_line(path: &Path) -> Option<u8> {
-    let raw = guard::first_bytes(path, 32).ok()?;
+fn excel_separator_line(raw: &[u8]) -> Option<u8> {
     let ascii = |units: std::slice::ChunksExact<'_, u8>, low: usize| -> Vec<u8> {
         units
             .map_while(|u| (u[1 - low] == 0).then_some(u[low]))
@@ -201,7 +207,7 @@ fn excel_separator_line(path: &Path) -> Option<u8> {
     } else if let Some(be) = raw.strip_prefix(&[0xFE, 0xFF]) {
         ascii(be.chunks_exact(2), 1)
     } else {
-        raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&raw).to_vec()
+        raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw).to_vec()
     };
     let rest = head
         .get(..4)

@@ -100,9 +100,8 @@ pub fn first_bytes(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
 
 /// The container a workbook file opens with, from its first bytes, for
 /// readers of text formats to name a workbook given to them.
-pub fn workbook_container(path: &Path) -> Option<&'static str> {
-    let head = first_bytes(path, OLE_MAGIC.len() as u64).ok()?;
-    Container::of(&head).map(|container| match container {
+pub fn workbook_container(head: &[u8]) -> Option<&'static str> {
+    Container::of(head).map(|container| match container {
         Container::Zip => "a zip container, as xlsx, xlsb and ods files are",
         Container::Ole => "an OLE compound file, as xls files are",
     })
