@@ -280,7 +280,7 @@ pub fn column_letters(mut col: usize) -> String {
 pub struct Masters {
     pub customers: FxHashSet<String>,
     pub reps: FxHashSet<String>,
-    /// customer and rep ids by their `loose_id`, built at the first unknown
+    /// customer and rep ids by their `id_key`, built at the first unknown
     /// id: only a load with such rejections pays for it
     loose: OnceLock<[FxHashMap<String, String>; 2]>,
 }
@@ -303,7 +303,7 @@ impl Masters {
                 let mut by_loose: FxHashMap<String, String> = FxHashMap::default();
                 for id in ids {
                     by_loose
-                        .entry(loose_id(id))
+                        .entry(id_key(&loose(id)))
                         .and_modify(|held| {
                             if id < held {
                                 held.clone_from(id);
@@ -319,13 +319,14 @@ impl Masters {
             Reason::UnknownRepId => reps,
             _ => customers,
         };
-        let held = index.get(&loose_id(id))?;
-        Some(if loose(id) == loose(held) {
+        let id = loose(id);
+        let held = index.get(&id_key(&id))?;
+        Some(if id == loose(held) {
             format!(
                 "the masters hold `{held}`, which differs only in letter case, full-width \
                  characters or spaces"
             )
-        } else if whole_decimal(&loose(id)).is_some() {
+        } else if whole_decimal(&id).is_some() {
             format!(
                 "the masters hold `{held}`: the file writes the id as a decimal number, as \
                  pandas writes an id column with empty cells; write ids as whole numbers or text"
@@ -339,18 +340,17 @@ impl Masters {
     }
 }
 
-/// `loose`, and an id of digits (or a whole number written as a decimal)
-/// without its leading zeros.
-fn loose_id(id: &str) -> String {
-    let loose = loose(id);
-    let digits = whole_decimal(&loose).unwrap_or(&loose);
+/// The key under which a `loose` id is looked up: an id of digits (or a
+/// whole number written as a decimal) without its leading zeros.
+fn id_key(loose: &str) -> String {
+    let digits = whole_decimal(loose).unwrap_or(loose);
     if digits.bytes().all(|b| b.is_ascii_digit()) {
         let trimmed = digits.trim_start_matches('0');
         if !trimmed.is_empty() {
             return trimmed.to_string();
         }
     }
-    loose
+    loose.to_string()
 }
 
 /// The digits of `1001.0` or `1001.00`: how pandas writes a whole-number id
