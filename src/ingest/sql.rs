@@ -119,9 +119,13 @@ where
     }
 }
 
+/// A `DECIMAL`/`NUMERIC` as its exact digits: an amount or an id must not
+/// pass through a float.
+fn decimal(d: Option<rust_decimal::Decimal>) -> Cell {
+    d.map_or(Cell::Empty, |d| Cell::Text(d.to_string()))
+}
+
 fn pg_extra(row: &sqlx::postgres::PgRow, i: usize) -> Option<Cell> {
-    let decimal =
-        |d: Option<rust_decimal::Decimal>| d.map_or(Cell::Empty, |d| Cell::Text(d.to_string()));
     row.try_get::<Option<rust_decimal::Decimal>, _>(i)
         .map(decimal)
         .or_else(|_| {
@@ -140,8 +144,6 @@ fn pg_extra(row: &sqlx::postgres::PgRow, i: usize) -> Option<Cell> {
 }
 
 fn mysql_extra(row: &sqlx::mysql::MySqlRow, i: usize) -> Option<Cell> {
-    let decimal =
-        |d: Option<rust_decimal::Decimal>| d.map_or(Cell::Empty, |d| Cell::Text(d.to_string()));
     row.try_get::<Option<rust_decimal::Decimal>, _>(i)
         .map(decimal)
         .or_else(|_| {
