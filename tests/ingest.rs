@@ -548,15 +548,10 @@ async fn a_missing_header_is_pointed_at_its_near_miss() {
     std::env::set_var("SB_TEST_NEAR_ERP_URL", erp);
     let query = "SELECT '2026-10-01' AS doc_date, 'C1' AS Cust_Code, 'P1' AS sku, \
                  1.5 AS amount WHERE '2026-10-01' >= :since";
+    let columns = r#"columns = { invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", amount = "金额(元)" }"#;
     let settings = lab.settings(&format!(
-        r#"
-[[sources]]
-name = "near"
-dataset = "sales"
-kind = "csv"
-path = "in/near/*.csv"
-columns = {{ invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", amount = "金额(元)" }}
-{}"#,
+        "{}{}",
+        csv_sales_source("near", "", columns),
         sql_sales_source("erp", "SB_TEST_NEAR_ERP_URL", query)
     ));
     let summary = lab.ingest(&settings).await;
@@ -786,8 +781,18 @@ fn flow_expected() -> Vec<(String, String, String, f64)> {
 /// A CSV sales source `name` reading `in/<name>/*.csv` under the flow
 /// headers; `extra` holds further keys, each ending in a newline.
 fn flow_csv_source(name: &str, extra: &str) -> String {
+    csv_sales_source(name, extra, FLOW_COLUMNS)
+}
+
+/// The flow headers and the rep's, `代表`.
+const FLOW_REP_COLUMNS: &str = r#"columns = { invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", amount = "金额", rep_id = "代表" }"#;
+
+/// A CSV sales source `name` reading `in/<name>/*.csv` with `columns` (a
+/// `columns = { … }` line); `extra` holds further keys, each ending in a
+/// newline.
+fn csv_sales_source(name: &str, extra: &str, columns: &str) -> String {
     format!(
-        "[[sources]]\nname = \"{name}\"\ndataset = \"sales\"\nkind = \"csv\"\npath = \"in/{name}/*.csv\"\n{extra}{FLOW_COLUMNS}\n"
+        "[[sources]]\nname = \"{name}\"\ndataset = \"sales\"\nkind = \"csv\"\npath = \"in/{name}/*.csv\"\n{extra}{columns}\n"
     )
 }
 
@@ -1318,18 +1323,10 @@ async fn each_reject_reason_names_file_row_cell_column_and_value() {
         "in/flow/layout.csv",
         "日期,客户,产品编码,金额\n2026-10-01,C1,P1,5\n".as_bytes(),
     );
-    let settings = lab.settings(
-        r#"
-[ingest]
-max_reject_ratio = 0.25
-[[sources]]
-name = "flow"
-dataset = "sales"
-kind = "csv"
-path = "in/flow/*.csv"
-columns = { invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", amount = "金额", rep_id = "代表" }
-"#,
-    );
+    let settings = lab.settings(&format!(
+        "[ingest]\nmax_reject_ratio = 0.25\n{}",
+        csv_sales_source("flow", "", FLOW_REP_COLUMNS)
+    ));
     let summary = lab.ingest(&settings).await;
     let got = rejections(&summary);
     let good = "`flow`: in/flow/good.csv";
@@ -1830,16 +1827,11 @@ async fn changed_file_scenario(lab: &Lab, wh: &Wh<'_>) {
         "in/f/b.csv",
         format!("{header}S9,1,2026-10-05,C3,P1,7\n").as_bytes(),
     );
-    let settings = lab.settings(
-        r#"
-[[sources]]
-name = "f"
-dataset = "sales"
-kind = "csv"
-path = "in/f/*.csv"
-columns = { invoice_no = "单号", line_no = "行号", invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", amount = "金额" }
-"#,
-    );
+    let settings = lab.settings(&csv_sales_source(
+        "f",
+        "",
+        r#"columns = { invoice_no = "单号", line_no = "行号", invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", amount = "金额" }"#,
+    ));
     let first = lab.ingest_into(&settings, wh).await;
     assert_eq!(first.files_loaded, 4);
     assert!((total(&lab.sales_in(wh, "f").await) - 187.0).abs() < 1e-9);
@@ -2093,18 +2085,10 @@ async fn an_unknown_id_close_to_a_master_id_names_it() {
          2026-10-06,C3,P1,5,R2\n2026-10-07,1001.0,P1,5,R1\n"
             .as_bytes(),
     );
-    let settings = lab.settings(
-        r#"
-[ingest]
-max_reject_ratio = 1.0
-[[sources]]
-name = "n"
-dataset = "sales"
-kind = "csv"
-path = "in/n/*.csv"
-columns = { invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", amount = "金额", rep_id = "代表" }
-"#,
-    );
+    let settings = lab.settings(&format!(
+        "[ingest]\nmax_reject_ratio = 1.0\n{}",
+        csv_sales_source("n", "", FLOW_REP_COLUMNS)
+    ));
     let summary = lab.ingest(&settings).await;
     let case = "which differs only in letter case, full-width characters or spaces";
     let rejected = |row: u32, cell: &str, column: &str, value: &str, what: &str, detail: &str| {
