@@ -2247,6 +2247,90 @@ async fn a_number_followed_by_a_unit_is_named_as_such() {
     assert_eq!(lab.sales("u").await, [row("2026-10-05", "C1", "P1", 5.0)]);
 }
 
+/// A return written as accounting formats and SAP write it (`(1,234.50)`,
+/// `¥(20.00)`, full-width brackets, `1,234.50-`) stays `unparsable
+/// number` as SPEC §4 says, with a detail giving the form that loads.
+/// Brackets around something that is no number, or around a number that
+/// already has its minus, get no such detail.
+#[tokio::test]
+async fn a_negative_number_in_accounting_form_is_named_as_such() {
+    let lab = Lab::new();
+    lab.write(
+        "in/n/a.csv",
+        "日期,客户编码,产品编码,金额\n2026-10-01,C1,P1,\"(1,234.50)\"\n2026-10-02,C1,P1,￥(20.00)\n\
+         2026-10-03,C1,P1,（３０）\n2026-10-04,C1,P1,\"1,234.50-\"\n2026-10-05,C1,P1,(abc)\n\
+         2026-10-06,C1,P1,(-5)\n2026-10-07,C1,P1,-5\n"
+            .as_bytes(),
+    );
+    let settings = lab.settings(&format!(
+        "[ingest]\nmax_reject_ratio = 1.0\n{}",
+        flow_csv_source("n", "")
+    ));
+    let summary = lab.ingest(&settings).await;
+    let line = |row: u32, value: &str, written: &str| {
+        let detail = if written.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (a negative number in accounting form: only a minus sign in front is read; \
+                 write it as `{written}` (format the column as a plain number before exporting))"
+            )
+        };
+        format!(
+            "`n`: in/n/a.csv row {row} cell D{row} column `金额` value `{value}`: unparsable number{detail}"
+        )
+    };
+    assert_eq!(
+        rejections(&summary),
+        [
+            line(2, "(1,234.50)", "-1,234.50"),
+            line(3, "￥(20.00)", "-20.00"),
+            line(4, "（３０）", "-30"),
+            line(5, "1,234.50-", "-1,234.50"),
+            line(6, "(abc)", ""),
+            line(7, "(-5)", ""),
+        ]
+    );
+    assert_eq!(lab.sales("n").await, [row("2026-10-07", "C1", "P1", -5.0)]);
+}
+
+/// Files joined end to end (`cat a.csv b.csv`) or an export that repeats
+/// its headers on every page hold the header row again among the data.
+/// SPEC §4 has no rule to skip it, so it is rejected (its first field,
+/// the date, is unparsable); the detail says it is the header. A row where
+/// only some cells hold their header text is not called one.
+#[tokio::test]
+async fn a_repeated_header_row_is_named_as_such() {
+    let lab = Lab::new();
+    let header = "日期,客户编码,产品编码,金额\n";
+    lab.write(
+        "in/h/a.csv",
+        format!("{header}2026-10-01,C1,P1,5\n{header}2026-10-02,C2,P2,6\n日期,C1,P1,7\n")
+            .as_bytes(),
+    );
+    let settings = lab.settings(&format!(
+        "[ingest]\nmax_reject_ratio = 1.0\n{}",
+        flow_csv_source("h", "")
+    ));
+    let summary = lab.ingest(&settings).await;
+    assert_eq!(
+        rejections(&summary),
+        [
+            "`h`: in/h/a.csv row 3 cell A3 column `日期` value `日期`: unparsable date (the \
+             header row again: delete it from the file; until then it is rejected like any row \
+             without its values, and counts against `max_reject_ratio`)",
+            "`h`: in/h/a.csv row 5 cell A5 column `日期` value `日期`: unparsable date",
+        ]
+    );
+    assert_eq!(
+        lab.sales("h").await,
+        [
+            row("2026-10-01", "C1", "P1", 5.0),
+            row("2026-10-02", "C2", "P2", 6.0)
+        ]
+    );
+}
+
 /// The progress bar ends full: its length is the files the run listed
 /// (refused copies and unreadable entries included), each counted once.
 #[tokio::test]

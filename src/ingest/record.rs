@@ -201,24 +201,66 @@ fn totals_row(cells: &[Cell]) -> Option<String> {
         };
         let label = loose(text);
         let label = label.trim_end_matches([':', '：']);
-        LABELS.contains(&label).then(|| {
-            format!(
-                "a totals row (`{}`): delete it from the file; until then it is rejected \
-                 like any row without its values, and counts against `max_reject_ratio`",
-                coerce::trim(text)
-            )
-        })
+        LABELS
+            .contains(&label)
+            .then(|| format!("a totals row (`{}`): {NOT_DATA_ADVICE}", coerce::trim(text)))
     })
+}
+
+/// What to do about a row that holds no data (a totals row, the header
+/// again): SPEC §4 has no rule to skip it.
+const NOT_DATA_ADVICE: &str = "delete it from the file; until then it is rejected like any \
+                               row without its values, and counts against `max_reject_ratio`";
+
+/// For the detail of a rejected row that is the header row again: where
+/// files were joined end to end (`cat a.csv b.csv`, a copy and paste of
+/// several sheets) or an ERP export repeats its headers on every printed
+/// page. Every mapped cell must hold its own header, so a row with one
+/// such cell by chance is not called a header.
+fn repeated_header(mapping: &Mapping, cells: &[Cell]) -> Option<String> {
+    mapping
+        .fields
+        .iter()
+        .all(|(_, _, col, header)| {
+            matches!(cells.get(*col), Some(Cell::Text(text))
+                if coerce::trim(text) == coerce::trim(header))
+        })
+        .then(|| format!("the header row again: {NOT_DATA_ADVICE}"))
 }
 
 /// An `unparsable number` rejection, saying so when the value is a number
 /// followed by a unit (`1,234.50元`, `1.2万`, `85%`): SPEC §4 reads the
 /// number alone, and the unit cannot simply be dropped (`万` is ×10,000).
 fn unparsable_number(mut rejection: Box<Rejection>, cell: &Cell) -> Box<Rejection> {
-    if let Some(hint) = unit_hint(cell) {
+    if let Some(hint) = accounting_hint(cell).or_else(|| unit_hint(cell)) {
         rejection.detail = hint;
     }
     rejection
+}
+
+/// A negative amount as accounting formats and some ERPs write it:
+/// `(1,234.50)`, `¥(1,234.50)`, or with the minus after it, `1,234.50-`
+/// (SAP). SPEC §4 reads a minus in front only, and dropping the brackets
+/// would load a return as a sale, so the row stays rejected and the
+/// detail gives the form that loads.
+fn accounting_hint(cell: &Cell) -> Option<String> {
+    let Cell::Text(text) = cell else {
+        return None;
+    };
+    let folded: String = coerce::trim(text).chars().map(half_width).collect();
+    let unsigned = |s: &str| {
+        let s = coerce::trim(s);
+        (!s.contains('-') && matches!(coerce::number(&Cell::Text(s.to_string())), Ok(Some(_))))
+            .then(|| s.to_string())
+    };
+    let bracketed = |s: &str| unsigned(s.strip_prefix('(')?.strip_suffix(')')?);
+    let number = bracketed(&folded)
+        .or_else(|| bracketed(coerce::trim(folded.strip_prefix(['¥', '￥'])?)))
+        .or_else(|| unsigned(folded.strip_suffix('-')?))?;
+    Some(format!(
+        "a negative number in accounting form: only a minus sign in front is read; write it \
+         as `-{number}` (format the column as a plain number before exporting)"
+    ))
 }
 
 fn unit_hint(cell: &Cell) -> Option<String> {
@@ -584,7 +626,9 @@ pub fn to_record(
             reason,
             detail: match reason {
                 Reason::UnknownCustomerId | Reason::UnknownRepId => String::new(),
-                _ => totals_row(cells).unwrap_or_default(),
+                _ => totals_row(cells)
+                    .or_else(|| repeated_header(mapping, cells))
+                    .unwrap_or_default(),
             },
         })
     };
