@@ -2331,6 +2331,103 @@ async fn a_repeated_header_row_is_named_as_such() {
     );
 }
 
+/// A sheet with a date typed once for a block of rows and merged down
+/// (A2:A4), a customer merged over two rows (B5:B6), a cell simply left
+/// empty (A7) and a totals label merged across (A8:C8).
+fn merged_cells_workbook(path: &Path) {
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet().set_name("流向").unwrap();
+    let plain = Format::new();
+    for (c, h) in ["日期", "客户编码", "产品编码", "金额"].iter().enumerate() {
+        ws.write(0, c as u16, *h).unwrap();
+    }
+    ws.merge_range(1, 0, 3, 0, "2026-10-01", &plain).unwrap();
+    ws.merge_range(4, 1, 5, 1, "C1", &plain).unwrap();
+    ws.merge_range(7, 0, 7, 2, "合计", &plain).unwrap();
+    ws.write(4, 0, "2026-10-02").unwrap();
+    ws.write(5, 0, "2026-10-03").unwrap();
+    for r in [1, 2, 3, 6] {
+        ws.write(r, 1, "C1").unwrap();
+    }
+    for (r, amount) in [5, 6, 7, 8, 9, 10, 11].iter().enumerate() {
+        let r = r as u32 + 1;
+        if r < 7 {
+            ws.write(r, 2, "P1").unwrap();
+        }
+        ws.write(r, 3, f64::from(*amount)).unwrap();
+    }
+    ws.write(7, 3, 56.0).unwrap();
+    wb.save(path).unwrap();
+}
+
+/// A row whose required cell is empty because it lies inside merged cells
+/// is rejected as SPEC §4 says (Excel keeps the value in the block's first
+/// cell only), with a detail naming the block and the cell that holds the
+/// value; a cell merely left empty keeps the bare reason, and a merged
+/// totals row keeps its own detail. Read from the xlsx and, where
+/// LibreOffice is installed, from the same sheet saved as xls.
+#[tokio::test]
+async fn a_required_cell_inside_merged_cells_is_named_as_such() {
+    let lab = Lab::new();
+    let xlsx = lab.path("in/m/october.xlsx");
+    std::fs::create_dir_all(xlsx.parent().unwrap()).unwrap();
+    merged_cells_workbook(&xlsx);
+    let mut sources = vec![("m", "xlsx")];
+    if let Some(soffice) = soffice() {
+        std::fs::create_dir_all(lab.path("in/m-xls")).unwrap();
+        convert(&soffice, &xlsx, "xls", &lab.path("in/m-xls"));
+        sources.push(("m-xls", "xls"));
+    } else {
+        require("LibreOffice (soffice)", false);
+    }
+    for (name, ext) in sources {
+        let settings = lab.settings(&format!(
+            "[ingest]\nmax_reject_ratio = 1.0\n[[sources]]\nname = \"{name}\"\ndataset = \"sales\"\n\
+             kind = \"excel\"\npath = \"in/{name}/*.{ext}\"\n{FLOW_COLUMNS}\n"
+        ));
+        let summary = lab.ingest(&settings).await;
+        let file = format!("`{name}`: in/{name}/october.{ext} [流向]");
+        let merged = |cell: &str, block: &str, first: &str| {
+            format!(
+                " (cell {cell} lies in the merged cells {block}, whose value only {first} holds: \
+                 unmerge them and fill the value into every row)"
+            )
+        };
+        assert_eq!(
+            rejections(&summary),
+            [
+                format!(
+                    "{file} row 3 cell A3 column `日期` value ``: missing required field{}",
+                    merged("A3", "A2:A4", "A2")
+                ),
+                format!(
+                    "{file} row 4 cell A4 column `日期` value ``: missing required field{}",
+                    merged("A4", "A2:A4", "A2")
+                ),
+                format!(
+                    "{file} row 6 cell B6 column `客户编码` value ``: missing required field{}",
+                    merged("B6", "B5:B6", "B5")
+                ),
+                format!("{file} row 7 cell A7 column `日期` value ``: missing required field"),
+                format!(
+                    "{file} row 8 cell A8 column `日期` value `合计`: unparsable date (a totals \
+                     row (`合计`): delete it from the file; until then it is rejected like any \
+                     row without its values, and counts against `max_reject_ratio`)"
+                ),
+            ],
+            "{name}"
+        );
+        assert_eq!(
+            lab.sales(name).await,
+            [
+                row("2026-10-01", "C1", "P1", 5.0),
+                row("2026-10-02", "C1", "P1", 8.0)
+            ],
+            "{name}"
+        );
+    }
+}
+
 /// The progress bar ends full: its length is the files the run listed
 /// (refused copies and unreadable entries included), each counted once.
 #[tokio::test]

@@ -16,6 +16,7 @@ use calamine::{
 use super::coerce::{Cell, Epoch};
 use super::guard::{self, Format};
 use super::reader::{FileError, RowAssembler, Visitor};
+use super::record::MergedBlock;
 
 const MAX_ROWS: u32 = 1_048_576;
 const MAX_COLS: u32 = 16_384;
@@ -167,6 +168,25 @@ pub fn read(
             read_range(&mut wb, sheet, epoch, header_row, visitor)
         }
     }
+}
+
+/// The merged cells of `sheet`: for xlsx and xls, the formats whose
+/// merges calamine reads; none for xlsb and ods. An xlsx lists its merges
+/// after its cells, so this is a second pass over the sheet, made only to
+/// explain rejected rows.
+pub fn merged_cells(path: &Path, sheet: &str) -> Result<Vec<MergedBlock>, FileError> {
+    let merged = match guard::sniff(path)? {
+        Format::Xlsx => {
+            let mut wb: Xlsx<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
+            wb.merge_cells_by_sheet_name(sheet).map_err(cannot_open)?
+        }
+        Format::Xls => {
+            let wb: Xls<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
+            wb.merge_cells_by_sheet_name(sheet).map_err(cannot_open)?
+        }
+        Format::Xlsb | Format::Ods => Vec::new(),
+    };
+    Ok(merged.into_iter().map(|d| (d.start, d.end)).collect())
 }
 
 /// The next cell of an xlsx sheet. A formula cell with no saved result is

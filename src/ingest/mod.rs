@@ -349,6 +349,18 @@ fn read_guarded(
     })
 }
 
+/// See `record::explain_merged_cells`. The merges are only a detail of
+/// rejections already made: a workbook whose merges cannot be read (or
+/// whose reading panics) keeps its rejections as they are.
+fn explain_merged_cells(path: &Path, sheet: &str, rejections: &mut [Rejection]) {
+    let merged = std::panic::catch_unwind(|| excel::merged_cells(path, sheet));
+    if let Ok(Ok(merged)) = merged {
+        if !merged.is_empty() {
+            record::explain_merged_cells(rejections, &merged);
+        }
+    }
+}
+
 /// A file to parse, as listed and planned.
 struct ParseFile {
     path: PathBuf,
@@ -405,6 +417,14 @@ fn parse_file(
         })
         .map_err(|_| FileError::Cancelled)
     });
+    if result.is_ok()
+        && src.kind == SourceKind::Excel
+        && p.rejections
+            .iter()
+            .any(|r| r.reason == Reason::MissingRequiredField)
+    {
+        explain_merged_cells(path, &p.sheet, &mut p.rejections);
+    }
     Parsed {
         sheet: p.sheet,
         result,

@@ -303,6 +303,70 @@ fn in_scientific_notation(id: &str) -> bool {
         && digits(exponent.strip_prefix('+').unwrap_or(exponent))
 }
 
+/// A block of merged cells: the 0-based (row, column) of its first and
+/// last cell.
+pub type MergedBlock = ((u32, u32), (u32, u32));
+
+/// Gives a `missing required field` whose cell lies inside merged cells
+/// (a date or customer typed once for a block of rows, then merged down:
+/// common in hand-made Chinese sales sheets) a detail saying so. Excel
+/// keeps a merged block's value in its first cell only, and every reader
+/// (calamine, pandas, Power Query) sees the others as empty, so the rows
+/// stay rejected as SPEC §4 says; filling the value down would be a rule
+/// SPEC does not give. A rejection that already has a detail (a totals row)
+/// keeps it.
+pub fn explain_merged_cells(rejections: &mut [Rejection], merged: &[MergedBlock]) {
+    // blocks never overlap, so those covering one column are ordered by
+    // their first row and found by binary search; only the few columns
+    // with such rejections are indexed, whatever the number of blocks
+    let mut by_column: FxHashMap<u32, Vec<MergedBlock>> = FxHashMap::default();
+    for rejection in rejections.iter_mut() {
+        if rejection.reason != Reason::MissingRequiredField || !rejection.detail.is_empty() {
+            continue;
+        }
+        let (Some(column), Ok(row)) = (column_index(&rejection.cell), u32::try_from(rejection.row))
+        else {
+            continue;
+        };
+        let row = row.saturating_sub(1);
+        let blocks = by_column.entry(column).or_insert_with(|| {
+            let mut blocks: Vec<_> = merged
+                .iter()
+                .filter(|(first, last)| (first.1..=last.1).contains(&column))
+                .copied()
+                .collect();
+            blocks.sort_unstable();
+            blocks
+        });
+        let after = blocks.partition_point(|(first, _)| first.0 <= row);
+        let Some((first, last)) = after.checked_sub(1).map(|i| blocks[i]) else {
+            continue;
+        };
+        if row <= last.0 && (row, column) != first {
+            let address = |(row, column): (u32, u32)| {
+                format!("{}{}", column_letters(column as usize), u64::from(row) + 1)
+            };
+            rejection.detail = format!(
+                "cell {} lies in the merged cells {}:{}, whose value only {} holds: unmerge \
+                 them and fill the value into every row",
+                rejection.cell,
+                address(first),
+                address(last),
+                address(first)
+            );
+        }
+    }
+}
+
+/// The 0-based column of a spreadsheet address (`C17` → 2).
+fn column_index(address: &str) -> Option<u32> {
+    let letters = address.bytes().take_while(u8::is_ascii_uppercase);
+    letters.fold(None, |index: Option<u32>, b| {
+        let next = index.map_or(0, |i| (i + 1).saturating_mul(26)) + u32::from(b - b'A');
+        Some(next)
+    })
+}
+
 /// Spreadsheet column letters for a 0-based index (0 → A, 26 → AA).
 pub fn column_letters(mut col: usize) -> String {
     let mut out = Vec::new();
@@ -744,4 +808,32 @@ pub fn to_record(
         }),
     };
     Ok(Located { row, record })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{column_index, column_letters};
+
+    /// Merged-cell details find a rejection's column from its address, so
+    /// the two conversions must agree past `Z` and `ZZ`.
+    #[test]
+    fn column_letters_and_index_are_inverse() {
+        for (index, letters) in [
+            (0, "A"),
+            (25, "Z"),
+            (26, "AA"),
+            (52, "BA"),
+            (701, "ZZ"),
+            (702, "AAA"),
+            (16_383, "XFD"),
+        ] {
+            assert_eq!(column_letters(index as usize), letters);
+            assert_eq!(
+                column_index(&format!("{letters}17")),
+                Some(index),
+                "{letters}"
+            );
+        }
+        assert_eq!(column_index("17"), None);
+    }
 }
