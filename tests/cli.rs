@@ -90,6 +90,9 @@ fn demo_runs_end_to_end_and_is_idempotent() {
     // the regional page never shows another region's customers
     let east = std::fs::read_to_string(reports.join("华东.html")).unwrap();
     assert!(!east.contains("华南</td>") && !east.contains("华北</td>"));
+    // the first run has no earlier snapshot to take tier changes from
+    let no_snapshot = "<div class=\"more\">首次计算：尚无上期快照可比较</div>";
+    assert!(east.contains(no_snapshot), "{east}");
     // every customer row of the 华东 workbook is a 华东 customer
     let mut wb: calamine::Xlsx<_> = calamine::open_workbook(reports.join("华东.xlsx")).unwrap();
     let tiers_sheet = calamine::Reader::worksheet_range(&mut wb, "客户分级").unwrap();
@@ -224,6 +227,28 @@ fn demo_runs_end_to_end_and_is_idempotent() {
     assert!(
         mail.contains("To: =?utf-8?b?5Y2O5Lic5aSn5Yy657uP55CG?= <east@example.com>"),
         "{mail}"
+    );
+
+    // the next day compares with the 20th: its changes section has rows or
+    // says there are none, never that nothing could be compared
+    let next_day = bin()
+        .arg("--config")
+        .arg(&config)
+        .args(["run", "nightly", "--as-of", "2026-11-21", "--no-email"])
+        .env("SALESBATCH_DEMO_ERP_URL", &erp)
+        .output()
+        .unwrap();
+    assert_eq!(next_day.status.code(), Some(3), "{}", text(&next_day));
+    let east = std::fs::read_to_string(demo.join("out/2026-11-21/nightly/华东.html")).unwrap();
+    let changes = east
+        .split("<h2>分级变动</h2>")
+        .nth(1)
+        .and_then(|rest| rest.split("<h2>").next())
+        .unwrap();
+    assert!(
+        !changes.contains("首次计算")
+            && (changes.contains("与上期快照相比无等级变动") != changes.contains("<td>")),
+        "{changes}"
     );
 
     // check opens every source: the SQL one fails without its URL

@@ -16,6 +16,12 @@ const FORMULA_NAME: &str = "=HYPERLINK(\"http://evil.example\",\"点我\")";
 const SCRIPT_NAME: &str = "<script>document.body.dataset.pwned='script'</script><img src=x onerror=\"document.body.dataset.pwned='img'\">";
 
 fn rendered(dir: &Path) -> Vec<report::Bundle> {
+    rendered_comparing(dir, false)
+}
+
+/// The fixture's reports; `tiers_compared` says whether an earlier
+/// snapshot existed (its tier changes are none either way).
+fn rendered_comparing(dir: &Path, tiers_compared: bool) -> Vec<report::Bundle> {
     let settings =
         config::load_str(&dir.join("salesbatch.toml"), "").expect("empty config is valid");
     let as_of = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
@@ -59,6 +65,7 @@ fn rendered(dir: &Path) -> Vec<report::Bundle> {
         visits,
         development,
         scorecard: vec![],
+        tiers_compared,
     };
     let rejection = Rejection {
         source: "flow".into(),
@@ -130,6 +137,42 @@ fn regional_reports_hold_only_their_region_and_keep_text_as_text() {
     assert!(
         !north.contains("E1"),
         "华北 page must not show 华东's customer"
+    );
+}
+
+/// A section with no rows says why instead of showing a bare header: the
+/// fixture has no tier changes and no scored reps, while 华东's A customer
+/// has a visit gap, so that table has its row and no message. Whether the
+/// changes are none or could not be computed depends on an earlier
+/// snapshot.
+#[test]
+fn an_empty_section_says_why() {
+    let message = |page: &str, section: &str| {
+        let start = page.find(&format!("<h2>{section}</h2>")).expect(section);
+        let rest = &page[start..];
+        let end = rest[4..].find("<h2>").map_or(rest.len(), |i| i + 4);
+        rest[..end]
+            .split("<div class=\"more\">")
+            .nth(1)
+            .map(|m| m.split("</div>").next().unwrap_or_default().to_string())
+    };
+    let east_page = |tiers_compared: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        rendered_comparing(dir.path(), tiers_compared);
+        std::fs::read_to_string(dir.path().join("out/华东.html")).unwrap()
+    };
+    let east = east_page(false);
+    assert_eq!(
+        message(&east, "分级变动").as_deref(),
+        Some("首次计算：尚无上期快照可比较")
+    );
+    assert_eq!(message(&east, "代表排名").as_deref(), Some("无代表"));
+    // 华东's one A customer has a gap of 4 visits: its table has a row
+    assert_eq!(message(&east, "重点客户拜访缺口"), None);
+
+    assert_eq!(
+        message(&east_page(true), "分级变动").as_deref(),
+        Some("与上期快照相比无等级变动")
     );
 }
 
@@ -349,6 +392,7 @@ fn headline_numbers_by_hand() {
         visits,
         development,
         scorecard,
+        tiers_compared: true,
     };
     let rejection = Rejection {
         source: "flow".into(),

@@ -147,6 +147,11 @@ pub struct Computed {
     pub visits: visits::VisitReport,
     pub development: development::DevelopmentReport,
     pub scorecard: Vec<scorecard::RepScore>,
+    /// whether an earlier snapshot existed to compare tiers with: without
+    /// one, `changes` is empty because nothing could change, not because
+    /// nothing did, and the report says which
+    #[serde(default)]
+    pub tiers_compared: bool,
 }
 
 /// Runs every metric of SPEC §5 over one set of inputs.
@@ -206,5 +211,6 @@ pub fn compute_all(
         visits,
         development,
         scorecard,
+        tiers_compared: previous.is_some(),
     }
 }

@@ -26,9 +26,17 @@ struct HtmlTable {
     numeric: Vec<bool>,
     rows: Vec<Vec<String>>,
     total: usize,
+    /// shown instead of rows when there are none: an empty table alone
+    /// reads as a failed run
+    empty: &'static str,
 }
 
-fn html_table(t: &Table, labels: Labels, rows: impl Iterator<Item = Vec<Value>>) -> HtmlTable {
+fn html_table(
+    t: &Table,
+    labels: Labels,
+    rows: impl Iterator<Item = Vec<Value>>,
+    empty: &str,
+) -> HtmlTable {
     let rows: Vec<Vec<Value>> = rows.collect();
     let numeric = t
         .columns
@@ -48,6 +56,7 @@ fn html_table(t: &Table, labels: Labels, rows: impl Iterator<Item = Vec<Value>>)
         headers: t.columns.iter().map(|c| labels.get(c)).collect(),
         numeric,
         total: rows.len(),
+        empty: labels.get(empty),
         rows: rows
             .iter()
             .take(PAGE_ROWS)
@@ -119,11 +128,21 @@ impl Renderer {
                 .iter()
                 .filter(|r| matches!(r.get(gap_col), Some(Value::Int(g)) if *g > 0))
                 .cloned(),
+            "no_gaps",
         );
         ctx.insert("worst_gaps", &worst);
         ctx.insert(
             "changes",
-            &html_table(&report.changes, labels, report.changes.rows.iter().cloned()),
+            &html_table(
+                &report.changes,
+                labels,
+                report.changes.rows.iter().cloned(),
+                if report.tiers_compared {
+                    "no_changes"
+                } else {
+                    "no_snapshot"
+                },
+            ),
         );
         ctx.insert(
             "ranking",
@@ -131,11 +150,17 @@ impl Renderer {
                 &report.scorecard,
                 labels,
                 report.scorecard.rows.iter().cloned(),
+                "no_reps",
             ),
         );
         ctx.insert(
             "areas",
-            &html_table(&report.areas, labels, report.areas.rows.iter().cloned()),
+            &html_table(
+                &report.areas,
+                labels,
+                report.areas.rows.iter().cloned(),
+                "no_rows",
+            ),
         );
         ctx.insert("rules", &report.rules);
         self.tera

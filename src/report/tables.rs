@@ -117,6 +117,8 @@ pub struct Report {
     pub tier_counts: Vec<(String, String, u64)>,
     pub tiers: Table,
     pub changes: Table,
+    /// see `Computed::tiers_compared`
+    pub tiers_compared: bool,
     pub visits: Table,
     pub scorecard: Table,
     pub development: Table,
@@ -471,6 +473,7 @@ pub fn build(
         tier_counts,
         tiers,
         changes,
+        tiers_compared: c.tiers_compared,
         visits,
         scorecard,
         development,
