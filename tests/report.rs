@@ -126,6 +126,10 @@ fn regional_reports_hold_only_their_region_and_keep_text_as_text() {
     // the national data-quality workbook has the full row
     let dq = sheet(&dir.path().join("out/data-quality.xlsx"), "数据质量");
     assert_eq!(dq[1][6], Data::String("NORTH-SECRET".into()));
+    assert_eq!(
+        dq[1][7],
+        Data::String("未知客户编码（unknown customer id）".into())
+    );
 
     // HTML is escaped; 华北's page shows its customer in the worst-gap table
     let north = std::fs::read_to_string(dir.path().join("out/华北.html")).unwrap();

@@ -102,6 +102,18 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in SPEC §4's order, row reasons first.
+    pub const ALL: [Reason; 8] = [
+        Reason::MissingRequiredField,
+        Reason::UnparsableDate,
+        Reason::UnparsableNumber,
+        Reason::UnknownCustomerId,
+        Reason::UnknownRepId,
+        Reason::RejectRatioExceeded,
+        Reason::CannotOpenFile,
+        Reason::MissingColumn,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::MissingRequiredField => "missing required field",

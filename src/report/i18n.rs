@@ -2,6 +2,7 @@
 //! (default) and English.
 
 use crate::config::Locale;
+use crate::ingest::record::Reason;
 
 /// (key, zh-CN, en)
 const LABELS: &[(&str, &str, &str)] = &[
@@ -103,6 +104,49 @@ const LABELS: &[(&str, &str, &str)] = &[
         "明细见全国报表的数据质量工作簿",
         "Details are in the national data-quality workbook",
     ),
+    // SPEC §4's reason codes are what logs, `export rejections` and the
+    // English workbook show; the Chinese workbook names the reason in
+    // Chinese and keeps the code beside it, to match the two
+    (
+        "reason_missing_required_field",
+        "缺少必填字段（missing required field）",
+        "missing required field",
+    ),
+    (
+        "reason_unparsable_date",
+        "日期无法识别（unparsable date）",
+        "unparsable date",
+    ),
+    (
+        "reason_unparsable_number",
+        "数字无法识别（unparsable number）",
+        "unparsable number",
+    ),
+    (
+        "reason_unknown_customer_id",
+        "未知客户编码（unknown customer id）",
+        "unknown customer id",
+    ),
+    (
+        "reason_unknown_rep_id",
+        "未知代表编码（unknown rep id）",
+        "unknown rep id",
+    ),
+    (
+        "reason_reject_ratio_exceeded",
+        "拒收比例超限，整个文件未加载（reject ratio exceeded）",
+        "reject ratio exceeded",
+    ),
+    (
+        "reason_cannot_open_file",
+        "文件无法打开（cannot open file）",
+        "cannot open file",
+    ),
+    (
+        "reason_missing_column",
+        "缺少映射列（missing column）",
+        "missing column",
+    ),
     ("upgrade", "升级", "upgrade"),
     ("downgrade", "降级", "downgrade"),
     ("yes", "是", "yes"),
@@ -124,8 +168,39 @@ impl Labels {
             .map_or("", |(_, zh, en)| if self.0 == Locale::En { en } else { zh })
     }
 
+    /// A rejection's reason as the data-quality sheet shows it.
+    pub fn reason(&self, reason: Reason) -> &'static str {
+        self.get(match reason {
+            Reason::MissingRequiredField => "reason_missing_required_field",
+            Reason::UnparsableDate => "reason_unparsable_date",
+            Reason::UnparsableNumber => "reason_unparsable_number",
+            Reason::UnknownCustomerId => "reason_unknown_customer_id",
+            Reason::UnknownRepId => "reason_unknown_rep_id",
+            Reason::RejectRatioExceeded => "reason_reject_ratio_exceeded",
+            Reason::CannotOpenFile => "reason_cannot_open_file",
+            Reason::MissingColumn => "reason_missing_column",
+        })
+    }
+
     /// All labels as a map for templates.
     pub fn all(&self) -> std::collections::BTreeMap<&'static str, &'static str> {
         LABELS.iter().map(|(k, _, _)| (*k, self.get(k))).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Labels, Locale, Reason};
+
+    /// English shows SPEC §4's code as it is; Chinese names the reason and
+    /// keeps the code beside it, so a row matches the log and the export.
+    #[test]
+    fn every_reason_has_its_code_in_both_languages() {
+        for reason in Reason::ALL {
+            assert_eq!(Labels(Locale::En).reason(reason), reason.as_str());
+            let zh = Labels(Locale::ZhCn).reason(reason);
+            assert!(zh.ends_with(&format!("（{}）", reason.as_str())), "{zh}");
+            assert!(!zh.starts_with('（'), "{zh}");
+        }
     }
 }

@@ -385,7 +385,7 @@ pub fn build(
                 text(&r.cell),
                 text(&r.column),
                 text(&r.value),
-                text(r.reason.as_str()),
+                text(labels.reason(r.reason)),
                 text(&r.detail),
             ]);
         }

@@ -78,8 +78,9 @@ fn write_value(
 
 fn width_for(key: &str) -> f64 {
     match key {
-        "customer" | "rep" | "file" | "detail" => 28.0,
-        "source" | "region" | "reason" | "value" | "column" => 16.0,
+        // the Chinese reason carries SPEC's code beside it
+        "customer" | "rep" | "file" | "detail" | "reason" => 28.0,
+        "source" | "region" | "value" | "column" => 16.0,
         _ => 13.0,
     }
 }

@@ -341,17 +341,8 @@ pub fn now() -> String {
 
 /// The reason stored as text back to its variant.
 pub(crate) fn reason_from(s: &str) -> Reason {
-    [
-        Reason::MissingRequiredField,
-        Reason::UnparsableDate,
-        Reason::UnparsableNumber,
-        Reason::UnknownCustomerId,
-        Reason::UnknownRepId,
-        Reason::RejectRatioExceeded,
-        Reason::CannotOpenFile,
-        Reason::MissingColumn,
-    ]
-    .into_iter()
-    .find(|r| r.as_str() == s)
-    .unwrap_or(Reason::CannotOpenFile)
+    Reason::ALL
+        .into_iter()
+        .find(|r| r.as_str() == s)
+        .unwrap_or(Reason::CannotOpenFile)
 }
