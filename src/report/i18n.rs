@@ -94,7 +94,9 @@ const LABELS: &[(&str, &str, &str)] = &[
     ("value", "值", "Value"),
     ("reason", "原因", "Reason"),
     ("detail", "说明", "Detail"),
-    ("rejections", "拒收行数", "Rejected rows"),
+    // rejected rows cannot all be placed in a region (an unknown customer
+    // has none): the count is national on every page, and says so
+    ("rejections", "拒收行数（全国）", "Rejected rows (national)"),
     ("rules", "计算规则", "Rules"),
     ("weights", "权重", "Weights"),
     ("thresholds", "等级门槛", "Tier thresholds"),
