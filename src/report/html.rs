@@ -26,7 +26,7 @@ struct HtmlTable {
     numeric: Vec<bool>,
     rows: Vec<Vec<String>>,
     total: usize,
-    /// shown instead of rows when there are none: an empty table alone
+    /// shown under the header when there are no rows: a bare header
     /// reads as a failed run
     empty: &'static str,
 }
