@@ -2249,7 +2249,8 @@ async fn a_number_followed_by_a_unit_is_named_as_such() {
 
 /// A return written as accounting formats and SAP write it (`(1,234.50)`,
 /// `¥(20.00)`, full-width brackets, `1,234.50-`) stays `unparsable
-/// number` as SPEC §4 says, with a detail giving the form that loads.
+/// number` as SPEC §4 says, with a detail giving the form that loads; so
+/// does the lone dash such a format shows for 0 (` ¥-   ` in Excel's CSV).
 /// Brackets around something that is no number, or around a number that
 /// already has its minus, get no such detail.
 #[tokio::test]
@@ -2259,7 +2260,8 @@ async fn a_negative_number_in_accounting_form_is_named_as_such() {
         "in/n/a.csv",
         "日期,客户编码,产品编码,金额\n2026-10-01,C1,P1,\"(1,234.50)\"\n2026-10-02,C1,P1,￥(20.00)\n\
          2026-10-03,C1,P1,（３０）\n2026-10-04,C1,P1,\"1,234.50-\"\n2026-10-05,C1,P1,(abc)\n\
-         2026-10-06,C1,P1,(-5)\n2026-10-07,C1,P1,-5\n"
+         2026-10-06,C1,P1,(-5)\n2026-10-07,C1,P1,-5\n2026-10-08,C1,P1, ¥-   \n\
+         2026-10-09,C1,P1,—\n"
             .as_bytes(),
     );
     let settings = lab.settings(&format!(
@@ -2280,6 +2282,13 @@ async fn a_negative_number_in_accounting_form_is_named_as_such() {
             "`n`: in/n/a.csv row {row} cell D{row} column `金额` value `{value}`: unparsable number{detail}"
         )
     };
+    let dash = |row: u32, value: &str| {
+        format!(
+            "{} (a lone dash, which an accounting format shows for 0: write 0 (format the \
+             column as a plain number before exporting))",
+            line(row, value, "")
+        )
+    };
     assert_eq!(
         rejections(&summary),
         [
@@ -2289,6 +2298,8 @@ async fn a_negative_number_in_accounting_form_is_named_as_such() {
             line(5, "1,234.50-", "-1,234.50"),
             line(6, "(abc)", ""),
             line(7, "(-5)", ""),
+            dash(9, " ¥-   "),
+            dash(10, "—"),
         ]
     );
     assert_eq!(lab.sales("n").await, [row("2026-10-07", "C1", "P1", -5.0)]);

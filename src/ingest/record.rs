@@ -254,21 +254,28 @@ fn unparsable_number(mut rejection: Box<Rejection>, cell: &Cell) -> Box<Rejectio
 /// `(1,234.50)`, `¥(1,234.50)`, or with the minus after it, `1,234.50-`
 /// (SAP). SPEC §4 reads a minus in front only, and dropping the brackets
 /// would load a return as a sale, so the row stays rejected and the
-/// detail gives the form that loads.
+/// detail gives the form that loads. A lone dash is how an accounting
+/// format shows 0, and what Excel then writes to a CSV.
 fn accounting_hint(cell: &Cell) -> Option<String> {
     let Cell::Text(text) = cell else {
         return None;
     };
     let folded: String = coerce::trim(text).chars().map(half_width).collect();
+    let folded = coerce::trim(folded.trim_start_matches(['¥', '￥']));
+    if matches!(folded, "-" | "–" | "—") {
+        return Some(
+            "a lone dash, which an accounting format shows for 0: write 0 (format the column \
+             as a plain number before exporting)"
+                .into(),
+        );
+    }
     let unsigned = |s: &str| {
         let s = coerce::trim(s);
         (!s.contains('-') && matches!(coerce::number(&Cell::Text(s.to_string())), Ok(Some(_))))
             .then(|| s.to_string())
     };
     let bracketed = |s: &str| unsigned(s.strip_prefix('(')?.strip_suffix(')')?);
-    let number = bracketed(&folded)
-        .or_else(|| bracketed(coerce::trim(folded.strip_prefix(['¥', '￥'])?)))
-        .or_else(|| unsigned(folded.strip_suffix('-')?))?;
+    let number = bracketed(folded).or_else(|| unsigned(folded.strip_suffix('-')?))?;
     Some(format!(
         "a negative number in accounting form: only a minus sign in front is read; write it \
          as `-{number}` (format the column as a plain number before exporting)"
