@@ -2305,6 +2305,45 @@ async fn a_negative_number_in_accounting_form_is_named_as_such() {
     assert_eq!(lab.sales("n").await, [row("2026-10-07", "C1", "P1", -5.0)]);
 }
 
+/// An amount whose cell has a date format (a column that held dates, then
+/// got amounts pasted in) shows in Excel, and reads, as a date: it is
+/// `unparsable number`, with a detail naming the format as the cause.
+#[tokio::test]
+async fn an_amount_formatted_as_a_date_is_named_as_such() {
+    let lab = Lab::new();
+    let path = lab.path("in/d/october.xlsx");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet();
+    for (c, h) in ["日期", "客户编码", "产品编码", "金额"].iter().enumerate() {
+        ws.write(0, c as u16, *h).unwrap();
+    }
+    let as_date = Format::new().set_num_format("yyyy\"年\"m\"月\"d\"日\"");
+    for (r, amount) in [(1, 1234.5), (2, 20.0)] {
+        ws.write(r, 0, "2026-10-01").unwrap();
+        ws.write(r, 1, "C1").unwrap();
+        ws.write(r, 2, "P1").unwrap();
+        if r == 1 {
+            ws.write_number_with_format(r, 3, amount, &as_date).unwrap();
+        } else {
+            ws.write(r, 3, amount).unwrap();
+        }
+    }
+    wb.save(&path).unwrap();
+    let settings = lab.settings(&format!(
+        "[ingest]\nmax_reject_ratio = 1.0\n{}",
+        flow_xlsx_source("d", "")
+    ));
+    let summary = lab.ingest(&settings).await;
+    assert_eq!(
+        rejections(&summary),
+        ["`d`: in/d/october.xlsx [Sheet1] row 2 cell D2 column `金额` value `1903-05-18 12:00:00`: \
+          unparsable number (the cell's format shows its number as a date or time: give the \
+          column a number format and save the file)"]
+    );
+    assert_eq!(lab.sales("d").await, [row("2026-10-01", "C1", "P1", 20.0)]);
+}
+
 /// Files joined end to end (`cat a.csv b.csv`) or an export that repeats
 /// its headers on every page hold the header row again among the data.
 /// SPEC §4 has no rule to skip it, so it is rejected (its first field,

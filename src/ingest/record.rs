@@ -244,7 +244,18 @@ fn repeated_header(mapping: &Mapping, cells: &[Cell]) -> Option<String> {
 /// followed by a unit (`1,234.50元`, `1.2万`, `85%`): SPEC §4 reads the
 /// number alone, and the unit cannot simply be dropped (`万` is ×10,000).
 fn unparsable_number(mut rejection: Box<Rejection>, cell: &Cell) -> Box<Rejection> {
-    if let Some(hint) = accounting_hint(cell).or_else(|| unit_hint(cell)) {
+    let hint = if matches!(cell, Cell::DateTime(_)) {
+        // the workbook stores a number; only its format makes it a date,
+        // which calamine honours, so the value shown is a day in 1903
+        Some(
+            "the cell's format shows its number as a date or time: give the column a number \
+             format and save the file"
+                .to_string(),
+        )
+    } else {
+        accounting_hint(cell).or_else(|| unit_hint(cell))
+    };
+    if let Some(hint) = hint {
         rejection.detail = hint;
     }
     rejection
