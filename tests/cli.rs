@@ -90,6 +90,23 @@ fn demo_runs_end_to_end_and_is_idempotent() {
     // the regional page never shows another region's customers
     let east = std::fs::read_to_string(reports.join("华东.html")).unwrap();
     assert!(!east.contains("华南</td>") && !east.contains("华北</td>"));
+    // the national page shows the first 20 of the gaps the workbook holds
+    let mut national: calamine::Xlsx<_> =
+        calamine::open_workbook(reports.join("national.xlsx")).unwrap();
+    let gaps = calamine::Reader::worksheet_range(&mut national, "拜访缺口").unwrap();
+    let with_gap = gaps
+        .rows()
+        .skip(1)
+        .filter(|r| calamine::DataType::as_f64(&r[7]) > Some(0.0))
+        .count();
+    assert!(with_gap > 20, "{with_gap}");
+    let page = std::fs::read_to_string(reports.join("national.html")).unwrap();
+    assert!(
+        page.contains(&format!(
+            "<div class=\"more\">显示前 20 行，共 {with_gap} 行；完整列表见 Excel 工作簿</div>"
+        )),
+        "{page}"
+    );
     // the first run has no earlier snapshot to take tier changes from
     let no_snapshot = "<div class=\"more\">首次计算：尚无上期快照可比较</div>";
     assert!(east.contains(no_snapshot), "{east}");

@@ -29,6 +29,8 @@ struct HtmlTable {
     /// shown under the header when there are no rows: a bare header
     /// reads as a failed run
     empty: &'static str,
+    /// shown under a table cut to `PAGE_ROWS`, empty when nothing was cut
+    more: String,
 }
 
 fn html_table(
@@ -57,6 +59,14 @@ fn html_table(
         numeric,
         total: rows.len(),
         empty: labels.get(empty),
+        more: if rows.len() > PAGE_ROWS {
+            labels
+                .get("rows_shown")
+                .replace("{shown}", &PAGE_ROWS.to_string())
+                .replace("{total}", &rows.len().to_string())
+        } else {
+            String::new()
+        },
         rows: rows
             .iter()
             .take(PAGE_ROWS)

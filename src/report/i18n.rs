@@ -83,6 +83,11 @@ const LABELS: &[(&str, &str, &str)] = &[
     ),
     ("no_reps", "无代表", "No reps"),
     ("no_rows", "无数据", "No data"),
+    (
+        "rows_shown",
+        "显示前 {shown} 行，共 {total} 行；完整列表见 Excel 工作簿",
+        "Showing {shown} of {total} rows; the Excel workbook has them all",
+    ),
     ("tier_distribution", "客户等级分布", "Customers by tier"),
     ("count", "数量", "Count"),
     ("source", "数据源", "Source"),
