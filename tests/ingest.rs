@@ -2305,6 +2305,30 @@ async fn a_negative_number_in_accounting_form_is_named_as_such() {
     assert_eq!(lab.sales("n").await, [row("2026-10-07", "C1", "P1", -5.0)]);
 }
 
+/// A DOS end-of-file mark (Ctrl-Z) after the last line, or glued to the
+/// last value, is not data: the file loads whole under the default reject
+/// ratio, which one rejected row of three would exceed.
+#[tokio::test]
+async fn a_dos_end_of_file_mark_is_not_a_row() {
+    let lab = Lab::new();
+    let rows = "日期,客户编码,产品编码,金额\r\n2026-10-01,C1,P1,5\r\n2026-10-02,C2,P2,6";
+    lab.write("in/z/a.csv", format!("{rows}\r\n\u{1a}").as_bytes());
+    lab.write("in/y/a.csv", format!("{rows}\u{1a}").as_bytes());
+    let settings = lab.settings(&[flow_csv_source("z", ""), flow_csv_source("y", "")].concat());
+    let summary = lab.ingest(&settings).await;
+    assert!(summary.rejections.is_empty(), "{:?}", rejections(&summary));
+    for source in ["z", "y"] {
+        assert_eq!(
+            lab.sales(source).await,
+            [
+                row("2026-10-01", "C1", "P1", 5.0),
+                row("2026-10-02", "C2", "P2", 6.0)
+            ],
+            "{source}"
+        );
+    }
+}
+
 /// An amount whose cell has a date format (a column that held dates, then
 /// got amounts pasted in) shows in Excel, and reads, as a date: it is
 /// `unparsable number`, with a detail naming the format as the cause.

@@ -184,6 +184,16 @@ fn read_as(
                 _ => cells.push(Cell::Text(field.to_string())),
             }
         }
+        // a DOS end-of-file mark (Ctrl-Z, 0x1A) after the last line, as
+        // FoxPro-era ERP exports write it: Windows programs reading text
+        // stop at it, and as a row of its own it would be rejected (and in
+        // a short file refuse it by ratio). Stripped from the end of the
+        // last field read, so a row of nothing else is an empty row.
+        if text.ends_with('\u{1a}') {
+            if let Some(Cell::Text(last)) = n.checked_sub(1).and_then(|i| cells.get_mut(i)) {
+                last.truncate(last.trim_end_matches('\u{1a}').len());
+            }
+        }
         asm.feed(visitor, "", Epoch::E1900, line, &cells[..n])?;
     }
     asm.finish("file")
