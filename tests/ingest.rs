@@ -2305,6 +2305,48 @@ async fn a_negative_number_in_accounting_form_is_named_as_such() {
     assert_eq!(lab.sales("n").await, [row("2026-10-07", "C1", "P1", -5.0)]);
 }
 
+/// A quote typed at the start of a value (`"好` in a remark) opens a quoted
+/// field that nothing closes: the `csv` crate would read every row after
+/// it as part of that value and end the file without a word, loading the
+/// rows before it only. The file is refused, naming the cell; a remark
+/// that is quoted over two lines, as Excel writes it, loads.
+#[tokio::test]
+async fn a_quote_never_closed_refuses_its_file_instead_of_swallowing_rows() {
+    let lab = Lab::new();
+    let header = "日期,客户编码,产品编码,金额,备注\r\n";
+    lab.write(
+        "in/q/a.csv",
+        format!(
+            "{header}2026-10-01,C1,P1,5,ok\r\n2026-10-02,C1,P1,6,\"好\r\n2026-10-03,C2,P2,7,ok\r\n\
+             2026-10-04,C3,P1,8,ok\r\n"
+        )
+        .as_bytes(),
+    );
+    lab.write(
+        "in/m/a.csv",
+        format!(
+            "{header}2026-10-01,C1,P1,5,\"送货地址：\r\n上海\"\r\n2026-10-02,C2,P2,6,\"5\"\"屏\"\r\n"
+        )
+        .as_bytes(),
+    );
+    let settings = lab.settings(&[flow_csv_source("q", ""), flow_csv_source("m", "")].concat());
+    let summary = lab.ingest(&settings).await;
+    assert_eq!(
+        rejections(&summary),
+        ["`q`: in/q/a.csv: cannot open file (cell E3 opens a quoted value that is never closed: \
+          the 2 line(s) after it would be read as part of that one value, not as rows; close \
+          the quote (write `\"\"` for a quote inside a value) or remove it)"]
+    );
+    assert!(lab.sales("q").await.is_empty());
+    assert_eq!(
+        lab.sales("m").await,
+        [
+            row("2026-10-01", "C1", "P1", 5.0),
+            row("2026-10-02", "C2", "P2", 6.0)
+        ]
+    );
+}
+
 /// A DOS end-of-file mark (Ctrl-Z) after the last line, or glued to the
 /// last value, is not data: the file loads whole under the default reject
 /// ratio, which one rejected row of three would exceed.

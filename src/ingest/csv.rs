@@ -136,10 +136,16 @@ fn read_as(
         .has_headers(false)
         .flexible(true)
         .delimiter(separator.unwrap_or(b','))
-        .from_reader(LineBreaks::new(decoder(file, encoding)));
+        .from_reader(LineBreaks::new(
+            decoder(file, encoding),
+            separator.unwrap_or(b','),
+        ));
     let mut asm = RowAssembler::new(header_row);
     let mut record = csv::ByteRecord::new();
     let mut cells: Vec<Cell> = Vec::new();
+    // the last record, when the file ends inside a quoted field: (line,
+    // column of its last field, lines of rows that field swallowed)
+    let mut unclosed: Option<(u64, usize, usize)> = None;
     loop {
         match reader.read_byte_record(&mut record) {
             Ok(false) => break,
@@ -147,6 +153,14 @@ fn read_as(
             Err(e) => return Err(FileError::CannotOpen(format!("malformed CSV: {e}"))),
         }
         let line = record.position().map_or(0, |p| reader.get_mut().line_of(p));
+        if reader.get_ref().ends_in_quotes() {
+            let last = record.len().saturating_sub(1);
+            unclosed = Some((
+                line,
+                last,
+                swallowed_lines(record.get(last).unwrap_or_default()),
+            ));
+        }
         // the `sep=` line is Excel's instruction, not a row; it keeps its
         // line number, as a text editor shows the file
         if line == 1 && separator.is_some() {
@@ -196,6 +210,14 @@ fn read_as(
         }
         asm.feed(visitor, "", Epoch::E1900, line, &cells[..n])?;
     }
+    if let Some((line, column, lost)) = unclosed.filter(|u| u.2 > 0) {
+        return Err(FileError::CannotOpen(format!(
+            "cell {}{line} opens a quoted value that is never closed: the {lost} line(s) after \
+             it would be read as part of that one value, not as rows; close the quote (write \
+             `\"\"` for a quote inside a value) or remove it",
+            column_letters(column)
+        )));
+    }
     asm.finish("file")
 }
 
@@ -244,8 +266,22 @@ fn excel_text_formula(field: &str) -> &str {
         .unwrap_or(field)
 }
 
+/// The lines after the first of a field's text that hold anything but
+/// white space: in a field that runs to the end of the file because its
+/// quote is never closed, the rows it swallowed.
+fn swallowed_lines(field: &[u8]) -> usize {
+    field
+        .split(|b| matches!(b, b'\r' | b'\n'))
+        .skip(1)
+        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+        .count()
+}
+
 /// Numbers CSV rows by the line they start on, as a text editor shows it,
-/// and notes whether U+FFFD may have been decoded.
+/// notes whether U+FFFD may have been decoded, and follows quoting as the
+/// `csv` crate does, which, at the end of a file inside a quoted field,
+/// closes the field without a word: a stray quote (`"好` typed in a
+/// remark) would silently turn every row after it into one value.
 /// The `csv` crate counts only `\n` (a file from an old Mac, ending lines in
 /// a lone CR, is one line to it), and it starts a record's position before
 /// consuming what ends the previous one: after a CRLF (rust-csv#395) or a
@@ -268,10 +304,20 @@ struct LineBreaks<R> {
     /// than one per row; EF also starts full-width punctuation (`，` is
     /// EF BC 8C), so a file with any has every row searched after it.
     saw_ef: bool,
+    separator: u8,
+    /// whether the bytes passed on so far end inside a quoted field
+    in_quotes: bool,
+    /// where the last quoted field closed, if a quote may still follow
+    /// at once and make it an escaped `""` instead
+    closed_at: Option<u64>,
+    /// the last byte passed on, for a quote at the start of a read
+    last_byte: Option<u8>,
+    /// whether the inner reader has reported the end of the file
+    eof: bool,
 }
 
 impl<R: Read> LineBreaks<R> {
-    fn new(inner: R) -> Self {
+    fn new(inner: R, separator: u8) -> Self {
         Self {
             inner,
             offset: 0,
@@ -279,6 +325,42 @@ impl<R: Read> LineBreaks<R> {
             breaks: VecDeque::new(),
             lines_ended: 0,
             saw_ef: false,
+            separator,
+            in_quotes: false,
+            closed_at: None,
+            last_byte: None,
+            eof: false,
+        }
+    }
+
+    /// Whether the whole file has been read and ends inside a quoted field.
+    fn ends_in_quotes(&self) -> bool {
+        self.eof && self.in_quotes
+    }
+
+    /// Follows the quotes of `read`, which starts at `self.offset`, as
+    /// `csv_core` reads them: a quote opens a field only at its start, a
+    /// quote inside one closes it unless another follows at once (`""`),
+    /// and any other quote is text. Only quotes are visited, so a file
+    /// without them pays one `memchr` pass per read.
+    fn follow_quotes(&mut self, read: &[u8]) {
+        for i in memchr::memchr_iter(b'"', read) {
+            let at = self.offset + i as u64;
+            if self.in_quotes {
+                self.in_quotes = false;
+                self.closed_at = Some(at);
+            } else if at.checked_sub(1).is_some_and(|p| self.closed_at == Some(p)) {
+                self.in_quotes = true;
+                self.closed_at = None;
+            } else {
+                let before = if i > 0 {
+                    Some(read[i - 1])
+                } else {
+                    self.last_byte
+                };
+                self.in_quotes =
+                    before.is_none_or(|b| b == self.separator || b == b'\r' || b == b'\n');
+            }
         }
     }
 
@@ -304,6 +386,10 @@ impl<R: Read> Read for LineBreaks<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         let read = &buf[..n];
+        if n == 0 && !buf.is_empty() {
+            self.eof = true;
+        }
+        self.follow_quotes(read);
         for i in memchr::memchr2_iter(b'\r', b'\n', read) {
             let after_cr = if i == 0 {
                 self.after_cr
@@ -315,6 +401,7 @@ impl<R: Read> Read for LineBreaks<R> {
         }
         if let Some(&last) = read.last() {
             self.after_cr = last == b'\r';
+            self.last_byte = Some(last);
         }
         self.saw_ef = self.saw_ef || memchr::memchr(0xEF, read).is_some();
         self.offset += n as u64;
@@ -381,7 +468,7 @@ mod tests {
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
-            .from_reader(LineBreaks::new(Trickle(input)));
+            .from_reader(LineBreaks::new(Trickle(input), b','));
         let mut record = csv::StringRecord::new();
         let mut lines = Vec::new();
         while reader.read_record(&mut record).unwrap() {
@@ -396,5 +483,22 @@ mod tests {
         let lines = record_lines(b"a\r\n\r\n\"b\r\nb\"\r\rc\nd\r\n");
         let lines: Vec<(&str, u64)> = lines.iter().map(|(s, l)| (s.as_str(), *l)).collect();
         assert_eq!(lines, [("a", 1), ("b\r\nb", 3), ("c", 6), ("d", 7)]);
+    }
+
+    /// Quotes followed one byte per read, so that every quote meets the
+    /// read boundary: whether the file ends inside a quoted field.
+    #[test]
+    fn quotes_are_followed_as_csv_reads_them() {
+        let ends_in_quotes = |input: &[u8]| {
+            let mut breaks = LineBreaks::new(Trickle(input), b',');
+            std::io::copy(&mut breaks, &mut std::io::sink()).unwrap();
+            breaks.ends_in_quotes()
+        };
+        assert!(ends_in_quotes(b"a,\"b\nc,d\n"));
+        assert!(ends_in_quotes(b"\"a\"\"\n"));
+        assert!(!ends_in_quotes(b"a,\"b\"\"\nc\"\n"));
+        assert!(!ends_in_quotes(b"a,5\"x,\"y\"\n"));
+        assert!(!ends_in_quotes(b"\"\"\n\"a\"\"\"\n"));
+        assert!(!ends_in_quotes(b"a, \"b\n"));
     }
 }
