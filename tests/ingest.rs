@@ -2347,6 +2347,50 @@ async fn a_quote_never_closed_refuses_its_file_instead_of_swallowing_rows() {
     );
 }
 
+/// An amount written `1,234.50` without quotes splits into two values and
+/// shifts the row: the amount would load as 1. A row with values beyond
+/// its header refuses the file, naming them. A trailing separator on each
+/// data row (empty values beyond the header) and a wider title row above
+/// the header are no such sign: that file loads.
+#[tokio::test]
+async fn a_row_wider_than_its_header_refuses_the_file() {
+    let lab = Lab::new();
+    lab.write(
+        "in/w/a.csv",
+        "日期,客户编码,产品编码,金额\n2026-10-01,C1,P1,5\n2026-10-02,C1,P1,1,234.50\n".as_bytes(),
+    );
+    lab.write(
+        "in/t/a.csv",
+        "十月流向,经销商甲,,,,\n日期,客户编码,产品编码,金额\n2026-10-01,C1,P1,5,\n2026-10-02,C2,P2,6,,\n"
+            .as_bytes(),
+    );
+    let settings = lab.settings(
+        &[
+            flow_csv_source("w", ""),
+            flow_csv_source("t", "header_row = 2\n"),
+        ]
+        .concat(),
+    );
+    let summary = lab.ingest(&settings).await;
+    assert_eq!(
+        rejections(&summary),
+        [
+            "`w`: in/w/a.csv: cannot open file (row 3 has 5 values where the header has 4 \
+          (beyond it: `234.50`): a value holds the separator without quotes around it, as \
+          `1,234.50` written bare does, and the values after it are shifted; put such values \
+          in quotes, or remove the commas)"
+        ]
+    );
+    assert!(lab.sales("w").await.is_empty());
+    assert_eq!(
+        lab.sales("t").await,
+        [
+            row("2026-10-01", "C1", "P1", 5.0),
+            row("2026-10-02", "C2", "P2", 6.0)
+        ]
+    );
+}
+
 /// A DOS end-of-file mark (Ctrl-Z) after the last line, or glued to the
 /// last value, is not data: the file loads whole under the default reject
 /// ratio, which one rejected row of three would exceed.

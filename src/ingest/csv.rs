@@ -146,6 +146,8 @@ fn read_as(
     // the last record, when the file ends inside a quoted field: (line,
     // column of its last field, lines of rows that field swallowed)
     let mut unclosed: Option<(u64, usize, usize)> = None;
+    // how many values the header row has, once it is found
+    let mut header_width: Option<usize> = None;
     loop {
         match reader.read_byte_record(&mut record) {
             Ok(false) => break,
@@ -208,7 +210,13 @@ fn read_as(
                 last.truncate(last.trim_end_matches('\u{1a}').len());
             }
         }
+        if let Some(width) = header_width.filter(|w| record.len() > *w) {
+            overflow(line, width, &record)?;
+        }
         asm.feed(visitor, "", Epoch::E1900, line, &cells[..n])?;
+        if header_width.is_none() && asm.has_header() {
+            header_width = Some(record.len());
+        }
     }
     if let Some((line, column, lost)) = unclosed.filter(|u| u.2 > 0) {
         return Err(FileError::CannotOpen(format!(
@@ -264,6 +272,33 @@ fn excel_text_formula(field: &str) -> &str {
         .and_then(|f| f.strip_suffix('"'))
         .filter(|inner| !inner.contains('"'))
         .unwrap_or(field)
+}
+
+/// Refuses the file when a row has values beyond its header's width: a
+/// comma in a value written without quotes (`1,234.50` from an exporter
+/// that formats numbers but quotes nothing) splits it, and every value
+/// after it moves one column on, so a mapped amount would load as `1`
+/// without a word. Where the comma sits cannot be known, so no row of the
+/// file is trusted. Empty values beyond the header (a trailing separator
+/// on each data row) are no sign of it.
+fn overflow(line: u64, width: usize, record: &csv::ByteRecord) -> Result<(), FileError> {
+    let extra: Vec<String> = record
+        .iter()
+        .skip(width)
+        .map(String::from_utf8_lossy)
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| format!("`{v}`"))
+        .collect();
+    if extra.is_empty() {
+        return Ok(());
+    }
+    Err(FileError::CannotOpen(format!(
+        "row {line} has {} values where the header has {width} (beyond it: {}): a value holds \
+         the separator without quotes around it, as `1,234.50` written bare does, and the \
+         values after it are shifted; put such values in quotes, or remove the commas",
+        record.len(),
+        extra.join(", ")
+    )))
 }
 
 /// The lines after the first of a field's text that hold anything but

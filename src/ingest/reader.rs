@@ -122,6 +122,11 @@ impl RowAssembler {
         }
     }
 
+    /// Whether the header has been read and matched.
+    pub fn has_header(&self) -> bool {
+        self.max_col.is_some()
+    }
+
     pub fn column_limit(&self) -> usize {
         self.max_col.map_or(16_384, |m| m + 1)
     }
