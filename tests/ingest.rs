@@ -2364,21 +2364,37 @@ async fn a_row_wider_than_its_header_refuses_the_file() {
         "十月流向,经销商甲,,,,\n日期,客户编码,产品编码,金额\n2026-10-01,C1,P1,5,\n2026-10-02,C2,P2,6,,\n"
             .as_bytes(),
     );
+    // a remark split at every comma: the message names three values, each
+    // cut at 40 characters
+    let long = "很".repeat(50);
+    lab.write(
+        "in/v/a.csv",
+        format!("日期,客户编码,产品编码,金额\n2026-10-01,C1,P1,5,{long},b,c,d\n").as_bytes(),
+    );
     let settings = lab.settings(
         &[
             flow_csv_source("w", ""),
             flow_csv_source("t", "header_row = 2\n"),
+            flow_csv_source("v", ""),
         ]
         .concat(),
     );
     let summary = lab.ingest(&settings).await;
+    let shifted = ": a value holds the separator without quotes around it, as `1,234.50` written \
+                   bare does, and the values after it are shifted; put such values in quotes, or \
+                   remove the commas)";
     assert_eq!(
         rejections(&summary),
         [
-            "`w`: in/w/a.csv: cannot open file (row 3 has 5 values where the header has 4 \
-          (beyond it: `234.50`): a value holds the separator without quotes around it, as \
-          `1,234.50` written bare does, and the values after it are shifted; put such values \
-          in quotes, or remove the commas)"
+            format!(
+                "`w`: in/w/a.csv: cannot open file (row 3 has 5 values where the header has 4 \
+                 (beyond it: `234.50`){shifted}"
+            ),
+            format!(
+                "`v`: in/v/a.csv: cannot open file (row 2 has 8 values where the header has 4 \
+                 (beyond it: `{}`, `b`, `c`){shifted}",
+                "很".repeat(40)
+            ),
         ]
     );
     assert!(lab.sales("w").await.is_empty());

@@ -282,12 +282,14 @@ fn excel_text_formula(field: &str) -> &str {
 /// file is trusted. Empty values beyond the header (a trailing separator
 /// on each data row) are no sign of it.
 fn overflow(line: u64, width: usize, record: &csv::ByteRecord) -> Result<(), FileError> {
+    // a few values, each cut short: enough to find the row by
     let extra: Vec<String> = record
         .iter()
         .skip(width)
         .map(String::from_utf8_lossy)
         .filter(|v| !v.trim().is_empty())
-        .map(|v| format!("`{v}`"))
+        .take(3)
+        .map(|v| format!("`{}`", v.chars().take(40).collect::<String>()))
         .collect();
     if extra.is_empty() {
         return Ok(());
