@@ -326,6 +326,32 @@ async fn run_job_cmd(
     })
 }
 
+/// Money columns whose mapped header names a unit of 万 or 千元: SPEC §4
+/// reads amounts and targets as CNY, so such a column would load 10,000
+/// or 1,000 times too small, every value parsing fine. A note, not a
+/// problem: the header may mislead (`金额(元，含税万元以上)`), and `check`
+/// cannot see the values' scale.
+fn scaled_money_columns(source: &config::SourceConfig) -> Vec<String> {
+    source
+        .columns
+        .iter()
+        .filter(|(field, _)| matches!(field.as_str(), "amount" | "sales_target"))
+        .filter_map(|(field, header)| {
+            let unit = if header.contains('万') {
+                "万 (×10,000)"
+            } else if header.contains("千元") {
+                "千元 (×1,000)"
+            } else {
+                return None;
+            };
+            Some(format!(
+                "`{field}` is read from `{header}`, and amounts load as CNY (SPEC §4): a \
+                 column in {unit} loads that many times too small; convert it to 元 first"
+            ))
+        })
+        .collect()
+}
+
 async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
     let mut problems = 0;
     println!(
@@ -347,6 +373,9 @@ async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
         }
     };
     for s in &settings.config.sources {
+        for note in scaled_money_columns(s) {
+            println!("source `{}`: note: {note}", s.name);
+        }
         match s.kind {
             config::SourceKind::Sql => {
                 let var = s.url_env.as_deref().unwrap_or_default();

@@ -329,6 +329,36 @@ fn check_fails(lab: &crate::ingest::Lab, env: &[(&str, &str)]) -> String {
     out
 }
 
+/// `check` notes a money column whose header names 万 or 千元 (amounts load
+/// as CNY, so such a column would load far too small) without counting it
+/// as a problem: the exit code stays 0.
+#[test]
+fn check_notes_an_amount_column_headed_in_wan_yuan() {
+    let lab = crate::ingest::Lab::new();
+    lab.write(
+        "in/g/a.csv",
+        "日期,客户编码,产品编码,金额(万元)\n2026-10-01,C1,P1,1.2\n".as_bytes(),
+    );
+    lab.settings(&G_SOURCE.replace("amount = \"金额\"", "amount = \"金额(万元)\""));
+    let check = bin()
+        .arg("--config")
+        .arg(lab.path("salesbatch.toml"))
+        .arg("check")
+        .output()
+        .unwrap();
+    let out = text(&check);
+    assert_eq!(check.status.code(), Some(0), "{out}");
+    let notes: Vec<&str> = out.lines().filter(|l| l.contains("note:")).collect();
+    assert_eq!(
+        notes,
+        [
+            "source `g`: note: `amount` is read from `金额(万元)`, and amounts load as CNY (SPEC \
+          §4): a column in 万 (×10,000) loads that many times too small; convert it to 元 first"
+        ],
+        "{out}"
+    );
+}
+
 /// `check` names the files of a fact source that a run would refuse as
 /// copies; a master file repeated is no problem (the later row wins), nor
 /// is a repeated file without data rows.
