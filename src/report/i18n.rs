@@ -111,46 +111,46 @@ const LABELS: &[(&str, &str, &str)] = &[
         "明细见全国报表的数据质量工作簿",
         "Details are in the national data-quality workbook",
     ),
-    // SPEC §4's reason codes are what logs, `export rejections` and the
-    // English workbook show; the Chinese workbook names the reason in
+    // keyed by SPEC §4's reason codes, which logs, `export rejections` and
+    // the English workbook show; the Chinese workbook names the reason in
     // Chinese and keeps the code beside it, to match the two
     (
-        "reason_missing_required_field",
+        "missing required field",
         "缺少必填字段（missing required field）",
         "missing required field",
     ),
     (
-        "reason_unparsable_date",
+        "unparsable date",
         "日期无法识别（unparsable date）",
         "unparsable date",
     ),
     (
-        "reason_unparsable_number",
+        "unparsable number",
         "数字无法识别（unparsable number）",
         "unparsable number",
     ),
     (
-        "reason_unknown_customer_id",
+        "unknown customer id",
         "未知客户编码（unknown customer id）",
         "unknown customer id",
     ),
     (
-        "reason_unknown_rep_id",
+        "unknown rep id",
         "未知代表编码（unknown rep id）",
         "unknown rep id",
     ),
     (
-        "reason_reject_ratio_exceeded",
+        "reject ratio exceeded",
         "拒收比例超限，整个文件未加载（reject ratio exceeded）",
         "reject ratio exceeded",
     ),
     (
-        "reason_cannot_open_file",
+        "cannot open file",
         "文件无法打开（cannot open file）",
         "cannot open file",
     ),
     (
-        "reason_missing_column",
+        "missing column",
         "缺少映射列（missing column）",
         "missing column",
     ),
@@ -177,16 +177,7 @@ impl Labels {
 
     /// A rejection's reason as the data-quality sheet shows it.
     pub fn reason(&self, reason: Reason) -> &'static str {
-        self.get(match reason {
-            Reason::MissingRequiredField => "reason_missing_required_field",
-            Reason::UnparsableDate => "reason_unparsable_date",
-            Reason::UnparsableNumber => "reason_unparsable_number",
-            Reason::UnknownCustomerId => "reason_unknown_customer_id",
-            Reason::UnknownRepId => "reason_unknown_rep_id",
-            Reason::RejectRatioExceeded => "reason_reject_ratio_exceeded",
-            Reason::CannotOpenFile => "reason_cannot_open_file",
-            Reason::MissingColumn => "reason_missing_column",
-        })
+        self.get(reason.as_str())
     }
 
     /// All labels as a map for templates.
