@@ -314,9 +314,9 @@ kind = "csv"
 path = "in/g/*.csv"
 columns = { invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", amount = "金额" }"#;
 
-/// Runs `check` on the lab's config with `env` set, asserts it found a
-/// problem (exit 1) and returns its output.
-fn check_fails(lab: &crate::ingest::Lab, env: &[(&str, &str)]) -> String {
+/// Runs `check` on the lab's config with `env` set: its exit code and
+/// output.
+fn check_lab(lab: &crate::ingest::Lab, env: &[(&str, &str)]) -> (Option<i32>, String) {
     let check = bin()
         .arg("--config")
         .arg(lab.path("salesbatch.toml"))
@@ -324,8 +324,13 @@ fn check_fails(lab: &crate::ingest::Lab, env: &[(&str, &str)]) -> String {
         .envs(env.iter().copied())
         .output()
         .unwrap();
-    let out = text(&check);
-    assert_eq!(check.status.code(), Some(1), "{out}");
+    (check.status.code(), text(&check))
+}
+
+/// `check_lab`, asserting it found a problem (exit 1); returns the output.
+fn check_fails(lab: &crate::ingest::Lab, env: &[(&str, &str)]) -> String {
+    let (code, out) = check_lab(lab, env);
+    assert_eq!(code, Some(1), "{out}");
     out
 }
 
@@ -340,14 +345,8 @@ fn check_notes_an_amount_column_headed_in_wan_yuan() {
         "日期,客户编码,产品编码,金额(万元)\n2026-10-01,C1,P1,1.2\n".as_bytes(),
     );
     lab.settings(&G_SOURCE.replace("amount = \"金额\"", "amount = \"金额(万元)\""));
-    let check = bin()
-        .arg("--config")
-        .arg(lab.path("salesbatch.toml"))
-        .arg("check")
-        .output()
-        .unwrap();
-    let out = text(&check);
-    assert_eq!(check.status.code(), Some(0), "{out}");
+    let (code, out) = check_lab(&lab, &[]);
+    assert_eq!(code, Some(0), "{out}");
     let notes: Vec<&str> = out.lines().filter(|l| l.contains("note:")).collect();
     assert_eq!(
         notes,
