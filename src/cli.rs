@@ -432,6 +432,11 @@ async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
                     problems += 1;
                     println!("source {refused}");
                 }
+                // a note, as for money in 万: reading the first sheet only
+                // may be what the user wants
+                for (file, message) in checked.unread_sheets {
+                    println!("source `{}`: file `{file}`: note: {message}", s.name);
+                }
             }
         }
     }

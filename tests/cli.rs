@@ -1051,3 +1051,129 @@ columns = { invoice_date = "日期", customer_id = "客户编码", product_id = 
         "colour codes in a redirected log: {log}"
     );
 }
+
+/// A workbook of one sheet a month: `1月` is read (SPEC §3: the first
+/// sheet when `sheet` is unset), and the other visible sheets headed like
+/// it are named, by `check` as a note (exit code 0) and by the run as a
+/// WARN; a hidden copy and a sheet of notes are not. Read as xlsx and,
+/// where LibreOffice is installed, saved as xls and ods.
+#[test]
+fn sheets_headed_like_the_one_read_are_named() {
+    let lab = crate::ingest::Lab::new();
+    let xlsx = lab.path("in/xlsx/flow.xlsx");
+    std::fs::create_dir_all(xlsx.parent().unwrap()).unwrap();
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let header = ["日期", "客户编码", "产品编码", "金额"];
+    for (name, first_row, amount) in [("1月", 0, 5.0), ("2月", 0, 7.0), ("3月", 2, 9.0)] {
+        let ws = wb.add_worksheet().set_name(name).unwrap();
+        for (c, h) in header.iter().enumerate() {
+            ws.write(first_row, c as u16, *h).unwrap();
+        }
+        ws.write_row(first_row + 1, 0, ["2026-10-01", "C1", "P1"])
+            .unwrap();
+        ws.write(first_row + 1, 3, amount).unwrap();
+        if name == "1月" {
+            let notes = wb.add_worksheet().set_name("说明").unwrap();
+            notes.write(0, 0, "本表为流向，金额单位：元").unwrap();
+            let hidden = wb.add_worksheet().set_name("备份").unwrap();
+            hidden.write_row(0, 0, header).unwrap();
+            hidden.set_hidden(true);
+        }
+    }
+    wb.save(&xlsx).unwrap();
+    let mut formats = vec!["xlsx"];
+    if let Some(soffice) = crate::ingest::soffice() {
+        for ext in ["xls", "ods"] {
+            let dir = lab.path(&format!("in/{ext}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            crate::ingest::convert(&soffice, &xlsx, ext, &dir);
+            formats.push(ext);
+        }
+    } else {
+        crate::ingest::require("LibreOffice (soffice)", false);
+    }
+    let sources: String = formats
+        .iter()
+        .map(|ext| {
+            format!(
+                "[[sources]]\nname = \"{ext}\"\ndataset = \"sales\"\nkind = \"excel\"\n\
+                 path = \"in/{ext}/*.{ext}\"\ncolumns = {{ invoice_date = \"日期\", customer_id = \
+                 \"客户编码\", product_id = \"产品编码\", amount = \"金额\" }}\n"
+            )
+        })
+        .collect();
+    lab.settings(&sources);
+    let message = "sheets `2月` and `3月` are headed like `1月` but not read: a source without \
+                   `sheet` reads the first sheet only; add a source with `sheet = \"…\"` for each \
+                   of them whose rows belong in the warehouse";
+    let (code, out) = check_lab(&lab, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    let notes: Vec<&str> = out.lines().filter(|l| l.contains("note:")).collect();
+    let expected: Vec<String> = formats
+        .iter()
+        .map(|ext| format!("source `{ext}`: file `in/{ext}/flow.{ext}`: note: {message}"))
+        .collect();
+    assert_eq!(notes, expected, "{out}");
+
+    let out = bin()
+        .arg("--config")
+        .arg(lab.path("salesbatch.toml"))
+        .args(["run", "load", "--as-of", "2026-11-20"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let log = String::from_utf8_lossy(&out.stderr);
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains(" WARN ")).collect();
+    assert_eq!(warnings.len(), formats.len(), "{log}");
+    for (warning, ext) in warnings.iter().zip(&formats) {
+        assert!(
+            warning.contains(&format!(
+                "salesbatch::ingest: {message} source={ext} file=in/{ext}/flow.{ext}"
+            )),
+            "{warning}"
+        );
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for ext in &formats {
+        let sales = rt.block_on(lab.sales(ext));
+        let amounts: Vec<f64> = sales.iter().map(|r| r.3).collect();
+        assert_eq!(amounts, [5.0], "{ext}");
+    }
+}
+
+/// With `header_row` set, the other sheets' header is read from that row
+/// too (a sheet headed on its first row is then not alike), and a single
+/// alike sheet is named with the `sheet` line to add, quoted for TOML.
+#[test]
+fn a_sheet_headed_like_the_one_read_is_named_with_the_line_to_add() {
+    let lab = crate::ingest::Lab::new();
+    let xlsx = lab.path("in/t/flow.xlsx");
+    std::fs::create_dir_all(xlsx.parent().unwrap()).unwrap();
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let header = ["日期", "客户编码", "产品编码", "金额"];
+    for (name, first_row) in [("流向", 1), ("流向 \"旧\"", 1), ("草稿", 0)] {
+        let ws = wb.add_worksheet().set_name(name).unwrap();
+        ws.write(0, 0, "十月流向").unwrap();
+        ws.write_row(first_row, 0, header).unwrap();
+        ws.write_row(first_row + 1, 0, ["2026-10-01", "C1", "P1", "5"])
+            .unwrap();
+    }
+    wb.save(&xlsx).unwrap();
+    lab.settings(
+        "[[sources]]\nname = \"t\"\ndataset = \"sales\"\nkind = \"excel\"\n\
+         path = \"in/t/*.xlsx\"\nheader_row = 2\ncolumns = { invoice_date = \"日期\", \
+         customer_id = \"客户编码\", product_id = \"产品编码\", amount = \"金额\" }\n",
+    );
+    let (code, out) = check_lab(&lab, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    let notes: Vec<&str> = out.lines().filter(|l| l.contains("note:")).collect();
+    assert_eq!(
+        notes,
+        [
+            "source `t`: file `in/t/flow.xlsx`: note: sheet `流向 \"旧\"` is headed like `流向` \
+             but not read: a source without `sheet` reads the first sheet only; add a source \
+             with `sheet = \"流向 \\\"旧\\\"\"` if its rows belong in the warehouse"
+        ],
+        "{out}"
+    );
+}

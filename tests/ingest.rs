@@ -3233,7 +3233,7 @@ pub fn installed(candidates: &[&str]) -> Option<PathBuf> {
     candidates.iter().map(PathBuf::from).find(|p| p.exists())
 }
 
-fn soffice() -> Option<PathBuf> {
+pub fn soffice() -> Option<PathBuf> {
     installed(&[
         "/usr/bin/soffice",
         "/usr/bin/libreoffice",
@@ -3243,7 +3243,7 @@ fn soffice() -> Option<PathBuf> {
 
 /// Converts `input` with headless LibreOffice (its own profile, so tests can
 /// run side by side) into `outdir`.
-fn convert(soffice: &Path, input: &Path, to: &str, outdir: &Path) {
+pub fn convert(soffice: &Path, input: &Path, to: &str, outdir: &Path) {
     let profile = tempfile::tempdir().unwrap();
     let status = Command::new(soffice)
         .arg(format!(

@@ -6,6 +6,7 @@
 
 use std::fs::File;
 use std::io::BufReader;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 use calamine::{
@@ -15,7 +16,7 @@ use calamine::{
 
 use super::coerce::{Cell, Epoch};
 use super::guard::{self, Format};
-use super::reader::{FileError, RowAssembler, Visitor};
+use super::reader::{header_text, FileError, RowAssembler, Visitor};
 use super::record::MergedBlock;
 
 const MAX_ROWS: u32 = 1_048_576;
@@ -63,6 +64,53 @@ fn pick_sheet(sheets: &[Sheet], wanted: Option<&str>) -> Result<String, FileErro
                 format!("the workbook has no worksheet, only {}", listed(sheets))
             })
         })
+}
+
+/// The worksheets the user sees in Excel besides `chosen`, in tab order: a
+/// workbook of one sheet a month looks, to its user, like all of its data.
+fn other_worksheets(sheets: &[Sheet], chosen: &str) -> Vec<String> {
+    sheets
+        .iter()
+        .filter(|s| {
+            s.typ == SheetType::WorkSheet && s.visible == SheetVisible::Visible && s.name != chosen
+        })
+        .map(|s| s.name.clone())
+        .collect()
+}
+
+/// The cells of a sheet's header row as `RowAssembler` finds it without
+/// searching further down: row `header_row`, else the first non-empty row.
+/// Reads no further than that row.
+fn header_cells(
+    header_row: Option<u32>,
+    mut next: impl FnMut() -> NextCell,
+) -> Result<Vec<Cell>, FileError> {
+    let mut row: Vec<Cell> = Vec::new();
+    let mut current: Option<u32> = None;
+    while let Some(((r, c), value)) = next()? {
+        let number = u64::from(r) + 1;
+        match header_row {
+            Some(h) if number < u64::from(h) => continue,
+            Some(h) if number > u64::from(h) => break,
+            Some(_) => {}
+            None if current != Some(r) => {
+                if current.is_some() && !row.iter().all(Cell::is_blank) {
+                    break;
+                }
+                row.clear();
+                current = Some(r);
+            }
+            None => {}
+        }
+        let c = c as usize;
+        if c < MAX_COLS as usize {
+            if row.len() <= c {
+                row.resize(c + 1, Cell::Empty);
+            }
+            row[c] = value;
+        }
+    }
+    Ok(row)
 }
 
 /// `` `A`, `B` ``: sheet names for a message.
@@ -134,6 +182,17 @@ pub fn read(
             let epoch = Epoch::declared($wb.has_1904_epoch());
             let name = pick_sheet($wb.sheets_metadata(), sheet)?;
             visitor.sheet(&name);
+            if sheet.is_none() {
+                for other in other_worksheets($wb.sheets_metadata(), &name) {
+                    let found = catch_unwind(AssertUnwindSafe(|| {
+                        let mut $cells = $wb.worksheet_cells_reader(&other).map_err(cannot_open)?;
+                        header_cells(header_row, || $next)
+                    }));
+                    if let Ok(Ok(cells)) = found {
+                        visitor.other_sheet(&other, &header_text(&cells));
+                    }
+                }
+            }
             let mut $cells = $wb.worksheet_cells_reader(&name).map_err(cannot_open)?;
             let dims = $cells.dimensions();
             check_dimensions(dims.start, dims.end)?;
@@ -261,6 +320,26 @@ where
 {
     let name = pick_sheet(wb.sheets_metadata(), sheet)?;
     visitor.sheet(&name);
+    if sheet.is_none() {
+        // xls and ods hold every sheet in memory once opened: reading
+        // another one's header row costs a copy of that sheet, no parsing
+        for other in other_worksheets(wb.sheets_metadata(), &name) {
+            let found = catch_unwind(AssertUnwindSafe(|| {
+                wb.worksheet_range(&other).ok().map(|range| {
+                    let start_row = range.start().map_or(0, |s| s.0);
+                    let start_col = range.start().map_or(0, |s| s.1) as usize;
+                    let mut cells = range.cells().map(|(r, c, v)| {
+                        let at = (start_row + r as u32, (start_col + c) as u32);
+                        Ok(Some((at, from_data(v))))
+                    });
+                    header_cells(header_row, || cells.next().unwrap_or(Ok(None)))
+                })
+            }));
+            if let Ok(Some(Ok(cells))) = found {
+                visitor.other_sheet(&other, &header_text(&cells));
+            }
+        }
+    }
     let range = wb.worksheet_range(&name).map_err(cannot_open)?;
     if let (Some(start), Some(end)) = (range.start(), range.end()) {
         check_dimensions(start, end)?;

@@ -197,6 +197,8 @@ struct Pipeline {
     rejected: u64,
     unknown_ids: u64,
     rejections: Vec<Rejection>,
+    /// the other sheets headed like the one read (see `Visitor::other_sheet`)
+    alike_sheets: Vec<String>,
 }
 
 impl Pipeline {
@@ -222,6 +224,7 @@ impl Pipeline {
             rejected: 0,
             unknown_ids: 0,
             rejections: Vec::new(),
+            alike_sheets: Vec::new(),
         }
     }
 
@@ -296,6 +299,41 @@ impl Visitor for Pipeline {
         }
         Ok(())
     }
+
+    fn other_sheet(&mut self, name: &str, header: &[String]) {
+        if heads_every_mapped_column(&self.source, header) {
+            self.alike_sheets.push(name.to_string());
+        }
+    }
+}
+
+/// Whether `header` heads every column the source maps: a sheet of the
+/// same table (the next month's, say), which a source with no `sheet` set
+/// does not read (SPEC §3: the first sheet).
+fn heads_every_mapped_column(source: &SourceConfig, header: &[String]) -> bool {
+    !header.is_empty() && Mapping::from_header(source, header).is_ok()
+}
+
+/// What `check` and the run say of `alike` sheets, which a workbook holds
+/// besides the `read` one, with the same headers.
+fn unread_sheets_message(read: &str, alike: &[String]) -> String {
+    let names: Vec<String> = alike.iter().map(|s| format!("`{s}`")).collect();
+    let (which, example, whose) = match alike {
+        [one] => (
+            format!("sheet {} is", names[0]),
+            one.replace('\\', "\\\\").replace('"', "\\\""),
+            "if its rows belong",
+        ),
+        _ => (
+            format!("sheets {} are", and_list(&names)),
+            "…".to_string(),
+            "for each of them whose rows belong",
+        ),
+    };
+    format!(
+        "{which} headed like `{read}` but not read: a source without `sheet` reads the first \
+         sheet only; add a source with `sheet = \"{example}\"` {whose} in the warehouse"
+    )
 }
 
 struct Parsed {
@@ -417,6 +455,14 @@ fn parse_file(
         })
         .map_err(|_| FileError::Cancelled)
     });
+    if result.is_ok() && !p.alike_sheets.is_empty() {
+        warn!(
+            source = %src.name,
+            file = %p.file,
+            "{}",
+            unread_sheets_message(&p.sheet, &p.alike_sheets)
+        );
+    }
     if result.is_ok()
         && src.kind == SourceKind::Excel
         && p.rejections
@@ -952,6 +998,9 @@ pub struct FileProblems {
     /// workbook, no such sheet, a missing or ambiguous column, over
     /// `max_file_mb`
     pub refused: Vec<Rejection>,
+    /// (file, message): workbooks with further sheets headed like the one
+    /// read, which a source without `sheet` does not read
+    pub unread_sheets: Vec<(String, String)>,
 }
 
 /// For `check`: each file of a file source hashed and read as far as its
@@ -968,6 +1017,7 @@ pub fn check_files(
         sheet: String,
         mapping: Option<Mapping>,
         found: bool,
+        alike_sheets: Vec<String>,
     }
     impl Visitor for FirstRow<'_> {
         fn sheet(&mut self, name: &str) {
@@ -988,6 +1038,11 @@ pub fn check_files(
             // stops the reader: one row is enough
             Err(FileError::Cancelled)
         }
+        fn other_sheet(&mut self, name: &str, header: &[String]) {
+            if heads_every_mapped_column(self.source, header) {
+                self.alike_sheets.push(name.to_string());
+            }
+        }
     }
     let max_bytes = settings.config.ingest.max_file_mb.saturating_mul(1 << 20);
     let mut first: HashMap<String, &str> = HashMap::new();
@@ -1007,12 +1062,19 @@ pub fn check_files(
             sheet: String::new(),
             mapping: None,
             found: false,
+            alike_sheets: Vec::new(),
         };
         match read_guarded(path, stamp.len, max_bytes, source, &mut visitor) {
             Ok(()) | Err(FileError::Cancelled) => {}
             Err(e) => problems
                 .refused
                 .push(refusal(source, name, &visitor.sheet, e)),
+        }
+        if !visitor.alike_sheets.is_empty() {
+            problems.unread_sheets.push((
+                name.clone(),
+                unread_sheets_message(&visitor.sheet, &visitor.alike_sheets),
+            ));
         }
         if is_master(source.dataset) {
             continue;

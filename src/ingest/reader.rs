@@ -78,6 +78,11 @@ pub trait Visitor {
     fn header(&mut self, sheet: &str, epoch: Epoch, header: &[String]) -> Result<usize, FileError>;
     /// Called for each non-empty data row, `row` 1-based as a spreadsheet shows it.
     fn row(&mut self, row: u64, cells: &[Cell]) -> Result<(), FileError>;
+    /// Called by the workbook reader when no sheet is configured, before
+    /// the chosen sheet's rows, once for each other visible worksheet with
+    /// the text of its header row (`header_row`, else its first non-empty
+    /// row; empty for an empty sheet). Those sheets are not read.
+    fn other_sheet(&mut self, _name: &str, _header: &[String]) {}
 }
 
 fn backticked(names: &[String]) -> String {
@@ -217,7 +222,7 @@ impl RowAssembler {
     }
 }
 
-fn header_text(cells: &[Cell]) -> Vec<String> {
+pub(super) fn header_text(cells: &[Cell]) -> Vec<String> {
     cells
         .iter()
         .map(|c| super::coerce::text(c).unwrap_or_default())
