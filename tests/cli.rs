@@ -435,7 +435,7 @@ fn check_opens_each_file_to_its_header() {
     std::fs::create_dir_all(lab.path("in/x")).unwrap();
     wb.save(lab.path("in/x/e.xlsx")).unwrap();
     lab.write("in/x/f.xlsx", b"<html><body><table></table></body></html>");
-    crate::ingest::formula_workbook(&lab.path("in/x/g.xlsx"), false);
+    crate::ingest::formula_workbook(&lab.path("in/x/g.xlsx"), crate::ingest::Saved::Nothing);
     lab.settings(&format!(
         r#"{G_SOURCE}
 [[sources]]

@@ -911,11 +911,26 @@ columns = { invoice_date = "日期", customer_id = "客户编码", product_id = 
     );
 }
 
-/// A `流向` sales workbook whose `金额` is the formula `=D{row}*2`, saved
-/// with its results (as Excel and LibreOffice save) or, when `calculated`
-/// is false, without them, as openpyxl writes a formula: `<f>D2*2</f><v />`.
-/// Its unmapped column F holds `=TODAY()` with no result either way.
-pub fn formula_workbook(path: &Path, calculated: bool) {
+/// What a workbook holds as the results of its formulas.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Saved {
+    /// the calculated results; here in a workbook marked `fullCalcOnLoad`,
+    /// as XlsxWriter writes the results a program gives it, and they load
+    Results,
+    /// none, as openpyxl writes a formula: `<f>D2*2</f><v />`
+    Nothing,
+    /// 0 for each, in a workbook marked `fullCalcOnLoad` (recalculate when
+    /// opened), as XlsxWriter and rust_xlsxwriter write a formula
+    Placeholders,
+    /// 0 for each, with no such mark: results that are really 0, as
+    /// Excel saves them
+    Zeros,
+}
+
+/// A `流向` sales workbook whose `金额` is the formula `=D{row}*2`, with
+/// `saved` as its results. Its unmapped column F holds `=TODAY()` with no
+/// result whatever `saved` is.
+pub fn formula_workbook(path: &Path, saved: Saved) {
     let tmp = path.with_extension("tmp.xlsx");
     let mut wb = Workbook::new();
     let ws = wb.add_worksheet().set_name("流向").unwrap();
@@ -935,7 +950,11 @@ pub fn formula_workbook(path: &Path, calculated: bool) {
         let r = r as u32 + 1;
         ws.write_row(r, 0, [date, customer, product]).unwrap();
         ws.write(r, 3, quantity).unwrap();
-        let result = if calculated { quantity * 2.0 } else { 0.0 };
+        let result = if saved == Saved::Results {
+            quantity * 2.0
+        } else {
+            0.0
+        };
         let formula =
             rust_xlsxwriter::Formula::new(format!("=D{}*2", r + 1)).set_result(result.to_string());
         ws.write_formula(r, 4, formula).unwrap();
@@ -943,15 +962,22 @@ pub fn formula_workbook(path: &Path, calculated: bool) {
     }
     wb.save(&tmp).unwrap();
     rewrite_zip(&tmp, path, |name, data| {
-        if name != "xl/worksheets/sheet1.xml" {
-            return data;
-        }
         let mut xml = String::from_utf8(data).unwrap();
-        assert_eq!(xml.matches("<f>TODAY()</f><v>0</v>").count(), 2, "{xml}");
-        xml = xml.replace("<f>TODAY()</f><v>0</v>", "<f>TODAY()</f><v />");
-        if !calculated {
-            assert_eq!(xml.matches("</f><v>0</v>").count(), 2, "{xml}");
-            xml = xml.replace("</f><v>0</v>", "</f><v />");
+        if name == "xl/workbook.xml" {
+            // rust_xlsxwriter marks every workbook, as Excel's own saves
+            // are not
+            assert!(xml.contains(r#"<calcPr calcId="124519" fullCalcOnLoad="1"/>"#));
+            if saved == Saved::Zeros {
+                xml = xml.replace(r#" fullCalcOnLoad="1""#, "");
+            }
+        }
+        if name == "xl/worksheets/sheet1.xml" {
+            assert_eq!(xml.matches("<f>TODAY()</f><v>0</v>").count(), 2, "{xml}");
+            xml = xml.replace("<f>TODAY()</f><v>0</v>", "<f>TODAY()</f><v />");
+            if saved == Saved::Nothing {
+                assert_eq!(xml.matches("</f><v>0</v>").count(), 2, "{xml}");
+                xml = xml.replace("</f><v>0</v>", "</f><v />");
+            }
         }
         xml.into_bytes()
     });
@@ -962,34 +988,56 @@ pub fn formula_workbook(path: &Path, calculated: bool) {
 /// does not calculate) was read as an empty cell: a required amount became
 /// `missing required field` with an empty value the user could not find in
 /// Excel, which shows the calculated number, and an optional field was
-/// silently left out. The file is now refused naming the cell and its
-/// formula; one with saved results loads them, and an uncalculated formula
-/// in a column no field maps does not matter.
+/// silently left out. A formula whose saved result is XlsxWriter's
+/// placeholder 0, in a workbook marked to be recalculated when opened,
+/// loaded as an amount of 0 without a word. Both files are now refused
+/// naming the cell and its formula; one with saved results loads them, a
+/// saved 0 without the mark (Excel's own save) loads as 0, and an
+/// uncalculated formula in a column no field maps does not matter.
 #[tokio::test]
 async fn a_formula_with_no_saved_result_refuses_its_file_naming_the_cell() {
     let lab = Lab::new();
-    for dir in ["raw", "saved"] {
+    let kinds = [
+        ("raw", Saved::Nothing),
+        ("placeholders", Saved::Placeholders),
+        ("saved", Saved::Results),
+        ("zeros", Saved::Zeros),
+    ];
+    let mut sources = String::new();
+    for (dir, saved) in kinds {
         std::fs::create_dir_all(lab.path(&format!("in/{dir}"))).unwrap();
+        formula_workbook(&lab.path(&format!("in/{dir}/a.xlsx")), saved);
+        sources += &flow_xlsx_source(dir, "");
     }
-    formula_workbook(&lab.path("in/raw/a.xlsx"), false);
-    formula_workbook(&lab.path("in/saved/a.xlsx"), true);
-    let settings =
-        lab.settings(&[flow_xlsx_source("raw", ""), flow_xlsx_source("saved", "")].concat());
+    let settings = lab.settings(&sources);
     let summary = lab.ingest(&settings).await;
     assert_eq!(
         rejections(&summary),
         [
             "`raw`: in/raw/a.xlsx [流向] column `金额`: cannot open file (cell E2 holds the \
           formula `=D2*2` but no saved result, as a file written by a program that does not \
-          calculate formulas does; open the file in Excel or LibreOffice and save it)"
+          calculate formulas does; open the file in Excel or LibreOffice and save it)",
+            "`placeholders`: in/placeholders/a.xlsx [流向] column `金额`: cannot open file \
+          (cell E2 holds the formula `=D2*2` with the saved result 0 in a workbook marked to be \
+          recalculated when opened: the placeholder a program that does not calculate formulas \
+          (XlsxWriter, rust_xlsxwriter) stores; open the file in Excel and save it, or in \
+          LibreOffice use Data ▸ Calculate ▸ Recalculate Hard, then save)"
         ]
     );
     assert!(lab.sales("raw").await.is_empty());
+    assert!(lab.sales("placeholders").await.is_empty());
     assert_eq!(
         lab.sales("saved").await,
         [
             row("2026-10-01", "C1", "P1", 6.0),
             row("2026-10-02", "C2", "P2", 8.0)
+        ]
+    );
+    assert_eq!(
+        lab.sales("zeros").await,
+        [
+            row("2026-10-01", "C1", "P1", 0.0),
+            row("2026-10-02", "C2", "P2", 0.0)
         ]
     );
 }

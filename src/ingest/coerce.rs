@@ -16,11 +16,16 @@ pub enum Cell {
     Bool(bool),
     /// a spreadsheet error value such as `#N/A`
     Error(String),
-    /// a formula cell holding no saved result, as programs that write
-    /// formulas without calculating them leave it (openpyxl): its value is
-    /// unknown, not empty. The formula's text, when the cell carries it
-    /// (a cell of a shared formula names only its group).
-    Uncalculated(Option<String>),
+    /// a formula cell whose saved result cannot be trusted, as programs
+    /// that write formulas without calculating them leave it: none at all
+    /// (openpyxl), or 0 in a workbook that asks to be recalculated when
+    /// opened (`placeholder`: XlsxWriter, rust_xlsxwriter). Its value is
+    /// unknown, not empty or 0. `formula` is the formula's text, when the
+    /// cell carries it (a cell of a shared formula names only its group).
+    Uncalculated {
+        formula: Option<String>,
+        placeholder: bool,
+    },
 }
 
 impl Cell {
@@ -43,7 +48,9 @@ impl Cell {
             Cell::DateTime(d) => d.format("%Y-%m-%d %H:%M:%S").to_string(),
             Cell::Bool(b) => b.to_string(),
             Cell::Error(e) => e.clone(),
-            Cell::Uncalculated(formula) => format!("={}", formula.as_deref().unwrap_or("…")),
+            Cell::Uncalculated { formula, .. } => {
+                format!("={}", formula.as_deref().unwrap_or("…"))
+            }
         }
     }
 }
@@ -72,7 +79,7 @@ pub fn id(cell: &Cell) -> Option<String> {
 /// merge the lines of one invoice key.
 pub fn text(cell: &Cell) -> Option<String> {
     let s = match cell {
-        Cell::Empty | Cell::Error(_) | Cell::Uncalculated(_) => return None,
+        Cell::Empty | Cell::Error(_) | Cell::Uncalculated { .. } => return None,
         // a NUL inside a value is export garbage no viewer shows, and
         // PostgreSQL refuses to store it: both warehouses drop it
         Cell::Text(s) => match trim(s) {
@@ -162,7 +169,7 @@ pub fn date(
                 .map(Some)
                 .ok_or(Unparsable)
         }
-        Cell::Bool(_) | Cell::Error(_) | Cell::Uncalculated(_) => Err(Unparsable),
+        Cell::Bool(_) | Cell::Error(_) | Cell::Uncalculated { .. } => Err(Unparsable),
     }
 }
 

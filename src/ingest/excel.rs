@@ -204,7 +204,8 @@ pub fn read(
     match guard::sniff(path)? {
         Format::Xlsx => {
             let mut wb: Xlsx<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
-            stream_cells!(wb, |cells| next_xlsx_cell(&mut cells))
+            let placeholders = guard::asks_recalculation(path);
+            stream_cells!(wb, |cells| next_xlsx_cell(&mut cells, placeholders))
         }
         Format::Xlsb => {
             // xlsb has no formula without its result: Excel, its only
@@ -252,20 +253,32 @@ pub fn merged_cells(path: &Path, sheet: &str) -> Result<Vec<MergedBlock>, FileEr
 /// told apart from an empty cell, which calamine's plain `next_cell` does
 /// not do. The formula metadata reader leaves shared formulas unexpanded:
 /// no allocation per formula cell of a shared group, and none sized by a
-/// hostile file's `si` index.
-fn next_xlsx_cell(cells: &mut XlsxCellReader<'_, BufReader<File>>) -> NextCell {
+/// hostile file's `si` index. With `placeholders` (the workbook asks to be
+/// recalculated when opened), a formula's saved 0 is no result either.
+fn next_xlsx_cell(cells: &mut XlsxCellReader<'_, BufReader<File>>, placeholders: bool) -> NextCell {
     let Some(record) = cells
         .next_cell_with_formula_metadata()
         .map_err(cannot_open)?
     else {
         return Ok(None);
     };
+    let text = |formula| match formula {
+        XlsxFormulaMetadata::Normal { formula } | XlsxFormulaMetadata::Shared { formula, .. } => {
+            Some(formula)
+        }
+        _ => None,
+    };
     let cell = match (record.value, record.formula) {
-        (DataRef::Empty, Some(formula)) => Cell::Uncalculated(match formula {
-            XlsxFormulaMetadata::Normal { formula }
-            | XlsxFormulaMetadata::Shared { formula, .. } => Some(formula),
-            _ => None,
-        }),
+        (DataRef::Empty, Some(formula)) => Cell::Uncalculated {
+            formula: text(formula),
+            placeholder: false,
+        },
+        (DataRef::Float(0.0) | DataRef::Int(0), Some(formula)) if placeholders => {
+            Cell::Uncalculated {
+                formula: text(formula),
+                placeholder: true,
+            }
+        }
         (value, _) => from_ref(value),
     };
     Ok(Some((record.pos, cell)))

@@ -192,6 +192,41 @@ fn zip_container(path: &Path) -> Result<Format, FileError> {
     }
 }
 
+/// Whether an xlsx asks to be recalculated when opened
+/// (`<calcPr fullCalcOnLoad="1"/>` in `xl/workbook.xml`). Programs that
+/// write formulas without calculating them set it, and store 0 as each
+/// formula's result (XlsxWriter, rust_xlsxwriter; openpyxl stores none);
+/// Excel drops it once it has calculated and saved the file. Any failure
+/// reads as no: calamine reports a broken workbook on its own.
+pub fn asks_recalculation(path: &Path) -> bool {
+    use quick_xml::events::Event;
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    let Ok(mut zip) = zip::ZipArchive::new(BufReader::new(file)) else {
+        return false;
+    };
+    let Ok(workbook) = zip.by_name("xl/workbook.xml") else {
+        return false;
+    };
+    let mut xml = quick_xml::Reader::from_reader(BufReader::new(workbook));
+    let mut buf = Vec::new();
+    loop {
+        match xml.read_event_into(&mut buf) {
+            Ok(Event::Empty(e) | Event::Start(e)) if e.local_name().as_ref() == "calcPr" => {
+                return e
+                    .try_get_attribute("fullCalcOnLoad")
+                    .ok()
+                    .flatten()
+                    .is_some_and(|a| matches!(a.value.as_ref(), "1" | "true"));
+            }
+            Ok(Event::Eof) | Err(_) => return false,
+            Ok(_) => {}
+        }
+        buf.clear();
+    }
+}
+
 /// An OpenDocument package names its type in its `mimetype` member.
 fn is_ods<R: Read + std::io::Seek>(zip: &mut zip::ZipArchive<R>) -> bool {
     let Ok(member) = zip.by_name("mimetype") else {

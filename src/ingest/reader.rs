@@ -38,11 +38,7 @@ pub enum FileError {
     },
     /// a mapped cell holds a formula with no saved result (see
     /// `Mapping::calculated`)
-    #[error(
-        "cell {cell} holds {} but no saved result, as a file written by a program that does \
-         not calculate formulas does; open the file in Excel or LibreOffice and save it",
-        .formula.as_ref().map_or_else(|| "a formula".to_string(), |f| format!("the formula `={f}`"))
-    )]
+    #[error("{}", uncalculated_message(.cell, .formula.as_deref(), *.placeholder))]
     Uncalculated {
         /// its address, `D2`
         cell: String,
@@ -50,6 +46,9 @@ pub enum FileError {
         column: String,
         /// its text, when the cell carries it
         formula: Option<String>,
+        /// the saved result is the placeholder 0 (see `Cell::Uncalculated`),
+        /// not missing
+        placeholder: bool,
     },
     /// the consumer stopped (the run is shutting down)
     #[error("ingest cancelled")]
@@ -83,6 +82,29 @@ pub trait Visitor {
     /// the text of its header row (`header_row`, else its first non-empty
     /// row; empty for an empty sheet). Those sheets are not read.
     fn other_sheet(&mut self, _name: &str, _header: &[String]) {}
+}
+
+fn uncalculated_message(cell: &str, formula: Option<&str>, placeholder: bool) -> String {
+    let formula = formula.map_or_else(
+        || "a formula".to_string(),
+        |f| format!("the formula `={f}`"),
+    );
+    if placeholder {
+        // LibreOffice keeps the saved results of an xlsx it opens (its
+        // default for files from Excel), so only a forced recalculation helps
+        format!(
+            "cell {cell} holds {formula} with the saved result 0 in a workbook marked to be \
+             recalculated when opened: the placeholder a program that does not calculate \
+             formulas (XlsxWriter, rust_xlsxwriter) stores; open the file in Excel and save it, \
+             or in LibreOffice use Data ▸ Calculate ▸ Recalculate Hard, then save"
+        )
+    } else {
+        format!(
+            "cell {cell} holds {formula} but no saved result, as a file written by a program \
+             that does not calculate formulas does; open the file in Excel or LibreOffice and \
+             save it"
+        )
+    }
 }
 
 fn backticked(names: &[String]) -> String {

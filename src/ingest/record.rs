@@ -586,11 +586,16 @@ impl Mapping {
     /// sales without their amount or rep without a word.
     pub fn calculated(&self, cells: &[Cell], row: u64) -> Result<(), FileError> {
         for f in &self.fields {
-            if let Some(Cell::Uncalculated(formula)) = cells.get(f.2) {
+            if let Some(Cell::Uncalculated {
+                formula,
+                placeholder,
+            }) = cells.get(f.2)
+            {
                 return Err(FileError::Uncalculated {
                     cell: format!("{}{row}", column_letters(f.2)),
                     column: f.3.clone(),
                     formula: formula.clone(),
+                    placeholder: *placeholder,
                 });
             }
         }
