@@ -6,7 +6,7 @@ use calamine::{open_workbook, Data, Reader, Xlsx};
 use chrono::NaiveDate;
 use salesbatch::config::{self, Period};
 use salesbatch::ingest::record::{Reason, Rejection};
-use salesbatch::metrics::{development, visits, Computed, PeriodRange, Rules};
+use salesbatch::metrics::{development, visits, Computed, PeriodRange, Rules, VisitDay};
 use salesbatch::report;
 
 use crate::metrics::tier;
@@ -16,12 +16,13 @@ const FORMULA_NAME: &str = "=HYPERLINK(\"http://evil.example\",\"点我\")";
 const SCRIPT_NAME: &str = "<script>document.body.dataset.pwned='script'</script><img src=x onerror=\"document.body.dataset.pwned='img'\">";
 
 fn rendered(dir: &Path) -> Vec<report::Bundle> {
-    rendered_comparing(dir, false)
+    rendered_comparing(dir, false, &[])
 }
 
 /// The fixture's reports; `tiers_compared` says whether an earlier
-/// snapshot existed (its tier changes are none either way).
-fn rendered_comparing(dir: &Path, tiers_compared: bool) -> Vec<report::Bundle> {
+/// snapshot existed (its tier changes are none either way), `days` are the
+/// visits made (none: every A customer has a gap).
+fn rendered_comparing(dir: &Path, tiers_compared: bool, days: &[VisitDay]) -> Vec<report::Bundle> {
     let settings =
         config::load_str(&dir.join("salesbatch.toml"), "").expect("empty config is valid");
     let as_of = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
@@ -46,7 +47,7 @@ fn rendered_comparing(dir: &Path, tiers_compared: bool) -> Vec<report::Bundle> {
         tier("N2", "华北", "R2", "A"),
         tier("N3", "华北", "R2", "B"),
     ];
-    let visits = visits::compute(&tiers, &[], &rules.tiering, &period, 1);
+    let visits = visits::compute(&tiers, days, &rules.tiering, &period, 1);
     let development = development::compute(
         &[],
         &[],
@@ -146,9 +147,9 @@ fn regional_reports_hold_only_their_region_and_keep_text_as_text() {
 
 /// A section with no rows says why instead of showing a bare header: the
 /// fixture has no tier changes and no scored reps, while 华东's A customer
-/// has a visit gap, so that table has its row and no message. Whether the
-/// changes are none or could not be computed depends on an earlier
-/// snapshot.
+/// has a visit gap, so that table has its row and no message, until its
+/// visits meet the target. Whether the changes are none or could not be
+/// computed depends on an earlier snapshot.
 #[test]
 fn an_empty_section_says_why() {
     let message = |page: &str, section: &str| {
@@ -160,12 +161,12 @@ fn an_empty_section_says_why() {
             .nth(1)
             .map(|m| m.split("</div>").next().unwrap_or_default().to_string())
     };
-    let east_page = |tiers_compared: bool| {
+    let east_page = |tiers_compared: bool, days: &[VisitDay]| {
         let dir = tempfile::tempdir().unwrap();
-        rendered_comparing(dir.path(), tiers_compared);
+        rendered_comparing(dir.path(), tiers_compared, days);
         std::fs::read_to_string(dir.path().join("out/华东.html")).unwrap()
     };
-    let east = east_page(false);
+    let east = east_page(false, &[]);
     assert_eq!(
         message(&east, "分级变动").as_deref(),
         Some("首次计算：尚无上期快照可比较")
@@ -175,8 +176,25 @@ fn an_empty_section_says_why() {
     assert_eq!(message(&east, "重点客户拜访缺口"), None);
 
     assert_eq!(
-        message(&east_page(true), "分级变动").as_deref(),
+        message(&east_page(true, &[]), "分级变动").as_deref(),
         Some("与上期快照相比无等级变动")
+    );
+    // four visits on four days of November meet the A customer's target
+    let visited: Vec<VisitDay> = (2..=5)
+        .map(|day| VisitDay {
+            customer_id: "E1".into(),
+            date: NaiveDate::from_ymd_opt(2026, 11, day).unwrap(),
+            visits: 1,
+        })
+        .collect();
+    assert_eq!(
+        message(&east_page(false, &visited[..3]), "重点客户拜访缺口"),
+        None,
+        "three visits leave a gap of one"
+    );
+    assert_eq!(
+        message(&east_page(false, &visited), "重点客户拜访缺口").as_deref(),
+        Some("无拜访缺口")
     );
 }
 
