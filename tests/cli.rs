@@ -862,6 +862,16 @@ columns = {{ invoice_date = "date", customer_id = "customer", product_id = "prod
 }
 
 /// A run's output, asserted degraded (exit 3), and its `rejected:` lines.
+/// `salesbatch run load --as-of 2026-11-20` on the lab's config, by `cmd`
+/// (`bin()`, or `bin_without_override()` where permissions matter).
+fn run_load(lab: &crate::ingest::Lab, mut cmd: Command) -> std::process::Output {
+    cmd.arg("--config")
+        .arg(lab.path("salesbatch.toml"))
+        .args(["run", "load", "--as-of", "2026-11-20"])
+        .output()
+        .unwrap()
+}
+
 fn degraded(run: &std::process::Output) -> (String, Vec<String>) {
     let out = text(run);
     assert_eq!(run.status.code(), Some(3), "{out}");
@@ -884,12 +894,7 @@ fn a_directory_under_two_stars_that_cannot_be_listed_is_refused_once() {
     lab.write("in/d/north/c.csv", csv.as_bytes());
     let north = lab.path("in/d/north");
     std::fs::set_permissions(&north, std::fs::Permissions::from_mode(0o000)).unwrap();
-    let run = bin_without_override()
-        .arg("--config")
-        .arg(lab.path("salesbatch.toml"))
-        .args(["run", "load", "--as-of", "2026-11-20"])
-        .output()
-        .unwrap();
+    let run = run_load(&lab, bin_without_override());
     std::fs::set_permissions(&north, std::fs::Permissions::from_mode(0o755)).unwrap();
     let (out, rejected) = degraded(&run);
     assert_eq!(
@@ -935,14 +940,7 @@ fn unreadable_files_and_directories_are_refused_by_name() {
             format!("{header}{line}\n").as_bytes(),
         );
     }
-    let run = |cmd: &mut Command| {
-        cmd.arg("--config")
-            .arg(lab.path("salesbatch.toml"))
-            .args(["run", "load", "--as-of", "2026-11-20"])
-            .output()
-            .unwrap()
-    };
-    let first = run(&mut bin());
+    let first = run_load(&lab, bin());
     assert_eq!(first.status.code(), Some(0), "{}", text(&first));
 
     lab.write(
@@ -958,7 +956,7 @@ fn unreadable_files_and_directories_are_refused_by_name() {
     for (path, mode) in locked {
         std::fs::set_permissions(lab.path(path), std::fs::Permissions::from_mode(mode)).unwrap();
     }
-    let second = run(&mut bin_without_override());
+    let second = run_load(&lab, bin_without_override());
     let check = bin_without_override()
         .arg("--config")
         .arg(lab.path("salesbatch.toml"))
@@ -1027,13 +1025,7 @@ path = "in/flow/*.xlsx"
 columns = { invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", amount = "金额" }
 "#,
     );
-    let config = lab.path("salesbatch.toml");
-    let out = bin()
-        .arg("--config")
-        .arg(&config)
-        .args(["run", "load", "--as-of", "2026-11-20"])
-        .output()
-        .unwrap();
+    let out = run_load(&lab, bin());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let log = String::from_utf8_lossy(&out.stderr);
     let warning = log
@@ -1115,12 +1107,7 @@ fn sheets_headed_like_the_one_read_are_named() {
         .collect();
     assert_eq!(notes, expected, "{out}");
 
-    let out = bin()
-        .arg("--config")
-        .arg(lab.path("salesbatch.toml"))
-        .args(["run", "load", "--as-of", "2026-11-20"])
-        .output()
-        .unwrap();
+    let out = run_load(&lab, bin());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let log = String::from_utf8_lossy(&out.stderr);
     let warnings: Vec<&str> = log.lines().filter(|l| l.contains(" WARN ")).collect();
@@ -1176,4 +1163,63 @@ fn a_sheet_headed_like_the_one_read_is_named_with_the_line_to_add() {
         ],
         "{out}"
     );
+}
+
+/// A workbook whose first sheet is a cover (`说明`) and whose data sheet
+/// comes after it: a source without `sheet` reads the cover and refuses
+/// the file for its missing columns, and the refusal names the sheet that
+/// heads them all, in `check` and in the run; with two such sheets, both.
+#[test]
+fn a_refusal_for_missing_columns_names_the_sheet_that_has_them() {
+    let lab = crate::ingest::Lab::new();
+    let header = ["日期", "客户编码", "产品编码", "金额"];
+    for (file, sheets) in [("a.xlsx", &["流向"][..]), ("b.xlsx", &["1月", "2月"][..])] {
+        let path = lab.path(&format!("in/c/{file}"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut wb = rust_xlsxwriter::Workbook::new();
+        let cover = wb.add_worksheet().set_name("说明").unwrap();
+        cover.write(0, 0, "十月流向，金额单位：元").unwrap();
+        for name in sheets {
+            let ws = wb.add_worksheet().set_name(*name).unwrap();
+            ws.write_row(0, 0, header).unwrap();
+            ws.write_row(1, 0, ["2026-10-01", "C1", "P1", "5"]).unwrap();
+        }
+        wb.save(&path).unwrap();
+    }
+    lab.settings(
+        "[[sources]]\nname = \"c\"\ndataset = \"sales\"\nkind = \"excel\"\n\
+         path = \"in/c/*.xlsx\"\ncolumns = { invoice_date = \"日期\", \
+         customer_id = \"客户编码\", product_id = \"产品编码\", amount = \"金额\" }\n",
+    );
+    let refused = |file: &str, hint: &str| {
+        format!(
+            "`c`: in/c/{file} [说明] column `日期, 客户编码, 产品编码, 金额`: missing column \
+             ({hint})"
+        )
+    };
+    let expected = [
+        refused(
+            "a.xlsx",
+            "sheet `流向` heads every mapped column: set `sheet = \"流向\"` on the source",
+        ),
+        refused(
+            "b.xlsx",
+            "sheets `1月` and `2月` head every mapped column: set `sheet` on the source to the \
+             one to read",
+        ),
+    ];
+    let out = check_fails(&lab, &[]);
+    let lines: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("source "))
+        .filter(|l| l.contains("missing column") || l.contains("note:"))
+        .collect();
+    assert_eq!(lines, expected, "{out}");
+
+    let (out, rejected) = degraded(&run_load(&lab, bin()));
+    let rejected: Vec<&str> = rejected
+        .iter()
+        .filter_map(|l| l.strip_prefix("rejected: "))
+        .collect();
+    assert_eq!(rejected, expected, "{out}");
 }

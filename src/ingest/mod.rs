@@ -321,7 +321,7 @@ fn unread_sheets_message(read: &str, alike: &[String]) -> String {
     let (which, example, whose) = match alike {
         [one] => (
             format!("sheet {} is", names[0]),
-            one.replace('\\', "\\\\").replace('"', "\\\""),
+            toml_escaped(one),
             "if its rows belong",
         ),
         _ => (
@@ -340,6 +340,8 @@ struct Parsed {
     sheet: String,
     result: Result<(), FileError>,
     rejections: Vec<Rejection>,
+    /// see `Pipeline::alike_sheets`
+    alike_sheets: Vec<String>,
 }
 
 /// Reads one file of a file source (`csv` or `excel`) into `visitor` with
@@ -475,6 +477,7 @@ fn parse_file(
         sheet: p.sheet,
         result,
         rejections: p.rejections,
+        alike_sheets: p.alike_sheets,
     }
 }
 
@@ -915,11 +918,51 @@ fn finish_file(
             let error = result
                 .err()
                 .unwrap_or_else(|| FileError::CannotOpen("loading stopped before the end".into()));
-            let rejection = refusal(source, name, &parsed.sheet, error);
+            let rejection =
+                refusal_naming_sheets(source, name, &parsed.sheet, error, &parsed.alike_sheets);
             warn!(source = %source.name, file = name, reason = %rejection.reason, detail = %rejection.detail, "file refused");
             summary.rejections.push(rejection);
         }
     }
+}
+
+/// `refusal`, naming the other sheets that head every mapped column when
+/// the one read lacks one: the data sheet behind a cover sheet (`说明`)
+/// that a source without `sheet` reads first.
+fn refusal_naming_sheets(
+    source: &SourceConfig,
+    name: &str,
+    sheet: &str,
+    error: FileError,
+    alike: &[String],
+) -> Rejection {
+    let other_sheets_fit = matches!(error, FileError::MissingColumn { .. }) && !alike.is_empty();
+    let mut rejection = refusal(source, name, sheet, error);
+    if other_sheets_fit {
+        let names: Vec<String> = alike.iter().map(|s| format!("`{s}`")).collect();
+        let hint = match alike {
+            [one] => format!(
+                "sheet {} heads every mapped column: set `sheet = \"{}\"` on the source",
+                names[0],
+                toml_escaped(one)
+            ),
+            _ => format!(
+                "sheets {} head every mapped column: set `sheet` on the source to the one to read",
+                and_list(&names)
+            ),
+        };
+        rejection.detail = if rejection.detail.is_empty() {
+            hint
+        } else {
+            format!("{}; {hint}", rejection.detail)
+        };
+    }
+    rejection
+}
+
+/// The text of a TOML basic string holding `s`, without its quotes.
+fn toml_escaped(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 /// The rejection of a whole file (or query result) for `error`.
@@ -1065,16 +1108,21 @@ pub fn check_files(
             alike_sheets: Vec::new(),
         };
         match read_guarded(path, stamp.len, max_bytes, source, &mut visitor) {
-            Ok(()) | Err(FileError::Cancelled) => {}
-            Err(e) => problems
-                .refused
-                .push(refusal(source, name, &visitor.sheet, e)),
-        }
-        if !visitor.alike_sheets.is_empty() {
-            problems.unread_sheets.push((
-                name.clone(),
-                unread_sheets_message(&visitor.sheet, &visitor.alike_sheets),
-            ));
+            Ok(()) | Err(FileError::Cancelled) => {
+                if !visitor.alike_sheets.is_empty() {
+                    problems.unread_sheets.push((
+                        name.clone(),
+                        unread_sheets_message(&visitor.sheet, &visitor.alike_sheets),
+                    ));
+                }
+            }
+            Err(e) => problems.refused.push(refusal_naming_sheets(
+                source,
+                name,
+                &visitor.sheet,
+                e,
+                &visitor.alike_sheets,
+            )),
         }
         if is_master(source.dataset) {
             continue;
@@ -1233,6 +1281,7 @@ async fn ingest_sql(
         sheet: String::new(),
         result,
         rejections,
+        alike_sheets: Vec::new(),
     };
     finish_file(source, &name, parsed, outcome, summary);
     Ok(())
