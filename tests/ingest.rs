@@ -1940,6 +1940,14 @@ async fn changed_file_scenario(lab: &Lab, wh: &Wh<'_>) {
             row("2026-10-06", "C3", "P2", 4.0),
         ]
     );
+    // the README's way to withdraw a file's rows: its header row alone
+    lab.write("in/f/b.csv", header.as_bytes());
+    let withdrawn = lab.ingest_into(&settings, wh).await;
+    assert_eq!((withdrawn.files_loaded, withdrawn.files_refused), (1, 0));
+    assert_eq!(
+        lab.sales_in(wh, "f").await,
+        vec![row("2026-10-02", "C2", "P1", 31.0)]
+    );
 }
 
 fn total(rows: &[(String, String, String, f64)]) -> f64 {
