@@ -1115,7 +1115,8 @@ fn sheets_headed_like_the_one_read_are_named() {
     for (warning, ext) in warnings.iter().zip(&formats) {
         assert!(
             warning.contains(&format!(
-                "salesbatch::ingest: {message} source={ext} file=in/{ext}/flow.{ext}"
+                " WARN job{{job=load run_id=1 as_of=2026-11-20}}: salesbatch::ingest: {message} \
+                 source={ext} file=\"in/{ext}/flow.{ext}\""
             )),
             "{warning}"
         );

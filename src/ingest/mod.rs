@@ -457,14 +457,6 @@ fn parse_file(
         })
         .map_err(|_| FileError::Cancelled)
     });
-    if result.is_ok() && !p.alike_sheets.is_empty() {
-        warn!(
-            source = %src.name,
-            file = %p.file,
-            "{}",
-            unread_sheets_message(&p.sheet, &p.alike_sheets)
-        );
-    }
     if result.is_ok()
         && src.kind == SourceKind::Excel
         && p.rejections
@@ -887,6 +879,15 @@ fn finish_file(
 ) {
     match (parsed.result, outcome) {
         (Ok(()), LoadOutcome::Loaded { rows }) => {
+            if !parsed.alike_sheets.is_empty() {
+                // here, not in the parser's thread: the run's span is current
+                warn!(
+                    source = %source.name,
+                    file = name,
+                    "{}",
+                    unread_sheets_message(&parsed.sheet, &parsed.alike_sheets)
+                );
+            }
             summary.files_loaded += 1;
             summary.rows_loaded += rows;
             summary.rejections.extend(parsed.rejections);
