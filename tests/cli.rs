@@ -1147,11 +1147,10 @@ fn a_sheet_headed_like_the_one_read_is_named_with_the_line_to_add() {
             .unwrap();
     }
     wb.save(&xlsx).unwrap();
-    lab.settings(
-        "[[sources]]\nname = \"t\"\ndataset = \"sales\"\nkind = \"excel\"\n\
-         path = \"in/t/*.xlsx\"\nheader_row = 2\ncolumns = { invoice_date = \"日期\", \
-         customer_id = \"客户编码\", product_id = \"产品编码\", amount = \"金额\" }\n",
-    );
+    let source = "[[sources]]\nname = \"t\"\ndataset = \"sales\"\nkind = \"excel\"\n\
+                  path = \"in/t/*.xlsx\"\nheader_row = 2\ncolumns = { invoice_date = \"日期\", \
+                  customer_id = \"客户编码\", product_id = \"产品编码\", amount = \"金额\" }\n";
+    lab.settings(source);
     let (code, out) = check_lab(&lab, &[]);
     assert_eq!(code, Some(0), "{out}");
     let notes: Vec<&str> = out.lines().filter(|l| l.contains("note:")).collect();
@@ -1164,6 +1163,11 @@ fn a_sheet_headed_like_the_one_read_is_named_with_the_line_to_add() {
         ],
         "{out}"
     );
+    // naming the first sheet says that is the one wanted: no note
+    lab.settings(&source.replace("header_row = 2\n", "header_row = 2\nsheet = \"流向\"\n"));
+    let (code, out) = check_lab(&lab, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("note:"), "{out}");
 }
 
 /// A workbook whose first sheet is a cover (`说明`) and whose data sheet
