@@ -78,6 +78,22 @@ fn other_worksheets(sheets: &[Sheet], chosen: &str) -> Vec<String> {
         .collect()
 }
 
+/// Hands `visitor` the header row of each of `others` (see
+/// `Visitor::other_sheet`), as `header_of` reads it. Only a note depends
+/// on them, so a sheet that fails to read, or panics the parser, is
+/// skipped and the file's load goes on.
+fn visit_other_sheets(
+    others: Vec<String>,
+    visitor: &mut dyn Visitor,
+    mut header_of: impl FnMut(&str) -> Result<Vec<Cell>, FileError>,
+) {
+    for other in others {
+        if let Ok(Ok(cells)) = catch_unwind(AssertUnwindSafe(|| header_of(&other))) {
+            visitor.other_sheet(&other, &header_text(&cells));
+        }
+    }
+}
+
 /// The cells of a sheet's header row as `RowAssembler` finds it without
 /// searching further down: row `header_row`, else the first non-empty row.
 /// Reads no further than that row.
@@ -183,15 +199,11 @@ pub fn read(
             let name = pick_sheet($wb.sheets_metadata(), sheet)?;
             visitor.sheet(&name);
             if sheet.is_none() {
-                for other in other_worksheets($wb.sheets_metadata(), &name) {
-                    let found = catch_unwind(AssertUnwindSafe(|| {
-                        let mut $cells = $wb.worksheet_cells_reader(&other).map_err(cannot_open)?;
-                        header_cells(header_row, || $next)
-                    }));
-                    if let Ok(Ok(cells)) = found {
-                        visitor.other_sheet(&other, &header_text(&cells));
-                    }
-                }
+                let others = other_worksheets($wb.sheets_metadata(), &name);
+                visit_other_sheets(others, visitor, |other| {
+                    let mut $cells = $wb.worksheet_cells_reader(other).map_err(cannot_open)?;
+                    header_cells(header_row, || $next)
+                });
             }
             let mut $cells = $wb.worksheet_cells_reader(&name).map_err(cannot_open)?;
             let dims = $cells.dimensions();
@@ -336,22 +348,17 @@ where
     if sheet.is_none() {
         // xls and ods hold every sheet in memory once opened: reading
         // another one's header row costs a copy of that sheet, no parsing
-        for other in other_worksheets(wb.sheets_metadata(), &name) {
-            let found = catch_unwind(AssertUnwindSafe(|| {
-                wb.worksheet_range(&other).ok().map(|range| {
-                    let start_row = range.start().map_or(0, |s| s.0);
-                    let start_col = range.start().map_or(0, |s| s.1) as usize;
-                    let mut cells = range.cells().map(|(r, c, v)| {
-                        let at = (start_row + r as u32, (start_col + c) as u32);
-                        Ok(Some((at, from_data(v))))
-                    });
-                    header_cells(header_row, || cells.next().unwrap_or(Ok(None)))
-                })
-            }));
-            if let Ok(Some(Ok(cells))) = found {
-                visitor.other_sheet(&other, &header_text(&cells));
-            }
-        }
+        let others = other_worksheets(wb.sheets_metadata(), &name);
+        visit_other_sheets(others, visitor, |other| {
+            let range = wb.worksheet_range(other).map_err(cannot_open)?;
+            let start_row = range.start().map_or(0, |s| s.0);
+            let start_col = range.start().map_or(0, |s| s.1) as usize;
+            let mut cells = range.cells().map(|(r, c, v)| {
+                let at = (start_row + r as u32, (start_col + c) as u32);
+                Ok(Some((at, from_data(v))))
+            });
+            header_cells(header_row, || cells.next().unwrap_or(Ok(None)))
+        });
     }
     let range = wb.worksheet_range(&name).map_err(cannot_open)?;
     if let (Some(start), Some(end)) = (range.start(), range.end()) {
