@@ -329,8 +329,6 @@ struct LineBreaks<R> {
     inner: R,
     /// bytes passed on so far
     offset: u64,
-    /// whether the last byte passed on was `\r` (a CRLF split across reads)
-    after_cr: bool,
     /// each `\r` and `\n` not yet behind a record's start, with whether it
     /// ends a line: a CR does, an LF does unless it completes a CRLF
     breaks: VecDeque<(u64, bool)>,
@@ -347,7 +345,8 @@ struct LineBreaks<R> {
     /// where the last quoted field closed, if a quote may still follow
     /// at once and make it an escaped `""` instead
     closed_at: Option<u64>,
-    /// the last byte passed on, for a quote at the start of a read
+    /// the last byte passed on, for a quote or a line break at the start
+    /// of a read (a CRLF split across reads)
     last_byte: Option<u8>,
     /// whether the inner reader has reported the end of the file
     eof: bool,
@@ -358,7 +357,6 @@ impl<R: Read> LineBreaks<R> {
         Self {
             inner,
             offset: 0,
-            after_cr: false,
             breaks: VecDeque::new(),
             lines_ended: 0,
             saw_ef: false,
@@ -428,16 +426,15 @@ impl<R: Read> Read for LineBreaks<R> {
         }
         self.follow_quotes(read);
         for i in memchr::memchr2_iter(b'\r', b'\n', read) {
-            let after_cr = if i == 0 {
-                self.after_cr
+            let before = if i == 0 {
+                self.last_byte
             } else {
-                read[i - 1] == b'\r'
+                Some(read[i - 1])
             };
-            let ends_line = read[i] == b'\r' || !after_cr;
+            let ends_line = read[i] == b'\r' || before != Some(b'\r');
             self.breaks.push_back((self.offset + i as u64, ends_line));
         }
         if let Some(&last) = read.last() {
-            self.after_cr = last == b'\r';
             self.last_byte = Some(last);
         }
         self.saw_ef = self.saw_ef || memchr::memchr(0xEF, read).is_some();
