@@ -214,10 +214,9 @@ pub fn read(
     }
     // by content, not by name: see `guard::sniff`
     match guard::sniff(path)? {
-        Format::Xlsx => {
+        Format::Xlsx { recalculate } => {
             let mut wb: Xlsx<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
-            let placeholders = guard::asks_recalculation(path);
-            stream_cells!(wb, |cells| next_xlsx_cell(&mut cells, placeholders))
+            stream_cells!(wb, |cells| next_xlsx_cell(&mut cells, recalculate))
         }
         Format::Xlsb => {
             // xlsb has no formula without its result: Excel, its only
@@ -248,7 +247,7 @@ pub fn read(
 /// explain rejected rows.
 pub fn merged_cells(path: &Path, sheet: &str) -> Result<Vec<MergedBlock>, FileError> {
     let merged = match guard::sniff(path)? {
-        Format::Xlsx => {
+        Format::Xlsx { .. } => {
             let mut wb: Xlsx<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
             wb.merge_cells_by_sheet_name(sheet).map_err(cannot_open)?
         }

@@ -29,8 +29,10 @@ fn refuse(msg: String) -> FileError {
 /// The workbook formats calamine reads, as a file's content shows them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// xlsx, xlsm and their templates: a zip with `xl/workbook.xml`
-    Xlsx,
+    /// xlsx, xlsm and their templates: a zip with `xl/workbook.xml`;
+    /// `recalculate` when it asks to be recalculated on opening (see
+    /// `asks_recalculation`)
+    Xlsx { recalculate: bool },
     /// a zip with `xl/workbook.bin`
     Xlsb,
     /// Excel 97–2003: an OLE compound file with a `Workbook` stream
@@ -165,7 +167,7 @@ fn zip_container(path: &Path) -> Result<Format, FileError> {
             .map_err(|e| refuse(format!("not a valid zip container: {e}")))?;
         total = total.saturating_add(member.size());
         match member.name().as_deref() {
-            Ok("xl/workbook.xml") => format = Some(Format::Xlsx),
+            Ok("xl/workbook.xml") => format = Some(Format::Xlsx { recalculate: false }),
             Ok("xl/workbook.bin") => format = Some(Format::Xlsb),
             Ok("_rels/.rels") => package = true,
             _ => {}
@@ -179,11 +181,15 @@ fn zip_container(path: &Path) -> Result<Format, FileError> {
         )));
     }
     match format {
+        // the mark is read from the archive just checked, not opened again
+        Some(Format::Xlsx { .. }) => Ok(Format::Xlsx {
+            recalculate: asks_recalculation(&mut zip),
+        }),
         Some(format) => Ok(format),
         None if is_ods(&mut zip) => Ok(Format::Ods),
         // an Open XML package whose workbook part has another name: calamine
         // follows `_rels/.rels` to it (or says what else the package holds)
-        None if package => Ok(Format::Xlsx),
+        None if package => Ok(Format::Xlsx { recalculate: false }),
         None => Err(refuse(
             "a zip archive, not a workbook: it is neither an Open XML package nor an OpenDocument \
              spreadsheet; if it holds workbooks, unzip them into the inbox"
@@ -198,14 +204,8 @@ fn zip_container(path: &Path) -> Result<Format, FileError> {
 /// formula's result (XlsxWriter, rust_xlsxwriter; openpyxl stores none);
 /// Excel drops it once it has calculated and saved the file. Any failure
 /// reads as no: calamine reports a broken workbook on its own.
-pub fn asks_recalculation(path: &Path) -> bool {
+fn asks_recalculation<R: Read + std::io::Seek>(zip: &mut zip::ZipArchive<R>) -> bool {
     use quick_xml::events::Event;
-    let Ok(file) = File::open(path) else {
-        return false;
-    };
-    let Ok(mut zip) = zip::ZipArchive::new(BufReader::new(file)) else {
-        return false;
-    };
     let Ok(workbook) = zip.by_name("xl/workbook.xml") else {
         return false;
     };
