@@ -1,3 +1,4 @@
+use std::path::PathBuf;
 use std::process::Command;
 
 /// Number of `.eml` files in a folder (lettre's file transport output).
@@ -437,15 +438,8 @@ fn check_opens_each_file_to_its_header() {
     lab.write("in/x/f.xlsx", b"<html><body><table></table></body></html>");
     crate::ingest::formula_workbook(&lab.path("in/x/g.xlsx"), crate::ingest::Saved::Nothing);
     lab.settings(&format!(
-        r#"{G_SOURCE}
-[[sources]]
-name = "x"
-dataset = "sales"
-kind = "excel"
-path = "in/x/*.xlsx"
-sheet = "流向"
-columns = {{ invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", amount = "金额" }}
-"#
+        "{G_SOURCE}\n{}",
+        flow_excel_source("x", "in/x/*.xlsx", "sheet = \"流向\"\n")
     ));
     let out = check_fails(&lab, &[]);
     let refused: Vec<&str> = out
@@ -1015,16 +1009,7 @@ fn unreadable_files_and_directories_are_refused_by_name() {
 #[test]
 fn a_source_matching_no_file_is_named() {
     let lab = crate::ingest::Lab::new();
-    lab.settings(
-        r#"
-[[sources]]
-name = "flow"
-dataset = "sales"
-kind = "excel"
-path = "in/flow/*.xlsx"
-columns = { invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", amount = "金额" }
-"#,
-    );
+    lab.settings(&flow_excel_source("flow", "in/flow/*.xlsx", ""));
     let out = run_load(&lab, bin());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let log = String::from_utf8_lossy(&out.stderr);
@@ -1044,6 +1029,40 @@ columns = { invoice_date = "日期", customer_id = "客户编码", product_id = 
     );
 }
 
+/// The headers `flow_excel_source` maps, in file order.
+const FLOW_HEADER: [&str; 4] = ["日期", "客户编码", "产品编码", "金额"];
+
+/// A `sales` excel source `name` reading `path` under `FLOW_HEADER`, with
+/// `extra` lines (`header_row = 2\n`) before its columns.
+fn flow_excel_source(name: &str, path: &str, extra: &str) -> String {
+    format!(
+        "[[sources]]\nname = \"{name}\"\ndataset = \"sales\"\nkind = \"excel\"\n\
+         path = \"{path}\"\n{extra}columns = {{ invoice_date = \"日期\", customer_id = \
+         \"客户编码\", product_id = \"产品编码\", amount = \"金额\" }}\n"
+    )
+}
+
+/// A sheet for `sheets_workbook`: its name, whether it is hidden, and its
+/// rows as (0-based row, texts from column A on).
+type SheetRows<'a> = (&'a str, bool, &'a [(u32, &'a [&'a str])]);
+
+/// Writes the xlsx `rel` of the lab holding `sheets` in tab order, every
+/// value as text; returns its path.
+fn sheets_workbook(lab: &crate::ingest::Lab, rel: &str, sheets: &[SheetRows]) -> PathBuf {
+    let path = lab.path(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    for (name, hidden, rows) in sheets {
+        let ws = wb.add_worksheet().set_name(*name).unwrap();
+        for (row, texts) in *rows {
+            ws.write_row(*row, 0, texts.iter().copied()).unwrap();
+        }
+        ws.set_hidden(*hidden);
+    }
+    wb.save(&path).unwrap();
+    path
+}
+
 /// A workbook of one sheet a month: `1月` is read (SPEC §3: the first
 /// sheet when `sheet` is unset), and the other visible sheets headed like
 /// it are named, by `check` as a note (exit code 0) and by the run as a
@@ -1052,27 +1071,18 @@ columns = { invoice_date = "日期", customer_id = "客户编码", product_id = 
 #[test]
 fn sheets_headed_like_the_one_read_are_named() {
     let lab = crate::ingest::Lab::new();
-    let xlsx = lab.path("in/xlsx/flow.xlsx");
-    std::fs::create_dir_all(xlsx.parent().unwrap()).unwrap();
-    let mut wb = rust_xlsxwriter::Workbook::new();
-    let header = ["日期", "客户编码", "产品编码", "金额"];
-    for (name, first_row, amount) in [("1月", 0, 5.0), ("2月", 0, 7.0), ("3月", 2, 9.0)] {
-        let ws = wb.add_worksheet().set_name(name).unwrap();
-        for (c, h) in header.iter().enumerate() {
-            ws.write(first_row, c as u16, *h).unwrap();
-        }
-        ws.write_row(first_row + 1, 0, ["2026-10-01", "C1", "P1"])
-            .unwrap();
-        ws.write(first_row + 1, 3, amount).unwrap();
-        if name == "1月" {
-            let notes = wb.add_worksheet().set_name("说明").unwrap();
-            notes.write(0, 0, "本表为流向，金额单位：元").unwrap();
-            let hidden = wb.add_worksheet().set_name("备份").unwrap();
-            hidden.write_row(0, 0, header).unwrap();
-            hidden.set_hidden(true);
-        }
-    }
-    wb.save(&xlsx).unwrap();
+    let row = |amount| ["2026-10-01", "C1", "P1", amount];
+    let xlsx = sheets_workbook(
+        &lab,
+        "in/xlsx/flow.xlsx",
+        &[
+            ("1月", false, &[(0, &FLOW_HEADER), (1, &row("5"))]),
+            ("说明", false, &[(0, &["本表为流向，金额单位：元"])]),
+            ("备份", true, &[(0, &FLOW_HEADER)]),
+            ("2月", false, &[(0, &FLOW_HEADER), (1, &row("7"))]),
+            ("3月", false, &[(2, &FLOW_HEADER), (3, &row("9"))]),
+        ],
+    );
     let mut formats = vec!["xlsx"];
     if let Some(soffice) = crate::ingest::soffice() {
         for ext in ["xls", "ods"] {
@@ -1086,13 +1096,7 @@ fn sheets_headed_like_the_one_read_are_named() {
     }
     let sources: String = formats
         .iter()
-        .map(|ext| {
-            format!(
-                "[[sources]]\nname = \"{ext}\"\ndataset = \"sales\"\nkind = \"excel\"\n\
-                 path = \"in/{ext}/*.{ext}\"\ncolumns = {{ invoice_date = \"日期\", customer_id = \
-                 \"客户编码\", product_id = \"产品编码\", amount = \"金额\" }}\n"
-            )
-        })
+        .map(|ext| flow_excel_source(ext, &format!("in/{ext}/*.{ext}"), ""))
         .collect();
     lab.settings(&sources);
     let message = "sheets `2月` and `3月` are headed like `1月` but not read: a source without \
@@ -1135,22 +1139,19 @@ fn sheets_headed_like_the_one_read_are_named() {
 #[test]
 fn a_sheet_headed_like_the_one_read_is_named_with_the_line_to_add() {
     let lab = crate::ingest::Lab::new();
-    let xlsx = lab.path("in/t/flow.xlsx");
-    std::fs::create_dir_all(xlsx.parent().unwrap()).unwrap();
-    let mut wb = rust_xlsxwriter::Workbook::new();
-    let header = ["日期", "客户编码", "产品编码", "金额"];
-    for (name, first_row) in [("流向", 1), ("流向 \"旧\"", 1), ("草稿", 0)] {
-        let ws = wb.add_worksheet().set_name(name).unwrap();
-        ws.write(0, 0, "十月流向").unwrap();
-        ws.write_row(first_row, 0, header).unwrap();
-        ws.write_row(first_row + 1, 0, ["2026-10-01", "C1", "P1", "5"])
-            .unwrap();
-    }
-    wb.save(&xlsx).unwrap();
-    let source = "[[sources]]\nname = \"t\"\ndataset = \"sales\"\nkind = \"excel\"\n\
-                  path = \"in/t/*.xlsx\"\nheader_row = 2\ncolumns = { invoice_date = \"日期\", \
-                  customer_id = \"客户编码\", product_id = \"产品编码\", amount = \"金额\" }\n";
-    lab.settings(source);
+    let row = ["2026-10-01", "C1", "P1", "5"];
+    let titled: &[(u32, &[&str])] = &[(0, &["十月流向"]), (1, &FLOW_HEADER), (2, &row)];
+    sheets_workbook(
+        &lab,
+        "in/t/flow.xlsx",
+        &[
+            ("流向", false, titled),
+            ("流向 \"旧\"", false, titled),
+            ("草稿", false, &[(0, &FLOW_HEADER), (1, &row)]),
+        ],
+    );
+    let source = flow_excel_source("t", "in/t/*.xlsx", "header_row = 2\n");
+    lab.settings(&source);
     let (code, out) = check_lab(&lab, &[]);
     assert_eq!(code, Some(0), "{out}");
     let notes: Vec<&str> = out.lines().filter(|l| l.contains("note:")).collect();
@@ -1177,25 +1178,15 @@ fn a_sheet_headed_like_the_one_read_is_named_with_the_line_to_add() {
 #[test]
 fn a_refusal_for_missing_columns_names_the_sheet_that_has_them() {
     let lab = crate::ingest::Lab::new();
-    let header = ["日期", "客户编码", "产品编码", "金额"];
-    for (file, sheets) in [("a.xlsx", &["流向"][..]), ("b.xlsx", &["1月", "2月"][..])] {
-        let path = lab.path(&format!("in/c/{file}"));
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let mut wb = rust_xlsxwriter::Workbook::new();
-        let cover = wb.add_worksheet().set_name("说明").unwrap();
-        cover.write(0, 0, "十月流向，金额单位：元").unwrap();
-        for name in sheets {
-            let ws = wb.add_worksheet().set_name(*name).unwrap();
-            ws.write_row(0, 0, header).unwrap();
-            ws.write_row(1, 0, ["2026-10-01", "C1", "P1", "5"]).unwrap();
-        }
-        wb.save(&path).unwrap();
-    }
-    lab.settings(
-        "[[sources]]\nname = \"c\"\ndataset = \"sales\"\nkind = \"excel\"\n\
-         path = \"in/c/*.xlsx\"\ncolumns = { invoice_date = \"日期\", \
-         customer_id = \"客户编码\", product_id = \"产品编码\", amount = \"金额\" }\n",
+    let cover = ("说明", false, &[(0, &["十月流向，金额单位：元"][..])][..]);
+    let data: &[(u32, &[&str])] = &[(0, &FLOW_HEADER), (1, &["2026-10-01", "C1", "P1", "5"])];
+    sheets_workbook(&lab, "in/c/a.xlsx", &[cover, ("流向", false, data)]);
+    sheets_workbook(
+        &lab,
+        "in/c/b.xlsx",
+        &[cover, ("1月", false, data), ("2月", false, data)],
     );
+    lab.settings(&flow_excel_source("c", "in/c/*.xlsx", ""));
     let refused = |file: &str, hint: &str| {
         format!(
             "`c`: in/c/{file} [说明] column `日期, 客户编码, 产品编码, 金额`: missing column \
