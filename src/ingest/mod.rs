@@ -317,23 +317,22 @@ fn heads_every_mapped_column(source: &SourceConfig, header: &[String]) -> bool {
 /// What `check` and the run say of `alike` sheets, which a workbook holds
 /// besides the `read` one, with the same headers.
 fn unread_sheets_message(read: &str, alike: &[String]) -> String {
-    let names: Vec<String> = alike.iter().map(|s| format!("`{s}`")).collect();
-    let (which, example, whose) = match alike {
-        [one] => (
-            format!("sheet {} is", names[0]),
-            toml_escaped(one),
-            "if its rows belong",
-        ),
-        _ => (
-            format!("sheets {} are", and_list(&names)),
-            "…".to_string(),
-            "for each of them whose rows belong",
-        ),
+    let (are, example, whose) = match alike {
+        [one] => ("is", toml_escaped(one), "if its rows belong"),
+        _ => ("are", "…".to_string(), "for each of them whose rows belong"),
     };
     format!(
-        "{which} headed like `{read}` but not read: a source without `sheet` reads the first \
-         sheet only; add a source with `sheet = \"{example}\"` {whose} in the warehouse"
+        "{} {are} headed like `{read}` but not read: a source without `sheet` reads the first \
+         sheet only; add a source with `sheet = \"{example}\"` {whose} in the warehouse",
+        sheets_named(alike)
     )
+}
+
+/// ``sheet `A` `` or ``sheets `A` and `B` ``.
+fn sheets_named(sheets: &[String]) -> String {
+    let names: Vec<String> = sheets.iter().map(|s| format!("`{s}`")).collect();
+    let plural = if names.len() == 1 { "" } else { "s" };
+    format!("sheet{plural} {}", and_list(&names))
 }
 
 struct Parsed {
@@ -940,18 +939,20 @@ fn refusal_naming_sheets(
     let other_sheets_fit = matches!(error, FileError::MissingColumn { .. }) && !alike.is_empty();
     let mut rejection = refusal(source, name, sheet, error);
     if other_sheets_fit {
-        let names: Vec<String> = alike.iter().map(|s| format!("`{s}`")).collect();
-        let hint = match alike {
-            [one] => format!(
-                "sheet {} heads every mapped column: set `sheet = \"{}\"` on the source",
-                names[0],
-                toml_escaped(one)
+        let (head, advice) = match alike {
+            [one] => (
+                "heads",
+                format!("set `sheet = \"{}\"` on the source", toml_escaped(one)),
             ),
-            _ => format!(
-                "sheets {} head every mapped column: set `sheet` on the source to the one to read",
-                and_list(&names)
+            _ => (
+                "head",
+                "set `sheet` on the source to the one to read".to_string(),
             ),
         };
+        let hint = format!(
+            "{} {head} every mapped column: {advice}",
+            sheets_named(alike)
+        );
         rejection.detail = if rejection.detail.is_empty() {
             hint
         } else {
