@@ -1171,6 +1171,105 @@ fn a_sheet_headed_like_the_one_read_is_named_with_the_line_to_add() {
     assert!(!out.contains("note:"), "{out}");
 }
 
+/// A flow sheet whose optional rep column (`代表`) was typed once per
+/// block and merged down: E2:E4 holds R1 in E2 only, E6:E7 holds R2 in E6
+/// only, and row 7 is rejected for its date. Row 5 leaves its quantity
+/// empty without any merge. With `merged`, the same rows typed in full.
+fn merged_rep_workbook(path: &std::path::Path, merged: bool) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let ws = wb.add_worksheet().set_name("流向").unwrap();
+    let header = ["日期", "客户编码", "产品编码", "金额", "代表", "数量"];
+    ws.write_row(0, 0, header).unwrap();
+    let rows = [
+        ("2026-10-01", "5", "R1", "1"),
+        ("2026-10-01", "6", "R1", "1"),
+        ("2026-10-01", "7", "R1", "1"),
+        ("2026-10-02", "8", "R2", ""),
+        ("2026-10-03", "9", "R2", "1"),
+        ("十月三日", "10", "R2", "1"),
+    ];
+    for (i, (date, amount, rep, quantity)) in rows.iter().enumerate() {
+        let r = i as u32 + 1;
+        ws.write_row(r, 0, [*date, "C1", "P1", *amount]).unwrap();
+        if !merged {
+            ws.write(r, 4, *rep).unwrap();
+        }
+        if !quantity.is_empty() {
+            ws.write(r, 5, *quantity).unwrap();
+        }
+    }
+    if merged {
+        let plain = rust_xlsxwriter::Format::new();
+        ws.merge_range(1, 4, 3, 4, "R1", &plain).unwrap();
+        ws.write(4, 4, "R2").unwrap();
+        ws.merge_range(5, 4, 6, 4, "R2", &plain).unwrap();
+    }
+    wb.save(path).unwrap();
+}
+
+/// An optional column merged down loads empty in every row of a block but
+/// the first, as SPEC §4 loads any empty optional cell; the run says so
+/// in one WARN per file, counting the rows that loaded without the value
+/// (a rejected row does not count) and naming the blocks. A sheet with
+/// the same empty quantity and no merges gets no WARN. Read as xlsx and,
+/// where LibreOffice is installed, saved by it as xls and as xlsx.
+#[test]
+fn merged_cells_in_an_optional_column_are_named_when_the_file_loads() {
+    let lab = crate::ingest::Lab::new();
+    let xlsx = lab.path("in/xlsx/flow.xlsx");
+    merged_rep_workbook(&xlsx, true);
+    merged_rep_workbook(&lab.path("in/typed/flow.xlsx"), false);
+    let mut formats = vec!["xlsx"];
+    if let Some(soffice) = crate::ingest::soffice() {
+        for (dir, ext) in [("xls", "xls"), ("lo", "xlsx")] {
+            let dir = lab.path(&format!("in/{dir}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            crate::ingest::convert(&soffice, &xlsx, ext, &dir);
+        }
+        formats.extend(["xls", "lo"]);
+    } else {
+        crate::ingest::require("LibreOffice (soffice)", false);
+    }
+    let ext = |name: &str| if name == "xls" { "xls" } else { "xlsx" };
+    let source = |name: &str, ext: &str| {
+        format!(
+            "[[sources]]\nname = \"{name}\"\ndataset = \"sales\"\nkind = \"excel\"\n\
+             path = \"in/{name}/*.{ext}\"\ncolumns = {{ invoice_date = \"日期\", customer_id = \
+             \"客户编码\", product_id = \"产品编码\", amount = \"金额\", rep_id = \"代表\", \
+             quantity = \"数量\" }}\n"
+        )
+    };
+    let mut config = String::from("[ingest]\nmax_reject_ratio = 0.5\n");
+    for name in &formats {
+        config.push_str(&source(name, ext(name)));
+    }
+    config.push_str(&source("typed", "xlsx"));
+    lab.settings(&config);
+
+    let (out, rejected) = degraded(&run_load(&lab, bin()));
+    assert_eq!(rejected.len(), formats.len() + 1, "{out}");
+    let warnings: Vec<&str> = out.lines().filter(|l| l.contains(" WARN ")).collect();
+    assert_eq!(warnings.len(), formats.len(), "{out}");
+    for (warning, name) in warnings.iter().zip(&formats) {
+        assert!(
+            warning.contains(&format!(
+                " WARN job{{job=load run_id=1 as_of=2026-11-20}}: salesbatch::ingest: 2 rows load \
+                 with no `rep_id`: column `代表` is merged in E2:E4; only the first cell of merged \
+                 cells holds their value: unmerge them and fill the value into every row \
+                 source={name} file=\"in/{name}/flow.{}\" sheet=流向",
+                ext(name)
+            )),
+            "{warning}"
+        );
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for name in formats.iter().chain(&["typed"]) {
+        let amounts: Vec<f64> = rt.block_on(lab.sales(name)).iter().map(|r| r.3).collect();
+        assert_eq!(amounts, [5.0, 6.0, 7.0, 8.0, 9.0], "{name}");
+    }
+}
+
 /// A workbook whose first sheet is a cover (`说明`) and whose data sheet
 /// comes after it: a source without `sheet` reads the cover and refuses
 /// the file for its missing columns, and the refusal names the sheet that

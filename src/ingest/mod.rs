@@ -26,7 +26,7 @@ use tracing::{info, warn};
 use self::coerce::{Cell, Epoch};
 use self::listing::Found;
 use self::reader::{FileError, Visitor};
-use self::record::{Located, Mapping, Masters, Reason, Rejection, RowContext};
+use self::record::{Located, Mapping, Masters, MergedLoss, Reason, Rejection, RowContext};
 use crate::config::{Dataset, Settings, SourceConfig, SourceKind};
 use crate::warehouse::{Batch, FileLoad, FileState, LoadOutcome, Replace, Store};
 
@@ -199,6 +199,10 @@ struct Pipeline {
     rejections: Vec<Rejection>,
     /// the other sheets headed like the one read (see `Visitor::other_sheet`)
     alike_sheets: Vec<String>,
+    /// the 1-based row of the first data row, once seen
+    first_data_row: Option<u64>,
+    /// whether a loaded row had a mapped optional cell empty
+    empty_optional: bool,
 }
 
 impl Pipeline {
@@ -225,6 +229,8 @@ impl Pipeline {
             unknown_ids: 0,
             rejections: Vec::new(),
             alike_sheets: Vec::new(),
+            first_data_row: None,
+            empty_optional: false,
         }
     }
 
@@ -242,6 +248,7 @@ impl Pipeline {
     fn accept(&mut self, row: u64, cells: &[Cell]) {
         let Some(mapping) = &self.mapping else { return };
         self.data_rows += 1;
+        self.first_data_row.get_or_insert(row);
         let ctx = RowContext {
             source: &self.source.name,
             file: &self.file,
@@ -252,7 +259,13 @@ impl Pipeline {
             addresses: self.addresses,
         };
         match record::to_record(mapping, cells, row, &ctx) {
-            Ok(located) => self.batch.push(located),
+            Ok(located) => {
+                // once true, no later row needs the test
+                if !self.empty_optional {
+                    self.empty_optional = mapping.has_empty_optional(cells);
+                }
+                self.batch.push(located);
+            }
             Err(rejection) => {
                 self.rejected += 1;
                 if matches!(
@@ -341,6 +354,8 @@ struct Parsed {
     rejections: Vec<Rejection>,
     /// see `Pipeline::alike_sheets`
     alike_sheets: Vec<String>,
+    /// what merged cells emptied in optional columns of rows that loaded
+    merged_losses: Vec<MergedLoss>,
 }
 
 /// Reads one file of a file source (`csv` or `excel`) into `visitor` with
@@ -388,16 +403,71 @@ fn read_guarded(
     })
 }
 
-/// See `record::explain_merged_cells`. The merges are only a detail of
-/// rejections already made: a workbook whose merges cannot be read (or
-/// whose reading panics) keeps its rejections as they are.
-fn explain_merged_cells(path: &Path, sheet: &str, rejections: &mut [Rejection]) {
-    let merged = std::panic::catch_unwind(|| excel::merged_cells(path, sheet));
-    if let Ok(Ok(merged)) = merged {
-        if !merged.is_empty() {
-            record::explain_merged_cells(rejections, &merged);
-        }
+/// Reads the merged cells of an excel file's sheet when they explain
+/// something: a `missing required field` (see
+/// `record::explain_merged_cells`) or an empty optional cell of a row that
+/// loaded (see `record::merged_optional_cells`). Clean files pay nothing;
+/// an xlsx lists its merges after its cells, so this reads the sheet
+/// again. The merges only explain what was already decided: a workbook
+/// whose merges cannot be read (or whose reading panics) keeps its
+/// rejections and load as they are.
+fn explain_merged_cells(path: &Path, p: &mut Pipeline) -> Vec<MergedLoss> {
+    let required = p
+        .rejections
+        .iter()
+        .any(|r| r.reason == Reason::MissingRequiredField);
+    if !required && !p.empty_optional {
+        return Vec::new();
     }
+    let merged = std::panic::catch_unwind(|| excel::merged_cells(path, &p.sheet));
+    let Ok(Ok(merged)) = merged else {
+        return Vec::new();
+    };
+    if merged.is_empty() {
+        return Vec::new();
+    }
+    if required {
+        record::explain_merged_cells(&mut p.rejections, &merged);
+    }
+    match (&p.mapping, p.first_data_row) {
+        (Some(mapping), Some(first)) if p.empty_optional => {
+            let mut rejected: Vec<u64> = p.rejections.iter().map(|r| r.row).collect();
+            rejected.sort_unstable();
+            record::merged_optional_cells(mapping, &merged, first, &rejected)
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// What the run says of `losses` (see `record::merged_optional_cells`).
+fn merged_losses_message(losses: &[MergedLoss]) -> String {
+    const SHOWN: usize = 5;
+    let parts: Vec<String> = losses
+        .iter()
+        .map(|loss| {
+            let mut blocks: Vec<String> = loss.blocks.iter().take(SHOWN).cloned().collect();
+            if loss.blocks.len() > SHOWN {
+                blocks.push(format!("{} more", loss.blocks.len() - SHOWN));
+            }
+            format!(
+                "{} {} with no `{}`: column `{}` is merged in {}",
+                loss.rows,
+                if loss.rows == 1 {
+                    "row loads"
+                } else {
+                    "rows load"
+                },
+                loss.field,
+                loss.header,
+                and_list(&blocks)
+            )
+        })
+        .collect();
+    format!(
+        "{}; only the first cell of merged cells holds their value: unmerge them and fill the \
+         value into every row",
+        parts.join("; ")
+    )
 }
 
 /// A file to parse, as listed and planned.
@@ -456,19 +526,17 @@ fn parse_file(
         })
         .map_err(|_| FileError::Cancelled)
     });
-    if result.is_ok()
-        && src.kind == SourceKind::Excel
-        && p.rejections
-            .iter()
-            .any(|r| r.reason == Reason::MissingRequiredField)
-    {
-        explain_merged_cells(path, &p.sheet, &mut p.rejections);
-    }
+    let merged_losses = if result.is_ok() && src.kind == SourceKind::Excel {
+        explain_merged_cells(path, &mut p)
+    } else {
+        Vec::new()
+    };
     Parsed {
         sheet: p.sheet,
         result,
         rejections: p.rejections,
         alike_sheets: p.alike_sheets,
+        merged_losses,
     }
 }
 
@@ -887,6 +955,15 @@ fn finish_file(
                     unread_sheets_message(&parsed.sheet, &parsed.alike_sheets)
                 );
             }
+            if !parsed.merged_losses.is_empty() {
+                warn!(
+                    source = %source.name,
+                    file = name,
+                    sheet = %parsed.sheet,
+                    "{}",
+                    merged_losses_message(&parsed.merged_losses)
+                );
+            }
             summary.files_loaded += 1;
             summary.rows_loaded += rows;
             summary.rejections.extend(parsed.rejections);
@@ -1284,6 +1361,7 @@ async fn ingest_sql(
         result,
         rejections,
         alike_sheets: Vec::new(),
+        merged_losses: Vec::new(),
     };
     finish_file(source, &name, parsed, outcome, summary);
     Ok(())

@@ -388,6 +388,83 @@ pub fn explain_merged_cells(rejections: &mut [Rejection], merged: &[MergedBlock]
     }
 }
 
+/// An optional field that merged cells left empty in rows that loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergedLoss {
+    pub field: &'static str,
+    /// the column's header, as mapped
+    pub header: String,
+    /// data rows that loaded with the field empty because of the blocks
+    pub rows: u64,
+    /// the blocks, as `E2:E4`, in the order of their first row
+    pub blocks: Vec<String>,
+}
+
+/// The optional fields that merged cells emptied in rows that loaded: a
+/// rep or invoice number typed once for a block of rows and merged down
+/// loads, in every row but the first, as an empty optional cell does, which
+/// SPEC §4 allows, so the load goes on; the caller only says so. A block
+/// that begins above `first_data_row` (a header merged over two rows) is the
+/// header's; rows in `rejected_rows` (sorted) did not load. Counted per
+/// block, never per cell, so a hostile file declaring huge merges costs a
+/// search per block.
+pub fn merged_optional_cells(
+    mapping: &Mapping,
+    merged: &[MergedBlock],
+    first_data_row: u64,
+    rejected_rows: &[u64],
+) -> Vec<MergedLoss> {
+    let rejected_between = |from: u64, to: u64| {
+        rejected_rows.partition_point(|r| *r <= to) - rejected_rows.partition_point(|r| *r < from)
+    };
+    let address = |(row, column): (u32, u32)| {
+        format!("{}{}", column_letters(column as usize), u64::from(row) + 1)
+    };
+    let mut losses = Vec::new();
+    for (field, required, column, header) in &mapping.fields {
+        let Ok(column) = u32::try_from(*column) else {
+            continue;
+        };
+        if *required {
+            continue;
+        }
+        let mut blocks: Vec<MergedBlock> = merged
+            .iter()
+            .filter(|(first, last)| {
+                (first.1..=last.1).contains(&column) && u64::from(first.0) + 1 >= first_data_row
+            })
+            .copied()
+            .collect();
+        blocks.sort_unstable();
+        let mut loss = MergedLoss {
+            field,
+            header: header.clone(),
+            rows: 0,
+            blocks: Vec::new(),
+        };
+        for (first, last) in blocks {
+            // 1-based rows that lack the value: in the column of the
+            // block's first cell, the rows below it; in the columns to
+            // its right, every row of the block
+            let from = u64::from(first.0) + 1 + u64::from(column == first.1);
+            let to = u64::from(last.0) + 1;
+            if from > to {
+                continue;
+            }
+            let lost = (to - from + 1) - rejected_between(from, to) as u64;
+            if lost > 0 {
+                loss.rows += lost;
+                loss.blocks
+                    .push(format!("{}:{}", address(first), address(last)));
+            }
+        }
+        if loss.rows > 0 {
+            losses.push(loss);
+        }
+    }
+    losses
+}
+
 /// The 0-based column of a spreadsheet address (`C17` → 2).
 fn column_index(address: &str) -> Option<u32> {
     let letters = address.bytes().take_while(u8::is_ascii_uppercase);
@@ -577,6 +654,14 @@ impl Mapping {
 
     pub fn max_column(&self) -> usize {
         self.fields.iter().map(|f| f.2).max().unwrap_or(0)
+    }
+
+    /// Whether a mapped optional cell of `cells` is empty: only then may
+    /// merged cells have emptied one (see `merged_optional_cells`).
+    pub fn has_empty_optional(&self, cells: &[Cell]) -> bool {
+        self.fields
+            .iter()
+            .any(|f| !f.1 && cells.get(f.2).is_none_or(Cell::is_blank))
     }
 
     /// Refuses the file when a mapped cell of its row (1-based) holds a
@@ -847,7 +932,51 @@ pub fn to_record(
 
 #[cfg(test)]
 mod tests {
-    use super::{column_index, column_letters};
+    use super::{column_index, column_letters, merged_optional_cells, Mapping, MergedLoss};
+    use crate::config::Dataset;
+
+    /// Only the optional columns' blocks below the header count; a block
+    /// spanning columns empties every row of the columns right of its
+    /// first cell; rejected rows did not load; a block declaring a
+    /// million rows is counted, not walked.
+    #[test]
+    fn merged_optional_cells_counts_the_rows_that_loaded_without_the_value() {
+        let mapping = Mapping {
+            dataset: Dataset::Sales,
+            fields: vec![
+                ("invoice_date", true, 0, "日期".into()),
+                ("rep_id", false, 4, "代表".into()),
+                ("quantity", false, 5, "数量".into()),
+            ],
+            kinds: Vec::new(),
+        };
+        let merged = [
+            ((10, 4), (1_048_575, 4)),
+            ((0, 4), (1, 4)),
+            ((2, 4), (5, 4)),
+            ((7, 3), (7, 5)),
+            ((2, 0), (3, 0)),
+        ];
+        let loss = |field, header: &str, rows, blocks: &[&str]| MergedLoss {
+            field,
+            header: header.into(),
+            rows,
+            blocks: blocks.iter().map(ToString::to_string).collect(),
+        };
+        assert_eq!(
+            merged_optional_cells(&mapping, &merged, 3, &[5, 9]),
+            [
+                loss(
+                    "rep_id",
+                    "代表",
+                    2 + 1 + 1_048_565,
+                    &["E3:E6", "D8:F8", "E11:E1048576"]
+                ),
+                loss("quantity", "数量", 1, &["D8:F8"]),
+            ]
+        );
+        assert_eq!(merged_optional_cells(&mapping, &merged, 3, &[8]).len(), 1);
+    }
 
     /// Merged-cell details find a rejection's column from its address, so
     /// the two conversions must agree past `Z` and `ZZ`.
