@@ -16,6 +16,7 @@ use calamine::{
 
 use super::coerce::{Cell, Epoch};
 use super::guard::{self, Format};
+use super::merges;
 use super::reader::{header_text, FileError, RowAssembler, Visitor};
 use super::record::MergedBlock;
 
@@ -243,11 +244,14 @@ pub fn read(
 
 /// The merged cells of `sheet`: for xlsx and xls, the formats whose
 /// merges calamine reads; none for xlsb and ods. An xlsx lists its merges
-/// after its cells, so this is a second pass over the sheet, made only to
-/// explain rejected rows.
+/// after its cells, so this inflates the sheet a second time (see
+/// `merges`), only to explain rows already read.
 pub fn merged_cells(path: &Path, sheet: &str) -> Result<Vec<MergedBlock>, FileError> {
     let merged = match guard::sniff(path)? {
         Format::Xlsx { .. } => {
+            if let Some(merged) = merges::xlsx_merges(path, sheet) {
+                return Ok(merged);
+            }
             let mut wb: Xlsx<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
             wb.merge_cells_by_sheet_name(sheet).map_err(cannot_open)?
         }

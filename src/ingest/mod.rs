@@ -8,6 +8,7 @@ pub mod csv;
 pub mod excel;
 pub mod guard;
 pub mod listing;
+pub mod merges;
 pub mod reader;
 pub mod record;
 pub mod sql;

@@ -1,0 +1,291 @@
+//! The merged cells of an xlsx sheet, read without parsing its cells. An
+//! xlsx lists a sheet's merges after its cells, and calamine finds them by
+//! parsing every XML event of the sheet, which costs about as much as
+//! reading the cells again (docs/PERFORMANCE.md). The merges only explain
+//! rows already read (`ingest::explain_merged_cells`), so this inflates the
+//! sheet's part and searches its bytes for the `mergeCells` element, then
+//! parses only that element. Whatever it cannot follow (a package laid out
+//! in a way it does not know, a malformed element) returns `None`, and the
+//! caller asks calamine.
+
+use std::io::{BufReader, Read, Seek};
+use std::path::Path;
+
+use quick_xml::events::attributes::Attribute;
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::XmlVersion;
+
+use super::record::MergedBlock;
+
+/// `xl/workbook.xml` and its relationships are read up to this size: real
+/// ones are a few KiB, whatever the sheets hold.
+const MAX_PART: u64 = 16 << 20;
+/// The sheet is inflated and searched this many bytes at a time.
+const CHUNK: usize = 64 << 10;
+/// Excel's sheet limits; a merge reaching past them is a hostile file's.
+const MAX_ROWS: u32 = 1_048_576;
+const MAX_COLS: u32 = 16_384;
+
+/// The merged cells of the sheet named `sheet` of the xlsx at `path`, as
+/// 0-based (first, last) (row, column) corners.
+pub fn xlsx_merges(path: &Path, sheet: &str) -> Option<Vec<MergedBlock>> {
+    let file = std::fs::File::open(path).ok()?;
+    let mut zip = zip::ZipArchive::new(BufReader::new(file)).ok()?;
+    let id = sheet_relationship(&mut zip, sheet)?;
+    let part = sheet_part(&mut zip, &id)?;
+    let member = zip.by_name(&part).ok()?;
+    merges_in(member, CHUNK)
+}
+
+fn read_part<R: Read + Seek>(zip: &mut zip::ZipArchive<R>, name: &str) -> Option<Vec<u8>> {
+    let mut bytes = Vec::new();
+    zip.by_name(name)
+        .ok()?
+        .take(MAX_PART)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    Some(bytes)
+}
+
+/// The first answer `answer` gives for an element named `name` (any
+/// prefix) of a part's XML.
+fn first_element<T>(
+    bytes: &[u8],
+    name: &str,
+    mut answer: impl FnMut(&BytesStart<'_>) -> Option<T>,
+) -> Option<T> {
+    let mut xml = quick_xml::Reader::from_reader(bytes);
+    let mut buf = Vec::new();
+    loop {
+        match xml.read_event_into(&mut buf).ok()? {
+            Event::Empty(e) | Event::Start(e) if e.local_name().as_ref() == name => {
+                if let Some(found) = answer(&e) {
+                    return Some(found);
+                }
+            }
+            Event::Eof => return None,
+            _ => {}
+        }
+        buf.clear();
+    }
+}
+
+/// An attribute's value with XML escapes resolved.
+fn value(attribute: &Attribute<'_>) -> Option<String> {
+    attribute
+        .normalized_value(XmlVersion::Implicit1_0)
+        .ok()
+        .map(std::borrow::Cow::into_owned)
+}
+
+/// The relationship id (`r:id`) of the sheet named `sheet` in
+/// `xl/workbook.xml`.
+fn sheet_relationship<R: Read + Seek>(zip: &mut zip::ZipArchive<R>, sheet: &str) -> Option<String> {
+    let bytes = read_part(zip, "xl/workbook.xml")?;
+    first_element(&bytes, "sheet", |e| {
+        let (mut name, mut id) = (None, None);
+        for attribute in e.attributes().flatten() {
+            if attribute.key.as_ref() == "name" {
+                name = value(&attribute);
+            } else if attribute.key.local_name().as_ref() == "id"
+                && attribute.key.prefix().is_some()
+            {
+                id = Some(attribute.value.into_owned());
+            }
+        }
+        (name.as_deref() == Some(sheet)).then_some(id)
+    })
+    .flatten()
+}
+
+/// The zip member of the relationship `id` of `xl/workbook.xml`: its
+/// target, relative to `xl/` or, starting with `/`, to the package.
+fn sheet_part<R: Read + Seek>(zip: &mut zip::ZipArchive<R>, id: &str) -> Option<String> {
+    let bytes = read_part(zip, "xl/_rels/workbook.xml.rels")?;
+    let target = first_element(&bytes, "Relationship", |e| {
+        let (mut this, mut target) = (false, None);
+        for attribute in e.attributes().flatten() {
+            match attribute.key.as_ref() {
+                "Id" => this = attribute.value == id,
+                "Target" => target = value(&attribute),
+                _ => {}
+            }
+        }
+        this.then_some(target)
+    })??;
+    match target.strip_prefix('/') {
+        Some(absolute) => Some(absolute.to_string()),
+        None if !target.starts_with("..") => Some(format!("xl/{target}")),
+        None => None,
+    }
+}
+
+/// Searches a sheet's XML for its `mergeCells` element (prefixed or not),
+/// `chunk` bytes at a time, keeping no more than a chunk and a name's
+/// length in memory, and parses that element alone. `None` when the
+/// element is malformed.
+fn merges_in(mut sheet: impl Read, chunk: usize) -> Option<Vec<MergedBlock>> {
+    const NAME: &[u8] = b"mergeCells";
+    /// How far before the name its `<` and prefix may lie.
+    const BEFORE: usize = 64;
+    let finder = memchr::memmem::Finder::new(NAME);
+    let mut window: Vec<u8> = Vec::with_capacity(chunk + BEFORE + NAME.len());
+    let mut from = 0;
+    loop {
+        let kept = window.len();
+        window.resize(kept + chunk, 0);
+        let read = sheet.read(&mut window[kept..]).ok()?;
+        window.truncate(kept + read);
+        while let Some(at) = finder.find(&window[from..]).map(|i| from + i) {
+            if let Some(start) = element_start(&window, at, BEFORE) {
+                let rest = std::io::Cursor::new(window.split_off(start)).chain(sheet);
+                return parse_merge_cells(rest);
+            }
+            from = at + 1;
+        }
+        if read == 0 {
+            return Some(Vec::new());
+        }
+        // keep what a name split across reads, and its `<prefix:`, need
+        let keep = window.len().min(BEFORE + NAME.len());
+        let dropped = window.len() - keep;
+        window.drain(..dropped);
+        from = from
+            .saturating_sub(dropped)
+            .max(keep.saturating_sub(NAME.len() - 1));
+    }
+}
+
+/// The index of the `<` that opens an element whose local name begins at
+/// `at` (`<mergeCells` or `<x:mergeCells`), if one does: not an end tag,
+/// and not the same letters in text or an attribute.
+fn element_start(window: &[u8], at: usize, before: usize) -> Option<usize> {
+    let mut i = at;
+    while i > 0 && at - i <= before {
+        i -= 1;
+        match window[i] {
+            b'<' => return Some(i),
+            b':' | b'_' | b'-' | b'.' => {}
+            c if c.is_ascii_alphanumeric() => {}
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// The `mergeCell` refs of a `mergeCells` element at the start of `xml`.
+fn parse_merge_cells(xml: impl Read) -> Option<Vec<MergedBlock>> {
+    let mut xml = quick_xml::Reader::from_reader(BufReader::new(xml));
+    let mut buf = Vec::new();
+    let mut merges = Vec::new();
+    loop {
+        match xml.read_event_into(&mut buf).ok()? {
+            Event::Empty(e) | Event::Start(e) if e.local_name().as_ref() == "mergeCell" => {
+                let reference = e.try_get_attribute("ref").ok()??;
+                // a single cell "merged" with itself hides nothing
+                if let Some(block) = block(&reference.value) {
+                    merges.push(block);
+                }
+            }
+            Event::Empty(e) if e.local_name().as_ref() == "mergeCells" => return Some(merges),
+            Event::End(e) if e.local_name().as_ref() == "mergeCells" => return Some(merges),
+            Event::Eof => return None,
+            _ => {}
+        }
+        buf.clear();
+    }
+}
+
+/// `A2:B4` as its corners; `None` for a single cell or a ref outside
+/// Excel's limits.
+fn block(reference: &str) -> Option<MergedBlock> {
+    let (first, last) = reference.split_once(':')?;
+    let (first, last) = (position(first)?, position(last)?);
+    (first != last && first.0 <= last.0 && first.1 <= last.1).then_some((first, last))
+}
+
+/// `C17` as 0-based (row, column).
+fn position(address: &str) -> Option<(u32, u32)> {
+    let address = address.trim().trim_start_matches('$');
+    let digits = address.find(|c: char| c.is_ascii_digit())?;
+    let (letters, row) = address.split_at(digits);
+    let letters = letters.trim_end_matches('$');
+    if letters.is_empty() || letters.len() > 3 {
+        return None;
+    }
+    let column = letters.bytes().try_fold(0u32, |n, b| {
+        b.is_ascii_alphabetic()
+            .then(|| n * 26 + u32::from(b.to_ascii_uppercase() - b'A') + 1)
+    })?;
+    let row: u32 = row.parse().ok()?;
+    if !(1..=MAX_ROWS).contains(&row) || !(1..=MAX_COLS).contains(&column) {
+        return None;
+    }
+    Some((row - 1, column - 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{block, merges_in, xlsx_merges};
+
+    const SHEET: &str = r#"<?xml version="1.0"?><worksheet xmlns="x"><sheetData><row r="1"><c r="A1" t="inlineStr"><is><t>mergeCells</t></is></c><c r="B1" t="inlineStr"><is><t>x mergeCells="1"</t></is></c></row></sheetData><mergeCells count="3"><mergeCell ref="A2:A4"/><mergeCell ref="C5"/><mergeCell ref="B6:D6"></mergeCell></mergeCells><pageMargins left="0.7"/></worksheet>"#;
+
+    /// The element is found whatever the read size (a name split across
+    /// reads included), the same letters in text are passed over, and a
+    /// single-cell merge is dropped.
+    #[test]
+    fn merges_are_found_across_reads_and_not_in_text() {
+        for chunk in [1, 2, 7, 10, 11, 64, 1 << 16] {
+            assert_eq!(
+                merges_in(SHEET.as_bytes(), chunk),
+                Some(vec![((1, 0), (3, 0)), ((5, 1), (5, 3))]),
+                "{chunk}"
+            );
+        }
+        let prefixed = r#"<x:worksheet xmlns:x="x"><x:sheetData/><x:mergeCells><x:mergeCell ref="$B$2:$B$3"/></x:mergeCells></x:worksheet>"#;
+        assert_eq!(
+            merges_in(prefixed.as_bytes(), 5),
+            Some(vec![((1, 1), (2, 1))])
+        );
+        assert_eq!(
+            merges_in(&b"<worksheet><sheetData/></worksheet>"[..], 4),
+            Some(vec![])
+        );
+        assert_eq!(
+            merges_in(&b"<worksheet><mergeCells><mergeCell ref"[..], 4),
+            None
+        );
+    }
+
+    /// The sheet is found by its name as Excel shows it (escaped in
+    /// `workbook.xml`), through the workbook's relationships, whatever
+    /// its place; a sheet the workbook lacks gives `None`.
+    #[test]
+    fn a_sheet_is_found_by_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.xlsx");
+        let mut wb = rust_xlsxwriter::Workbook::new();
+        let plain = rust_xlsxwriter::Format::new();
+        let first = wb.add_worksheet().set_name("说明").unwrap();
+        first.merge_range(0, 0, 0, 3, "流向", &plain).unwrap();
+        let name = "流向 \"旧\" & <新>";
+        let second = wb.add_worksheet().set_name(name).unwrap();
+        second.merge_range(1, 4, 3, 4, "R1", &plain).unwrap();
+        wb.add_worksheet().set_name("空").unwrap();
+        wb.save(&path).unwrap();
+        assert_eq!(xlsx_merges(&path, name), Some(vec![((1, 4), (3, 4))]));
+        assert_eq!(xlsx_merges(&path, "说明"), Some(vec![((0, 0), (0, 3))]));
+        assert_eq!(xlsx_merges(&path, "空"), Some(vec![]));
+        assert_eq!(xlsx_merges(&path, "流向"), None);
+    }
+
+    #[test]
+    fn refs_outside_excel_are_dropped() {
+        assert_eq!(block("A1:XFD1048576"), Some(((0, 0), (1_048_575, 16_383))));
+        assert_eq!(block("A1:XFE1"), None);
+        assert_eq!(block("A0:A3"), None);
+        assert_eq!(block("A1:A1048577"), None);
+        assert_eq!(block("B3:A1"), None);
+        assert_eq!(block("A1"), None);
+    }
+}
