@@ -1175,7 +1175,7 @@ fn a_sheet_headed_like_the_one_read_is_named_with_the_line_to_add() {
 /// block and merged down: E2:E4 holds R1 in E2 only, E6:E7 holds R2 in E6
 /// only, and row 7 is rejected for its date. Row 5 leaves its quantity
 /// empty without any merge. With `merged`, the same rows typed in full.
-fn merged_rep_workbook(path: &std::path::Path, merged: bool) {
+pub fn merged_rep_workbook(path: &std::path::Path, merged: bool) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let mut wb = rust_xlsxwriter::Workbook::new();
     let ws = wb.add_worksheet().set_name("流向").unwrap();

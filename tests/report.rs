@@ -6,6 +6,7 @@ use calamine::{open_workbook, Data, Reader, Xlsx};
 use chrono::NaiveDate;
 use salesbatch::config::{self, Period};
 use salesbatch::ingest::record::{Reason, Rejection};
+use salesbatch::ingest::FileNote;
 use salesbatch::metrics::{development, visits, Computed, PeriodRange, Rules, VisitDay};
 use salesbatch::report;
 
@@ -84,6 +85,12 @@ fn rendered_comparing(dir: &Path, tiers_compared: bool, days: &[VisitDay]) -> Ve
         &rules,
         &computed,
         &[rejection],
+        &[FileNote {
+            source: "flow".into(),
+            file: "inbox/north.xlsx".into(),
+            sheet: "Sheet1".into(),
+            note: "=HYPERLINK(\"http://x\") 2 rows load with no `rep_id`".into(),
+        }],
         &dir.join("out"),
         &[],
     )
@@ -130,6 +137,20 @@ fn regional_reports_hold_only_their_region_and_keep_text_as_text() {
     assert_eq!(
         dq[1][7],
         Data::String("未知客户编码（unknown customer id）".into())
+    );
+    // then the notes on files that loaded, their text kept as text
+    assert_eq!(
+        sheet(&dir.path().join("out/data-quality.xlsx"), "文件提示"),
+        [
+            ["数据源", "文件", "工作表", "提示"],
+            [
+                "flow",
+                "inbox/north.xlsx",
+                "Sheet1",
+                "=HYPERLINK(\"http://x\") 2 rows load with no `rep_id`"
+            ]
+        ]
+        .map(|row| row.map(|s| Data::String(s.into())).to_vec())
     );
 
     // HTML is escaped; 华北's page shows its customer in the worst-gap table

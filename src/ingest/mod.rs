@@ -48,6 +48,20 @@ pub struct IngestSummary {
     pub files_refused: u64,
     pub rows_loaded: u64,
     pub rejections: Vec<Rejection>,
+    /// what a loaded file's rows may not say on their own (see `FileNote`)
+    pub notes: Vec<FileNote>,
+}
+
+/// Something an operator should know of a file that loaded, which is no
+/// rejection: its other sheets headed like the one read, or optional
+/// values that merged cells left empty. The run logs each as a WARN, and
+/// the data-quality workbook lists them beside the rejections.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FileNote {
+    pub source: String,
+    pub file: String,
+    pub sheet: String,
+    pub note: String,
 }
 
 /// What a file source's `path` matches.
@@ -947,23 +961,24 @@ fn finish_file(
 ) {
     match (parsed.result, outcome) {
         (Ok(()), LoadOutcome::Loaded { rows }) => {
+            let mut note = |note: String| {
+                summary.notes.push(FileNote {
+                    source: source.name.clone(),
+                    file: name.to_string(),
+                    sheet: parsed.sheet.clone(),
+                    note,
+                });
+            };
             if !parsed.alike_sheets.is_empty() {
+                let message = unread_sheets_message(&parsed.sheet, &parsed.alike_sheets);
                 // here, not in the parser's thread: the run's span is current
-                warn!(
-                    source = %source.name,
-                    file = name,
-                    "{}",
-                    unread_sheets_message(&parsed.sheet, &parsed.alike_sheets)
-                );
+                warn!(source = %source.name, file = name, "{message}");
+                note(message);
             }
             if !parsed.merged_losses.is_empty() {
-                warn!(
-                    source = %source.name,
-                    file = name,
-                    sheet = %parsed.sheet,
-                    "{}",
-                    merged_losses_message(&parsed.merged_losses)
-                );
+                let message = merged_losses_message(&parsed.merged_losses);
+                warn!(source = %source.name, file = name, sheet = %parsed.sheet, "{message}");
+                note(message);
             }
             summary.files_loaded += 1;
             summary.rows_loaded += rows;

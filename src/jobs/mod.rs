@@ -367,8 +367,15 @@ async fn steps(
                     .join(as_of.to_string())
                     .join(&job.name)
             };
-            bundles =
-                report::render_all(settings, rules, c, &summary.rejections, &dir, &opts.regions)?;
+            bundles = report::render_all(
+                settings,
+                rules,
+                c,
+                &summary.rejections,
+                &summary.notes,
+                &dir,
+                &opts.regions,
+            )?;
             counts.reports = bundles.len() as u64;
             info!(reports = bundles.len(), dir = %dir.display(), "reports written");
             report_dir = Some(dir);

@@ -99,6 +99,9 @@ const LABELS: &[(&str, &str, &str)] = &[
     ("value", "值", "Value"),
     ("reason", "原因", "Reason"),
     ("detail", "说明", "Detail"),
+    // a data-quality sheet: what the run said of files that loaded
+    ("notes", "文件提示", "File notes"),
+    ("note", "提示", "Note"),
     // rejected rows cannot all be placed in a region (an unknown customer
     // has none): the count is national on every page, and says so
     ("rejections", "拒收行数（全国）", "Rejected rows (national)"),

@@ -17,6 +17,7 @@ use anyhow::Context as _;
 
 use crate::config::Settings;
 use crate::ingest::record::Rejection;
+use crate::ingest::FileNote;
 use crate::metrics::{Computed, Rules};
 
 pub use tables::{Scope, Table, Value};
@@ -73,6 +74,7 @@ pub fn render_all(
     rules: &Rules,
     c: &Computed,
     rejections: &[Rejection],
+    notes: &[FileNote],
     dir: &Path,
     only_regions: &[String],
 ) -> anyhow::Result<Vec<Bundle>> {
@@ -108,7 +110,7 @@ pub fn render_all(
         )];
         let quality_xlsx = if scope == Scope::National {
             let path = dir.join("data-quality.xlsx");
-            xlsx::write_quality(&report, &path, labels)?;
+            xlsx::write_quality(&report, &tables::notes(notes), &path, labels)?;
             Some(path)
         } else {
             None

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::i18n::Labels;
 use crate::ingest::record::Rejection;
+use crate::ingest::FileNote;
 use crate::metrics::{Computed, Rules};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +126,21 @@ pub struct Report {
     pub areas: Table,
     pub quality: Table,
     pub rules: Vec<(String, String)>,
+}
+
+/// The data-quality workbook's notes on files that loaded (see
+/// `ingest::FileNote`): national only, like the rejected rows.
+pub fn notes(notes: &[FileNote]) -> Table {
+    let mut table = Table::new("notes", &["source", "file", "sheet", "note"]);
+    for n in notes {
+        table.rows.push(
+            [&n.source, &n.file, &n.sheet, &n.note]
+                .iter()
+                .map(|s| Value::Text((*s).clone()))
+                .collect(),
+        );
+    }
+    table
 }
 
 pub fn build(

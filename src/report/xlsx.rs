@@ -80,6 +80,7 @@ fn width_for(key: &str) -> f64 {
     match key {
         // the Chinese reason carries SPEC's code beside it
         "customer" | "rep" | "file" | "detail" | "reason" => 28.0,
+        "note" => 80.0,
         "source" | "region" | "value" | "column" => 16.0,
         _ => 13.0,
     }
@@ -265,11 +266,18 @@ pub fn write(report: &Report, path: &Path, labels: Labels) -> anyhow::Result<()>
     Ok(())
 }
 
-/// The data-quality workbook for HQ: every rejected row with its location.
-pub fn write_quality(report: &Report, path: &Path, labels: Labels) -> anyhow::Result<()> {
+/// The data-quality workbook for HQ: every rejected row with its location,
+/// then the notes on files that loaded (`tables::notes`).
+pub fn write_quality(
+    report: &Report,
+    notes: &Table,
+    path: &Path,
+    labels: Labels,
+) -> anyhow::Result<()> {
     let f = Formats::new();
     let mut wb = new_workbook(report);
     write_table(&mut wb, &report.quality, labels, &f)?;
+    write_table(&mut wb, notes, labels, &f)?;
     wb.save(path)
         .map_err(xl)
         .with_context(|| format!("cannot write `{}`", path.display()))?;
