@@ -422,8 +422,8 @@ fn read_guarded(
 /// something: a `missing required field` (see
 /// `record::explain_merged_cells`) or an empty optional cell of a row that
 /// loaded (see `record::merged_optional_cells`). Clean files pay nothing;
-/// an xlsx lists its merges after its cells, so this reads the sheet
-/// again. The merges only explain what was already decided: a workbook
+/// an xlsx lists its merges after its cells, so this inflates the sheet
+/// again (see `merges`). The merges only explain what was already decided: a workbook
 /// whose merges cannot be read (or whose reading panics) keeps its
 /// rejections and load as they are.
 fn explain_merged_cells(path: &Path, p: &mut Pipeline) -> Vec<MergedLoss> {
@@ -448,6 +448,7 @@ fn explain_merged_cells(path: &Path, p: &mut Pipeline) -> Vec<MergedLoss> {
         (Some(mapping), Some(first)) if p.empty_optional => {
             let mut rejected: Vec<u64> = p.rejections.iter().map(|r| r.row).collect();
             rejected.sort_unstable();
+            rejected.dedup();
             record::merged_optional_cells(mapping, &merged, first, &rejected)
         }
         _ => Vec::new(),

@@ -405,7 +405,7 @@ pub struct MergedLoss {
 /// loads, in every row but the first, as an empty optional cell does, which
 /// SPEC §4 allows, so the load goes on; the caller only says so. A block
 /// that begins above `first_data_row` (a header merged over two rows) is the
-/// header's; rows in `rejected_rows` (sorted) did not load. Counted per
+/// header's; rows in `rejected_rows` (sorted, each once) did not load. Counted per
 /// block, never per cell, so a hostile file declaring huge merges costs a
 /// search per block.
 pub fn merged_optional_cells(
@@ -451,7 +451,7 @@ pub fn merged_optional_cells(
             if from > to {
                 continue;
             }
-            let lost = (to - from + 1) - rejected_between(from, to) as u64;
+            let lost = (to - from + 1).saturating_sub(rejected_between(from, to) as u64);
             if lost > 0 {
                 loss.rows += lost;
                 loss.blocks
