@@ -20,8 +20,9 @@ use super::merges;
 use super::reader::{header_text, FileError, RowAssembler, Visitor};
 use super::record::MergedBlock;
 
-const MAX_ROWS: u32 = 1_048_576;
-const MAX_COLS: u32 = 16_384;
+/// Excel's sheet limits (rows, columns).
+pub(super) const MAX_ROWS: u32 = 1_048_576;
+pub(super) const MAX_COLS: u32 = 16_384;
 
 fn cannot_open(e: impl std::fmt::Display) -> FileError {
     FileError::CannotOpen(e.to_string())

@@ -15,16 +15,14 @@ use quick_xml::events::attributes::Attribute;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::XmlVersion;
 
-use super::record::MergedBlock;
+use super::excel::{MAX_COLS, MAX_ROWS};
+use super::record::{column_index, MergedBlock};
 
 /// `xl/workbook.xml` and its relationships are read up to this size: real
 /// ones are a few KiB, whatever the sheets hold.
 const MAX_PART: u64 = 16 << 20;
 /// The sheet is inflated and searched this many bytes at a time.
 const CHUNK: usize = 64 << 10;
-/// Excel's sheet limits; a merge reaching past them is a hostile file's.
-const MAX_ROWS: u32 = 1_048_576;
-const MAX_COLS: u32 = 16_384;
 
 /// The merged cells of the sheet named `sheet` of the xlsx at `path`, as
 /// 0-based (first, last) (row, column) corners.
@@ -204,24 +202,21 @@ fn block(reference: &str) -> Option<MergedBlock> {
     (first != last && first.0 <= last.0 && first.1 <= last.1).then_some((first, last))
 }
 
-/// `C17` as 0-based (row, column).
+/// `C17` (or `$C$17`, `c17`) as 0-based (row, column); `None` past
+/// Excel's limits, which only a hostile file's merge reaches.
 fn position(address: &str) -> Option<(u32, u32)> {
-    let address = address.trim().trim_start_matches('$');
+    let address = address.trim().replace('$', "").to_ascii_uppercase();
     let digits = address.find(|c: char| c.is_ascii_digit())?;
     let (letters, row) = address.split_at(digits);
-    let letters = letters.trim_end_matches('$');
-    if letters.is_empty() || letters.len() > 3 {
+    if letters.is_empty() || letters.len() > 3 || !letters.bytes().all(|b| b.is_ascii_uppercase()) {
         return None;
     }
-    let column = letters.bytes().try_fold(0u32, |n, b| {
-        b.is_ascii_alphabetic()
-            .then(|| n * 26 + u32::from(b.to_ascii_uppercase() - b'A') + 1)
-    })?;
+    let column = column_index(letters)?;
     let row: u32 = row.parse().ok()?;
-    if !(1..=MAX_ROWS).contains(&row) || !(1..=MAX_COLS).contains(&column) {
+    if !(1..=MAX_ROWS).contains(&row) || column >= MAX_COLS {
         return None;
     }
-    Some((row - 1, column - 1))
+    Some((row - 1, column))
 }
 
 #[cfg(test)]

@@ -480,9 +480,9 @@ fn merged_losses_message(losses: &[MergedLoss]) -> String {
         })
         .collect();
     format!(
-        "{}; only the first cell of merged cells holds their value: unmerge them and fill the \
-         value into every row",
-        parts.join("; ")
+        "{}; only the first cell of merged cells holds their value: {}",
+        parts.join("; "),
+        record::UNMERGE
     )
 }
 

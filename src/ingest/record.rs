@@ -373,19 +373,27 @@ pub fn explain_merged_cells(rejections: &mut [Rejection], merged: &[MergedBlock]
             continue;
         };
         if row <= last.0 && (row, column) != first {
-            let address = |(row, column): (u32, u32)| {
-                format!("{}{}", column_letters(column as usize), u64::from(row) + 1)
-            };
             rejection.detail = format!(
-                "cell {} lies in the merged cells {}:{}, whose value only {} holds: unmerge \
-                 them and fill the value into every row",
+                "cell {} lies in the merged cells {}, whose value only {} holds: {UNMERGE}",
                 rejection.cell,
-                address(first),
-                address(last),
-                address(first)
+                block_range((first, last)),
+                cell_address(first)
             );
         }
     }
+}
+
+/// What to do about a value that merged cells hold in their first cell only.
+pub const UNMERGE: &str = "unmerge them and fill the value into every row";
+
+/// `A3` for the 0-based (row, column).
+fn cell_address((row, column): (u32, u32)) -> String {
+    format!("{}{}", column_letters(column as usize), u64::from(row) + 1)
+}
+
+/// `A2:A4` for a merged block.
+fn block_range((first, last): MergedBlock) -> String {
+    format!("{}:{}", cell_address(first), cell_address(last))
 }
 
 /// An optional field that merged cells left empty in rows that loaded.
@@ -416,9 +424,6 @@ pub fn merged_optional_cells(
 ) -> Vec<MergedLoss> {
     let rejected_between = |from: u64, to: u64| {
         rejected_rows.partition_point(|r| *r <= to) - rejected_rows.partition_point(|r| *r < from)
-    };
-    let address = |(row, column): (u32, u32)| {
-        format!("{}{}", column_letters(column as usize), u64::from(row) + 1)
     };
     let mut losses = Vec::new();
     for (field, required, column, header) in &mapping.fields {
@@ -454,8 +459,7 @@ pub fn merged_optional_cells(
             let lost = (to - from + 1).saturating_sub(rejected_between(from, to) as u64);
             if lost > 0 {
                 loss.rows += lost;
-                loss.blocks
-                    .push(format!("{}:{}", address(first), address(last)));
+                loss.blocks.push(block_range((first, last)));
             }
         }
         if loss.rows > 0 {
@@ -466,7 +470,7 @@ pub fn merged_optional_cells(
 }
 
 /// The 0-based column of a spreadsheet address (`C17` → 2).
-fn column_index(address: &str) -> Option<u32> {
+pub(super) fn column_index(address: &str) -> Option<u32> {
     let letters = address.bytes().take_while(u8::is_ascii_uppercase);
     letters.fold(None, |index: Option<u32>, b| {
         let next = index.map_or(0, |i| (i + 1).saturating_mul(26)) + u32::from(b - b'A');
