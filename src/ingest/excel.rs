@@ -246,13 +246,17 @@ pub fn read(
 /// The merged cells of `sheet`: for xlsx and xls, the formats whose
 /// merges calamine reads; none for xlsb and ods. An xlsx lists its merges
 /// after its cells, so this inflates the sheet a second time (see
-/// `merges`), only to explain rows already read.
+/// `merges`), only to explain rows already read. That comes first: the
+/// file has just passed `guard::sniff` for its read, and the fast path
+/// holds a bounded window of the sheet whatever the file declares; only
+/// where it gives up (not an xlsx, or a package it cannot follow) is the
+/// file sniffed again before calamine opens it.
 pub fn merged_cells(path: &Path, sheet: &str) -> Result<Vec<MergedBlock>, FileError> {
+    if let Some(merged) = merges::xlsx_merges(path, sheet) {
+        return Ok(merged);
+    }
     let merged = match guard::sniff(path)? {
         Format::Xlsx { .. } => {
-            if let Some(merged) = merges::xlsx_merges(path, sheet) {
-                return Ok(merged);
-            }
             let mut wb: Xlsx<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
             wb.merge_cells_by_sheet_name(sheet).map_err(cannot_open)?
         }

@@ -275,8 +275,9 @@ impl Pipeline {
         };
         match record::to_record(mapping, cells, row, &ctx) {
             Ok(located) => {
-                // once true, no later row needs the test
-                if !self.empty_optional {
+                // once true, no later row needs the test; only a
+                // workbook has merged cells to explain it
+                if !self.empty_optional && self.source.kind == SourceKind::Excel {
                     self.empty_optional = mapping.has_empty_optional(cells);
                 }
                 self.batch.push(located);
