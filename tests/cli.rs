@@ -1208,6 +1208,22 @@ pub fn merged_rep_workbook(path: &std::path::Path, merged: bool) {
     wb.save(path).unwrap();
 }
 
+/// A `sales` excel source `name` reading `path`, laid out as
+/// `merged_rep_workbook` writes, its rep and quantity mapped.
+pub fn merged_rep_source(name: &str, path: &str) -> String {
+    format!(
+        "[[sources]]\nname = \"{name}\"\ndataset = \"sales\"\nkind = \"excel\"\n\
+         path = \"{path}\"\ncolumns = {{ invoice_date = \"日期\", customer_id = \"客户编码\", \
+         product_id = \"产品编码\", amount = \"金额\", rep_id = \"代表\", quantity = \"数量\" }}\n"
+    )
+}
+
+/// What a run says of the merged `merged_rep_workbook`: row 7, in the
+/// second block, is rejected, so only the first block's rows count.
+pub const MERGED_REP_NOTE: &str = "2 rows load with no `rep_id`: column `代表` is merged in \
+     E2:E4; only the first cell of merged cells holds their value: unmerge them and fill the \
+     value into every row";
+
 /// An optional column merged down loads empty in every row of a block but
 /// the first, as SPEC §4 loads any empty optional cell; the run says so
 /// in one WARN per file, counting the rows that loaded without the value
@@ -1242,19 +1258,11 @@ fn merged_cells_in_an_optional_column_are_named_when_the_file_loads() {
         );
     }
     let ext = |name: &str| if name == "xls" { "xls" } else { "xlsx" };
-    let source = |name: &str, ext: &str| {
-        format!(
-            "[[sources]]\nname = \"{name}\"\ndataset = \"sales\"\nkind = \"excel\"\n\
-             path = \"in/{name}/*.{ext}\"\ncolumns = {{ invoice_date = \"日期\", customer_id = \
-             \"客户编码\", product_id = \"产品编码\", amount = \"金额\", rep_id = \"代表\", \
-             quantity = \"数量\" }}\n"
-        )
-    };
     let mut config = String::from("[ingest]\nmax_reject_ratio = 0.5\n");
-    for name in &formats {
-        config.push_str(&source(name, ext(name)));
+    for name in formats.iter().chain(&["typed"]) {
+        let path = format!("in/{name}/*.{}", ext(name));
+        config.push_str(&merged_rep_source(name, &path));
     }
-    config.push_str(&source("typed", "xlsx"));
     lab.settings(&config);
 
     let (out, rejected) = degraded(&run_load(&lab, bin()));
@@ -1264,10 +1272,8 @@ fn merged_cells_in_an_optional_column_are_named_when_the_file_loads() {
     for (warning, name) in warnings.iter().zip(&formats) {
         assert!(
             warning.contains(&format!(
-                " WARN job{{job=load run_id=1 as_of=2026-11-20}}: salesbatch::ingest: 2 rows load \
-                 with no `rep_id`: column `代表` is merged in E2:E4; only the first cell of merged \
-                 cells holds their value: unmerge them and fill the value into every row \
-                 source={name} file=\"in/{name}/flow.{}\" sheet=流向",
+                " WARN job{{job=load run_id=1 as_of=2026-11-20}}: salesbatch::ingest: \
+                 {MERGED_REP_NOTE} source={name} file=\"in/{name}/flow.{}\" sheet=流向",
                 ext(name)
             )),
             "{warning}"

@@ -2668,17 +2668,10 @@ async fn a_merged_optional_column_becomes_a_note_on_its_file() {
     let lab = Lab::new();
     crate::cli::merged_rep_workbook(&lab.path("in/m/flow.xlsx"), true);
     crate::cli::merged_rep_workbook(&lab.path("in/t/flow.xlsx"), false);
-    let source = |name: &str| {
-        format!(
-            "[[sources]]\nname = \"{name}\"\ndataset = \"sales\"\nkind = \"excel\"\n\
-             path = \"in/{name}/*.xlsx\"\ncolumns = {{ invoice_date = \"日期\", customer_id = \
-             \"客户编码\", product_id = \"产品编码\", amount = \"金额\", rep_id = \"代表\" }}\n"
-        )
-    };
     let settings = lab.settings(&format!(
         "[ingest]\nmax_reject_ratio = 0.5\n{}{}",
-        source("m"),
-        source("t")
+        crate::cli::merged_rep_source("m", "in/m/*.xlsx"),
+        crate::cli::merged_rep_source("t", "in/t/*.xlsx")
     ));
     let summary = lab.ingest(&settings).await;
     assert_eq!(summary.files_loaded, 4, "{summary:?}");
@@ -2688,10 +2681,7 @@ async fn a_merged_optional_column_becomes_a_note_on_its_file() {
             source: "m".into(),
             file: "in/m/flow.xlsx".into(),
             sheet: "流向".into(),
-            note: "2 rows load with no `rep_id`: column `代表` is merged in E2:E4; only the first \
-                   cell of merged cells holds their value: unmerge them and fill the value into \
-                   every row"
-                .into(),
+            note: crate::cli::MERGED_REP_NOTE.into(),
         }]
     );
 }
