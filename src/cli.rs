@@ -465,18 +465,24 @@ async fn export(
 ) -> anyhow::Result<ExitCode> {
     let store = open_store(settings).await?;
     let as_of = as_of.unwrap_or_else(|| yesterday(settings.tz));
-    let Some(run) = store.snapshot_run(as_of).await? else {
-        bail!("no computed run for {as_of}; run a job with `--as-of {as_of}` first");
-    };
     let out = std::io::stdout().lock();
     match what {
+        ExportKind::Rejections => {
+            // an ingest-only job computes nothing, yet its rejections are the
+            // ones to export; a run without ingest exports those it reported
+            let Some(run_id) = store.quality_run_for(as_of).await? else {
+                bail!(
+                    "no run for {as_of} has data quality; run a job with `--as-of {as_of}` first"
+                );
+            };
+            report::export::rejections(out, &store.rejections(run_id).await?)?;
+        }
         ExportKind::Tiers => {
+            let run = computed_run(store.as_ref(), as_of).await?;
             report::export::tiers(out, &store.tiers_of(run.run_id).await?, regions)?;
         }
-        ExportKind::Rejections => {
-            report::export::rejections(out, &store.rejections(run.run_id).await?)?;
-        }
         ExportKind::VisitGaps | ExportKind::Scorecard | ExportKind::Development => {
+            let run = computed_run(store.as_ref(), as_of).await?;
             let kind = match what {
                 ExportKind::VisitGaps => "visits",
                 ExportKind::Scorecard => "scorecard",
@@ -490,6 +496,16 @@ async fn export(
         }
     }
     Ok(ExitCode::Success)
+}
+
+async fn computed_run(
+    store: &dyn warehouse::Store,
+    as_of: NaiveDate,
+) -> anyhow::Result<warehouse::RunRow> {
+    match store.snapshot_run(as_of).await? {
+        Some(run) => Ok(run),
+        None => bail!("no computed run for {as_of}; run a job with `--as-of {as_of}` first"),
+    }
 }
 
 async fn retry_deliveries(

@@ -1334,3 +1334,115 @@ fn a_refusal_for_missing_columns_names_the_sheet_that_has_them() {
         .collect();
     assert_eq!(rejected, expected, "{out}");
 }
+
+/// Ops who split the nightly job (ingest at 01:00, reports at 06:00) get
+/// reports from a run that ingests nothing. Such a run shows the data
+/// quality of the latest run that ingested, names that run in the rules,
+/// and stays a success (it rejected nothing itself). Its notes on an
+/// unchanged file are carried, as its rejected rows are, so a later ingest
+/// that skips the file still reports them; `export rejections` finds them
+/// for a date whose only run ingested and computed nothing.
+#[test]
+fn a_job_without_ingest_reports_the_data_quality_of_the_latest_ingest() {
+    let lab = crate::ingest::Lab::new();
+    merged_rep_workbook(&lab.path("in/m/flow.xlsx"), true);
+    lab.settings(&format!(
+        "[ingest]\nmax_reject_ratio = 0.5\n{}\n[[jobs]]\nname = \"report\"\n\
+         cron = \"0 0 6 * * *\"\nsteps = [\"compute\", \"report\"]\n",
+        merged_rep_source("m", "in/m/*.xlsx")
+    ));
+    let run = |job: &str| {
+        bin()
+            .arg("--config")
+            .arg(lab.path("salesbatch.toml"))
+            .args(["run", job, "--as-of", "2026-11-20"])
+            .output()
+            .unwrap()
+    };
+    let export = || {
+        bin()
+            .arg("--config")
+            .arg(lab.path("salesbatch.toml"))
+            .args(["export", "rejections", "--as-of", "2026-11-20"])
+            .output()
+            .unwrap()
+    };
+    let rejected = "m,in/m/flow.xlsx,流向,7,A7,日期,十月三日,unparsable date";
+    let none = export();
+    assert_eq!(none.status.code(), Some(1), "{}", text(&none));
+    assert!(
+        text(&none).contains(
+            "no run for 2026-11-20 has data quality; run a job with `--as-of 2026-11-20` first"
+        ),
+        "{}",
+        text(&none)
+    );
+
+    let (out, _) = degraded(&run("load"));
+    let exported = export();
+    assert_eq!(exported.status.code(), Some(0), "{}", text(&exported));
+    let csv = String::from_utf8_lossy(&exported.stdout).to_string();
+    assert_eq!(csv.lines().count(), 2, "{csv}\n{out}");
+    assert!(csv.lines().nth(1).unwrap().starts_with(rejected), "{csv}");
+
+    // the data-quality sheets of a report run: (rejected row, cell, value),
+    // and the notes
+    let quality = |dir: &str| {
+        let path = lab.path(&format!("{dir}/2026-11-20/report/data-quality.xlsx"));
+        let mut wb: calamine::Xlsx<_> = calamine::open_workbook(&path).unwrap();
+        let mut rows = |name: &str| -> Vec<Vec<String>> {
+            calamine::Reader::worksheet_range(&mut wb, name)
+                .unwrap()
+                .rows()
+                .skip(1)
+                .map(|r| r.iter().map(ToString::to_string).collect())
+                .collect()
+        };
+        let rejections: Vec<(String, String, String)> = rows("数据质量")
+            .into_iter()
+            .map(|r| (r[3].clone(), r[4].clone(), r[6].clone()))
+            .collect();
+        let notes: Vec<String> = rows("文件提示").into_iter().map(|r| r[3].clone()).collect();
+        (rejections, notes)
+    };
+    let expected = (
+        vec![("7".to_string(), "A7".to_string(), "十月三日".to_string())],
+        vec![MERGED_REP_NOTE.to_string()],
+    );
+    let from = |run_id: u32| {
+        format!(
+            "<tr><th>数据质量取自</th><td>运行 #{run_id}（作业 load，数据截至 2026-11-20，开始于 "
+        )
+    };
+    let report = run("report");
+    assert_eq!(report.status.code(), Some(0), "{}", text(&report));
+    assert_eq!(quality("out"), expected);
+    let page = std::fs::read_to_string(lab.path("out/2026-11-20/report/national.html")).unwrap();
+    assert!(page.contains(&from(1)), "{page}");
+    // every region's headline counts the borrowed rejection
+    let east = std::fs::read_to_string(lab.path("out/2026-11-20/report/华东.html")).unwrap();
+    assert!(east.contains(&from(1)), "{east}");
+    assert!(
+        east.contains("<div class=\"k\">拒收行数（全国）</div><div class=\"v\">1</div>"),
+        "{east}"
+    );
+
+    // the file is unchanged: skipped, its rejected row and its note carried
+    let (out, _) = degraded(&run("load"));
+    assert!(out.contains("0 files loaded, 3 skipped"), "{out}");
+    assert_eq!(run("report").status.code(), Some(0));
+    assert_eq!(quality("out"), expected);
+    let page = std::fs::read_to_string(lab.path("out/2026-11-20/report/national.html")).unwrap();
+    assert!(page.contains(&from(3)), "{page}");
+    let csv = String::from_utf8_lossy(&export().stdout).to_string();
+    assert!(csv.lines().nth(1).unwrap().starts_with(rejected), "{csv}");
+    // a dry run records nothing, so it takes the latest ingest of all
+    let dry = bin()
+        .arg("--config")
+        .arg(lab.path("salesbatch.toml"))
+        .args(["run", "report", "--as-of", "2026-11-20", "--dry-run"])
+        .output()
+        .unwrap();
+    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
+    assert_eq!(quality("out/dry-run"), expected);
+}

@@ -2751,7 +2751,10 @@ columns = { invoice_date = "日期", customer_id = "客户编码", product_id = 
     let expected = "`flow`: in/nul.csv row 4 cell B4 column `客户编码` value `C\u{2400}Z`: unknown customer id";
     assert_eq!(rejections(&summary), [expected]);
     let store = Lab::store(&settings, wh).await;
-    store.save_rejections(1, &summary.rejections).await.unwrap();
+    store
+        .save_quality(1, &summary.rejections, &[])
+        .await
+        .unwrap();
     let stored = store.rejections(1).await.unwrap();
     assert_eq!(
         stored.iter().map(ToString::to_string).collect::<Vec<_>>(),

@@ -84,13 +84,16 @@ fn rendered_comparing(dir: &Path, tiers_compared: bool, days: &[VisitDay]) -> Ve
         &settings,
         &rules,
         &computed,
-        &[rejection],
-        &[FileNote {
-            source: "flow".into(),
-            file: "inbox/north.xlsx".into(),
-            sheet: "Sheet1".into(),
-            note: "=HYPERLINK(\"http://x\") 2 rows load with no `rep_id`".into(),
-        }],
+        &report::Quality {
+            rejections: &[rejection],
+            notes: &[FileNote {
+                source: "flow".into(),
+                file: "inbox/north.xlsx".into(),
+                sheet: "Sheet1".into(),
+                note: "=HYPERLINK(\"http://x\") 2 rows load with no `rep_id`".into(),
+            }],
+            from: None,
+        },
         &dir.join("out"),
         &[],
     )
@@ -451,7 +454,11 @@ fn headline_numbers_by_hand() {
     let rejections = vec![rejection.clone(), rejection];
 
     let headline = |scope: Scope| -> Vec<(&'static str, String)> {
-        build(&scope, &computed, &rules, &rejections, Labels(Locale::ZhCn))
+        let quality = salesbatch::report::Quality {
+            rejections: &rejections,
+            ..Default::default()
+        };
+        build(&scope, &computed, &rules, &quality, Labels(Locale::ZhCn))
             .headline
             .into_iter()
             .map(|(k, v)| {

@@ -379,3 +379,100 @@ async fn postgres_metric_inputs_are_one_commit_while_loads_go_on() {
     PgDatabase::run(async |url| reads_see_one_commit_while_loads_go_on(&Wh::Postgres(url)).await)
         .await;
 }
+
+/// Both backends: a run's saved data quality makes it a quality run; a run
+/// without ingest finds the latest one before it and links to it, which
+/// `export rejections` follows; the notes carried for a source are those of
+/// the latest quality run only (a later run with no notes clears them).
+async fn quality_runs_are_found_linked_and_carried(wh: &Wh<'_>) {
+    use salesbatch::ingest::record::{Reason, Rejection};
+    use salesbatch::ingest::FileNote;
+    let lab = Lab::new();
+    let settings = lab.settings("");
+    let store = Lab::store(&settings, wh).await;
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+    let note = |source: &str, file: &str, note: &str| FileNote {
+        source: source.into(),
+        file: file.into(),
+        sheet: "流向".into(),
+        note: note.into(),
+    };
+    let rejection = Rejection {
+        source: "flow".into(),
+        file: "in/a.xlsx".into(),
+        sheet: "流向".into(),
+        row: 7,
+        cell: "A7".into(),
+        column: "日期".into(),
+        value: "十月三日".into(),
+        reason: Reason::UnparsableDate,
+        detail: String::new(),
+    };
+    let notes = vec![
+        note("flow", "in/a.xlsx", "2 rows load with no `rep_id`"),
+        note("flow", "in/b.xlsx", "sheet `2月` is headed alike"),
+        note("other", "in/c.xlsx", "not flow's"),
+    ];
+
+    let load = store.start_run("load", day, "{}").await.unwrap();
+    assert_eq!(store.quality_run_for(day).await.unwrap(), None);
+    assert!(store.latest_quality_run(None).await.unwrap().is_none());
+    store
+        .save_quality(load, std::slice::from_ref(&rejection), &notes)
+        .await
+        .unwrap();
+    assert_eq!(store.quality_run_for(day).await.unwrap(), Some(load));
+    assert_eq!(store.notes(load).await.unwrap(), notes);
+    assert_eq!(
+        store.rejections(load).await.unwrap(),
+        std::slice::from_ref(&rejection)
+    );
+    assert_eq!(store.source_notes("flow").await.unwrap(), notes[..2]);
+
+    let report = store.start_run("report", day, "{}").await.unwrap();
+    let found = store
+        .latest_quality_run(Some(report))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((found.run_id, found.job.as_str()), (load, "load"));
+    assert!(store
+        .latest_quality_run(Some(load))
+        .await
+        .unwrap()
+        .is_none());
+    store.link_quality(report, load).await.unwrap();
+    // a report run is never taken for a quality run of its own
+    let later = store.start_run("report", day, "{}").await.unwrap();
+    let found = store
+        .latest_quality_run(Some(later))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.run_id, load);
+
+    // the next ingest saved no notes: none are carried from before it
+    let reload = store.start_run("load", day, "{}").await.unwrap();
+    assert_eq!(store.quality_run_for(day).await.unwrap(), Some(load));
+    store.save_quality(reload, &[], &[]).await.unwrap();
+    assert_eq!(store.quality_run_for(day).await.unwrap(), Some(reload));
+    assert!(store.source_notes("flow").await.unwrap().is_empty());
+    assert!(store.rejections(reload).await.unwrap().is_empty());
+    assert_eq!(store.notes(load).await.unwrap(), notes);
+    // another date's runs are not that date's
+    let other = day.succ_opt().unwrap();
+    assert_eq!(store.quality_run_for(other).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn sqlite_quality_runs_are_found_linked_and_carried() {
+    quality_runs_are_found_linked_and_carried(&Wh::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_quality_runs_are_found_linked_and_carried() {
+    PgDatabase::run(async |url| {
+        quality_runs_are_found_linked_and_carried(&Wh::Postgres(url)).await;
+    })
+    .await;
+}

@@ -755,6 +755,19 @@ async fn ingest_files(
             summary.rejections.extend(old);
         }
     }
+    // nor are its notes, whose cause is still in the file
+    if todo.iter().any(|t| t.unchanged) {
+        let skipped: HashSet<&str> = todo
+            .iter()
+            .filter(|t| t.unchanged)
+            .map(|t| t.name.as_str())
+            .collect();
+        let old = store.source_notes(&source.name).await?;
+        summary.notes.extend(
+            old.into_iter()
+                .filter(|n| skipped.contains(n.file.as_str())),
+        );
+    }
     let (unchanged, changed): (Vec<_>, Vec<_>) = todo.into_iter().partition(|t| t.unchanged);
     summary.files_skipped += unchanged.len() as u64;
     let mut changed = if master {

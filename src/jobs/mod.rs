@@ -9,9 +9,10 @@ use serde::Serialize;
 use tracing::{info, info_span, Instrument};
 
 use crate::config::{JobConfig, Settings, Step};
-use crate::ingest::{self, IngestSummary};
+use crate::ingest::record::Rejection;
+use crate::ingest::{self, FileNote, IngestSummary};
 use crate::metrics::{self, Computed, Rules};
-use crate::warehouse::Store;
+use crate::warehouse::{RunRow, Store};
 use crate::{deliver, report};
 
 #[derive(Debug, Clone, Default)]
@@ -55,7 +56,7 @@ pub struct RunOutcome {
     pub counts: RunCounts,
     pub report_dir: Option<PathBuf>,
     pub outbox: Option<PathBuf>,
-    pub rejections: Vec<crate::ingest::record::Rejection>,
+    pub rejections: Vec<Rejection>,
     /// (recipient, region) pairs that had no report to send
     pub no_report: Vec<(String, String)>,
 }
@@ -295,18 +296,26 @@ async fn steps(
 ) -> anyhow::Result<RunOutcome> {
     let mut counts = RunCounts::default();
     let mut summary = IngestSummary::default();
-    if job.steps.contains(&Step::Ingest) && !opts.dry_run {
+    let ingests = job.steps.contains(&Step::Ingest) && !opts.dry_run;
+    if ingests {
         stage(opts, "ingest");
         summary = ingest::run_with_progress(settings, store, opts.progress.as_ref())
             .await
             .context("ingest failed")?;
-        store.save_rejections(run_id, &summary.rejections).await?;
+        store
+            .save_quality(run_id, &summary.rejections, &summary.notes)
+            .await?;
         counts.files_loaded = summary.files_loaded;
         counts.files_skipped = summary.files_skipped;
         counts.files_refused = summary.files_refused;
         counts.rows_loaded = summary.rows_loaded;
         counts.rejections = summary.rejections.len() as u64;
     }
+    let borrowed = if ingests {
+        None
+    } else {
+        borrowed_quality(store, job, run_id, opts).await?
+    };
     let mut computed: Option<Computed> = None;
     if job.steps.contains(&Step::Compute) {
         stage(opts, "compute");
@@ -367,15 +376,19 @@ async fn steps(
                     .join(as_of.to_string())
                     .join(&job.name)
             };
-            bundles = report::render_all(
-                settings,
-                rules,
-                c,
-                &summary.rejections,
-                &summary.notes,
-                &dir,
-                &opts.regions,
-            )?;
+            let quality = match &borrowed {
+                Some(b) => report::Quality {
+                    rejections: &b.rejections,
+                    notes: &b.notes,
+                    from: Some(&b.run),
+                },
+                None => report::Quality {
+                    rejections: &summary.rejections,
+                    notes: &summary.notes,
+                    from: None,
+                },
+            };
+            bundles = report::render_all(settings, rules, c, &quality, &dir, &opts.regions)?;
             counts.reports = bundles.len() as u64;
             info!(reports = bundles.len(), dir = %dir.display(), "reports written");
             report_dir = Some(dir);
@@ -419,6 +432,49 @@ async fn steps(
         rejections: summary.rejections,
         no_report,
     })
+}
+
+/// The data quality of another run: what a run that ingests nothing shows.
+struct Borrowed {
+    run: RunRow,
+    rejections: Vec<Rejection>,
+    notes: Vec<FileNote>,
+}
+
+/// A run without an ingest step (or a dry run) reports on the warehouse as
+/// the latest run with one left it, so it shows that run's rejected rows and
+/// notes and, unless a dry run, records which run they came from (for
+/// `export rejections`). Its own status does not turn degraded: it rejected
+/// nothing, and the run that did has said so.
+async fn borrowed_quality(
+    store: &dyn Store,
+    job: &JobConfig,
+    run_id: i64,
+    opts: &RunOptions,
+) -> anyhow::Result<Option<Borrowed>> {
+    let before = (!opts.dry_run).then_some(run_id);
+    let Some(run) = store.latest_quality_run(before).await? else {
+        return Ok(None);
+    };
+    if !opts.dry_run {
+        store.link_quality(run_id, run.run_id).await?;
+    }
+    if !job.steps.contains(&Step::Report) {
+        return Ok(None);
+    }
+    let rejections = store.rejections(run.run_id).await?;
+    let notes = store.notes(run.run_id).await?;
+    info!(
+        quality_run = run.run_id,
+        rejections = rejections.len(),
+        notes = notes.len(),
+        "data quality taken from the latest ingest"
+    );
+    Ok(Some(Borrowed {
+        run,
+        rejections,
+        notes,
+    }))
 }
 
 /// Names the running step on the progress bar; steps without a file count

@@ -106,6 +106,14 @@ const LABELS: &[(&str, &str, &str)] = &[
     // has none): the count is national on every page, and says so
     ("rejections", "拒收行数（全国）", "Rejected rows (national)"),
     ("rules", "计算规则", "Rules"),
+    // a run without an ingest step shows the data quality of the latest
+    // run that had one, and names it
+    ("quality_from", "数据质量取自", "Data quality from"),
+    (
+        "quality_run",
+        "运行 #{run}（作业 {job}，数据截至 {as_of}，开始于 {started}）",
+        "run #{run} (job {job}, as of {as_of}, started {started})",
+    ),
     ("weights", "权重", "Weights"),
     ("thresholds", "等级门槛", "Tier thresholds"),
     ("monthly_visits", "每月拜访", "Monthly visits"),

@@ -19,6 +19,7 @@ use crate::config::Settings;
 use crate::ingest::record::Rejection;
 use crate::ingest::FileNote;
 use crate::metrics::{Computed, Rules};
+use crate::warehouse::RunRow;
 
 pub use tables::{Scope, Table, Value};
 
@@ -69,12 +70,22 @@ pub fn file_stem(region: &str) -> String {
     }
 }
 
+/// What the reports show of data quality: the rows an ingest rejected and
+/// its notes on files that loaded. A run that ingested nothing (a job
+/// without the ingest step, a dry run) shows those of the latest run that
+/// did, which `from` names.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Quality<'a> {
+    pub rejections: &'a [Rejection],
+    pub notes: &'a [FileNote],
+    pub from: Option<&'a RunRow>,
+}
+
 pub fn render_all(
     settings: &Settings,
     rules: &Rules,
     c: &Computed,
-    rejections: &[Rejection],
-    notes: &[FileNote],
+    quality: &Quality<'_>,
     dir: &Path,
     only_regions: &[String],
 ) -> anyhow::Result<Vec<Bundle>> {
@@ -91,7 +102,7 @@ pub fn render_all(
     }
     let mut out = Vec::new();
     for scope in scopes {
-        let report = tables::build(&scope, c, rules, rejections, labels);
+        let report = tables::build(&scope, c, rules, quality, labels);
         let stem = match &scope {
             Scope::Region(r) => file_stem(r),
             Scope::National => "national".into(),
@@ -110,7 +121,7 @@ pub fn render_all(
         )];
         let quality_xlsx = if scope == Scope::National {
             let path = dir.join("data-quality.xlsx");
-            xlsx::write_quality(&report, &tables::notes(notes), &path, labels)?;
+            xlsx::write_quality(&report, &tables::notes(quality.notes), &path, labels)?;
             Some(path)
         } else {
             None

@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use serde::Serialize;
 
 use super::i18n::Labels;
-use crate::ingest::record::Rejection;
+use super::Quality;
 use crate::ingest::FileNote;
 use crate::metrics::{Computed, Rules};
 
@@ -147,9 +147,10 @@ pub fn build(
     scope: &Scope,
     c: &Computed,
     rules: &Rules,
-    rejections: &[Rejection],
+    quality: &Quality<'_>,
     labels: Labels,
 ) -> Report {
+    let (rejections, quality_from) = (quality.rejections, quality.from);
     let text = |s: &str| Value::Text(s.to_string());
     let mut tiers = Table::new(
         "tiers",
@@ -433,7 +434,7 @@ pub fn build(
 
     let w = &rules.tiering.weights;
     let sw = &rules.scorecard;
-    let rules_rows = vec![
+    let mut rules_rows = vec![
         (
             labels.get("weights").to_string(),
             format!(
@@ -469,6 +470,18 @@ pub fn build(
             ),
         ),
     ];
+
+    if let Some(run) = quality_from {
+        rules_rows.push((
+            labels.get("quality_from").to_string(),
+            labels
+                .get("quality_run")
+                .replace("{run}", &run.run_id.to_string())
+                .replace("{job}", &run.job)
+                .replace("{as_of}", &run.as_of.to_string())
+                .replace("{started}", &run.started_at),
+        ));
+    }
 
     let scope_name = match scope {
         Scope::Region(r) => r.clone(),

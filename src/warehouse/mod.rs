@@ -20,6 +20,7 @@ pub use sqlite::SqliteStore;
 
 use crate::config::{Dataset, VisitsConfig};
 use crate::ingest::record::{Located, Masters, Reason, Rejection};
+use crate::ingest::FileNote;
 use crate::metrics::tiers::TierResult;
 use crate::metrics::{Inputs, PeriodRange, VisitDay};
 
@@ -222,8 +223,28 @@ pub trait Store: Send + Sync {
     async fn runs(&self, limit: i64) -> Result<Vec<RunRow>>;
     /// The latest run for `as_of` that saved a snapshot.
     async fn snapshot_run(&self, as_of: NaiveDate) -> Result<Option<RunRow>>;
-    async fn save_rejections(&self, run_id: i64, rows: &[Rejection]) -> Result<()>;
+    /// Stores what the run's ingest found (its rejected rows and its notes
+    /// on loaded files) and makes the run its own data-quality run, in one
+    /// transaction.
+    async fn save_quality(
+        &self,
+        run_id: i64,
+        rejections: &[Rejection],
+        notes: &[FileNote],
+    ) -> Result<()>;
     async fn rejections(&self, run_id: i64) -> Result<Vec<Rejection>>;
+    async fn notes(&self, run_id: i64) -> Result<Vec<FileNote>>;
+    /// The latest run that saved its own data quality, among the runs
+    /// before `before` (among all runs when `None`).
+    async fn latest_quality_run(&self, before: Option<i64>) -> Result<Option<RunRow>>;
+    /// Records that `run_id`, which ran no ingest, shows the data quality
+    /// of `quality_run`.
+    async fn link_quality(&self, run_id: i64, quality_run: i64) -> Result<()>;
+    /// The data-quality run of the latest run for `as_of` that has one.
+    async fn quality_run_for(&self, as_of: NaiveDate) -> Result<Option<i64>>;
+    /// The notes on `source`'s files saved by the latest data-quality run:
+    /// an unchanged file is not parsed again, but what its notes say holds.
+    async fn source_notes(&self, source: &str) -> Result<Vec<FileNote>>;
     /// The row rejections recorded the last time a file was loaded: an
     /// unchanged file is skipped, but its rejected rows are still missing.
     async fn file_rejections(&self, source: &str, file: &str) -> Result<Vec<Rejection>>;

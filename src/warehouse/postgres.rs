@@ -24,6 +24,7 @@ use crate::config::{Dataset, VisitsConfig};
 use crate::ingest::record::{
     CustomerRow, Located, Masters, Record, Rejection, RepRow, Sale, SurveyRow, TargetRow, Visit,
 };
+use crate::ingest::FileNote;
 use crate::metrics::calendar::YearMonth;
 use crate::metrics::tiers::TierResult;
 use crate::metrics::{
@@ -489,8 +490,15 @@ impl Store for PgStore {
         Ok(row.as_ref().map(run_row))
     }
 
-    async fn save_rejections(&self, run_id: i64, rows: &[Rejection]) -> Result<()> {
-        let col = |f: fn(&Rejection) -> String| rows.iter().map(f).collect::<Vec<_>>();
+    async fn save_quality(
+        &self,
+        run_id: i64,
+        rejections: &[Rejection],
+        notes: &[FileNote],
+    ) -> Result<()> {
+        let col = |f: fn(&Rejection) -> String| rejections.iter().map(f).collect::<Vec<_>>();
+        let note_col = |f: fn(&FileNote) -> String| notes.iter().map(f).collect::<Vec<_>>();
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO rejections (run_id, source, file, sheet, row_no, cell, column_name, value, reason, detail) \
              SELECT $1, u.* FROM UNNEST($2::text[], $3::text[], $4::text[], $5::int8[], $6::text[], $7::text[], \
@@ -501,7 +509,8 @@ impl Store for PgStore {
         .bind(col(|r| r.file.clone()))
         .bind(col(|r| r.sheet.clone()))
         .bind(
-            rows.iter()
+            rejections
+                .iter()
                 .map(|r| i64::try_from(r.row).unwrap_or(i64::MAX))
                 .collect::<Vec<_>>(),
         )
@@ -510,9 +519,78 @@ impl Store for PgStore {
         .bind(col(|r| r.value.clone()))
         .bind(col(|r| r.reason.as_str().to_string()))
         .bind(col(|r| r.detail.clone()))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "INSERT INTO file_notes (run_id, source, file, sheet, note) \
+             SELECT $1, u.* FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[]) AS u",
+        )
+        .bind(run_id)
+        .bind(note_col(|n| n.source.clone()))
+        .bind(note_col(|n| n.file.clone()))
+        .bind(note_col(|n| n.sheet.clone()))
+        .bind(note_col(|n| n.note.clone()))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE runs SET quality_run = run_id WHERE run_id = $1")
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    async fn notes(&self, run_id: i64) -> Result<Vec<FileNote>> {
+        let rows = sqlx::query(
+            "SELECT source, file, sheet, note FROM file_notes WHERE run_id = $1 \
+             ORDER BY source, file, sheet, note",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(note_row).collect())
+    }
+
+    async fn latest_quality_run(&self, before: Option<i64>) -> Result<Option<RunRow>> {
+        let row = sqlx::query(
+            "SELECT run_id, job, as_of, started_at, finished_at, status, counts, rules FROM runs \
+             WHERE quality_run = run_id AND run_id < $1 ORDER BY run_id DESC LIMIT 1",
+        )
+        .bind(before.unwrap_or(i64::MAX))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(run_row))
+    }
+
+    async fn link_quality(&self, run_id: i64, quality_run: i64) -> Result<()> {
+        sqlx::query("UPDATE runs SET quality_run = $1 WHERE run_id = $2")
+            .bind(quality_run)
+            .bind(run_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn quality_run_for(&self, as_of: NaiveDate) -> Result<Option<i64>> {
+        let id = sqlx::query_scalar(
+            "SELECT quality_run FROM runs WHERE as_of = $1 AND quality_run IS NOT NULL \
+             ORDER BY run_id DESC LIMIT 1",
+        )
+        .bind(as_of)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn source_notes(&self, source: &str) -> Result<Vec<FileNote>> {
+        let rows = sqlx::query(
+            "SELECT source, file, sheet, note FROM file_notes WHERE source = $1 AND run_id = \
+             (SELECT MAX(run_id) FROM runs WHERE quality_run = run_id) ORDER BY file, sheet, note",
+        )
+        .bind(source)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(note_row).collect())
     }
 
     async fn rejections(&self, run_id: i64) -> Result<Vec<Rejection>> {
@@ -926,6 +1004,15 @@ fn delivery_row(r: &PgRow) -> DeliveryRow {
         error: r.get(8),
         updated_at: r.get(9),
         spool: r.get(10),
+    }
+}
+
+fn note_row(r: &PgRow) -> FileNote {
+    FileNote {
+        source: r.get(0),
+        file: r.get(1),
+        sheet: r.get(2),
+        note: r.get(3),
     }
 }
 

@@ -21,6 +21,7 @@ use super::{
 };
 use crate::config::VisitsConfig;
 use crate::ingest::record::{Masters, Rejection};
+use crate::ingest::FileNote;
 use crate::metrics::tiers::TierResult;
 use crate::metrics::{Inputs, PeriodRange};
 
@@ -193,9 +194,14 @@ impl Store for SqliteStore {
         Ok(row.as_ref().map(run_row))
     }
 
-    async fn save_rejections(&self, run_id: i64, rows: &[Rejection]) -> Result<()> {
+    async fn save_quality(
+        &self,
+        run_id: i64,
+        rejections: &[Rejection],
+        notes: &[FileNote],
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        for chunk in rows.chunks(CHUNK) {
+        for chunk in rejections.chunks(CHUNK) {
             let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO rejections (run_id, source, file, sheet, row_no, cell, column_name, value, reason, detail) ",
             );
@@ -213,8 +219,77 @@ impl Store for SqliteStore {
             });
             qb.build().execute(&mut *tx).await?;
         }
+        for chunk in notes.chunks(CHUNK) {
+            let mut qb: QueryBuilder<Sqlite> =
+                QueryBuilder::new("INSERT INTO file_notes (run_id, source, file, sheet, note) ");
+            qb.push_values(chunk, |mut b, n| {
+                b.push_bind(run_id)
+                    .push_bind(n.source.clone())
+                    .push_bind(n.file.clone())
+                    .push_bind(n.sheet.clone())
+                    .push_bind(n.note.clone());
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+        sqlx::query("UPDATE runs SET quality_run = run_id WHERE run_id = ?")
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn notes(&self, run_id: i64) -> Result<Vec<FileNote>> {
+        let rows = sqlx::query(
+            "SELECT source, file, sheet, note FROM file_notes WHERE run_id = ? \
+             ORDER BY source, file, sheet, note",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(note_row).collect())
+    }
+
+    async fn latest_quality_run(&self, before: Option<i64>) -> Result<Option<RunRow>> {
+        let row = sqlx::query(
+            "SELECT run_id, job, as_of, started_at, finished_at, status, counts, rules FROM runs \
+             WHERE quality_run = run_id AND run_id < ? ORDER BY run_id DESC LIMIT 1",
+        )
+        .bind(before.unwrap_or(i64::MAX))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(run_row))
+    }
+
+    async fn link_quality(&self, run_id: i64, quality_run: i64) -> Result<()> {
+        sqlx::query("UPDATE runs SET quality_run = ? WHERE run_id = ?")
+            .bind(quality_run)
+            .bind(run_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn quality_run_for(&self, as_of: NaiveDate) -> Result<Option<i64>> {
+        let id = sqlx::query_scalar(
+            "SELECT quality_run FROM runs WHERE as_of = ? AND quality_run IS NOT NULL \
+             ORDER BY run_id DESC LIMIT 1",
+        )
+        .bind(as_of)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn source_notes(&self, source: &str) -> Result<Vec<FileNote>> {
+        let rows = sqlx::query(
+            "SELECT source, file, sheet, note FROM file_notes WHERE source = ? AND run_id = \
+             (SELECT MAX(run_id) FROM runs WHERE quality_run = run_id) ORDER BY file, sheet, note",
+        )
+        .bind(source)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(note_row).collect())
     }
 
     async fn rejections(&self, run_id: i64) -> Result<Vec<Rejection>> {
@@ -454,6 +529,15 @@ fn delivery_row(r: &sqlx::sqlite::SqliteRow) -> DeliveryRow {
         error: r.get(8),
         updated_at: r.get(9),
         spool: r.get(10),
+    }
+}
+
+fn note_row(r: &sqlx::sqlite::SqliteRow) -> FileNote {
+    FileNote {
+        source: r.get(0),
+        file: r.get(1),
+        sheet: r.get(2),
+        note: r.get(3),
     }
 }
 
