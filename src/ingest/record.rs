@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::OnceLock;
 
 use chrono::NaiveDate;
+use compact_str::CompactString;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 
@@ -495,18 +496,27 @@ pub fn column_letters(mut col: usize) -> String {
 /// Known ids of the masters, for the unknown-id checks.
 #[derive(Debug, Default, Clone)]
 pub struct Masters {
-    pub customers: FxHashSet<String>,
-    pub reps: FxHashSet<String>,
+    customers: IdSet,
+    reps: IdSet,
     /// customer and rep ids by their `id_key`, built at the first unknown
     /// id: only a load with such rejections pays for it
     loose: OnceLock<[FxHashMap<String, String>; 2]>,
 }
 
+/// Master ids, checked once per loaded row. Ids up to 24 bytes are held
+/// inside the set's own slots: the hash is cheap, and a key behind a
+/// pointer made each lookup miss the cache a second time to compare it
+/// (docs/PERFORMANCE.md).
+type IdSet = FxHashSet<CompactString>;
+
 impl Masters {
-    pub fn new(customers: FxHashSet<String>, reps: FxHashSet<String>) -> Self {
+    pub fn new(
+        customers: impl IntoIterator<Item = impl Into<CompactString>>,
+        reps: impl IntoIterator<Item = impl Into<CompactString>>,
+    ) -> Self {
         Self {
-            customers,
-            reps,
+            customers: customers.into_iter().map(Into::into).collect(),
+            reps: reps.into_iter().map(Into::into).collect(),
             loose: OnceLock::new(),
         }
     }
@@ -516,17 +526,17 @@ impl Masters {
     /// and what makes the two differ. The smallest such id when several do.
     fn near_id(&self, id: &str, reason: Reason) -> Option<String> {
         let [customers, reps] = self.loose.get_or_init(|| {
-            let index = |ids: &FxHashSet<String>| {
+            let index = |ids: &IdSet| {
                 let mut by_loose: FxHashMap<String, String> = FxHashMap::default();
                 for id in ids {
                     by_loose
                         .entry(id_key(&loose(id)))
                         .and_modify(|held| {
-                            if id < held {
-                                held.clone_from(id);
+                            if id.as_str() < held.as_str() {
+                                *held = id.to_string();
                             }
                         })
-                        .or_insert_with(|| id.clone());
+                        .or_insert_with(|| id.to_string());
                 }
                 by_loose
             };
@@ -868,7 +878,7 @@ pub fn to_record(
             _ => None,
         };
         if let (Some((set, reason)), Slot::Text(id)) = (known, slot) {
-            if !set.contains(id) {
+            if !set.contains(id.as_str()) {
                 let mut rejection = reject(f, cells.get(f.2).unwrap_or(&empty), reason);
                 if in_scientific_notation(id) {
                     rejection.detail = "a long number Excel saved in scientific notation, its \
@@ -936,8 +946,32 @@ pub fn to_record(
 
 #[cfg(test)]
 mod tests {
-    use super::{column_index, column_letters, merged_optional_cells, Mapping, MergedLoss};
+    use super::{
+        column_index, column_letters, merged_optional_cells, Mapping, Masters, MergedLoss,
+    };
     use crate::config::Dataset;
+
+    /// Ids are held inline up to 24 bytes and on the heap beyond: both are
+    /// found, and neither a prefix nor a longer id is taken for them.
+    #[test]
+    fn master_ids_inline_or_not_are_found_exactly() {
+        let long = "HOSP-310000-0001-OUTPATIENT-CLINIC"; // 34 bytes
+        let chinese = "上海市第一人民医院门诊部"; // 36 bytes in UTF-8
+        let m = Masters::new([long, chinese, "C1"], ["R1".to_string()]);
+        for id in [long, chinese, "C1"] {
+            assert!(m.customers.contains(id), "{id}");
+        }
+        for id in [
+            &long[..24],
+            &long[..33],
+            "HOSP-310000-0001-OUTPATIENT-CLINICS",
+            "C",
+            "C10",
+        ] {
+            assert!(!m.customers.contains(id), "{id}");
+        }
+        assert!(m.reps.contains("R1") && !m.reps.contains("C1"));
+    }
 
     /// Only the optional columns' blocks below the header count; a block
     /// spanning columns empties every row of the columns right of its

@@ -423,10 +423,7 @@ impl Store for PgStore {
         let customers: Vec<String> = sqlx::query_scalar("SELECT customer_id FROM customers")
             .fetch_all(&self.pool)
             .await?;
-        Ok(Masters::new(
-            customers.into_iter().collect(),
-            reps.into_iter().collect(),
-        ))
+        Ok(Masters::new(customers, reps))
     }
 
     async fn regions(&self) -> Result<std::collections::BTreeSet<String>> {

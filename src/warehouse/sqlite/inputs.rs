@@ -10,8 +10,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::NaiveDate;
+use compact_str::CompactString;
 use rusqlite::{params, Connection, OpenFlags};
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 use crate::config::VisitsConfig;
 use crate::ingest::record::Masters;
@@ -75,9 +76,21 @@ fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
 pub(super) fn masters(path: &Path) -> rusqlite::Result<Masters> {
     let conn = open_reader(path)?;
     conn.execute_batch("BEGIN")?;
-    let ids = |sql: &str| -> rusqlite::Result<FxHashSet<String>> {
+    // read in place: an id short enough to be held inline is never
+    // allocated
+    let ids = |sql: &str| -> rusqlite::Result<Vec<CompactString>> {
         let mut stmt = conn.prepare(sql)?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        let rows = stmt.query_map([], |r| {
+            Ok(CompactString::from(r.get_ref(0)?.as_str().map_err(
+                |e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        0,
+                        rusqlite::types::Type::Text,
+                        e.into(),
+                    )
+                },
+            )?))
+        })?;
         rows.collect()
     };
     let reps = ids("SELECT rep_id FROM reps")?;
