@@ -1409,9 +1409,26 @@ fn a_job_without_ingest_reports_the_data_quality_of_the_latest_ingest() {
         vec![("7".to_string(), "A7".to_string(), "十月三日".to_string())],
         vec![MERGED_REP_NOTE.to_string()],
     );
+    // the run named, with its start as `history` records it (UTC), told in
+    // the configured time zone (Asia/Shanghai by default)
     let from = |run_id: u32| {
+        let history = bin()
+            .arg("--config")
+            .arg(lab.path("salesbatch.toml"))
+            .arg("history")
+            .output()
+            .unwrap();
+        let history = String::from_utf8_lossy(&history.stdout).to_string();
+        let line = history
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(&run_id.to_string()))
+            .unwrap_or_else(|| panic!("{history}"));
+        let utc = line.split_whitespace().nth(3).unwrap();
+        let started = chrono::NaiveDateTime::parse_from_str(utc, "%Y-%m-%dT%H:%M:%SZ").unwrap()
+            + chrono::Duration::hours(8);
         format!(
-            "<tr><th>数据质量取自</th><td>运行 #{run_id}（作业 load，数据截至 2026-11-20，开始于 "
+            "<tr><th>数据质量取自</th><td>运行 #{run_id}（作业 load，数据截至 2026-11-20，开始于 {}）</td></tr>",
+            started.format("%Y-%m-%d %H:%M")
         )
     };
     let report = run("report");

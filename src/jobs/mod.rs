@@ -12,7 +12,7 @@ use crate::config::{JobConfig, Settings, Step};
 use crate::ingest::record::Rejection;
 use crate::ingest::{self, FileNote, IngestSummary};
 use crate::metrics::{self, Computed, Rules};
-use crate::warehouse::{RunRow, Store};
+use crate::warehouse::Store;
 use crate::{deliver, report};
 
 #[derive(Debug, Clone, Default)]
@@ -314,7 +314,7 @@ async fn steps(
     let borrowed = if ingests {
         None
     } else {
-        borrowed_quality(store, job, run_id, opts).await?
+        borrowed_quality(settings, store, job, run_id, opts).await?
     };
     let mut computed: Option<Computed> = None;
     if job.steps.contains(&Step::Compute) {
@@ -436,7 +436,7 @@ async fn steps(
 
 /// The data quality of another run: what a run that ingests nothing shows.
 struct Borrowed {
-    run: RunRow,
+    run: report::QualitySource,
     rejections: Vec<Rejection>,
     notes: Vec<FileNote>,
 }
@@ -447,6 +447,7 @@ struct Borrowed {
 /// `export rejections`). Its own status does not turn degraded: it rejected
 /// nothing, and the run that did has said so.
 async fn borrowed_quality(
+    settings: &Settings,
     store: &dyn Store,
     job: &JobConfig,
     run_id: i64,
@@ -470,8 +471,24 @@ async fn borrowed_quality(
         notes = notes.len(),
         "data quality taken from the latest ingest"
     );
+    let started =
+        chrono::NaiveDateTime::parse_from_str(&run.started_at, crate::warehouse::TIMESTAMP_FORMAT)
+            .map_or_else(
+                |_| run.started_at.clone(),
+                |t| {
+                    t.and_utc()
+                        .with_timezone(&settings.tz)
+                        .format("%Y-%m-%d %H:%M")
+                        .to_string()
+                },
+            );
     Ok(Some(Borrowed {
-        run,
+        run: report::QualitySource {
+            run_id: run.run_id,
+            job: run.job,
+            as_of: run.as_of,
+            started,
+        },
         rejections,
         notes,
     }))

@@ -19,7 +19,6 @@ use crate::config::Settings;
 use crate::ingest::record::Rejection;
 use crate::ingest::FileNote;
 use crate::metrics::{Computed, Rules};
-use crate::warehouse::RunRow;
 
 pub use tables::{Scope, Table, Value};
 
@@ -78,7 +77,18 @@ pub fn file_stem(region: &str) -> String {
 pub struct Quality<'a> {
     pub rejections: &'a [Rejection],
     pub notes: &'a [FileNote],
-    pub from: Option<&'a RunRow>,
+    pub from: Option<&'a QualitySource>,
+}
+
+/// The run whose data quality a report shows, when not its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QualitySource {
+    pub run_id: i64,
+    pub job: String,
+    pub as_of: chrono::NaiveDate,
+    /// when that run started, as the report's readers tell time (the
+    /// configured `timezone`), to the minute
+    pub started: String,
 }
 
 pub fn render_all(

@@ -479,7 +479,7 @@ pub fn build(
                 .replace("{run}", &run.run_id.to_string())
                 .replace("{job}", &run.job)
                 .replace("{as_of}", &run.as_of.to_string())
-                .replace("{started}", &run.started_at),
+                .replace("{started}", &run.started),
         ));
     }
 
