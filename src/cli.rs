@@ -173,8 +173,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = load(&cli.config)?;
             let store = open_store(&settings).await?;
             println!(
-                "{:>6}  {:<12} {:<10}  {:<20}  {:>8}  {:<9}  counts",
-                "run", "job", "as_of", "started", "secs", "status"
+                "{:>6}  {:<12} {:<10}  {:<20}  {:>8}  {:<9}  {:>7}  counts",
+                "run", "job", "as_of", "started", "secs", "status", "quality"
             );
             for r in store.runs(limit).await? {
                 let secs = match (
@@ -184,9 +184,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     (Some(a), Some(b)) => (b - a).num_seconds().to_string(),
                     _ => String::new(),
                 };
+                // which run's rejections and notes its reports showed
+                let quality = r.quality_run.map_or(String::new(), |q| format!("#{q}"));
                 println!(
-                    "{:>6}  {:<12} {:<10}  {:<20}  {:>8}  {:<9}  {}",
-                    r.run_id, r.job, r.as_of, r.started_at, secs, r.status, r.counts
+                    "{:>6}  {:<12} {:<10}  {:<20}  {:>8}  {:<9}  {:>7}  {}",
+                    r.run_id, r.job, r.as_of, r.started_at, secs, r.status, quality, r.counts
                 );
             }
             Ok(ExitCode::Success)

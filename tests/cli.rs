@@ -1409,16 +1409,19 @@ fn a_job_without_ingest_reports_the_data_quality_of_the_latest_ingest() {
         vec![("7".to_string(), "A7".to_string(), "十月三日".to_string())],
         vec![MERGED_REP_NOTE.to_string()],
     );
-    // the run named, with its start as `history` records it (UTC), told in
-    // the configured time zone (Asia/Shanghai by default)
-    let from = |run_id: u32| {
-        let history = bin()
+    let history = || {
+        let out = bin()
             .arg("--config")
             .arg(lab.path("salesbatch.toml"))
             .arg("history")
             .output()
             .unwrap();
-        let history = String::from_utf8_lossy(&history.stdout).to_string();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    // the run named, with its start as `history` records it (UTC), told in
+    // the configured time zone (Asia/Shanghai by default)
+    let from = |run_id: u32| {
+        let history = history();
         let line = history
             .lines()
             .find(|l| l.split_whitespace().next() == Some(&run_id.to_string()))
@@ -1451,6 +1454,27 @@ fn a_job_without_ingest_reports_the_data_quality_of_the_latest_ingest() {
     assert_eq!(quality("out"), expected);
     let page = std::fs::read_to_string(lab.path("out/2026-11-20/report/national.html")).unwrap();
     assert!(page.contains(&from(3)), "{page}");
+    // `history` tells whose data quality each run has: an ingest its own,
+    // a report run the ingest's before it
+    let history = history();
+    let linked: Vec<(&str, &str, &str)> = history
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0], f[1], f[6])
+        })
+        .collect();
+    assert_eq!(
+        linked,
+        [
+            ("4", "report", "#3"),
+            ("3", "load", "#3"),
+            ("2", "report", "#1"),
+            ("1", "load", "#1")
+        ],
+        "{history}"
+    );
     let csv = String::from_utf8_lossy(&export().stdout).to_string();
     assert!(csv.lines().nth(1).unwrap().starts_with(rejected), "{csv}");
     // a dry run records nothing, so it takes the latest ingest of all

@@ -182,6 +182,10 @@ pub struct RunRow {
     pub status: String,
     pub counts: String,
     pub rules: String,
+    /// the run whose data quality this run has: itself once its ingest
+    /// saved it, the ingest run it showed when it ran none, `None` when
+    /// there was none (or the run predates the record)
+    pub quality_run: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -468,7 +468,7 @@ impl Store for PgStore {
 
     async fn runs(&self, limit: i64) -> Result<Vec<RunRow>> {
         let rows = sqlx::query(
-            "SELECT run_id, job, as_of, started_at, finished_at, status, counts, rules FROM runs ORDER BY run_id DESC LIMIT $1",
+            "SELECT run_id, job, as_of, started_at, finished_at, status, counts, rules, quality_run FROM runs ORDER BY run_id DESC LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
@@ -478,7 +478,7 @@ impl Store for PgStore {
 
     async fn snapshot_run(&self, as_of: NaiveDate) -> Result<Option<RunRow>> {
         let row = sqlx::query(
-            "SELECT run_id, job, as_of, started_at, finished_at, status, counts, rules FROM runs \
+            "SELECT run_id, job, as_of, started_at, finished_at, status, counts, rules, quality_run FROM runs \
              WHERE as_of = $1 AND run_id IN (SELECT run_id FROM metric_snapshots) ORDER BY run_id DESC LIMIT 1",
         )
         .bind(as_of)
@@ -550,7 +550,7 @@ impl Store for PgStore {
 
     async fn latest_quality_run(&self, before: Option<i64>) -> Result<Option<RunRow>> {
         let row = sqlx::query(
-            "SELECT run_id, job, as_of, started_at, finished_at, status, counts, rules FROM runs \
+            "SELECT run_id, job, as_of, started_at, finished_at, status, counts, rules, quality_run FROM runs \
              WHERE quality_run = run_id AND run_id < $1 ORDER BY run_id DESC LIMIT 1",
         )
         .bind(before.unwrap_or(i64::MAX))
@@ -985,6 +985,7 @@ fn run_row(r: &PgRow) -> RunRow {
         status: r.get(5),
         counts: r.get(6),
         rules: r.get(7),
+        quality_run: r.get(8),
     }
 }
 

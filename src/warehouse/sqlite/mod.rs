@@ -175,7 +175,7 @@ impl Store for SqliteStore {
 
     async fn runs(&self, limit: i64) -> Result<Vec<RunRow>> {
         let rows = sqlx::query(
-            "SELECT run_id, job, as_of, started_at, finished_at, status, counts, rules FROM runs ORDER BY run_id DESC LIMIT ?",
+            "SELECT run_id, job, as_of, started_at, finished_at, status, counts, rules, quality_run FROM runs ORDER BY run_id DESC LIMIT ?",
         )
         .bind(limit)
         .fetch_all(&self.pool)
@@ -185,7 +185,7 @@ impl Store for SqliteStore {
 
     async fn snapshot_run(&self, as_of: NaiveDate) -> Result<Option<RunRow>> {
         let row = sqlx::query(
-            "SELECT run_id, job, as_of, started_at, finished_at, status, counts, rules FROM runs \
+            "SELECT run_id, job, as_of, started_at, finished_at, status, counts, rules, quality_run FROM runs \
              WHERE as_of = ? AND run_id IN (SELECT run_id FROM metric_snapshots) ORDER BY run_id DESC LIMIT 1",
         )
         .bind(as_of)
@@ -252,7 +252,7 @@ impl Store for SqliteStore {
 
     async fn latest_quality_run(&self, before: Option<i64>) -> Result<Option<RunRow>> {
         let row = sqlx::query(
-            "SELECT run_id, job, as_of, started_at, finished_at, status, counts, rules FROM runs \
+            "SELECT run_id, job, as_of, started_at, finished_at, status, counts, rules, quality_run FROM runs \
              WHERE quality_run = run_id AND run_id < ? ORDER BY run_id DESC LIMIT 1",
         )
         .bind(before.unwrap_or(i64::MAX))
@@ -513,6 +513,7 @@ fn run_row(r: &sqlx::sqlite::SqliteRow) -> RunRow {
         status: r.get(5),
         counts: r.get(6),
         rules: r.get(7),
+        quality_run: r.get(8),
     }
 }
 
