@@ -27,7 +27,7 @@ use tracing::{info, warn};
 use self::coerce::{Cell, Epoch};
 use self::listing::Found;
 use self::reader::{FileError, Visitor};
-use self::record::{Located, Mapping, Masters, MergedLoss, Reason, Rejection, RowContext};
+use self::record::{Located, Mapping, Masters, MergedLoss, Reason, Rejection, RowContext, RowRuns};
 use crate::config::{Dataset, Settings, SourceConfig, SourceKind};
 use crate::warehouse::{Batch, FileLoad, FileState, LoadOutcome, Replace, Store};
 
@@ -214,8 +214,9 @@ struct Pipeline {
     rejections: Vec<Rejection>,
     /// the other sheets headed like the one read (see `Visitor::other_sheet`)
     alike_sheets: Vec<String>,
-    /// the 1-based row of the first data row, once seen
-    first_data_row: Option<u64>,
+    /// the 1-based rows that reached the row check, for counting merged
+    /// blocks' rows (see `record::merged_optional_cells`)
+    row_runs: RowRuns,
     /// whether a loaded row had a mapped optional cell empty
     empty_optional: bool,
 }
@@ -244,7 +245,7 @@ impl Pipeline {
             unknown_ids: 0,
             rejections: Vec::new(),
             alike_sheets: Vec::new(),
-            first_data_row: None,
+            row_runs: RowRuns::default(),
             empty_optional: false,
         }
     }
@@ -263,7 +264,7 @@ impl Pipeline {
     fn accept(&mut self, row: u64, cells: &[Cell]) {
         let Some(mapping) = &self.mapping else { return };
         self.data_rows += 1;
-        self.first_data_row.get_or_insert(row);
+        self.row_runs.push(row);
         let ctx = RowContext {
             source: &self.source.name,
             file: &self.file,
@@ -445,12 +446,12 @@ fn explain_merged_cells(path: &Path, p: &mut Pipeline) -> Vec<MergedLoss> {
     if required {
         record::explain_merged_cells(&mut p.rejections, &merged);
     }
-    match (&p.mapping, p.first_data_row) {
-        (Some(mapping), Some(first)) if p.empty_optional => {
+    match &p.mapping {
+        Some(mapping) if p.empty_optional => {
             let mut rejected: Vec<u64> = p.rejections.iter().map(|r| r.row).collect();
             rejected.sort_unstable();
             rejected.dedup();
-            record::merged_optional_cells(mapping, &merged, first, &rejected)
+            record::merged_optional_cells(mapping, &merged, &p.row_runs, &rejected)
         }
         _ => Vec::new(),
     }

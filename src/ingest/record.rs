@@ -409,20 +409,76 @@ pub struct MergedLoss {
     pub blocks: Vec<String>,
 }
 
+/// The 1-based rows of a sheet that reached the row check (loaded or
+/// rejected), as runs of consecutive rows: the blank rows between runs,
+/// and the rows past the last, were skipped. A sheet without blank rows is
+/// one run. At most [`RowRuns::MAX`] runs are kept, so a hostile sheet of
+/// alternate blank rows costs a bounded list; past it, the last run takes
+/// in the rest, blanks included.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RowRuns {
+    runs: Vec<(u64, u64)>,
+}
+
+impl RowRuns {
+    pub const MAX: usize = 1 << 16;
+
+    /// Records a data row; rows come in increasing order.
+    pub fn push(&mut self, row: u64) {
+        let full = self.runs.len() == Self::MAX;
+        match self.runs.last_mut() {
+            Some((_, last)) if *last + 1 == row || full => *last = row,
+            _ => self.runs.push((row, row)),
+        }
+    }
+
+    pub fn first(&self) -> Option<u64> {
+        self.runs.first().map(|r| r.0)
+    }
+
+    /// Rows recorded in `from..=to`, given `prefix` (see [`Self::prefix`]):
+    /// two searches, whatever the range.
+    fn count_between(&self, prefix: &[u64], from: u64, to: u64) -> u64 {
+        let lo = self.runs.partition_point(|r| r.1 < from);
+        let hi = self.runs.partition_point(|r| r.0 <= to);
+        if lo >= hi {
+            return 0;
+        }
+        (prefix[hi] - prefix[lo])
+            - from.saturating_sub(self.runs[lo].0)
+            - self.runs[hi - 1].1.saturating_sub(to)
+    }
+
+    /// The number of rows in the runs before each run, and in all of them.
+    fn prefix(&self) -> Vec<u64> {
+        let mut prefix = Vec::with_capacity(self.runs.len() + 1);
+        prefix.push(0);
+        for (first, last) in &self.runs {
+            prefix.push(prefix.last().copied().unwrap_or(0) + (last - first + 1));
+        }
+        prefix
+    }
+}
+
 /// The optional fields that merged cells emptied in rows that loaded: a
 /// rep or invoice number typed once for a block of rows and merged down
 /// loads, in every row but the first, as an empty optional cell does, which
 /// SPEC §4 allows, so the load goes on; the caller only says so. A block
-/// that begins above `first_data_row` (a header merged over two rows) is the
-/// header's; rows in `rejected_rows` (sorted, each once) did not load. Counted per
-/// block, never per cell, so a hostile file declaring huge merges costs a
-/// search per block.
+/// that begins above the first data row (a header merged over two rows) is
+/// the header's; only the block's rows in `data_rows` count (not a blank
+/// row, nor one past the data), less those in `rejected_rows` (sorted,
+/// each once), which did not load. Counted per block, never per cell, so a
+/// hostile file declaring huge merges costs a few searches per block.
 pub fn merged_optional_cells(
     mapping: &Mapping,
     merged: &[MergedBlock],
-    first_data_row: u64,
+    data_rows: &RowRuns,
     rejected_rows: &[u64],
 ) -> Vec<MergedLoss> {
+    let Some(first_data_row) = data_rows.first() else {
+        return Vec::new();
+    };
+    let prefix = data_rows.prefix();
     let rejected_between = |from: u64, to: u64| {
         rejected_rows.partition_point(|r| *r <= to) - rejected_rows.partition_point(|r| *r < from)
     };
@@ -457,7 +513,9 @@ pub fn merged_optional_cells(
             if from > to {
                 continue;
             }
-            let lost = (to - from + 1).saturating_sub(rejected_between(from, to) as u64);
+            let lost = data_rows
+                .count_between(&prefix, from, to)
+                .saturating_sub(rejected_between(from, to) as u64);
             if lost > 0 {
                 loss.rows += lost;
                 loss.blocks.push(block_range((first, last)));
@@ -947,7 +1005,7 @@ pub fn to_record(
 #[cfg(test)]
 mod tests {
     use super::{
-        column_index, column_letters, merged_optional_cells, Mapping, Masters, MergedLoss,
+        column_index, column_letters, merged_optional_cells, Mapping, Masters, MergedLoss, RowRuns,
     };
     use crate::config::Dataset;
 
@@ -975,8 +1033,9 @@ mod tests {
 
     /// Only the optional columns' blocks below the header count; a block
     /// spanning columns empties every row of the columns right of its
-    /// first cell; rejected rows did not load; a block declaring a
-    /// million rows is counted, not walked.
+    /// first cell; rejected rows did not load, nor did blank rows or rows
+    /// past the data; a block declaring a million rows is counted, not
+    /// walked.
     #[test]
     fn merged_optional_cells_counts_the_rows_that_loaded_without_the_value() {
         let mapping = Mapping {
@@ -988,12 +1047,18 @@ mod tests {
             ],
             kinds: Vec::new(),
         };
+        // data in rows 3–12 and 15–20; rows 13 and 14 are blank
+        let mut data = RowRuns::default();
+        for row in (3..=12).chain(15..=20) {
+            data.push(row);
+        }
         let merged = [
             ((10, 4), (1_048_575, 4)),
             ((0, 4), (1, 4)),
             ((2, 4), (5, 4)),
             ((7, 3), (7, 5)),
             ((2, 0), (3, 0)),
+            ((12, 4), (13, 4)),
         ];
         let loss = |field, header: &str, rows, blocks: &[&str]| MergedLoss {
             field,
@@ -1001,19 +1066,59 @@ mod tests {
             rows,
             blocks: blocks.iter().map(ToString::to_string).collect(),
         };
+        // E4:E6 less rejected row 5; row 8; rows 12 and 15–20 below E11
+        // (E14, in the blank rows, loads nothing)
         assert_eq!(
-            merged_optional_cells(&mapping, &merged, 3, &[5, 9]),
+            merged_optional_cells(&mapping, &merged, &data, &[5, 9]),
             [
                 loss(
                     "rep_id",
                     "代表",
-                    2 + 1 + 1_048_565,
+                    2 + 1 + 7,
                     &["E3:E6", "D8:F8", "E11:E1048576"]
                 ),
                 loss("quantity", "数量", 1, &["D8:F8"]),
             ]
         );
-        assert_eq!(merged_optional_cells(&mapping, &merged, 3, &[8]).len(), 1);
+        assert_eq!(
+            merged_optional_cells(&mapping, &merged, &data, &[8]).len(),
+            1
+        );
+        assert!(merged_optional_cells(&mapping, &merged, &RowRuns::default(), &[]).is_empty());
+    }
+
+    /// Runs of consecutive rows are counted over any range by two searches;
+    /// past `MAX` runs the last one takes in the rest.
+    #[test]
+    fn row_runs_count_the_rows_in_a_range() {
+        let mut runs = RowRuns::default();
+        for row in [2, 3, 4, 7, 9, 10] {
+            runs.push(row);
+        }
+        assert_eq!(runs.runs, [(2, 4), (7, 7), (9, 10)]);
+        let prefix = runs.prefix();
+        for (from, to, rows) in [
+            (1, 100, 6),
+            (3, 9, 4),
+            (5, 6, 0),
+            (4, 4, 1),
+            (8, 8, 0),
+            (10, 10, 1),
+            (11, 1_048_576, 0),
+            (1, 1, 0),
+        ] {
+            assert_eq!(runs.count_between(&prefix, from, to), rows, "{from}..={to}");
+        }
+        let mut hostile = RowRuns::default();
+        for row in (1..=2 * RowRuns::MAX as u64 + 10).step_by(2) {
+            hostile.push(row);
+        }
+        assert_eq!(hostile.runs.len(), RowRuns::MAX);
+        let last = hostile.runs[RowRuns::MAX - 1];
+        assert_eq!(
+            last,
+            (2 * RowRuns::MAX as u64 - 1, 2 * RowRuns::MAX as u64 + 9)
+        );
     }
 
     /// Merged-cell details find a rejection's column from its address, so
