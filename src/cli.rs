@@ -304,6 +304,11 @@ async fn run_job_cmd(
         "run {} `{job}` as of {as_of}: {} files loaded, {} skipped, {} refused, {} rows, {} rejections, {} customers scored",
         outcome.run_id, c.files_loaded, c.files_skipped, c.files_refused, c.rows_loaded, c.rejections, c.customers_scored
     );
+    if let Some((run_id, rejections)) = outcome.quality_from {
+        println!(
+            "data quality: as ingested by run {run_id}, {rejections} rejections (this run ingested nothing)"
+        );
+    }
     if let Some(dir) = &outcome.report_dir {
         println!("reports: {}", dir.display());
     }

@@ -1436,6 +1436,15 @@ fn a_job_without_ingest_reports_the_data_quality_of_the_latest_ingest() {
     };
     let report = run("report");
     assert_eq!(report.status.code(), Some(0), "{}", text(&report));
+    assert!(
+        text(&report).contains(
+            "run 2 `report` as of 2026-11-20: 0 files loaded, 0 skipped, 0 refused, 0 rows, \
+             0 rejections, 4 customers scored\n\
+             data quality: as ingested by run 1, 1 rejections (this run ingested nothing)\n"
+        ),
+        "{}",
+        text(&report)
+    );
     assert_eq!(quality("out"), expected);
     let page = std::fs::read_to_string(lab.path("out/2026-11-20/report/national.html")).unwrap();
     assert!(page.contains(&from(1)), "{page}");

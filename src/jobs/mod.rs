@@ -59,6 +59,9 @@ pub struct RunOutcome {
     pub rejections: Vec<Rejection>,
     /// (recipient, region) pairs that had no report to send
     pub no_report: Vec<(String, String)>,
+    /// for a run that ingested nothing and reported: the ingest run whose
+    /// data quality its reports show, and how many rejected rows that is
+    pub quality_from: Option<(i64, usize)>,
 }
 
 pub fn rules_of(settings: &Settings, job: &JobConfig) -> Rules {
@@ -431,6 +434,7 @@ async fn steps(
         outbox,
         rejections: summary.rejections,
         no_report,
+        quality_from: borrowed.map(|b| (b.run.run_id, b.rejections.len())),
     })
 }
 
