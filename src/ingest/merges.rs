@@ -31,13 +31,28 @@ pub fn xlsx_merges(path: &Path, sheet: &str) -> Option<Vec<MergedBlock>> {
     let mut zip = zip::ZipArchive::new(BufReader::new(file)).ok()?;
     let id = sheet_relationship(&mut zip, sheet)?;
     let part = sheet_part(&mut zip, &id)?;
-    let member = zip.by_name(&part).ok()?;
+    let member = zip.by_index(member_index(&zip, &part)?).ok()?;
     merges_in(member, CHUNK)
+}
+
+/// The member holding the part `name`. Part names are compared without
+/// regard to ASCII case (ECMA-376 part 2, 6.2.2.3): a program may write
+/// `xl/worksheets/Sheet1.xml` and point at `worksheets/sheet1.xml`.
+fn member_index<R: Read + Seek>(zip: &zip::ZipArchive<R>, name: &str) -> Option<usize> {
+    zip.index_for_name(name).or_else(|| {
+        let found = zip
+            .file_names()
+            .flatten()
+            .find(|member| member.eq_ignore_ascii_case(name))?
+            .into_owned();
+        zip.index_for_name(&found)
+    })
 }
 
 fn read_part<R: Read + Seek>(zip: &mut zip::ZipArchive<R>, name: &str) -> Option<Vec<u8>> {
     let mut bytes = Vec::new();
-    zip.by_name(name)
+    let index = member_index(zip, name)?;
+    zip.by_index(index)
         .ok()?
         .take(MAX_PART)
         .read_to_end(&mut bytes)
@@ -272,6 +287,44 @@ mod tests {
         assert_eq!(xlsx_merges(&path, "说明"), Some(vec![((0, 0), (0, 3))]));
         assert_eq!(xlsx_merges(&path, "空"), Some(vec![]));
         assert_eq!(xlsx_merges(&path, "流向"), None);
+    }
+
+    /// Part names match whatever their case: members renamed in upper
+    /// case, as some writers spell them, are still followed.
+    #[test]
+    fn part_names_match_in_any_case() {
+        use std::io::{Read, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let written = dir.path().join("m.xlsx");
+        let mut wb = rust_xlsxwriter::Workbook::new();
+        let ws = wb.add_worksheet().set_name("流向").unwrap();
+        ws.merge_range(1, 4, 3, 4, "R1", &rust_xlsxwriter::Format::new())
+            .unwrap();
+        wb.save(&written).unwrap();
+        let renamed = dir.path().join("upper.xlsx");
+        let mut from = zip::ZipArchive::new(std::fs::File::open(&written).unwrap()).unwrap();
+        let mut to = zip::ZipWriter::new(std::fs::File::create(&renamed).unwrap());
+        let mut names = Vec::new();
+        for i in 0..from.len() {
+            let mut member = from.by_index(i).unwrap();
+            let name = match member.name().unwrap().as_ref() {
+                "xl/workbook.xml" => "XL/Workbook.xml".to_string(),
+                "xl/worksheets/sheet1.xml" => "xl/Worksheets/Sheet1.XML".to_string(),
+                other => other.to_string(),
+            };
+            let mut bytes = Vec::new();
+            member.read_to_end(&mut bytes).unwrap();
+            to.start_file(name.as_str(), zip::write::SimpleFileOptions::default())
+                .unwrap();
+            to.write_all(&bytes).unwrap();
+            names.push(name);
+        }
+        to.finish().unwrap();
+        assert!(
+            names.contains(&"xl/Worksheets/Sheet1.XML".to_string()),
+            "{names:?}"
+        );
+        assert_eq!(xlsx_merges(&renamed, "流向"), Some(vec![((1, 4), (3, 4))]));
     }
 
     #[test]
