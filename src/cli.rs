@@ -178,8 +178,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             for r in store.runs(limit).await? {
                 let secs = match (
-                    parse_ts(&r.started_at),
-                    r.finished_at.as_deref().and_then(parse_ts),
+                    warehouse::parse_timestamp(&r.started_at),
+                    r.finished_at
+                        .as_deref()
+                        .and_then(warehouse::parse_timestamp),
                 ) {
                     (Some(a), Some(b)) => (b - a).num_seconds().to_string(),
                     _ => String::new(),
@@ -227,10 +229,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::Success)
         }
     }
-}
-
-fn parse_ts(s: &str) -> Option<chrono::NaiveDateTime> {
-    chrono::NaiveDateTime::parse_from_str(s, warehouse::TIMESTAMP_FORMAT).ok()
 }
 
 /// An error and its causes on one line, like `{:#}`, but without a cause

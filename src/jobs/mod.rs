@@ -475,17 +475,14 @@ async fn borrowed_quality(
         notes = notes.len(),
         "data quality taken from the latest ingest"
     );
-    let started =
-        chrono::NaiveDateTime::parse_from_str(&run.started_at, crate::warehouse::TIMESTAMP_FORMAT)
-            .map_or_else(
-                |_| run.started_at.clone(),
-                |t| {
-                    t.and_utc()
-                        .with_timezone(&settings.tz)
-                        .format("%Y-%m-%d %H:%M")
-                        .to_string()
-                },
-            );
+    let started = crate::warehouse::parse_timestamp(&run.started_at).map_or_else(
+        || run.started_at.clone(),
+        |t| {
+            t.with_timezone(&settings.tz)
+                .format("%Y-%m-%d %H:%M")
+                .to_string()
+        },
+    );
     Ok(Some(Borrowed {
         run: report::QualitySource {
             run_id: run.run_id,

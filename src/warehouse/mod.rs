@@ -360,6 +360,13 @@ pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format(TIMESTAMP_FORMAT).to_string()
 }
 
+/// A timestamp as [`timestamp`] writes it, back to UTC.
+pub fn parse_timestamp(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::NaiveDateTime::parse_from_str(s, TIMESTAMP_FORMAT)
+        .ok()
+        .map(|t| t.and_utc())
+}
+
 pub fn now() -> String {
     timestamp(chrono::Utc::now())
 }
