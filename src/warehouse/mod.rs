@@ -5,6 +5,19 @@
 //! used: it carries no dates or decimals and emits placeholders PostgreSQL
 //! rejects.
 
+/// A query of `runs` that selects the columns each backend's `run_row`
+/// reads, in its order, followed by `rest` (which uses that backend's
+/// placeholders). Defined before the backends so both can use it.
+macro_rules! select_runs {
+    ($rest:literal) => {
+        concat!(
+            "SELECT run_id, job, as_of, started_at, finished_at, status, counts, rules, quality_run \
+             FROM runs ",
+            $rest
+        )
+    };
+}
+
 mod postgres;
 mod sqlite;
 

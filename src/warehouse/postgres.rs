@@ -467,20 +467,17 @@ impl Store for PgStore {
     }
 
     async fn runs(&self, limit: i64) -> Result<Vec<RunRow>> {
-        let rows = sqlx::query(
-            "SELECT run_id, job, as_of, started_at, finished_at, status, counts, rules, quality_run FROM runs ORDER BY run_id DESC LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(select_runs!("ORDER BY run_id DESC LIMIT $1"))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.iter().map(run_row).collect())
     }
 
     async fn snapshot_run(&self, as_of: NaiveDate) -> Result<Option<RunRow>> {
-        let row = sqlx::query(
-            "SELECT run_id, job, as_of, started_at, finished_at, status, counts, rules, quality_run FROM runs \
-             WHERE as_of = $1 AND run_id IN (SELECT run_id FROM metric_snapshots) ORDER BY run_id DESC LIMIT 1",
-        )
+        let row = sqlx::query(select_runs!(
+            "WHERE as_of = $1 AND run_id IN (SELECT run_id FROM metric_snapshots) ORDER BY run_id DESC LIMIT 1"
+        ))
         .bind(as_of)
         .fetch_optional(&self.pool)
         .await?;
@@ -549,10 +546,9 @@ impl Store for PgStore {
     }
 
     async fn latest_quality_run(&self, before: Option<i64>) -> Result<Option<RunRow>> {
-        let row = sqlx::query(
-            "SELECT run_id, job, as_of, started_at, finished_at, status, counts, rules, quality_run FROM runs \
-             WHERE quality_run = run_id AND run_id < $1 ORDER BY run_id DESC LIMIT 1",
-        )
+        let row = sqlx::query(select_runs!(
+            "WHERE quality_run = run_id AND run_id < $1 ORDER BY run_id DESC LIMIT 1"
+        ))
         .bind(before.unwrap_or(i64::MAX))
         .fetch_optional(&self.pool)
         .await?;
