@@ -2,6 +2,7 @@
 mod cli;
 mod config;
 mod deliver;
+mod golden;
 mod ingest;
 mod metrics;
 mod report;

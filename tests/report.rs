@@ -100,7 +100,7 @@ fn rendered_comparing(dir: &Path, tiers_compared: bool, days: &[VisitDay]) -> Ve
     .expect("rendered")
 }
 
-fn sheet(path: &Path, name: &str) -> Vec<Vec<Data>> {
+pub fn sheet(path: &Path, name: &str) -> Vec<Vec<Data>> {
     let mut wb: Xlsx<_> = open_workbook(path).expect("workbook opens");
     let range = wb.worksheet_range(name).expect("sheet exists");
     range.rows().map(<[Data]>::to_vec).collect()

@@ -48,7 +48,8 @@ impl PgDatabase {
     }
 }
 
-const EXPORTS: [&str; 5] = [
+/// Every `export` kind, in the order SPEC §2 lists them.
+pub const EXPORTS: [&str; 5] = [
     "tiers",
     "visit-gaps",
     "scorecard",

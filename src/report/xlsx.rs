@@ -96,10 +96,57 @@ fn write_table(
     // a temporary file instead of being held until the workbook is saved
     let ws = wb.add_worksheet_with_constant_memory().map_err(xl)?;
     ws.set_name(labels.get(table.key)).map_err(xl)?;
+    set_widths(ws, &[(table, 0)])?;
     fill_table(ws, table, labels, f, 0)?;
     Ok(())
 }
 
+/// The Development sheet: the rep rows as a filtered table, then, after a
+/// blank row, the region and company rows (conversion, retention and churn are
+/// defined per area only, SPEC §5), so the workbook holds what the HTML
+/// report shows. The area rows start under the rep rows' region column, so
+/// new customers, target and achievement line up.
+fn write_development(
+    wb: &mut Workbook,
+    reps: &Table,
+    areas: &Table,
+    labels: Labels,
+    f: &Formats,
+) -> anyhow::Result<()> {
+    let ws = wb.add_worksheet_with_constant_memory().map_err(xl)?;
+    ws.set_name(labels.get(reps.key)).map_err(xl)?;
+    let areas_col = u16::try_from(reps.column("region").unwrap_or(0))?;
+    set_widths(ws, &[(reps, 0), (areas, areas_col)])?;
+    fill_table(ws, reps, labels, f, 0)?;
+    let areas_row = u32::try_from(reps.rows.len())? + 2;
+    write_rows(ws, areas, labels, f, (areas_row, areas_col))?;
+    Ok(())
+}
+
+/// Sets each column to the widest width its tables' columns there want (a
+/// constant-memory sheet takes its widths before its rows).
+fn set_widths(ws: &mut Worksheet, tables: &[(&Table, u16)]) -> anyhow::Result<()> {
+    let mut widths: Vec<f64> = Vec::new();
+    for (table, first_col) in tables {
+        for (c, key) in table.columns.iter().enumerate() {
+            let col = usize::from(*first_col) + c;
+            if widths.len() <= col {
+                widths.resize(col + 1, 0.0);
+            }
+            widths[col] = widths[col].max(width_for(key));
+        }
+    }
+    for (col, width) in widths.into_iter().enumerate() {
+        if width > 0.0 {
+            ws.set_column_width(u16::try_from(col)?, width)
+                .map_err(xl)?;
+        }
+    }
+    Ok(())
+}
+
+/// A table with its header frozen and filtered, from `first_row` on; the
+/// caller has set the column widths.
 fn fill_table(
     ws: &mut Worksheet,
     table: &Table,
@@ -107,27 +154,42 @@ fn fill_table(
     f: &Formats,
     first_row: u32,
 ) -> anyhow::Result<()> {
-    for (c, key) in table.columns.iter().enumerate() {
-        let col = u16::try_from(c)?;
-        ws.write_string_with_format(first_row, col, labels.get(key), &f.header)
-            .map_err(xl)?;
-        ws.set_column_width(col, width_for(key)).map_err(xl)?;
-    }
-    for (r, row) in table.rows.iter().enumerate() {
-        let rr = first_row + 1 + u32::try_from(r)?;
-        for (c, v) in row.iter().enumerate() {
-            write_value(ws, rr, u16::try_from(c)?, v, f)?;
-        }
-    }
+    write_rows(ws, table, labels, f, (first_row, 0))?;
     let last_col = u16::try_from(table.columns.len().saturating_sub(1))?;
     let last_row = first_row + u32::try_from(table.rows.len())?;
     ws.set_freeze_panes(first_row + 1, 0).map_err(xl)?;
     ws.autofilter(first_row, 0, last_row.max(first_row + 1), last_col)
         .map_err(xl)?;
+    Ok(())
+}
+
+/// A table's header and rows with their top-left corner at `origin` (row,
+/// column), and the conditional formats of its gap and achievement
+/// columns; no filter, no frozen pane (a sheet has one of each).
+fn write_rows(
+    ws: &mut Worksheet,
+    table: &Table,
+    labels: Labels,
+    f: &Formats,
+    origin: (u32, u16),
+) -> anyhow::Result<()> {
+    let (first_row, first_col) = origin;
+    let col_of = |c: usize| -> anyhow::Result<u16> { Ok(first_col + u16::try_from(c)?) };
+    for (c, key) in table.columns.iter().enumerate() {
+        ws.write_string_with_format(first_row, col_of(c)?, labels.get(key), &f.header)
+            .map_err(xl)?;
+    }
+    for (r, row) in table.rows.iter().enumerate() {
+        let rr = first_row + 1 + u32::try_from(r)?;
+        for (c, v) in row.iter().enumerate() {
+            write_value(ws, rr, col_of(c)?, v, f)?;
+        }
+    }
+    let last_row = first_row + u32::try_from(table.rows.len())?;
     if !table.rows.is_empty() {
         let data = (first_row + 1, last_row);
         if let Some(c) = table.column("gap") {
-            let c = u16::try_from(c)?;
+            let c = col_of(c)?;
             let cf = ConditionalFormatCell::new()
                 .set_rule(ConditionalFormatCellRule::GreaterThan(0))
                 .set_format(&f.bad);
@@ -141,7 +203,7 @@ fn fill_table(
             "visit_pace",
         ] {
             if let Some(c) = table.column(key) {
-                let c = u16::try_from(c)?;
+                let c = col_of(c)?;
                 let cf = ConditionalFormatCell::new()
                     .set_rule(ConditionalFormatCellRule::LessThan(0.8))
                     .set_format(&f.warn);
@@ -237,13 +299,14 @@ pub fn write(report: &Report, path: &Path, labels: Labels) -> anyhow::Result<()>
         &report.changes,
         &report.visits,
         &report.scorecard,
-        &report.development,
     ] {
         write_table(&mut wb, table, labels, &f)?;
     }
+    write_development(&mut wb, &report.development, &report.areas, labels, &f)?;
     let ws = wb.add_worksheet_with_constant_memory().map_err(xl)?;
     ws.set_name(labels.get("quality")).map_err(xl)?;
     if report.national {
+        set_widths(ws, &[(&report.quality, 0)])?;
         fill_table(ws, &report.quality, labels, &f, 0)?;
     } else {
         ws.set_column_width(0, 20).map_err(xl)?;

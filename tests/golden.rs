@@ -1,0 +1,202 @@
+//! End to end on `tests/fixtures/mini`, whose every number is worked out by
+//! hand in its `EXPECTED.md`: the exports must equal `expected/*.csv` byte
+//! for byte, and the workbooks must show the same numbers.
+
+use std::path::{Path, PathBuf};
+
+use calamine::Data;
+
+use crate::cli::{bin, text};
+use crate::report::sheet;
+use crate::warehouse::EXPORTS;
+
+const AS_OF: &str = "2026-11-20";
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mini")
+}
+
+/// The fixture's config and inbox in a folder of their own, as the run
+/// writes its warehouse and reports beside the config.
+fn copied() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixture().join("salesbatch.toml"),
+        dir.path().join("salesbatch.toml"),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("inbox")).unwrap();
+    for entry in std::fs::read_dir(fixture().join("inbox")).unwrap() {
+        let from = entry.unwrap().path();
+        std::fs::copy(
+            &from,
+            dir.path().join("inbox").join(from.file_name().unwrap()),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+fn salesbatch(dir: &Path, args: &[&str]) -> std::process::Output {
+    bin()
+        .arg("--config")
+        .arg(dir.join("salesbatch.toml"))
+        .args(args)
+        .env_remove("SALESBATCH_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn run_nightly(dir: &Path) -> String {
+    let run = salesbatch(dir, &["run", "nightly", "--as-of", AS_OF]);
+    let out = text(&run);
+    // the one rejected row makes the run degraded
+    assert_eq!(run.status.code(), Some(3), "{out}");
+    out
+}
+
+fn assert_exports_as_expected(dir: &Path) {
+    for export in EXPORTS {
+        let got = salesbatch(dir, &["export", export, "--as-of", AS_OF]);
+        assert_eq!(got.status.code(), Some(0), "{}", text(&got));
+        let expected =
+            std::fs::read_to_string(fixture().join("expected").join(format!("{export}.csv")))
+                .unwrap();
+        assert_eq!(
+            String::from_utf8(got.stdout).unwrap(),
+            expected,
+            "`export {export}` differs from tests/fixtures/mini/expected/{export}.csv"
+        );
+    }
+}
+
+/// A number a report shows, or `None` for a blank cell.
+type Shown = Option<f64>;
+
+fn is_text(cell: &Data, text: &str) -> bool {
+    matches!(cell, Data::String(s) if s == text)
+}
+
+/// The value beside `label`: the second cell of the first row whose first
+/// cell is that text.
+fn labelled(rows: &[Vec<Data>], label: &str) -> Data {
+    rows.iter()
+        .find(|r| r.first().is_some_and(|c| is_text(c, label)))
+        .and_then(|r| r.get(1).cloned())
+        .unwrap_or_else(|| panic!("no row `{label}` in {rows:?}"))
+}
+
+fn number(d: &Data) -> f64 {
+    match d {
+        Data::Float(f) => *f,
+        Data::Int(i) => *i as f64,
+        other => panic!("not a number: {other:?}"),
+    }
+}
+
+fn assert_close(got: &Data, want: f64, what: &str) {
+    let got = number(got);
+    assert!((got - want).abs() < 1e-9, "{what}: {got} ≠ {want}");
+}
+
+/// Region and company rows of the Development sheet: (area, new customers,
+/// target, achievement, conversion, retention, churn).
+fn development_areas(rows: &[Vec<Data>]) -> Vec<(String, Vec<f64>)> {
+    let header = rows
+        .iter()
+        .position(|r| r.iter().any(|c| is_text(c, "转化率")))
+        .expect("the region rows' header");
+    let region_col = rows[header]
+        .iter()
+        .position(|c| is_text(c, "大区"))
+        .unwrap();
+    rows[header + 1..]
+        .iter()
+        .map(|r| {
+            (
+                r[region_col].to_string(),
+                r[region_col + 1..region_col + 7]
+                    .iter()
+                    .map(number)
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_mini_fixture_reports_the_numbers_computed_by_hand() {
+    let dir = copied();
+    let out = run_nightly(dir.path());
+    assert!(
+        out.contains(
+            "rejected: `sales`: inbox/sales.csv row 21 cell B21 column `客户编码` value `C99`: \
+             unknown customer id"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("6 customers scored"), "{out}");
+    assert_exports_as_expected(dir.path());
+
+    let reports = dir.path().join("out").join(AS_OF).join("nightly");
+    // headline: (label, national, 华东, 华北); None = blank
+    let headline: [(&str, Shown, Shown, Shown); 6] = [
+        ("参与分级客户数", Some(6.0), Some(4.0), Some(2.0)),
+        ("销售额", Some(2200.0), Some(1400.0), Some(800.0)),
+        ("拜访达成率", Some(4.0 / 6.0), Some(4.0 / 6.0), None),
+        ("拜访覆盖率", Some(2.0 / 3.0), Some(2.0 / 3.0), None),
+        ("拜访进度", Some(1.0), Some(1.0), None),
+        ("拒收行数（全国）", Some(1.0), Some(1.0), Some(1.0)),
+    ];
+    let summaries: Vec<Vec<Vec<Data>>> = ["national", "华东", "华北"]
+        .iter()
+        .map(|scope| sheet(&reports.join(format!("{scope}.xlsx")), "概览"))
+        .collect();
+    for (label, national, east, north) in headline {
+        for (rows, want, scope) in [
+            (&summaries[0], national, "national"),
+            (&summaries[1], east, "华东"),
+            (&summaries[2], north, "华北"),
+        ] {
+            let got = labelled(rows, label);
+            match want {
+                Some(want) => assert_close(&got, want, &format!("{scope} {label}")),
+                None => assert_eq!(got, Data::Empty, "{scope} {label}"),
+            }
+        }
+    }
+    for (tier, count) in [("A", 0.0), ("B", 1.0), ("C", 1.0), ("D", 1.0), ("E", 3.0)] {
+        let row = summaries[0]
+            .iter()
+            .find(|r| r.first().is_some_and(|c| is_text(c, tier)))
+            .unwrap();
+        assert_close(&row[2], count, &format!("tier {tier} count"));
+    }
+
+    let national = development_areas(&sheet(&reports.join("national.xlsx"), "客户开发"));
+    let third = 1.0 / 3.0;
+    let want = vec![
+        ("华东".to_string(), vec![0.0, 3.0, 0.0, 0.5, 1.0, 0.0]),
+        ("华北".to_string(), vec![1.0, 2.0, 0.5, 1.0, 0.0, 1.0]),
+        (
+            "公司合计".to_string(),
+            vec![1.0, 5.0, 0.2, 2.0 * third, 2.0 * third, third],
+        ),
+    ];
+    assert_eq!(national.len(), want.len(), "{national:?}");
+    for ((area, got), (want_area, want)) in national.iter().zip(&want) {
+        assert_eq!(area, want_area);
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-9, "{area}: {got:?} ≠ {want:?}");
+        }
+    }
+    // a region's workbook holds its own area row only
+    let north = development_areas(&sheet(&reports.join("华北.xlsx"), "客户开发"));
+    assert_eq!(north.len(), 1, "{north:?}");
+    assert_eq!(north[0], want[1]);
+
+    // the same date again: files skipped, the same numbers
+    let again = run_nightly(dir.path());
+    assert!(again.contains("0 files loaded, 6 skipped"), "{again}");
+    assert_exports_as_expected(dir.path());
+}
