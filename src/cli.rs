@@ -447,10 +447,21 @@ async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
     }
     if let Some(store) = store {
         let regions = store.regions().await?;
-        for r in &settings.config.recipients {
-            for region in r.regions.iter().filter(|x| *x != "*") {
-                if !regions.contains(region) {
-                    println!("recipient {}: region `{region}` has no master row", r.email);
+        if regions.is_empty() {
+            // before the first run every region would be named as missing, a
+            // false alarm on the day a config is written
+            if !settings.config.recipients.is_empty() {
+                println!(
+                    "recipients: regions not checked: the warehouse holds no customer or rep \
+                     yet (the first run loads them)"
+                );
+            }
+        } else {
+            for r in &settings.config.recipients {
+                for region in r.regions.iter().filter(|x| *x != "*") {
+                    if !regions.contains(region) {
+                        println!("recipient {}: region `{region}` has no master row", r.email);
+                    }
                 }
             }
         }

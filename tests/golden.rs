@@ -200,3 +200,40 @@ fn the_mini_fixture_reports_the_numbers_computed_by_hand() {
     assert!(again.contains("0 files loaded, 6 skipped"), "{again}");
     assert_exports_as_expected(dir.path());
 }
+
+#[test]
+fn check_names_recipients_regions_missing_only_once_masters_are_loaded() {
+    let dir = copied();
+    let config = dir.path().join("salesbatch.toml");
+    let mut text_of_config = std::fs::read_to_string(&config).unwrap();
+    text_of_config.push_str(
+        "\n[[recipients]]\nemail = \"west@example.com\"\nname = \"华西大区经理\"\nregions = [\"华西\"]\n",
+    );
+    std::fs::write(&config, text_of_config).unwrap();
+
+    let before = salesbatch(dir.path(), &["check"]);
+    let out = text(&before);
+    assert_eq!(before.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains(
+            "recipients: regions not checked: the warehouse holds no customer or rep yet \
+             (the first run loads them)"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("has no master row"), "{out}");
+
+    run_nightly(dir.path());
+    let after = salesbatch(dir.path(), &["check"]);
+    let out = text(&after);
+    assert_eq!(after.status.code(), Some(0), "{out}");
+    let missing: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("master row") || l.contains("not checked"))
+        .collect();
+    assert_eq!(
+        missing,
+        ["recipient west@example.com: region `华西` has no master row"],
+        "{out}"
+    );
+}
