@@ -263,19 +263,9 @@ async fn run_job_cmd(
     opts: RunOptions,
 ) -> anyhow::Result<ExitCode> {
     let Some(job_cfg) = settings.job(job) else {
-        let known: Vec<_> = settings
-            .config
-            .jobs
-            .iter()
-            .map(|j| format!("`{}`", j.name))
-            .collect();
         bail!(
             "unknown job `{job}`; the config defines {}",
-            if known.is_empty() {
-                "none".into()
-            } else {
-                known.join(", ")
-            }
+            backticked(settings.config.jobs.iter().map(|j| &j.name))
         );
     };
     let as_of = as_of.unwrap_or_else(|| yesterday(settings.tz));
@@ -296,6 +286,12 @@ async fn run_job_cmd(
     }
     for (recipient, region) in &outcome.no_report {
         eprintln!("no report: recipient {recipient}, region `{region}`: the region has no scored customer");
+    }
+    for region in &outcome.unknown_regions {
+        eprintln!(
+            "no report: `--region {region}`: no scored customer or rep has that region (regions: {})",
+            backticked(&outcome.known_regions)
+        );
     }
     let c = &outcome.counts;
     println!(
@@ -482,6 +478,7 @@ async fn export(
     let store = open_store(settings).await?;
     let as_of = as_of.unwrap_or_else(|| yesterday(settings.tz));
     let out = std::io::stdout().lock();
+    let mut kept = report::export::Regions::new(regions);
     match what {
         ExportKind::Rejections => {
             // an ingest-only job computes nothing, yet its rejections are the
@@ -491,11 +488,18 @@ async fn export(
                     "no run for {as_of} has data quality; run a job with `--as-of {as_of}` first"
                 );
             };
+            if !regions.is_empty() {
+                eprintln!(
+                    "note: `--region` does not apply to `export rejections`: a rejected row has \
+                     no region; all are listed"
+                );
+            }
             report::export::rejections(out, &store.rejections(run_id).await?)?;
+            return Ok(ExitCode::Success);
         }
         ExportKind::Tiers => {
             let run = computed_run(store.as_ref(), as_of).await?;
-            report::export::tiers(out, &store.tiers_of(run.run_id).await?, regions)?;
+            report::export::tiers(out, &store.tiers_of(run.run_id).await?, &mut kept)?;
         }
         ExportKind::VisitGaps | ExportKind::Scorecard | ExportKind::Development => {
             let run = computed_run(store.as_ref(), as_of).await?;
@@ -508,10 +512,28 @@ async fn export(
                 .snapshot_doc(run.run_id, kind)
                 .await?
                 .context("snapshot missing")?;
-            report::export::document(out, kind, &doc, regions)?;
+            report::export::document(out, kind, &doc, &mut kept)?;
         }
     }
+    // as `kubectl get -n typo` does: a note, and still success, since a
+    // region may have no row of one kind (no scored customer) on a date
+    for region in kept.unmatched() {
+        eprintln!(
+            "note: no row of this export has region `{region}` (its regions: {})",
+            backticked(kept.seen())
+        );
+    }
     Ok(ExitCode::Success)
+}
+
+/// Names in backticks, comma-separated; `none` for none.
+fn backticked(names: impl IntoIterator<Item = impl std::fmt::Display>) -> String {
+    let list: Vec<String> = names.into_iter().map(|n| format!("`{n}`")).collect();
+    if list.is_empty() {
+        "none".into()
+    } else {
+        list.join(", ")
+    }
 }
 
 async fn computed_run(

@@ -237,3 +237,84 @@ fn check_names_recipients_regions_missing_only_once_masters_are_loaded() {
         "{out}"
     );
 }
+
+fn run_region(dir: &Path, region: &str) -> std::process::Output {
+    salesbatch(
+        dir,
+        &[
+            "run",
+            "nightly",
+            "--as-of",
+            AS_OF,
+            "--region",
+            region,
+            "--no-email",
+        ],
+    )
+}
+
+#[test]
+fn a_region_no_row_has_is_named_by_run_and_export() {
+    let dir = copied();
+    // without its one rejected row, only the region can make a run degraded
+    let sales = dir.path().join("inbox/sales.csv");
+    let clean: String = std::fs::read_to_string(&sales)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("C99"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&sales, clean).unwrap();
+
+    let north = run_region(dir.path(), "华北");
+    assert_eq!(north.status.code(), Some(0), "{}", text(&north));
+
+    let typo = run_region(dir.path(), "华中");
+    let out = text(&typo);
+    assert_eq!(typo.status.code(), Some(3), "{out}");
+    assert!(
+        out.contains(
+            "no report: `--region 华中`: no scored customer or rep has that region \
+             (regions: `华东`, `华北`)"
+        ),
+        "{out}"
+    );
+    let reports = dir.path().join("out").join(AS_OF).join("nightly");
+    let mut written: Vec<String> = std::fs::read_dir(&reports)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    written.sort();
+    assert_eq!(written, ["华北.html", "华北.xlsx"]);
+
+    let export = salesbatch(
+        dir.path(),
+        &[
+            "export", "tiers", "--as-of", AS_OF, "--region", "华中", "--region", "华北",
+        ],
+    );
+    assert_eq!(export.status.code(), Some(0), "{}", text(&export));
+    let expected = std::fs::read_to_string(fixture().join("expected/tiers.csv")).unwrap();
+    let north_rows: String = expected
+        .lines()
+        .enumerate()
+        .filter(|(i, l)| *i == 0 || l.contains(",华北,"))
+        .map(|(_, l)| format!("{l}\n"))
+        .collect();
+    assert_eq!(String::from_utf8_lossy(&export.stdout), north_rows);
+    assert_eq!(
+        String::from_utf8_lossy(&export.stderr),
+        "note: no row of this export has region `华中` (its regions: `华东`, `华北`)\n"
+    );
+
+    let rejections = salesbatch(
+        dir.path(),
+        &["export", "rejections", "--as-of", AS_OF, "--region", "华北"],
+    );
+    assert_eq!(rejections.status.code(), Some(0), "{}", text(&rejections));
+    assert_eq!(
+        String::from_utf8_lossy(&rejections.stderr),
+        "note: `--region` does not apply to `export rejections`: a rejected row has no region; \
+         all are listed\n"
+    );
+}

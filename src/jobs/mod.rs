@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use chrono::NaiveDate;
 use serde::Serialize;
-use tracing::{info, info_span, Instrument};
+use tracing::{info, info_span, warn, Instrument};
 
 use crate::config::{JobConfig, Settings, Step};
 use crate::ingest::record::Rejection;
@@ -59,6 +59,10 @@ pub struct RunOutcome {
     pub rejections: Vec<Rejection>,
     /// (recipient, region) pairs that had no report to send
     pub no_report: Vec<(String, String)>,
+    /// `--region` values that no report was written for (no customer or rep
+    /// of the computation has them), and the regions that had one
+    pub unknown_regions: Vec<String>,
+    pub known_regions: Vec<String>,
     /// for a run that ingested nothing and reported: the ingest run whose
     /// data quality its reports show, and how many rejected rows that is
     pub quality_from: Option<(i64, usize)>,
@@ -364,6 +368,8 @@ async fn steps(
     }
     let mut report_dir = None;
     let mut bundles = Vec::new();
+    let mut unknown_regions = Vec::new();
+    let mut known_regions = Vec::new();
     if job.steps.contains(&Step::Report) {
         stage(opts, "reports");
         if let Some(c) = &computed {
@@ -393,6 +399,19 @@ async fn steps(
             };
             bundles = report::render_all(settings, rules, c, &quality, &dir, &opts.regions)?;
             counts.reports = bundles.len() as u64;
+            // a misspelt `--region` would otherwise end a manual rerun with
+            // nothing written and nothing said
+            let known = report::regions_of(c);
+            unknown_regions = opts
+                .regions
+                .iter()
+                .filter(|r| *r != "*" && !known.contains(*r))
+                .cloned()
+                .collect();
+            if !unknown_regions.is_empty() {
+                warn!(regions = ?unknown_regions, "no report for a `--region`: no scored customer or rep has it");
+                known_regions = known.into_iter().collect();
+            }
             info!(reports = bundles.len(), dir = %dir.display(), "reports written");
             report_dir = Some(dir);
         }
@@ -420,12 +439,15 @@ async fn steps(
         no_report = d.no_report;
         outbox = d.outbox;
     }
-    let status =
-        if counts.rejections > 0 || counts.emails_failed > 0 || counts.emails_without_report > 0 {
-            RunStatus::Degraded
-        } else {
-            RunStatus::Success
-        };
+    let status = if counts.rejections > 0
+        || counts.emails_failed > 0
+        || counts.emails_without_report > 0
+        || !unknown_regions.is_empty()
+    {
+        RunStatus::Degraded
+    } else {
+        RunStatus::Success
+    };
     Ok(RunOutcome {
         run_id,
         status,
@@ -434,6 +456,8 @@ async fn steps(
         outbox,
         rejections: summary.rejections,
         no_report,
+        unknown_regions,
+        known_regions,
         quality_from: borrowed.map(|b| (b.run.run_id, b.rejections.len())),
     })
 }

@@ -1,11 +1,57 @@
 //! `export`: CSV to stdout with the English canonical column names.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 
 use crate::ingest::record::Rejection;
 use crate::metrics::tiers::TierResult;
 
-pub fn tiers(out: impl Write, rows: &[TierResult], region: &[String]) -> anyhow::Result<()> {
+/// The `--region` values of an export and the regions its rows hold, so a
+/// region that matched no row can be named rather than give an empty file
+/// without a word.
+#[derive(Debug, Default)]
+pub struct Regions<'a> {
+    wanted: &'a [String],
+    seen: BTreeSet<String>,
+}
+
+impl<'a> Regions<'a> {
+    /// Keeps every row when `wanted` is empty.
+    pub fn new(wanted: &'a [String]) -> Self {
+        Self {
+            wanted,
+            seen: BTreeSet::new(),
+        }
+    }
+
+    /// Whether a row of `region` is exported; notes the region as seen.
+    pub fn keep(&mut self, region: &str) -> bool {
+        if !self.seen.contains(region) {
+            self.seen.insert(region.to_owned());
+        }
+        self.wanted.is_empty() || self.wanted.iter().any(|w| w == region)
+    }
+
+    /// The wanted regions that no row held.
+    pub fn unmatched(&self) -> Vec<&str> {
+        self.wanted
+            .iter()
+            .filter(|w| !self.seen.contains(w.as_str()))
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// Every region the rows held.
+    pub fn seen(&self) -> impl Iterator<Item = &str> {
+        self.seen.iter().map(String::as_str)
+    }
+}
+
+pub fn tiers(
+    out: impl Write,
+    rows: &[TierResult],
+    regions: &mut Regions<'_>,
+) -> anyhow::Result<()> {
     let mut w = csv::Writer::from_writer(out);
     w.write_record([
         "customer_id",
@@ -25,10 +71,7 @@ pub fn tiers(out: impl Write, rows: &[TierResult], region: &[String]) -> anyhow:
         "tier",
         "lifecycle",
     ])?;
-    for t in rows
-        .iter()
-        .filter(|t| region.is_empty() || region.contains(&t.region))
-    {
+    for t in rows.iter().filter(|t| regions.keep(&t.region)) {
         w.write_record([
             t.customer_id.clone(),
             t.region.clone(),
@@ -79,11 +122,15 @@ pub fn rejections(out: impl Write, rows: &[Rejection]) -> anyhow::Result<()> {
 }
 
 /// Flattens a stored snapshot document (visits, scorecard, development).
-pub fn document(out: impl Write, kind: &str, json: &str, region: &[String]) -> anyhow::Result<()> {
+pub fn document(
+    out: impl Write,
+    kind: &str,
+    json: &str,
+    regions: &mut Regions<'_>,
+) -> anyhow::Result<()> {
     use crate::metrics::{
         development::DevelopmentReport, scorecard::RepScore, visits::VisitReport,
     };
-    let keep = |r: &str| region.is_empty() || region.iter().any(|x| x == r);
     let f = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_default();
     let mut w = csv::Writer::from_writer(out);
     match kind {
@@ -98,7 +145,7 @@ pub fn document(out: impl Write, kind: &str, json: &str, region: &[String]) -> a
                 "actual",
                 "gap",
             ])?;
-            for c in v.customers.iter().filter(|c| keep(&c.region)) {
+            for c in v.customers.iter().filter(|c| regions.keep(&c.region)) {
                 w.write_record([
                     &c.customer_id,
                     &c.region,
@@ -129,7 +176,7 @@ pub fn document(out: impl Write, kind: &str, json: &str, region: &[String]) -> a
                 "kpi",
                 "rank",
             ])?;
-            for s in v.iter().filter(|s| keep(&s.region)) {
+            for s in v.iter().filter(|s| regions.keep(&s.region)) {
                 w.write_record([
                     s.rep_id.clone(),
                     s.region.clone(),
@@ -158,7 +205,7 @@ pub fn document(out: impl Write, kind: &str, json: &str, region: &[String]) -> a
                 "new_customer_target",
                 "achievement",
             ])?;
-            for d in v.by_rep.iter().filter(|d| keep(&d.region)) {
+            for d in v.by_rep.iter().filter(|d| regions.keep(&d.region)) {
                 w.write_record([
                     d.rep_id.clone(),
                     d.region.clone(),
