@@ -99,29 +99,40 @@ fn assert_close(got: &Data, want: f64, what: &str) {
     assert!((got - want).abs() < 1e-9, "{what}: {got} ≠ {want}");
 }
 
-/// Region and company rows of the Development sheet: (area, new customers,
-/// target, achievement, conversion, retention, churn).
-fn development_areas(rows: &[Vec<Data>]) -> Vec<(String, Vec<f64>)> {
+/// The rows of a table of areas (regions, then the company) below the
+/// header holding `marker`: each area's name (the `大区` column) and the
+/// `width` numbers after it, a blank cell as NaN. The table ends at the
+/// first row without a name.
+fn area_rows(rows: &[Vec<Data>], marker: &str, width: usize) -> Vec<(String, Vec<f64>)> {
     let header = rows
         .iter()
-        .position(|r| r.iter().any(|c| is_text(c, "转化率")))
-        .expect("the region rows' header");
+        .position(|r| r.iter().any(|c| is_text(c, marker)))
+        .unwrap_or_else(|| panic!("no header with `{marker}`"));
     let region_col = rows[header]
         .iter()
         .position(|c| is_text(c, "大区"))
         .unwrap();
     rows[header + 1..]
         .iter()
+        .take_while(|r| r.get(region_col).is_some_and(|c| *c != Data::Empty))
         .map(|r| {
             (
                 r[region_col].to_string(),
-                r[region_col + 1..region_col + 7]
-                    .iter()
-                    .map(number)
+                (region_col + 1..=region_col + width)
+                    .map(|c| match r.get(c) {
+                        None | Some(Data::Empty) => f64::NAN,
+                        Some(d) => number(d),
+                    })
                     .collect(),
             )
         })
         .collect()
+}
+
+/// Region and company rows of the Development sheet: (area, new customers,
+/// target, achievement, conversion, retention, churn).
+fn development_areas(rows: &[Vec<Data>]) -> Vec<(String, Vec<f64>)> {
+    area_rows(rows, "转化率", 6)
 }
 
 #[test]
@@ -172,6 +183,61 @@ fn the_mini_fixture_reports_the_numbers_computed_by_hand() {
             .unwrap();
         assert_close(&row[2], count, &format!("tier {tier} count"));
     }
+
+    // the national summary's region overview: (area, customers, sales,
+    // sales target, achievement, visit attainment, coverage, pace)
+    let overview = area_rows(&summaries[0], "销售目标", 7);
+    let blank = f64::NAN;
+    let want_overview = [
+        (
+            "华东",
+            [
+                4.0,
+                1400.0,
+                13000.0,
+                1400.0 / 13000.0,
+                4.0 / 6.0,
+                2.0 / 3.0,
+                1.0,
+            ],
+        ),
+        ("华北", [2.0, 800.0, 1600.0, 0.5, blank, blank, blank]),
+        (
+            "公司合计",
+            [
+                6.0,
+                2200.0,
+                14600.0,
+                2200.0 / 14600.0,
+                4.0 / 6.0,
+                2.0 / 3.0,
+                1.0,
+            ],
+        ),
+    ];
+    assert_eq!(overview.len(), want_overview.len(), "{overview:?}");
+    for ((area, got), (want_area, want)) in overview.iter().zip(&want_overview) {
+        assert_eq!(area, want_area);
+        for (g, w) in got.iter().zip(want) {
+            assert!(
+                (g.is_nan() && w.is_nan()) || (g - w).abs() < 1e-9,
+                "{area}: {got:?} ≠ {want:?}"
+            );
+        }
+    }
+    // a region's report has no overview: its headline is its own row
+    for (rows, scope) in summaries[1..].iter().zip(["华东", "华北"]) {
+        assert!(
+            !rows.iter().flatten().any(|c| is_text(c, "大区概览")),
+            "{scope}"
+        );
+    }
+    let page =
+        |scope: &str| std::fs::read_to_string(reports.join(format!("{scope}.html"))).unwrap();
+    assert!(page("national").contains("<h2>大区概览</h2>"));
+    // the whole national page, every number above in its place
+    insta::assert_snapshot!("mini_national_html", page("national"));
+    assert!(!page("华东").contains("大区概览"));
 
     let national = development_areas(&sheet(&reports.join("national.xlsx"), "客户开发"));
     let third = 1.0 / 3.0;

@@ -172,6 +172,16 @@ impl Renderer {
                 "no_rows",
             ),
         );
+        // a region's report has no overview: its headline is the region's row
+        let regions = report.national.then(|| {
+            html_table(
+                &report.regions,
+                labels,
+                report.regions.rows.iter().cloned(),
+                "no_rows",
+            )
+        });
+        ctx.insert("regions", &regions);
         ctx.insert("rules", &report.rules);
         self.tera
             .render("report.html", &ctx)

@@ -70,6 +70,7 @@ const LABELS: &[(&str, &str, &str)] = &[
         "Worst visit gaps on top tiers",
     ),
     ("ranking", "代表排名", "Rep ranking"),
+    ("regions", "大区概览", "Regions"),
     ("no_gaps", "无拜访缺口", "No visit gaps"),
     (
         "no_changes",

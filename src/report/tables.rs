@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::i18n::Labels;
 use super::Quality;
 use crate::ingest::FileNote;
+use crate::metrics::visits::VisitTotals;
 use crate::metrics::{Computed, Rules};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +125,8 @@ pub struct Report {
     pub scorecard: Table,
     pub development: Table,
     pub areas: Table,
+    /// national only (empty in a region's report): see `regions_table`
+    pub regions: Table,
     pub quality: Table,
     pub rules: Vec<(String, String)>,
 }
@@ -380,6 +383,12 @@ pub fn build(
         ]);
     }
 
+    let regions = if *scope == Scope::National {
+        regions_table(c, labels)
+    } else {
+        Table::new("regions", &REGION_COLUMNS)
+    };
+
     // Rejected rows can hold any region's data: only the national audience
     // sees them row by row; regions get the count.
     let mut quality = Table::new(
@@ -507,7 +516,56 @@ pub fn build(
         scorecard,
         development,
         areas,
+        regions,
         quality,
         rules: rules_rows,
     }
+}
+
+const REGION_COLUMNS: [&str; 8] = [
+    "region",
+    "customers_scored",
+    "sales",
+    "sales_target",
+    "sales_achievement",
+    "visit_attainment",
+    "visit_coverage",
+    "visit_pace",
+];
+
+/// The national report's region overview: one row per region and the
+/// company row, so HQ can compare regions without opening each region's
+/// report. Customers and visits count by customer region (as SPEC §5's
+/// region visit figures do), sales and targets by rep region (as the
+/// scorecard's); achievement is the region's sales over its target.
+fn regions_table(c: &Computed, labels: Labels) -> Table {
+    let mut table = Table::new("regions", &REGION_COLUMNS);
+    let row = |name: String, in_area: &dyn Fn(&str) -> bool, visits: VisitTotals| {
+        let customers = c.tiers.iter().filter(|t| in_area(&t.region)).count();
+        let reps: Vec<_> = c.scorecard.iter().filter(|s| in_area(&s.region)).collect();
+        let sales: f64 = reps.iter().map(|s| s.sales).sum();
+        let targets: Vec<f64> = reps.iter().filter_map(|s| s.sales_target).collect();
+        let target = (!targets.is_empty()).then(|| targets.iter().sum::<f64>());
+        vec![
+            Value::Text(name),
+            Value::Int(i64::try_from(customers).unwrap_or(i64::MAX)),
+            Value::Money(sales),
+            Value::opt_money(target),
+            Value::opt_pct(target.and_then(|t| crate::metrics::ratio(sales, t))),
+            Value::opt_pct(visits.attainment()),
+            Value::opt_pct(visits.coverage()),
+            Value::opt_pct(visits.pace(&c.period)),
+        ]
+    };
+    for region in super::regions_of(c) {
+        let visits = c.visits.by_region.get(&region).copied().unwrap_or_default();
+        let in_region = |r: &str| r == region;
+        table.rows.push(row(region.clone(), &in_region, visits));
+    }
+    table.rows.push(row(
+        labels.get("company").to_string(),
+        &|_| true,
+        c.visits.company,
+    ));
+    table
 }

@@ -293,6 +293,16 @@ pub fn write(report: &Report, path: &Path, labels: Labels) -> anyhow::Result<()>
             ws.write_string(row, 0, k).map_err(xl)?;
             ws.write_string(row, 1, v).map_err(xl)?;
         }
+        if report.national {
+            // below the rules, clear of the chart beside the headline
+            row += 2;
+            ws.write_string_with_format(row, 0, labels.get("regions"), &f.header)
+                .map_err(xl)?;
+            for col in 3..u16::try_from(report.regions.columns.len())? {
+                ws.set_column_width(col, 13).map_err(xl)?;
+            }
+            write_rows(ws, &report.regions, labels, &f, (row + 1, 0))?;
+        }
     }
     for table in [
         &report.tiers,
