@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, Settings};
 use crate::jobs::{self, RunOptions, RunStatus};
+use crate::text::backticked;
 use crate::{deliver, report, warehouse};
 
 #[derive(Debug, Parser)]
@@ -287,11 +288,13 @@ async fn run_job_cmd(
     for (recipient, region) in &outcome.no_report {
         eprintln!("no report: recipient {recipient}, region `{region}`: the region has no scored customer");
     }
-    for region in &outcome.unknown_regions {
-        eprintln!(
-            "no report: `--region {region}`: no scored customer or rep has that region (regions: {})",
-            backticked(&outcome.known_regions)
-        );
+    if let Some(unknown) = &outcome.unknown_regions {
+        for region in &unknown.asked {
+            eprintln!(
+                "no report: `--region {region}`: no scored customer or rep has that region (regions: {})",
+                backticked(&unknown.known)
+            );
+        }
     }
     let c = &outcome.counts;
     println!(
@@ -524,16 +527,6 @@ async fn export(
         );
     }
     Ok(ExitCode::Success)
-}
-
-/// Names in backticks, comma-separated; `none` for none.
-fn backticked(names: impl IntoIterator<Item = impl std::fmt::Display>) -> String {
-    let list: Vec<String> = names.into_iter().map(|n| format!("`{n}`")).collect();
-    if list.is_empty() {
-        "none".into()
-    } else {
-        list.join(", ")
-    }
 }
 
 async fn computed_run(

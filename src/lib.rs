@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod report;
 pub mod schedule;
+pub mod text;
 pub mod warehouse;
 
 pub use cli::{run, Cli, ExitCode};

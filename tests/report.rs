@@ -98,6 +98,7 @@ fn rendered_comparing(dir: &Path, tiers_compared: bool, days: &[VisitDay]) -> Ve
         &[],
     )
     .expect("rendered")
+    .bundles
 }
 
 pub fn sheet(path: &Path, name: &str) -> Vec<Vec<Data>> {

@@ -244,7 +244,6 @@ fn check_sources(c: &mut Checker<'_>, config: &Config) {
         let fields = s.dataset.fields();
         for field in s.columns.keys() {
             if !fields.iter().any(|(f, _)| f == field) {
-                let known: Vec<_> = fields.iter().map(|(f, _)| format!("`{f}`")).collect();
                 c.err(
                     &[
                         Seg::key("sources"),
@@ -255,7 +254,7 @@ fn check_sources(c: &mut Checker<'_>, config: &Config) {
                     format!(
                         "`{field}` is not a field of `{}`; expected one of {}",
                         s.dataset.name(),
-                        known.join(", ")
+                        crate::text::backticked(fields.iter().map(|(f, _)| f))
                     ),
                 );
             }

@@ -289,7 +289,7 @@ fn overflow(line: u64, width: usize, record: &csv::ByteRecord) -> Result<(), Fil
         .map(String::from_utf8_lossy)
         .filter(|v| !v.trim().is_empty())
         .take(3)
-        .map(|v| format!("`{}`", v.chars().take(40).collect::<String>()))
+        .map(|v| v.chars().take(40).collect::<String>())
         .collect();
     if extra.is_empty() {
         return Ok(());
@@ -299,7 +299,7 @@ fn overflow(line: u64, width: usize, record: &csv::ByteRecord) -> Result<(), Fil
          the separator without quotes around it, as `1,234.50` written bare does, and the \
          values after it are shifted; put such values in quotes, or remove the commas",
         record.len(),
-        extra.join(", ")
+        crate::text::backticked(&extra)
     )))
 }
 

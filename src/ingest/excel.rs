@@ -133,11 +133,7 @@ fn header_cells(
 
 /// `` `A`, `B` ``: sheet names for a message.
 fn listed(sheets: &[Sheet]) -> String {
-    sheets
-        .iter()
-        .map(|s| format!("`{}`", s.name))
-        .collect::<Vec<_>>()
-        .join(", ")
+    crate::text::backticked(sheets.iter().map(|s| &s.name))
 }
 
 fn check_dimensions(start: (u32, u32), end: (u32, u32)) -> Result<(), FileError> {

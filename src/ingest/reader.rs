@@ -2,6 +2,7 @@
 //! the header, then hands over each row's cells in file order.
 
 use super::coerce::{Cell, Epoch};
+use crate::text::backticked;
 
 /// Why a whole file was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -105,14 +106,6 @@ fn uncalculated_message(cell: &str, formula: Option<&str>, placeholder: bool) ->
              save it"
         )
     }
-}
-
-fn backticked(names: &[String]) -> String {
-    names
-        .iter()
-        .map(|c| format!("`{c}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// How many non-empty rows below a header that lacks mapped columns are

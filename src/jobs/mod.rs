@@ -59,13 +59,19 @@ pub struct RunOutcome {
     pub rejections: Vec<Rejection>,
     /// (recipient, region) pairs that had no report to send
     pub no_report: Vec<(String, String)>,
-    /// `--region` values that no report was written for (no customer or rep
-    /// of the computation has them), and the regions that had one
-    pub unknown_regions: Vec<String>,
-    pub known_regions: Vec<String>,
+    /// `--region` values that no report was written for
+    pub unknown_regions: Option<UnknownRegions>,
     /// for a run that ingested nothing and reported: the ingest run whose
     /// data quality its reports show, and how many rejected rows that is
     pub quality_from: Option<(i64, usize)>,
+}
+
+/// `--region` values that no customer or rep of the computation has, and
+/// the regions it does have, for the message that names the typo.
+#[derive(Debug)]
+pub struct UnknownRegions {
+    pub asked: Vec<String>,
+    pub known: Vec<String>,
 }
 
 pub fn rules_of(settings: &Settings, job: &JobConfig) -> Rules {
@@ -368,8 +374,7 @@ async fn steps(
     }
     let mut report_dir = None;
     let mut bundles = Vec::new();
-    let mut unknown_regions = Vec::new();
-    let mut known_regions = Vec::new();
+    let mut unknown_regions = None;
     if job.steps.contains(&Step::Report) {
         stage(opts, "reports");
         if let Some(c) = &computed {
@@ -397,20 +402,23 @@ async fn steps(
                     from: None,
                 },
             };
-            bundles = report::render_all(settings, rules, c, &quality, &dir, &opts.regions)?;
+            let rendered = report::render_all(settings, rules, c, &quality, &dir, &opts.regions)?;
+            bundles = rendered.bundles;
             counts.reports = bundles.len() as u64;
             // a misspelt `--region` would otherwise end a manual rerun with
             // nothing written and nothing said
-            let known = report::regions_of(c);
-            unknown_regions = opts
+            let asked: Vec<String> = opts
                 .regions
                 .iter()
-                .filter(|r| *r != "*" && !known.contains(*r))
+                .filter(|r| *r != "*" && !rendered.regions.contains(*r))
                 .cloned()
                 .collect();
-            if !unknown_regions.is_empty() {
-                warn!(regions = ?unknown_regions, "no report for a `--region`: no scored customer or rep has it");
-                known_regions = known.into_iter().collect();
+            if !asked.is_empty() {
+                warn!(regions = ?asked, "no report for a `--region`: no scored customer or rep has it");
+                unknown_regions = Some(UnknownRegions {
+                    asked,
+                    known: rendered.regions.into_iter().collect(),
+                });
             }
             info!(reports = bundles.len(), dir = %dir.display(), "reports written");
             report_dir = Some(dir);
@@ -442,7 +450,7 @@ async fn steps(
     let status = if counts.rejections > 0
         || counts.emails_failed > 0
         || counts.emails_without_report > 0
-        || !unknown_regions.is_empty()
+        || unknown_regions.is_some()
     {
         RunStatus::Degraded
     } else {
@@ -457,7 +465,6 @@ async fn steps(
         rejections: summary.rejections,
         no_report,
         unknown_regions,
-        known_regions,
         quality_from: borrowed.map(|b| (b.run.run_id, b.rejections.len())),
     })
 }

@@ -91,6 +91,13 @@ pub struct QualitySource {
     pub started: String,
 }
 
+/// What `render_all` wrote, and the regions of the results it chose from,
+/// so that a caller can name a `--region` that matched none of them.
+pub struct Rendered {
+    pub bundles: Vec<Bundle>,
+    pub regions: BTreeSet<String>,
+}
+
 pub fn render_all(
     settings: &Settings,
     rules: &Rules,
@@ -98,13 +105,15 @@ pub fn render_all(
     quality: &Quality<'_>,
     dir: &Path,
     only_regions: &[String],
-) -> anyhow::Result<Vec<Bundle>> {
+) -> anyhow::Result<Rendered> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
     let labels = i18n::Labels(settings.config.locale);
     let renderer = html::Renderer::new(&settings.templates_dir())?;
-    let mut scopes: Vec<Scope> = regions_of(c)
-        .into_iter()
+    let regions = regions_of(c);
+    let mut scopes: Vec<Scope> = regions
+        .iter()
         .filter(|r| only_regions.is_empty() || only_regions.contains(r))
+        .cloned()
         .map(Scope::Region)
         .collect();
     if only_regions.is_empty() || only_regions.iter().any(|r| r == "*") {
@@ -146,5 +155,8 @@ pub fn render_all(
             quality_xlsx,
         });
     }
-    Ok(out)
+    Ok(Rendered {
+        bundles: out,
+        regions,
+    })
 }

@@ -2,6 +2,8 @@
 //! scope's rows only. Filtering happens here and nowhere else, so a regional
 //! report can never carry another region's customers.
 
+use std::collections::BTreeMap;
+
 use chrono::NaiveDate;
 use serde::Serialize;
 
@@ -539,33 +541,64 @@ const REGION_COLUMNS: [&str; 8] = [
 /// region visit figures do), sales and targets by rep region (as the
 /// scorecard's); achievement is the region's sales over its target.
 fn regions_table(c: &Computed, labels: Labels) -> Table {
+    let mut by_region: BTreeMap<&str, AreaTotals> = BTreeMap::new();
+    let mut company = AreaTotals::default();
+    for t in &c.tiers {
+        if !t.region.is_empty() {
+            by_region.entry(&t.region).or_default().customers += 1;
+        }
+        company.customers += 1;
+    }
+    for s in &c.scorecard {
+        if !s.region.is_empty() {
+            by_region
+                .entry(&s.region)
+                .or_default()
+                .add_rep(s.sales, s.sales_target);
+        }
+        company.add_rep(s.sales, s.sales_target);
+    }
     let mut table = Table::new("regions", &REGION_COLUMNS);
-    let row = |name: String, in_area: &dyn Fn(&str) -> bool, visits: VisitTotals| {
-        let customers = c.tiers.iter().filter(|t| in_area(&t.region)).count();
-        let reps: Vec<_> = c.scorecard.iter().filter(|s| in_area(&s.region)).collect();
-        let sales: f64 = reps.iter().map(|s| s.sales).sum();
-        let targets: Vec<f64> = reps.iter().filter_map(|s| s.sales_target).collect();
-        let target = (!targets.is_empty()).then(|| targets.iter().sum::<f64>());
+    for (region, totals) in by_region {
+        let visits = c.visits.by_region.get(region).copied().unwrap_or_default();
+        table.rows.push(totals.row(region.to_string(), visits, c));
+    }
+    table
+        .rows
+        .push(company.row(labels.get("company").to_string(), c.visits.company, c));
+    table
+}
+
+/// One area's row of the region overview, summed in one pass.
+#[derive(Default)]
+struct AreaTotals {
+    customers: u64,
+    sales: f64,
+    /// none when no rep of the area has a target
+    target: Option<f64>,
+}
+
+impl AreaTotals {
+    fn add_rep(&mut self, sales: f64, target: Option<f64>) {
+        self.sales += sales;
+        if let Some(t) = target {
+            *self.target.get_or_insert(0.0) += t;
+        }
+    }
+
+    fn row(&self, name: String, visits: VisitTotals, c: &Computed) -> Vec<Value> {
         vec![
             Value::Text(name),
-            Value::Int(i64::try_from(customers).unwrap_or(i64::MAX)),
-            Value::Money(sales),
-            Value::opt_money(target),
-            Value::opt_pct(target.and_then(|t| crate::metrics::ratio(sales, t))),
+            Value::Int(i64::try_from(self.customers).unwrap_or(i64::MAX)),
+            Value::Money(self.sales),
+            Value::opt_money(self.target),
+            Value::opt_pct(
+                self.target
+                    .and_then(|t| crate::metrics::ratio(self.sales, t)),
+            ),
             Value::opt_pct(visits.attainment()),
             Value::opt_pct(visits.coverage()),
             Value::opt_pct(visits.pace(&c.period)),
         ]
-    };
-    for region in super::regions_of(c) {
-        let visits = c.visits.by_region.get(&region).copied().unwrap_or_default();
-        let in_region = |r: &str| r == region;
-        table.rows.push(row(region.clone(), &in_region, visits));
     }
-    table.rows.push(row(
-        labels.get("company").to_string(),
-        &|_| true,
-        c.visits.company,
-    ));
-    table
 }
