@@ -7,6 +7,7 @@ use chrono::NaiveDate;
 use salesbatch::config::{self, Period};
 use salesbatch::ingest::record::{Reason, Rejection};
 use salesbatch::ingest::FileNote;
+use salesbatch::metrics::scorecard::RepScore;
 use salesbatch::metrics::{development, visits, Computed, PeriodRange, Rules, VisitDay};
 use salesbatch::report;
 
@@ -24,6 +25,16 @@ fn rendered(dir: &Path) -> Vec<report::Bundle> {
 /// snapshot existed (its tier changes are none either way), `days` are the
 /// visits made (none: every A customer has a gap).
 fn rendered_comparing(dir: &Path, tiers_compared: bool, days: &[VisitDay]) -> Vec<report::Bundle> {
+    rendered_with(dir, tiers_compared, days, |_| {})
+}
+
+/// The fixture's reports after `edit` changed its results.
+fn rendered_with(
+    dir: &Path,
+    tiers_compared: bool,
+    days: &[VisitDay],
+    edit: impl FnOnce(&mut Computed),
+) -> Vec<report::Bundle> {
     let settings =
         config::load_str(&dir.join("salesbatch.toml"), "").expect("empty config is valid");
     let as_of = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
@@ -59,7 +70,7 @@ fn rendered_comparing(dir: &Path, tiers_compared: bool, days: &[VisitDay]) -> Ve
         &period,
         as_of,
     );
-    let computed = Computed {
+    let mut computed = Computed {
         as_of,
         period,
         tiers,
@@ -69,6 +80,7 @@ fn rendered_comparing(dir: &Path, tiers_compared: bool, days: &[VisitDay]) -> Ve
         scorecard: vec![],
         tiers_compared,
     };
+    edit(&mut computed);
     let rejection = Rejection {
         source: "flow".into(),
         file: "inbox/north.xlsx".into(),
@@ -175,6 +187,68 @@ fn regional_reports_hold_only_their_region_and_keep_text_as_text() {
 /// has a visit gap, so that table has its row and no message, until its
 /// visits meet the target. Whether the changes are none or could not be
 /// computed depends on an earlier snapshot.
+#[test]
+fn a_value_below_the_last_digit_shows_as_zero_not_minus_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    // a sale and its return netting to a fraction of a cent, and a
+    // ratio's float noise
+    let noise = -0.1 - 0.2 + 0.3;
+    assert!(noise < 0.0);
+    let bundles = rendered_with(dir.path(), false, &[], |c| {
+        let e1 = &mut c.tiers[0];
+        e1.avg_monthly_sales = -0.004;
+        e1.growth = noise;
+        e1.score = -0.001;
+        c.scorecard.push(RepScore {
+            rep_id: "R1".into(),
+            name: "R1".into(),
+            region: "华东".into(),
+            sales: -0.004,
+            sales_target: Some(1000.0),
+            expected_sales: Some(500.0),
+            sales_achievement: Some(noise),
+            active_customers: 1,
+            new_customers: 0,
+            new_customer_target: None,
+            visit_attainment: None,
+            visit_coverage: None,
+            visit_pace: None,
+            avg_satisfaction: None,
+            kpi: Some(-0.001),
+            rank: 1,
+        });
+    });
+    let east = bundles
+        .iter()
+        .find(|b| b.scope == report::Scope::Region("华东".into()))
+        .expect("an east report");
+    let page = std::fs::read_to_string(&east.html).unwrap();
+    for text in [&page, &east.html_body] {
+        assert!(!text.contains("-0.0"), "a negative zero is shown");
+    }
+    let tiers = sheet(&east.xlsx, "客户分级");
+    let header = &tiers[0];
+    let at = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == &Data::String(name.into()))
+            .unwrap_or_else(|| panic!("column `{name}` in {header:?}"))
+    };
+    let e1 = tiers
+        .iter()
+        .find(|r| r[0] == Data::String("E1".into()))
+        .expect("E1's row");
+    for column in ["月均销售额", "增长率", "综合得分"] {
+        match &e1[at(column)] {
+            Data::Float(v) => assert!(
+                v.to_bits() == 0.0f64.to_bits(),
+                "`{column}` holds {v:e}, which `0.00` shows as `-0.00`"
+            ),
+            other => panic!("`{column}` holds {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn an_empty_section_says_why() {
     let message = |page: &str, section: &str| {

@@ -5,6 +5,7 @@ use std::io::Write;
 
 use crate::ingest::record::Rejection;
 use crate::metrics::tiers::TierResult;
+use crate::text::fixed;
 
 /// The `--region` values of an export and the regions its rows hold, so a
 /// region that matched no row can be named rather than give an empty file
@@ -76,17 +77,17 @@ pub fn tiers(
             t.customer_id.clone(),
             t.region.clone(),
             t.rep_id.clone(),
-            format!("{:.2}", t.avg_monthly_sales),
-            format!("{:.4}", t.growth),
-            format!("{:.4}", t.breadth),
-            format!("{:.4}", t.loyalty),
+            fixed(t.avg_monthly_sales, 2),
+            fixed(t.growth, 4),
+            fixed(t.breadth, 4),
+            fixed(t.loyalty, 4),
             t.prospect.to_string(),
             t.sub.sales.to_string(),
             t.sub.growth.to_string(),
-            format!("{:.2}", t.sub.coverage),
-            format!("{:.2}", t.sub.loyalty),
+            fixed(t.sub.coverage, 2),
+            fixed(t.sub.loyalty, 2),
             t.sub.prospect.to_string(),
-            format!("{:.2}", t.score),
+            fixed(t.score, 2),
             t.tier.clone(),
             t.lifecycle.as_str().to_string(),
         ])?;
@@ -131,7 +132,7 @@ pub fn document(
     use crate::metrics::{
         development::DevelopmentReport, scorecard::RepScore, visits::VisitReport,
     };
-    let f = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_default();
+    let f = |v: Option<f64>| v.map(|x| fixed(x, 4)).unwrap_or_default();
     let mut w = csv::Writer::from_writer(out);
     match kind {
         "visits" => {
@@ -180,7 +181,7 @@ pub fn document(
                 w.write_record([
                     s.rep_id.clone(),
                     s.region.clone(),
-                    format!("{:.2}", s.sales),
+                    fixed(s.sales, 2),
                     f(s.sales_target),
                     f(s.expected_sales),
                     f(s.sales_achievement),

@@ -12,6 +12,7 @@ use super::Quality;
 use crate::ingest::FileNote;
 use crate::metrics::visits::VisitTotals;
 use crate::metrics::{Computed, Rules};
+use crate::text::fixed;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
@@ -63,9 +64,9 @@ impl Value {
         match self {
             Value::Text(s) => s.clone(),
             Value::Int(i) => i.to_string(),
-            Value::Num(n) => format!("{n:.2}"),
+            Value::Num(n) => fixed(*n, 2),
             Value::Money(m) => money(*m),
-            Value::Pct(p) => format!("{:.1}%", p * 100.0),
+            Value::Pct(p) => format!("{}%", fixed(p * 100.0, 1)),
             Value::Date(d) => d.to_string(),
             Value::Blank => String::new(),
         }
@@ -74,8 +75,12 @@ impl Value {
 
 /// `1234567.891` → `1,234,567.89`
 pub fn money(v: f64) -> String {
-    let s = format!("{:.2}", v.abs());
-    let (int, frac) = s.split_once('.').unwrap_or((&s, "00"));
+    let s = fixed(v, 2);
+    let (sign, digits) = match s.strip_prefix('-') {
+        Some(digits) => ("-", digits),
+        None => ("", s.as_str()),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, "00"));
     let mut grouped = String::new();
     for (i, ch) in int.chars().enumerate() {
         if i > 0 && (int.len() - i) % 3 == 0 {
@@ -83,7 +88,7 @@ pub fn money(v: f64) -> String {
         }
         grouped.push(ch);
     }
-    format!("{}{grouped}.{frac}", if v < 0.0 { "-" } else { "" })
+    format!("{sign}{grouped}.{frac}")
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -600,5 +605,27 @@ impl AreaTotals {
             Value::opt_pct(visits.coverage()),
             Value::opt_pct(visits.pace(&c.period)),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{money, Value};
+
+    #[test]
+    fn money_groups_thousands_and_no_number_shows_a_negative_zero() {
+        assert_eq!(money(1_234_567.891), "1,234,567.89");
+        assert_eq!(money(-1_234.5), "-1,234.50");
+        assert_eq!(money(999.999), "1,000.00");
+        assert_eq!(money(0.0), "0.00");
+        // float noise below the last digit: -5.6e-17
+        let netted = -0.1 - 0.2 + 0.3;
+        assert!(netted < 0.0);
+        assert_eq!(money(netted), "0.00");
+        assert_eq!(Value::Money(netted).display(), "0.00");
+        assert_eq!(Value::Num(netted).display(), "0.00");
+        assert_eq!(Value::Pct(netted).display(), "0.0%");
+        assert_eq!(Value::Pct(-0.123).display(), "-12.3%");
+        assert_eq!(Value::Money(-0.004).display(), "0.00");
     }
 }

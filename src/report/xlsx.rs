@@ -13,6 +13,7 @@ use rust_xlsxwriter::{
 
 use super::i18n::Labels;
 use super::tables::{Report, Table, Value};
+use crate::text::zero_if_shown_as_zero;
 
 struct Formats {
     header: Format,
@@ -62,13 +63,13 @@ fn write_value(
         Value::Text(s) => ws.write_string(row, col, s).map(|_| ()),
         Value::Int(i) => ws.write_number(row, col, *i as f64).map(|_| ()),
         Value::Num(n) => ws
-            .write_number_with_format(row, col, *n, &f.num)
+            .write_number_with_format(row, col, zero_if_shown_as_zero(*n, 2), &f.num)
             .map(|_| ()),
         Value::Money(m) => ws
-            .write_number_with_format(row, col, *m, &f.money)
+            .write_number_with_format(row, col, zero_if_shown_as_zero(*m, 2), &f.money)
             .map(|_| ()),
         Value::Pct(p) => ws
-            .write_number_with_format(row, col, *p, &f.pct)
+            .write_number_with_format(row, col, zero_if_shown_as_zero(*p, 3), &f.pct)
             .map(|_| ()),
         Value::Date(d) => ws.write_date_with_format(row, col, *d, &f.date).map(|_| ()),
         Value::Blank => Ok(()),
