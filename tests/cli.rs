@@ -24,6 +24,14 @@ pub fn text(o: &std::process::Output) -> String {
     )
 }
 
+/// The part of a report page under the `<h2>` `heading`, up to the next.
+pub fn section<'a>(page: &'a str, heading: &str) -> &'a str {
+    page.split(&format!("<h2>{heading}</h2>"))
+        .nth(1)
+        .and_then(|rest| rest.split("<h2>").next())
+        .unwrap_or_else(|| panic!("no section `{heading}` in {page}"))
+}
+
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_salesbatch"))
 }
@@ -258,11 +266,7 @@ fn demo_runs_end_to_end_and_is_idempotent() {
         .unwrap();
     assert_eq!(next_day.status.code(), Some(3), "{}", text(&next_day));
     let east = std::fs::read_to_string(demo.join("out/2026-11-21/nightly/华东.html")).unwrap();
-    let changes = east
-        .split("<h2>分级变动</h2>")
-        .nth(1)
-        .and_then(|rest| rest.split("<h2>").next())
-        .unwrap();
+    let changes = section(&east, "分级变动");
     assert!(
         !changes.contains("首次计算")
             && (changes.contains("与上期快照相比无等级变动") != changes.contains("<td>")),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use calamine::Data;
 
-use crate::cli::{bin, text};
+use crate::cli::{bin, section, text};
 use crate::report::sheet;
 use crate::warehouse::EXPORTS;
 
@@ -265,6 +265,89 @@ fn the_mini_fixture_reports_the_numbers_computed_by_hand() {
     let again = run_nightly(dir.path());
     assert!(again.contains("0 files loaded, 6 skipped"), "{again}");
     assert_exports_as_expected(dir.path());
+}
+
+#[test]
+fn the_next_day_lists_the_tier_change_computed_by_hand() {
+    const NEXT_DAY: &str = "2026-11-21";
+    let dir = copied();
+    run_nightly(dir.path());
+    let customers = dir.path().join("inbox/customers.csv");
+    let before = std::fs::read_to_string(&customers).unwrap();
+    let c3 = "C3,三号诊所,华东,R2,诊所,2026-06-01,,,90,";
+    assert!(before.contains(c3));
+    std::fs::write(
+        &customers,
+        before.replace(c3, "C3,三号诊所,华东,R2,诊所,2026-06-01,,20,90,"),
+    )
+    .unwrap();
+
+    let next = salesbatch(
+        dir.path(),
+        &["run", "nightly", "--as-of", NEXT_DAY, "--no-email"],
+    );
+    let out = text(&next);
+    assert_eq!(next.status.code(), Some(3), "{out}");
+    assert!(out.contains(", 1 rejections, 6 customers scored"), "{out}");
+
+    let tiers = salesbatch(dir.path(), &["export", "tiers", "--as-of", NEXT_DAY]);
+    assert_eq!(tiers.status.code(), Some(0), "{}", text(&tiers));
+    let expected = std::fs::read_to_string(fixture().join("expected/tiers.csv"))
+        .unwrap()
+        .replace(
+            "C3,华东,R2,1500.00,1.0000,0.5000,0.5000,0,50,100,90.00,50.00,0,59.00,D,new",
+            "C3,华东,R2,1500.00,1.0000,0.5000,0.5000,20,50,100,90.00,50.00,20,61.00,C,new",
+        );
+    assert_eq!(String::from_utf8(tiers.stdout).unwrap(), expected);
+
+    let reports = dir.path().join("out").join(NEXT_DAY).join("nightly");
+    let change = vec![
+        Data::String("C3".into()),
+        Data::String("三号诊所".into()),
+        Data::String("华东".into()),
+        Data::String("R2".into()),
+        Data::String("D".into()),
+        Data::String("C".into()),
+        Data::Float(59.0),
+        Data::Float(61.0),
+        Data::Float(2.0),
+        Data::String("潜力得分".into()),
+    ];
+    // (scope, its change rows, upgrades)
+    for (scope, rows, upgrades) in [
+        ("national", vec![change.clone()], 1.0),
+        ("华东", vec![change.clone()], 1.0),
+        ("华北", vec![], 0.0),
+    ] {
+        let workbook = reports.join(format!("{scope}.xlsx"));
+        let sheet_rows = sheet(&workbook, "分级变动");
+        assert!(is_text(&sheet_rows[0][4], "原等级"), "{:?}", sheet_rows[0]);
+        assert_eq!(sheet_rows[1..], rows, "{scope}");
+        let summary = sheet(&workbook, "概览");
+        assert_close(
+            &labelled(&summary, "升级"),
+            upgrades,
+            &format!("{scope} 升级"),
+        );
+        assert_close(&labelled(&summary, "降级"), 0.0, &format!("{scope} 降级"));
+    }
+    let east_page = std::fs::read_to_string(reports.join("华东.html")).unwrap();
+    let changes = section(&east_page, "分级变动");
+    for cell in [
+        "C3",
+        "三号诊所",
+        "D",
+        "C",
+        "59.00",
+        "61.00",
+        "2.00",
+        "潜力得分",
+    ] {
+        assert!(
+            changes.contains(&format!(">{cell}</td>")),
+            "{cell} not in {changes}"
+        );
+    }
 }
 
 #[test]
