@@ -110,7 +110,7 @@ fn area_rows(rows: &[Vec<Data>], marker: &str, width: usize) -> Vec<(String, Vec
         .unwrap_or_else(|| panic!("no header with `{marker}`"));
     let region_col = rows[header]
         .iter()
-        .position(|c| is_text(c, "大区"))
+        .position(|c| is_text(c, "大区") || is_text(c, "Region"))
         .unwrap();
     rows[header + 1..]
         .iter()
@@ -132,7 +132,13 @@ fn area_rows(rows: &[Vec<Data>], marker: &str, width: usize) -> Vec<(String, Vec
 /// Region and company rows of the Development sheet: (area, new customers,
 /// target, achievement, conversion, retention, churn).
 fn development_areas(rows: &[Vec<Data>]) -> Vec<(String, Vec<f64>)> {
-    area_rows(rows, "转化率", 6)
+    development_areas_headed(rows, "转化率")
+}
+
+/// As `development_areas`, below the header holding `conversion`, the
+/// column's label in the report's language.
+fn development_areas_headed(rows: &[Vec<Data>], conversion: &str) -> Vec<(String, Vec<f64>)> {
+    area_rows(rows, conversion, 6)
 }
 
 #[test]
@@ -348,6 +354,128 @@ fn the_next_day_lists_the_tier_change_computed_by_hand() {
             "{cell} not in {changes}"
         );
     }
+}
+
+/// Chinese, Japanese kana or full-width forms: what an English label must
+/// not hold.
+fn has_cjk(text: &str) -> bool {
+    text.chars().any(|c| {
+        matches!(c, '\u{3000}'..='\u{30ff}' | '\u{4e00}'..='\u{9fff}' | '\u{ff00}'..='\u{ffef}')
+    })
+}
+
+/// The texts between `open` and the next `<` in a page: its headings,
+/// header cells or card labels.
+fn tagged<'a>(page: &'a str, open: &str) -> Vec<&'a str> {
+    page.split(open)
+        .skip(1)
+        .map(|rest| rest.split('<').next().unwrap_or_default())
+        .collect()
+}
+
+#[test]
+fn the_english_locale_labels_every_sheet_heading_and_header() {
+    let dir = copied();
+    let config = dir.path().join("salesbatch.toml");
+    let zh = std::fs::read_to_string(&config).unwrap();
+    assert!(zh.contains("locale = \"zh-CN\"\n"));
+    std::fs::write(
+        &config,
+        zh.replace("locale = \"zh-CN\"\n", "locale = \"en\"\n"),
+    )
+    .unwrap();
+    run_nightly(dir.path());
+    // the exports are locale-free (SPEC §2: English canonical names)
+    assert_exports_as_expected(dir.path());
+
+    let reports = dir.path().join("out").join(AS_OF).join("nightly");
+    let national = reports.join("national.xlsx");
+    let wb: calamine::Xlsx<_> = calamine::open_workbook(&national).unwrap();
+    let sheets = calamine::Reader::sheet_names(&wb);
+    assert_eq!(
+        sheets,
+        [
+            "Summary",
+            "Customer tiers",
+            "Tier changes",
+            "Visit gaps",
+            "Rep scorecard",
+            "Development",
+            "Data quality"
+        ]
+    );
+    drop(wb);
+    for name in &sheets[1..] {
+        let rows = sheet(&national, name);
+        // the Development sheet's area table below is wider than its header
+        let header: Vec<&Data> = rows[0]
+            .iter()
+            .rev()
+            .skip_while(|c| **c == Data::Empty)
+            .collect();
+        assert!(header.len() > 3, "`{name}` header {:?}", rows[0]);
+        for cell in &header {
+            let label = cell.to_string();
+            assert!(
+                !label.is_empty() && !has_cjk(&label),
+                "`{name}` header {header:?}"
+            );
+        }
+    }
+    let summary = sheet(&national, "Summary");
+    for (label, want) in [
+        ("Customers scored", 6.0),
+        ("Sales", 2200.0),
+        ("Upgrades", 0.0),
+    ] {
+        assert_close(&labelled(&summary, label), want, label);
+    }
+    let overview = area_rows(&summary, "Sales target", 7);
+    assert_eq!(
+        overview.last().map(|(area, _)| area.as_str()),
+        Some("Company")
+    );
+    assert_eq!(
+        development_areas_headed(&sheet(&national, "Development"), "Conversion")
+            .iter()
+            .map(|(area, _)| area.as_str())
+            .collect::<Vec<_>>(),
+        ["华东", "华北", "Company"]
+    );
+    let tiers = sheet(&national, "Customer tiers");
+    let lifecycle = tiers[0]
+        .iter()
+        .position(|c| is_text(c, "Lifecycle"))
+        .expect("a `Lifecycle` column");
+    let mut stages: Vec<String> = tiers[1..]
+        .iter()
+        .map(|r| r[lifecycle].to_string())
+        .collect();
+    stages.sort();
+    stages.dedup();
+    assert_eq!(stages, ["dormant", "existing", "new", "potential"]);
+
+    let page = std::fs::read_to_string(reports.join("national.html")).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>\n<html lang=\"en\">"));
+    assert!(page.contains("<title>Sales report · National · 2026-11-20</title>"));
+    let labels: Vec<&str> = ["<h2>", "<th>", "<div class=\"k\">", "<div class=\"more\">"]
+        .iter()
+        .flat_map(|open| tagged(&page, open))
+        .collect();
+    assert!(labels.len() > 40, "{labels:?}");
+    for label in labels {
+        assert!(
+            !label.trim().is_empty() && !has_cjk(label),
+            "label `{label}`"
+        );
+    }
+    let quality = sheet(&reports.join("data-quality.xlsx"), "Data quality");
+    assert!(
+        quality
+            .iter()
+            .any(|r| r.iter().any(|c| is_text(c, "unknown customer id"))),
+        "{quality:?}"
+    );
 }
 
 #[test]
