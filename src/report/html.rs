@@ -33,19 +33,25 @@ struct HtmlTable {
     more: String,
 }
 
-fn html_table(
+fn html_table<'r>(
     t: &Table,
     labels: Labels,
-    rows: impl Iterator<Item = Vec<Value>>,
+    rows: impl Iterator<Item = &'r Vec<Value>>,
     empty: &str,
 ) -> HtmlTable {
-    let rows: Vec<Vec<Value>> = rows.collect();
-    let numeric = t
-        .columns
-        .iter()
-        .enumerate()
-        .map(|(i, _)| {
-            rows.iter().any(|r| {
+    // only `PAGE_ROWS` are shown: the rest are counted, not copied (a
+    // national visit-gap list holds most of 200,000 customers)
+    let mut shown: Vec<&Vec<Value>> = Vec::with_capacity(PAGE_ROWS);
+    let mut total = 0;
+    for row in rows {
+        if shown.len() < PAGE_ROWS {
+            shown.push(row);
+        }
+        total += 1;
+    }
+    let numeric = (0..t.columns.len())
+        .map(|i| {
+            shown.iter().any(|r| {
                 matches!(
                     r.get(i),
                     Some(Value::Int(_) | Value::Num(_) | Value::Money(_) | Value::Pct(_))
@@ -57,19 +63,18 @@ fn html_table(
         title: labels.get(t.key),
         headers: t.columns.iter().map(|c| labels.get(c)).collect(),
         numeric,
-        total: rows.len(),
+        total,
         empty: labels.get(empty),
-        more: if rows.len() > PAGE_ROWS {
+        more: if total > PAGE_ROWS {
             labels
                 .get("rows_shown")
                 .replace("{shown}", &PAGE_ROWS.to_string())
-                .replace("{total}", &rows.len().to_string())
+                .replace("{total}", &total.to_string())
         } else {
             String::new()
         },
-        rows: rows
+        rows: shown
             .iter()
-            .take(PAGE_ROWS)
             .map(|r| r.iter().map(Value::display).collect())
             .collect(),
     }
@@ -136,8 +141,7 @@ impl Renderer {
                 .visits
                 .rows
                 .iter()
-                .filter(|r| matches!(r.get(gap_col), Some(Value::Int(g)) if *g > 0))
-                .cloned(),
+                .filter(|r| matches!(r.get(gap_col), Some(Value::Int(g)) if *g > 0)),
             "no_gaps",
         );
         ctx.insert("worst_gaps", &worst);
@@ -146,7 +150,7 @@ impl Renderer {
             &html_table(
                 &report.changes,
                 labels,
-                report.changes.rows.iter().cloned(),
+                report.changes.rows.iter(),
                 if report.tiers_compared {
                     "no_changes"
                 } else {
@@ -159,25 +163,20 @@ impl Renderer {
             &html_table(
                 &report.scorecard,
                 labels,
-                report.scorecard.rows.iter().cloned(),
+                report.scorecard.rows.iter(),
                 "no_reps",
             ),
         );
         ctx.insert(
             "areas",
-            &html_table(
-                &report.areas,
-                labels,
-                report.areas.rows.iter().cloned(),
-                "no_rows",
-            ),
+            &html_table(&report.areas, labels, report.areas.rows.iter(), "no_rows"),
         );
         // a region's report has no overview: its headline is the region's row
         let regions = report.national.then(|| {
             html_table(
                 &report.regions,
                 labels,
-                report.regions.rows.iter().cloned(),
+                report.regions.rows.iter(),
                 "no_rows",
             )
         });
