@@ -568,6 +568,23 @@ fn headline_numbers_by_hand() {
             ("rejections", "2".into()),
         ]
     );
+    // the fixture's tiers moved with no sub-score moving, as when a tier's
+    // `min_score` is changed: the rules, not the data, are the driver
+    let national = build(
+        &Scope::National,
+        &computed,
+        &rules,
+        &Default::default(),
+        Labels(Locale::ZhCn),
+    );
+    let driver = national.changes.column("driver").unwrap();
+    let drivers: Vec<String> = national
+        .changes
+        .rows
+        .iter()
+        .map(|r| r[driver].display())
+        .collect();
+    assert_eq!(drivers, ["计算规则变更"; 3]);
 }
 
 // ------------------------------------------------------------- browser

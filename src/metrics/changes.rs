@@ -20,7 +20,8 @@ pub struct TierChange {
     pub previous_score: f64,
     pub score: f64,
     pub delta: f64,
-    /// name of the sub-score whose weighted contribution moved most
+    /// name of the sub-score whose weighted contribution moved most; empty
+    /// when none moved (the tier changed because the rules did)
     pub driver: String,
     pub driver_delta: f64,
 }

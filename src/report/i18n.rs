@@ -166,6 +166,8 @@ const LABELS: &[(&str, &str, &str)] = &[
         "缺少映射列（missing column）",
         "missing column",
     ),
+    // a tier change no sub-score explains: the thresholds or weights moved
+    ("rules_changed", "计算规则变更", "rules changed"),
     ("upgrade", "升级", "upgrade"),
     ("downgrade", "降级", "downgrade"),
     ("yes", "是", "yes"),
@@ -180,11 +182,13 @@ const LABELS: &[(&str, &str, &str)] = &[
 pub struct Labels(pub Locale);
 
 impl Labels {
+    /// The label of `key`; empty for a key the table lacks, which a debug
+    /// build (every test) refuses, so that a new column or section cannot
+    /// ship with a blank header.
     pub fn get(&self, key: &str) -> &'static str {
-        LABELS
-            .iter()
-            .find(|(k, _, _)| *k == key)
-            .map_or("", |(_, zh, en)| if self.0 == Locale::En { en } else { zh })
+        let found = LABELS.iter().find(|(k, _, _)| *k == key);
+        debug_assert!(found.is_some(), "no label for `{key}` in `i18n::LABELS`");
+        found.map_or("", |(_, zh, en)| if self.0 == Locale::En { en } else { zh })
     }
 
     /// A rejection's reason as the data-quality sheet shows it.

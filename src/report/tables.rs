@@ -253,7 +253,7 @@ pub fn build(
             Value::Num(ch.previous_score),
             Value::Num(ch.score),
             Value::Num(ch.delta),
-            text(labels.get(&format!("{}_score", ch.driver))),
+            text(driver_label(&ch.driver, labels)),
         ]);
     }
 
@@ -526,6 +526,17 @@ pub fn build(
         regions,
         quality,
         rules: rules_rows,
+    }
+}
+
+/// A tier change's driver as the report names it. No sub-score moved
+/// when the rules did (a tier's `min_score`, or the weights, which both
+/// snapshots are weighed with): the change is then the rules'.
+fn driver_label(driver: &str, labels: Labels) -> &'static str {
+    if driver.is_empty() {
+        labels.get("rules_changed")
+    } else {
+        labels.get(&format!("{driver}_score"))
     }
 }
 
