@@ -89,6 +89,11 @@ const LABELS: &[(&str, &str, &str)] = &[
         "显示前 {shown} 行，共 {total} 行；完整列表见 Excel 工作簿",
         "Showing {shown} of {total} rows; the Excel workbook has them all",
     ),
+    (
+        "rows_cut",
+        "此表共 {total} 行，超过 Excel 工作表的行数上限；这里列出前 {shown} 行，全部数据请用 salesbatch export 导出",
+        "This table has {total} rows, more than an Excel sheet holds; the first {shown} are listed here, and `salesbatch export` gives them all",
+    ),
     ("tier_distribution", "客户等级分布", "Customers by tier"),
     ("count", "数量", "Count"),
     ("source", "数据源", "Source"),

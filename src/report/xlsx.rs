@@ -118,9 +118,8 @@ fn write_development(
     ws.set_name(labels.get(reps.key)).map_err(xl)?;
     let areas_col = u16::try_from(reps.column("region").unwrap_or(0))?;
     set_widths(ws, &[(reps, 0), (areas, areas_col)])?;
-    fill_table(ws, reps, labels, f, 0)?;
-    let areas_row = u32::try_from(reps.rows.len())? + 2;
-    write_rows(ws, areas, labels, f, (areas_row, areas_col))?;
+    let reps_end = fill_table(ws, reps, labels, f, 0)?;
+    write_rows(ws, areas, labels, f, (reps_end + 2, areas_col))?;
     Ok(())
 }
 
@@ -147,48 +146,82 @@ fn set_widths(ws: &mut Worksheet, tables: &[(&Table, u16)]) -> anyhow::Result<()
 }
 
 /// A table with its header frozen and filtered, from `first_row` on; the
-/// caller has set the column widths.
+/// caller has set the column widths. Returns the last row written.
 fn fill_table(
     ws: &mut Worksheet,
     table: &Table,
     labels: Labels,
     f: &Formats,
     first_row: u32,
-) -> anyhow::Result<()> {
-    write_rows(ws, table, labels, f, (first_row, 0))?;
+) -> anyhow::Result<u32> {
+    let last_row = write_rows(ws, table, labels, f, (first_row, 0))?;
     let last_col = u16::try_from(table.columns.len().saturating_sub(1))?;
-    let last_row = first_row + u32::try_from(table.rows.len())?;
     ws.set_freeze_panes(first_row + 1, 0).map_err(xl)?;
     ws.autofilter(first_row, 0, last_row.max(first_row + 1), last_col)
         .map_err(xl)?;
-    Ok(())
+    Ok(last_row)
 }
+
+/// The last row of an Excel sheet (0-based): a sheet holds 1,048,576 rows.
+const EXCEL_LAST_ROW: u32 = 1_048_575;
 
 /// A table's header and rows with their top-left corner at `origin` (row,
 /// column), and the conditional formats of its gap and achievement
-/// columns; no filter, no frozen pane (a sheet has one of each).
+/// columns; no filter, no frozen pane (a sheet has one of each). Returns
+/// the last row written.
 fn write_rows(
     ws: &mut Worksheet,
     table: &Table,
     labels: Labels,
     f: &Formats,
     origin: (u32, u16),
-) -> anyhow::Result<()> {
+) -> anyhow::Result<u32> {
+    write_rows_until(ws, table, labels, f, origin, EXCEL_LAST_ROW)
+}
+
+/// `write_rows` on a sheet whose last row is `last_allowed`. A table
+/// longer than the sheet (a night that rejects most of a 2-million-line
+/// ERP export) would fail the whole workbook, and with it every report
+/// and email of the run: it is cut, and its last row says how many rows
+/// the table has and where they all are.
+fn write_rows_until(
+    ws: &mut Worksheet,
+    table: &Table,
+    labels: Labels,
+    f: &Formats,
+    origin: (u32, u16),
+    last_allowed: u32,
+) -> anyhow::Result<u32> {
     let (first_row, first_col) = origin;
     let col_of = |c: usize| -> anyhow::Result<u16> { Ok(first_col + u16::try_from(c)?) };
     for (c, key) in table.columns.iter().enumerate() {
         ws.write_string_with_format(first_row, col_of(c)?, labels.get(key), &f.header)
             .map_err(xl)?;
     }
-    for (r, row) in table.rows.iter().enumerate() {
+    let room = usize::try_from(last_allowed.saturating_sub(first_row))?;
+    // one row goes to the note when the table does not fit
+    let shown = if table.rows.len() > room {
+        room.saturating_sub(1)
+    } else {
+        table.rows.len()
+    };
+    for (r, row) in table.rows.iter().take(shown).enumerate() {
         let rr = first_row + 1 + u32::try_from(r)?;
         for (c, v) in row.iter().enumerate() {
             write_value(ws, rr, col_of(c)?, v, f)?;
         }
     }
-    let last_row = first_row + u32::try_from(table.rows.len())?;
-    if !table.rows.is_empty() {
-        let data = (first_row + 1, last_row);
+    let mut last_row = first_row + u32::try_from(shown)?;
+    if shown < table.rows.len() {
+        last_row += 1;
+        let note = labels
+            .get("rows_cut")
+            .replace("{total}", &table.rows.len().to_string())
+            .replace("{shown}", &shown.to_string());
+        ws.write_string(last_row, first_col, &note).map_err(xl)?;
+    }
+    if shown > 0 {
+        let data = (first_row + 1, first_row + u32::try_from(shown)?);
         if let Some(c) = table.column("gap") {
             let c = col_of(c)?;
             let cf = ConditionalFormatCell::new()
@@ -213,7 +246,7 @@ fn write_rows(
             }
         }
     }
-    Ok(())
+    Ok(last_row)
 }
 
 fn new_workbook(report: &Report) -> Workbook {
@@ -356,4 +389,83 @@ pub fn write_quality(
         .map_err(xl)
         .with_context(|| format!("cannot write `{}`", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use calamine::{open_workbook, Data, Reader, Xlsx};
+    use rust_xlsxwriter::Workbook;
+
+    use super::{write_rows_until, Formats};
+    use crate::config::Locale;
+    use crate::report::i18n::Labels;
+    use crate::report::tables::{Table, Value};
+
+    fn rows_written(rows: usize, last_allowed: u32) -> (u32, Vec<Vec<Data>>) {
+        let table = Table {
+            key: "quality",
+            columns: vec!["row", "value"],
+            rows: (1..=rows)
+                .map(|i| {
+                    vec![
+                        Value::Int(i64::try_from(i).unwrap()),
+                        Value::Text(format!("v{i}")),
+                    ]
+                })
+                .collect(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cut.xlsx");
+        let mut wb = Workbook::new();
+        let ws = wb.add_worksheet_with_constant_memory().unwrap();
+        let last = write_rows_until(
+            ws,
+            &table,
+            Labels(Locale::En),
+            &Formats::new(),
+            (2, 0),
+            last_allowed,
+        )
+        .unwrap();
+        wb.save(&path).unwrap();
+        let mut read: Xlsx<_> = open_workbook(&path).unwrap();
+        let range = read.worksheet_range_at(0).unwrap().unwrap();
+        (last, range.rows().map(<[Data]>::to_vec).collect())
+    }
+
+    #[test]
+    fn a_table_longer_than_the_sheet_is_cut_and_says_so() {
+        // header on row 2 (0-based), the sheet ends on row 7: five rows left,
+        // four of them data and the last the note
+        let (last, rows) = rows_written(10, 7);
+        assert_eq!(last, 7);
+        let cells: Vec<String> = rows.iter().map(|r| r[0].to_string()).collect();
+        assert_eq!(
+            cells,
+            [
+                "Row",
+                "1",
+                "2",
+                "3",
+                "4",
+                "This table has 10 rows, more than an Excel sheet holds; the first 4 are \
+                 listed here, and `salesbatch export` gives them all"
+            ]
+        );
+        // at Excel's own limit, where the table would have failed the
+        // workbook: 1,048,576 rows are the header on row 2 and 1,048,573
+        // after it, of which the last is the note
+        let (last, rows) = rows_written(1_048_600, super::EXCEL_LAST_ROW);
+        assert_eq!(last, 1_048_575);
+        assert_eq!(rows.len(), 1_048_574);
+        assert_eq!(rows[1_048_572][1], Data::String("v1048572".into()));
+        assert!(rows[1_048_573][0]
+            .to_string()
+            .starts_with("This table has 1048600 rows"));
+        // a table that fits is written whole, to the sheet's very last row
+        let (last, rows) = rows_written(5, 7);
+        assert_eq!(last, 7);
+        assert_eq!(rows.len(), 6);
+        assert_eq!(rows[5][1], Data::String("v5".into()));
+    }
 }
