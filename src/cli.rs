@@ -1,5 +1,6 @@
 //! Command line (SPEC §2): argument parsing and dispatch to the library.
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -257,6 +258,39 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Box<dyn warehouse
     Ok(warehouse::open(&url).await?)
 }
 
+/// Rejected rows `run` prints per file; the rest are counted. A night
+/// that rejects a whole 2-million-line export would otherwise write two
+/// million lines to the terminal or to cron's mail.
+const PRINTED_ROWS_PER_FILE: usize = 10;
+
+/// Every file-level rejection, and each file's first rejected rows; then,
+/// per file with more, how many were not printed and where they all are.
+fn print_rejections(rejections: &[crate::ingest::record::Rejection], as_of: NaiveDate) {
+    let mut printed: HashMap<(&str, &str), usize> = HashMap::new();
+    // (source, file, rows not printed), in the order files first overflow
+    let mut unprinted: Vec<(&str, &str, usize)> = Vec::new();
+    for r in rejections {
+        let key = (r.source.as_str(), r.file.as_str());
+        let n = printed.entry(key).or_default();
+        if r.row == 0 || *n < PRINTED_ROWS_PER_FILE {
+            if r.row > 0 {
+                *n += 1;
+            }
+            eprintln!("rejected: {r}");
+        } else if let Some(entry) = unprinted.iter_mut().find(|u| (u.0, u.1) == key) {
+            entry.2 += 1;
+        } else {
+            unprinted.push((key.0, key.1, 1));
+        }
+    }
+    for (source, file, n) in unprinted {
+        eprintln!(
+            "rejected: `{source}`: {file}: {n} more rejected rows not printed; \
+             `salesbatch export rejections --as-of {as_of}` lists them all"
+        );
+    }
+}
+
 async fn run_job_cmd(
     settings: &Settings,
     job: &str,
@@ -282,9 +316,7 @@ async fn run_job_cmd(
         pb.finish_and_clear();
     }
     let outcome = outcome?;
-    for r in &outcome.rejections {
-        eprintln!("rejected: {r}");
-    }
+    print_rejections(&outcome.rejections, as_of);
     for (recipient, region) in &outcome.no_report {
         eprintln!("no report: recipient {recipient}, region `{region}`: the region has no scored customer");
     }

@@ -479,6 +479,55 @@ fn the_english_locale_labels_every_sheet_heading_and_header() {
 }
 
 #[test]
+fn run_prints_a_files_first_rejected_rows_and_counts_the_rest() {
+    let dir = copied();
+    let sales = dir.path().join("inbox/sales.csv");
+    let mut text_of_sales = std::fs::read_to_string(&sales).unwrap();
+    // 30 more bad rows after C99's (row 21): 31 of 50 rows rejected, so the
+    // file is also refused by `max_reject_ratio`
+    for day in 1..=30 {
+        text_of_sales.push_str(&format!("2026/13/{day:02},C1,P1,1,100,\n"));
+    }
+    std::fs::write(&sales, text_of_sales).unwrap();
+
+    let run = salesbatch(
+        dir.path(),
+        &["run", "nightly", "--as-of", AS_OF, "--no-email"],
+    );
+    let out = text(&run);
+    assert_eq!(run.status.code(), Some(3), "{out}");
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    let rejected: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("rejected: "))
+        .collect();
+    // the file's ten first rows (C99's, then nine dates), the refusal, and
+    // the count of the rest
+    assert_eq!(rejected.len(), 12, "{out}");
+    assert!(rejected[0].contains("row 21 cell B21 column `客户编码` value `C99`"));
+    assert!(
+        rejected[9].contains("row 30 cell A30 column `日期` value `2026/13/09`: unparsable date")
+    );
+    assert!(
+        rejected[10].contains("reject ratio exceeded"),
+        "{}",
+        rejected[10]
+    );
+    assert_eq!(
+        rejected[11],
+        "rejected: `sales`: inbox/sales.csv: 21 more rejected rows not printed; \
+         `salesbatch export rejections --as-of 2026-11-20` lists them all"
+    );
+    // the run's count and the export still hold every one
+    assert!(out.contains(", 32 rejections,"), "{out}");
+    let export = salesbatch(dir.path(), &["export", "rejections", "--as-of", AS_OF]);
+    assert_eq!(
+        String::from_utf8_lossy(&export.stdout).lines().count(),
+        1 + 32
+    );
+}
+
+#[test]
 fn check_names_recipients_regions_missing_only_once_masters_are_loaded() {
     let dir = copied();
     let config = dir.path().join("salesbatch.toml");
