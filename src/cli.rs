@@ -266,28 +266,31 @@ const PRINTED_ROWS_PER_FILE: usize = 10;
 /// Every file-level rejection, and each file's first rejected rows; then,
 /// per file with more, how many were not printed and where they all are.
 fn print_rejections(rejections: &[crate::ingest::record::Rejection], as_of: NaiveDate) {
-    let mut printed: HashMap<(&str, &str), usize> = HashMap::new();
-    // (source, file, rows not printed), in the order files first overflow
-    let mut unprinted: Vec<(&str, &str, usize)> = Vec::new();
+    // rejected rows seen per (source, file), and the files in the order
+    // they first appear
+    let mut rows_seen: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut files: Vec<(&str, &str)> = Vec::new();
     for r in rejections {
         let key = (r.source.as_str(), r.file.as_str());
-        let n = printed.entry(key).or_default();
-        if r.row == 0 || *n < PRINTED_ROWS_PER_FILE {
-            if r.row > 0 {
-                *n += 1;
-            }
+        let seen = rows_seen.entry(key).or_insert_with(|| {
+            files.push(key);
+            0
+        });
+        if r.row > 0 {
+            *seen += 1;
+        }
+        if r.row == 0 || *seen <= PRINTED_ROWS_PER_FILE {
             eprintln!("rejected: {r}");
-        } else if let Some(entry) = unprinted.iter_mut().find(|u| (u.0, u.1) == key) {
-            entry.2 += 1;
-        } else {
-            unprinted.push((key.0, key.1, 1));
         }
     }
-    for (source, file, n) in unprinted {
-        eprintln!(
-            "rejected: `{source}`: {file}: {n} more rejected rows not printed; \
-             `salesbatch export rejections --as-of {as_of}` lists them all"
-        );
+    for (source, file) in files {
+        let unprinted = rows_seen[&(source, file)].saturating_sub(PRINTED_ROWS_PER_FILE);
+        if unprinted > 0 {
+            eprintln!(
+                "rejected: `{source}`: {file}: {unprinted} more rejected rows not printed; \
+                 `salesbatch export rejections --as-of {as_of}` lists them all"
+            );
+        }
     }
 }
 
