@@ -130,14 +130,9 @@ fn area_rows(rows: &[Vec<Data>], marker: &str, width: usize) -> Vec<(String, Vec
 }
 
 /// Region and company rows of the Development sheet: (area, new customers,
-/// target, achievement, conversion, retention, churn).
-fn development_areas(rows: &[Vec<Data>]) -> Vec<(String, Vec<f64>)> {
-    development_areas_headed(rows, "转化率")
-}
-
-/// As `development_areas`, below the header holding `conversion`, the
-/// column's label in the report's language.
-fn development_areas_headed(rows: &[Vec<Data>], conversion: &str) -> Vec<(String, Vec<f64>)> {
+/// target, achievement, conversion, retention, churn), below the header
+/// holding `conversion`, that column's label in the report's language.
+fn development_areas(rows: &[Vec<Data>], conversion: &str) -> Vec<(String, Vec<f64>)> {
     area_rows(rows, conversion, 6)
 }
 
@@ -245,7 +240,7 @@ fn the_mini_fixture_reports_the_numbers_computed_by_hand() {
     insta::assert_snapshot!("mini_national_html", page("national"));
     assert!(!page("华东").contains("大区概览"));
 
-    let national = development_areas(&sheet(&reports.join("national.xlsx"), "客户开发"));
+    let national = development_areas(&sheet(&reports.join("national.xlsx"), "客户开发"), "转化率");
     let third = 1.0 / 3.0;
     let want = vec![
         ("华东".to_string(), vec![0.0, 3.0, 0.0, 0.5, 1.0, 0.0]),
@@ -263,7 +258,7 @@ fn the_mini_fixture_reports_the_numbers_computed_by_hand() {
         }
     }
     // a region's workbook holds its own area row only
-    let north = development_areas(&sheet(&reports.join("华北.xlsx"), "客户开发"));
+    let north = development_areas(&sheet(&reports.join("华北.xlsx"), "客户开发"), "转化率");
     assert_eq!(north.len(), 1, "{north:?}");
     assert_eq!(north[0], want[1]);
 
@@ -436,7 +431,7 @@ fn the_english_locale_labels_every_sheet_heading_and_header() {
         Some("Company")
     );
     assert_eq!(
-        development_areas_headed(&sheet(&national, "Development"), "Conversion")
+        development_areas(&sheet(&national, "Development"), "Conversion")
             .iter()
             .map(|(area, _)| area.as_str())
             .collect::<Vec<_>>(),

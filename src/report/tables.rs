@@ -11,7 +11,7 @@ use super::i18n::Labels;
 use super::Quality;
 use crate::ingest::FileNote;
 use crate::metrics::visits::VisitTotals;
-use crate::metrics::{Computed, Rules};
+use crate::metrics::{Computed, PeriodRange, Rules};
 use crate::text::fixed;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -577,11 +577,15 @@ fn regions_table(c: &Computed, labels: Labels) -> Table {
     let mut table = Table::new("regions", &REGION_COLUMNS);
     for (region, totals) in by_region {
         let visits = c.visits.by_region.get(region).copied().unwrap_or_default();
-        table.rows.push(totals.row(region.to_string(), visits, c));
+        table
+            .rows
+            .push(totals.row(region.to_string(), visits, &c.period));
     }
-    table
-        .rows
-        .push(company.row(labels.get("company").to_string(), c.visits.company, c));
+    table.rows.push(company.row(
+        labels.get("company").to_string(),
+        c.visits.company,
+        &c.period,
+    ));
     table
 }
 
@@ -602,7 +606,7 @@ impl AreaTotals {
         }
     }
 
-    fn row(&self, name: String, visits: VisitTotals, c: &Computed) -> Vec<Value> {
+    fn row(&self, name: String, visits: VisitTotals, period: &PeriodRange) -> Vec<Value> {
         vec![
             Value::Text(name),
             Value::Int(i64::try_from(self.customers).unwrap_or(i64::MAX)),
@@ -614,7 +618,7 @@ impl AreaTotals {
             ),
             Value::opt_pct(visits.attainment()),
             Value::opt_pct(visits.coverage()),
-            Value::opt_pct(visits.pace(&c.period)),
+            Value::opt_pct(visits.pace(period)),
         ]
     }
 }
