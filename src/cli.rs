@@ -264,8 +264,14 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Box<dyn warehouse
 const PRINTED_ROWS_PER_FILE: usize = 10;
 
 /// Every file-level rejection, and each file's first rejected rows; then,
-/// per file with more, how many were not printed and where they all are.
-fn print_rejections(rejections: &[crate::ingest::record::Rejection], as_of: NaiveDate) {
+/// per file with more, how many were not printed and where they are
+/// listed: the export holds every row a file lists, which is all of them
+/// unless the ingest only counted those past `ingest::LISTED_REJECTIONS`.
+fn print_rejections(
+    rejections: &[crate::ingest::record::Rejection],
+    notes: &[crate::ingest::FileNote],
+    as_of: NaiveDate,
+) {
     // rejected rows seen per (source, file), and the files in the order
     // they first appear
     let mut rows_seen: HashMap<(&str, &str), usize> = HashMap::new();
@@ -284,11 +290,22 @@ fn print_rejections(rejections: &[crate::ingest::record::Rejection], as_of: Naiv
         }
     }
     for (source, file) in files {
-        let unprinted = rows_seen[&(source, file)].saturating_sub(PRINTED_ROWS_PER_FILE);
+        let unlisted: u64 = notes
+            .iter()
+            .filter(|n| n.source == source && n.file == file)
+            .map(|n| n.unlisted_rejections)
+            .sum();
+        let unprinted =
+            rows_seen[&(source, file)].saturating_sub(PRINTED_ROWS_PER_FILE) as u64 + unlisted;
         if unprinted > 0 {
+            let listed = if unlisted > 0 {
+                format!("lists the first {}", crate::ingest::LISTED_REJECTIONS)
+            } else {
+                "lists them all".to_string()
+            };
             eprintln!(
                 "rejected: `{source}`: {file}: {unprinted} more rejected rows not printed; \
-                 `salesbatch export rejections --as-of {as_of}` lists them all"
+                 `salesbatch export rejections --as-of {as_of}` {listed}"
             );
         }
     }
@@ -319,7 +336,7 @@ async fn run_job_cmd(
         pb.finish_and_clear();
     }
     let outcome = outcome?;
-    print_rejections(&outcome.rejections, as_of);
+    print_rejections(&outcome.rejections, &outcome.notes, as_of);
     for (recipient, region) in &outcome.no_report {
         eprintln!("no report: recipient {recipient}, region `{region}`: the region has no scored customer");
     }

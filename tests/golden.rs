@@ -522,6 +522,83 @@ fn run_prints_a_files_first_rejected_rows_and_counts_the_rest() {
     );
 }
 
+/// A file lists its first 1,000 rejected rows; the rest are counted in a
+/// note on the file. The run's count, the headline and the count carried
+/// for the file once it is skipped as unchanged stay exact.
+#[test]
+fn a_file_lists_its_first_thousand_rejected_rows_and_counts_the_rest() {
+    let dir = copied();
+    let config = dir.path().join("salesbatch.toml");
+    let text_of_config = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("max_reject_ratio = 0.1", "max_reject_ratio = 1.0");
+    std::fs::write(&config, text_of_config).unwrap();
+    let sales = dir.path().join("inbox/sales.csv");
+    let mut text_of_sales = std::fs::read_to_string(&sales).unwrap();
+    // 1,200 bad dates after C99's row 21: 1,201 rejected rows, of which
+    // the file lists 1,000 (C99's and 999 dates) and counts 201
+    for n in 0..1200 {
+        text_of_sales.push_str(&format!("2026/13/{:02},C1,P1,1,100,\n", n % 28 + 1));
+    }
+    std::fs::write(&sales, text_of_sales).unwrap();
+
+    for pass in ["loaded", "skipped as unchanged"] {
+        let run = salesbatch(
+            dir.path(),
+            &["run", "nightly", "--as-of", AS_OF, "--no-email"],
+        );
+        let out = text(&run);
+        assert_eq!(run.status.code(), Some(3), "{pass}: {out}");
+        assert!(out.contains(", 1201 rejections,"), "{pass}: {out}");
+        let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+        let rejected: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("rejected: "))
+            .collect();
+        assert_eq!(rejected.len(), 11, "{pass}: {out}");
+        assert_eq!(
+            rejected[10],
+            "rejected: `sales`: inbox/sales.csv: 1191 more rejected rows not printed; \
+             `salesbatch export rejections --as-of 2026-11-20` lists the first 1000",
+            "{pass}"
+        );
+
+        let reports = dir.path().join("out").join(AS_OF).join("nightly");
+        for scope in ["national", "华东", "华北"] {
+            let summary = sheet(&reports.join(format!("{scope}.xlsx")), "概览");
+            assert_close(
+                &labelled(&summary, "拒收行数（全国）"),
+                1201.0,
+                &format!("{pass}: {scope}"),
+            );
+        }
+        let quality = sheet(&reports.join("data-quality.xlsx"), "数据质量");
+        let listed_dates = quality
+            .iter()
+            .filter(|r| r.iter().any(|c| c.to_string().starts_with("2026/13/")))
+            .count();
+        assert_eq!(listed_dates, 999, "{pass}");
+        let notes = sheet(&reports.join("data-quality.xlsx"), "文件提示");
+        assert!(
+            notes.iter().any(|r| r.iter().any(|c| c
+                .to_string()
+                .starts_with("201 more rejected rows are counted, not listed"))),
+            "{pass}: {notes:?}"
+        );
+        let export = salesbatch(dir.path(), &["export", "rejections", "--as-of", AS_OF]);
+        assert_eq!(
+            String::from_utf8_lossy(&export.stdout).lines().count(),
+            1 + 1000,
+            "{pass}"
+        );
+        if pass == "loaded" {
+            assert!(out.contains("6 files loaded"), "{out}");
+        } else {
+            assert!(out.contains("0 files loaded, 6 skipped"), "{out}");
+        }
+    }
+}
+
 #[test]
 fn check_names_recipients_regions_missing_only_once_masters_are_loaded() {
     let dir = copied();

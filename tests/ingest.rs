@@ -569,6 +569,70 @@ async fn a_missing_header_is_pointed_at_its_near_miss() {
     );
 }
 
+/// A file and an ERP query each list their first 1,000 rejected rows and
+/// count the rest in a note, also when the reject ratio refuses them: the
+/// summary's count of rejected rows stays exact while what it holds is
+/// bounded.
+#[tokio::test]
+async fn rejected_rows_past_the_first_thousand_are_counted_not_listed() {
+    let lab = Lab::new();
+    let mut csv = String::from("日期,客户编码,产品编码,金额\n2026-10-01,C1,P1,5\n");
+    for _ in 0..1200 {
+        csv.push_str("2026/13/01,C1,P1,5\n");
+    }
+    lab.write("in/flow/a.csv", csv.as_bytes());
+    let erp = format!("sqlite://{}?mode=rwc", lab.path("erp.db").display());
+    std::env::set_var("SB_TEST_UNLISTED_ERP_URL", erp);
+    let query = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1500) \
+                 SELECT 'not a date' AS doc_date, 'C1' AS cust_code, 'P1' AS sku, 1.5 AS net \
+                 FROM n WHERE '2026-10-01' >= :since";
+    let settings = lab.settings(&format!(
+        "{}{}",
+        csv_sales_source("flow", "", FLOW_COLUMNS),
+        sql_sales_source("erp", "SB_TEST_UNLISTED_ERP_URL", query)
+    ));
+    let summary = lab.ingest(&settings).await;
+    assert_eq!(summary.files_refused, 2, "{:?}", summary.notes);
+    for (source, file, rejected, rows, unlisted) in [
+        ("flow", "in/flow/a.csv", 1200, 1201, 200),
+        ("erp", "sql:SB_TEST_UNLISTED_ERP_URL", 1500, 1500, 500),
+    ] {
+        let of_file: Vec<_> = summary
+            .rejections
+            .iter()
+            .filter(|r| r.source == source)
+            .collect();
+        assert_eq!(
+            of_file.iter().filter(|r| r.row > 0).count(),
+            1000,
+            "{source}"
+        );
+        let refusal = of_file.iter().find(|r| r.row == 0).unwrap();
+        assert_eq!(
+            refusal.detail,
+            format!("{rejected} of {rows} rows rejected; nothing from this file was loaded"),
+            "{source}"
+        );
+        let notes: Vec<_> = summary
+            .notes
+            .iter()
+            .filter(|n| n.source == source)
+            .collect();
+        assert_eq!(notes.len(), 1, "{source}: {notes:?}");
+        assert_eq!(
+            (notes[0].file.as_str(), notes[0].unlisted_rejections),
+            (file, unlisted),
+            "{source}"
+        );
+        assert!(notes[0].note.starts_with(&format!(
+            "{unlisted} more rejected rows are counted, not listed"
+        )));
+    }
+    // 1,200 and 1,500 rejected rows, and the two refusals
+    assert_eq!(summary.rejected_rows(), 1200 + 1500 + 2);
+    assert!(lab.sales("flow").await.is_empty());
+}
+
 /// A mapped header that heads two columns (`金额` with and without tax) is
 /// refused rather than read from the first: which one the user meant cannot
 /// be known. A repeated header the source does not map does not matter. An
@@ -2682,6 +2746,7 @@ async fn a_merged_optional_column_becomes_a_note_on_its_file() {
             file: "in/m/flow.xlsx".into(),
             sheet: "流向".into(),
             note: crate::cli::MERGED_REP_NOTE.into(),
+            unlisted_rejections: 0,
         }]
     );
 }

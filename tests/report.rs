@@ -103,6 +103,7 @@ fn rendered_with(
                 file: "inbox/north.xlsx".into(),
                 sheet: "Sheet1".into(),
                 note: "=HYPERLINK(\"http://x\") 2 rows load with no `rep_id`".into(),
+                unlisted_rejections: 0,
             }],
             from: None,
         },

@@ -397,6 +397,7 @@ async fn quality_runs_are_found_linked_and_carried(wh: &Wh<'_>) {
         file: file.into(),
         sheet: "流向".into(),
         note: note.into(),
+        unlisted_rejections: 0,
     };
     let rejection = Rejection {
         source: "flow".into(),
@@ -409,8 +410,15 @@ async fn quality_runs_are_found_linked_and_carried(wh: &Wh<'_>) {
         reason: Reason::UnparsableDate,
         detail: String::new(),
     };
+    // the count of a file's rejected rows past those listed is kept exact,
+    // beyond what an `i32` holds
+    let unlisted = FileNote {
+        unlisted_rejections: 3_000_000_000,
+        ..note("flow", "in/a.xlsx", "3000000000 more rejected rows")
+    };
     let notes = vec![
         note("flow", "in/a.xlsx", "2 rows load with no `rep_id`"),
+        unlisted,
         note("flow", "in/b.xlsx", "sheet `2月` is headed alike"),
         note("other", "in/c.xlsx", "not flow's"),
     ];
@@ -428,7 +436,7 @@ async fn quality_runs_are_found_linked_and_carried(wh: &Wh<'_>) {
         store.rejections(load).await.unwrap(),
         std::slice::from_ref(&rejection)
     );
-    assert_eq!(store.source_notes("flow").await.unwrap(), notes[..2]);
+    assert_eq!(store.source_notes("flow").await.unwrap(), notes[..3]);
 
     let report = store.start_run("report", day, "{}").await.unwrap();
     let found = store

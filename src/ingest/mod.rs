@@ -47,21 +47,47 @@ pub struct IngestSummary {
     pub files_skipped: u64,
     pub files_refused: u64,
     pub rows_loaded: u64,
+    /// the rejected rows listed (each file's first `LISTED_REJECTIONS`)
+    /// and the file-level rejections
     pub rejections: Vec<Rejection>,
-    /// what a loaded file's rows may not say on their own (see `FileNote`)
+    /// what a loaded file's rows may not say on their own (see `FileNote`),
+    /// and the count of each file's rejected rows past those listed
     pub notes: Vec<FileNote>,
 }
 
-/// Something an operator should know of a file that loaded, which is no
-/// rejection: its other sheets headed like the one read, or optional
-/// values that merged cells left empty. The run logs each as a WARN, and
-/// the data-quality workbook lists them beside the rejections.
+impl IngestSummary {
+    /// Every rejection, listed or only counted (see `rejected_rows`).
+    pub fn rejected_rows(&self) -> u64 {
+        rejected_rows(&self.rejections, &self.notes)
+    }
+}
+
+/// Rejected rows a file lists; the rest are counted in a `FileNote`. A
+/// night whose bad date format rejects a whole 2-million-line export would
+/// otherwise hold every row in memory, store it, and list it in workbooks
+/// that no mail server accepts (docs/DECISIONS.md: "Rejected rows are
+/// listed up to a bound").
+pub const LISTED_REJECTIONS: usize = 1_000;
+
+/// The rejections `rejections` lists plus those `notes` only count.
+pub fn rejected_rows(rejections: &[Rejection], notes: &[FileNote]) -> u64 {
+    rejections.len() as u64 + notes.iter().map(|n| n.unlisted_rejections).sum::<u64>()
+}
+
+/// Something an operator should know of a file, which is no rejection:
+/// its other sheets headed like the one read, optional values that merged
+/// cells left empty, or its rejected rows past the first
+/// `LISTED_REJECTIONS`. The run logs each as a WARN, and the data-quality
+/// workbook lists them beside the rejections.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FileNote {
     pub source: String,
     pub file: String,
     pub sheet: String,
     pub note: String,
+    /// rejected rows of the file that are counted here and listed nowhere;
+    /// 0 for the other notes
+    pub unlisted_rejections: u64,
 }
 
 /// What a file source's `path` matches.
@@ -250,6 +276,12 @@ impl Pipeline {
         }
     }
 
+    /// Rejected rows counted but not kept (see `LISTED_REJECTIONS`): one
+    /// rejection per rejected row, so the rest of `rejected`.
+    fn unlisted(&self) -> u64 {
+        self.rejected - self.rejections.len() as u64
+    }
+
     fn flush(&mut self) -> Result<(), FileError> {
         if self.batch.is_empty() {
             return Ok(());
@@ -291,7 +323,9 @@ impl Pipeline {
                 ) {
                     self.unknown_ids += 1;
                 }
-                self.rejections.push(*rejection);
+                if self.rejections.len() < LISTED_REJECTIONS {
+                    self.rejections.push(*rejection);
+                }
             }
         }
     }
@@ -369,6 +403,8 @@ struct Parsed {
     sheet: String,
     result: Result<(), FileError>,
     rejections: Vec<Rejection>,
+    /// rejected rows past those in `rejections`
+    unlisted: u64,
     /// see `Pipeline::alike_sheets`
     alike_sheets: Vec<String>,
     /// what merged cells emptied in optional columns of rows that loaded
@@ -549,9 +585,11 @@ fn parse_file(
     } else {
         Vec::new()
     };
+    let unlisted = p.unlisted();
     Parsed {
         sheet: p.sheet,
         result,
+        unlisted,
         rejections: p.rejections,
         alike_sheets: p.alike_sheets,
         merged_losses,
@@ -658,7 +696,7 @@ pub async fn run_with_progress(
         files_skipped = summary.files_skipped,
         files_refused = summary.files_refused,
         rows_loaded = summary.rows_loaded,
-        rejections = summary.rejections.len(),
+        rejections = summary.rejected_rows(),
         "ingest finished"
     );
     Ok(summary)
@@ -975,16 +1013,23 @@ fn finish_file(
     outcome: LoadOutcome,
     summary: &mut IngestSummary,
 ) {
+    let note = |note: String, unlisted_rejections: u64| FileNote {
+        source: source.name.clone(),
+        file: name.to_string(),
+        sheet: parsed.sheet.clone(),
+        note,
+        unlisted_rejections,
+    };
+    // kept for a file that loaded and for one the ratio refused, as their
+    // rejected rows are
+    let unlisted = (parsed.unlisted > 0 && parsed.result.is_ok()).then(|| {
+        let message = unlisted_message(parsed.unlisted);
+        warn!(source = %source.name, file = name, unlisted = parsed.unlisted, "{message}");
+        note(message, parsed.unlisted)
+    });
     match (parsed.result, outcome) {
         (Ok(()), LoadOutcome::Loaded { rows }) => {
-            let mut note = |note: String| {
-                summary.notes.push(FileNote {
-                    source: source.name.clone(),
-                    file: name.to_string(),
-                    sheet: parsed.sheet.clone(),
-                    note,
-                });
-            };
+            let mut note = |message: String| summary.notes.push(note(message, 0));
             if !parsed.alike_sheets.is_empty() {
                 let message = unread_sheets_message(&parsed.sheet, &parsed.alike_sheets);
                 // here, not in the parser's thread: the run's span is current
@@ -999,6 +1044,7 @@ fn finish_file(
             summary.files_loaded += 1;
             summary.rows_loaded += rows;
             summary.rejections.extend(parsed.rejections);
+            summary.notes.extend(unlisted);
         }
         (
             Ok(()),
@@ -1008,8 +1054,8 @@ fn finish_file(
             },
         ) => {
             summary.files_refused += 1;
-            let n = parsed.rejections.len();
             summary.rejections.extend(parsed.rejections);
+            summary.notes.extend(unlisted);
             summary.rejections.push(file_rejection(
                 &source.name,
                 name,
@@ -1020,7 +1066,7 @@ fn finish_file(
                     "{rejected} of {data_rows} rows rejected; nothing from this file was loaded"
                 ),
             ));
-            warn!(source = %source.name, file = name, rejected = n, "file refused: reject ratio exceeded");
+            warn!(source = %source.name, file = name, rejected, "file refused: reject ratio exceeded");
         }
         (result, _) => {
             summary.files_refused += 1;
@@ -1033,6 +1079,14 @@ fn finish_file(
             summary.rejections.push(rejection);
         }
     }
+}
+
+/// What the run says of a file's rejected rows past `LISTED_REJECTIONS`.
+fn unlisted_message(unlisted: u64) -> String {
+    format!(
+        "{unlisted} more rejected rows are counted, not listed: a file lists its first \
+         {LISTED_REJECTIONS} rejected rows; mend the cause those show and load the file again"
+    )
 }
 
 /// `refusal`, naming the other sheets that head every mapped column when
@@ -1374,7 +1428,8 @@ async fn ingest_sql(
                 }
             }
         }
-        (result, p.rejections)
+        let unlisted = p.unlisted();
+        (result, p.rejections, unlisted)
     };
     // dropping a reader that ran out of time drops its senders: the load
     // then sees its input end without `End` and rolls back
@@ -1383,15 +1438,16 @@ async fn ingest_sql(
         tokio::time::timeout(std::time::Duration::from_secs(limit), reader),
         store.load_file(load, rx)
     );
-    let (result, rejections) = read.unwrap_or_else(|_| {
+    let (result, rejections, unlisted) = read.unwrap_or_else(|_| {
         let late = format!("the source took longer than {limit} s (`ingest.sql_timeout_secs`)");
-        (Err(FileError::CannotOpen(late)), Vec::new())
+        (Err(FileError::CannotOpen(late)), Vec::new(), 0)
     });
     let outcome = outcome?;
     let parsed = Parsed {
         sheet: String::new(),
         result,
         rejections,
+        unlisted,
         alike_sheets: Vec::new(),
         merged_losses: Vec::new(),
     };

@@ -57,13 +57,16 @@ pub struct RunOutcome {
     pub report_dir: Option<PathBuf>,
     pub outbox: Option<PathBuf>,
     pub rejections: Vec<Rejection>,
+    /// the ingest's notes, which count each file's rejected rows past those
+    /// `rejections` lists
+    pub notes: Vec<FileNote>,
     /// (recipient, region) pairs that had no report to send
     pub no_report: Vec<(String, String)>,
     /// `--region` values that no report was written for
     pub unknown_regions: Option<UnknownRegions>,
     /// for a run that ingested nothing and reported: the ingest run whose
     /// data quality its reports show, and how many rejected rows that is
-    pub quality_from: Option<(i64, usize)>,
+    pub quality_from: Option<(i64, u64)>,
 }
 
 /// `--region` values that no customer or rep of the computation has, and
@@ -322,7 +325,7 @@ async fn steps(
         counts.files_skipped = summary.files_skipped;
         counts.files_refused = summary.files_refused;
         counts.rows_loaded = summary.rows_loaded;
-        counts.rejections = summary.rejections.len() as u64;
+        counts.rejections = summary.rejected_rows();
     }
     let borrowed = if ingests {
         None
@@ -463,9 +466,11 @@ async fn steps(
         report_dir,
         outbox,
         rejections: summary.rejections,
+        notes: summary.notes,
         no_report,
         unknown_regions,
-        quality_from: borrowed.map(|b| (b.run.run_id, b.rejections.len())),
+        quality_from: borrowed
+            .map(|b| (b.run.run_id, ingest::rejected_rows(&b.rejections, &b.notes))),
     })
 }
 
@@ -502,7 +507,7 @@ async fn borrowed_quality(
     let notes = store.notes(run.run_id).await?;
     info!(
         quality_run = run.run_id,
-        rejections = rejections.len(),
+        rejections = ingest::rejected_rows(&rejections, &notes),
         notes = notes.len(),
         "data quality taken from the latest ingest"
     );

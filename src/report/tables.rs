@@ -161,6 +161,7 @@ pub fn build(
     labels: Labels,
 ) -> Report {
     let (rejections, quality_from) = (quality.rejections, quality.from);
+    let rejected_rows = crate::ingest::rejected_rows(rejections, quality.notes);
     let text = |s: &str| Value::Text(s.to_string());
     let mut tiers = Table::new(
         "tiers",
@@ -445,7 +446,10 @@ pub fn build(
         ("visit_pace", Value::opt_pct(scoped_visits.pace(&c.period))),
         ("upgrades", Value::Int(upgrades)),
         ("downgrades", Value::Int(downgrades)),
-        ("rejections", Value::Int(rejections.len() as i64)),
+        (
+            "rejections",
+            Value::Int(i64::try_from(rejected_rows).unwrap_or(i64::MAX)),
+        ),
     ];
 
     let w = &rules.tiering.weights;

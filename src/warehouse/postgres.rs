@@ -516,14 +516,20 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "INSERT INTO file_notes (run_id, source, file, sheet, note) \
-             SELECT $1, u.* FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[]) AS u",
+            "INSERT INTO file_notes (run_id, source, file, sheet, note, unlisted_rejections) \
+             SELECT $1, u.* FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::int8[]) AS u",
         )
         .bind(run_id)
         .bind(note_col(|n| n.source.clone()))
         .bind(note_col(|n| n.file.clone()))
         .bind(note_col(|n| n.sheet.clone()))
         .bind(note_col(|n| n.note.clone()))
+        .bind(
+            notes
+                .iter()
+                .map(|n| i64::try_from(n.unlisted_rejections).unwrap_or(i64::MAX))
+                .collect::<Vec<_>>(),
+        )
         .execute(&mut *tx)
         .await?;
         sqlx::query("UPDATE runs SET quality_run = run_id WHERE run_id = $1")
@@ -536,7 +542,7 @@ impl Store for PgStore {
 
     async fn notes(&self, run_id: i64) -> Result<Vec<FileNote>> {
         let rows = sqlx::query(
-            "SELECT source, file, sheet, note FROM file_notes WHERE run_id = $1 \
+            "SELECT source, file, sheet, note, unlisted_rejections FROM file_notes WHERE run_id = $1 \
              ORDER BY source, file, sheet, note",
         )
         .bind(run_id)
@@ -577,7 +583,7 @@ impl Store for PgStore {
 
     async fn source_notes(&self, source: &str) -> Result<Vec<FileNote>> {
         let rows = sqlx::query(
-            "SELECT source, file, sheet, note FROM file_notes WHERE source = $1 AND run_id = \
+            "SELECT source, file, sheet, note, unlisted_rejections FROM file_notes WHERE source = $1 AND run_id = \
              (SELECT MAX(run_id) FROM runs WHERE quality_run = run_id) ORDER BY file, sheet, note",
         )
         .bind(source)
@@ -1007,6 +1013,7 @@ fn note_row(r: &PgRow) -> FileNote {
         file: r.get(1),
         sheet: r.get(2),
         note: r.get(3),
+        unlisted_rejections: u64::try_from(r.get::<i64, _>(4)).unwrap_or_default(),
     }
 }
 

@@ -217,14 +217,16 @@ impl Store for SqliteStore {
             qb.build().execute(&mut *tx).await?;
         }
         for chunk in notes.chunks(CHUNK) {
-            let mut qb: QueryBuilder<Sqlite> =
-                QueryBuilder::new("INSERT INTO file_notes (run_id, source, file, sheet, note) ");
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO file_notes (run_id, source, file, sheet, note, unlisted_rejections) ",
+            );
             qb.push_values(chunk, |mut b, n| {
                 b.push_bind(run_id)
                     .push_bind(n.source.clone())
                     .push_bind(n.file.clone())
                     .push_bind(n.sheet.clone())
-                    .push_bind(n.note.clone());
+                    .push_bind(n.note.clone())
+                    .push_bind(i64::try_from(n.unlisted_rejections).unwrap_or(i64::MAX));
             });
             qb.build().execute(&mut *tx).await?;
         }
@@ -238,7 +240,7 @@ impl Store for SqliteStore {
 
     async fn notes(&self, run_id: i64) -> Result<Vec<FileNote>> {
         let rows = sqlx::query(
-            "SELECT source, file, sheet, note FROM file_notes WHERE run_id = ? \
+            "SELECT source, file, sheet, note, unlisted_rejections FROM file_notes WHERE run_id = ? \
              ORDER BY source, file, sheet, note",
         )
         .bind(run_id)
@@ -279,7 +281,7 @@ impl Store for SqliteStore {
 
     async fn source_notes(&self, source: &str) -> Result<Vec<FileNote>> {
         let rows = sqlx::query(
-            "SELECT source, file, sheet, note FROM file_notes WHERE source = ? AND run_id = \
+            "SELECT source, file, sheet, note, unlisted_rejections FROM file_notes WHERE source = ? AND run_id = \
              (SELECT MAX(run_id) FROM runs WHERE quality_run = run_id) ORDER BY file, sheet, note",
         )
         .bind(source)
@@ -535,6 +537,7 @@ fn note_row(r: &sqlx::sqlite::SqliteRow) -> FileNote {
         file: r.get(1),
         sheet: r.get(2),
         note: r.get(3),
+        unlisted_rejections: u64::try_from(r.get::<i64, _>(4)).unwrap_or_default(),
     }
 }
 
