@@ -578,6 +578,22 @@ fn a_file_lists_its_first_thousand_rejected_rows_and_counts_the_rest() {
             .filter(|r| r.iter().any(|c| c.to_string().starts_with("2026/13/")))
             .count();
         assert_eq!(listed_dates, 999, "{pass}");
+        // and says, in the report's language, what it does not list
+        for workbook in ["national.xlsx", "data-quality.xlsx"] {
+            let quality = sheet(&reports.join(workbook), "数据质量");
+            let said: Vec<&Data> = quality
+                .iter()
+                .flatten()
+                .filter(|c| c.to_string().contains("未逐行列出"))
+                .collect();
+            assert_eq!(
+                said,
+                [&Data::String(
+                    "该文件另有 201 行被拒收，只计数、未逐行列出：每个文件只列出前 1000 行".into()
+                )],
+                "{pass}: {workbook}"
+            );
+        }
         let notes = sheet(&reports.join("data-quality.xlsx"), "文件提示");
         assert!(
             notes.iter().any(|r| r.iter().any(|c| c

@@ -94,6 +94,11 @@ const LABELS: &[(&str, &str, &str)] = &[
         "此表共 {total} 行，超过 Excel 工作表的行数上限；这里列出前 {shown} 行，全部数据请用 salesbatch export 导出",
         "This table has {total} rows, more than an Excel sheet holds; the first {shown} are listed here, and `salesbatch export` gives them all",
     ),
+    (
+        "rows_unlisted",
+        "该文件另有 {count} 行被拒收，只计数、未逐行列出：每个文件只列出前 {listed} 行",
+        "{count} more rejected rows of this file are counted, not listed: a file lists its first {listed}",
+    ),
     ("tier_distribution", "客户等级分布", "Customers by tier"),
     ("count", "数量", "Count"),
     ("source", "数据源", "Source"),

@@ -160,8 +160,9 @@ pub fn build(
     quality: &Quality<'_>,
     labels: Labels,
 ) -> Report {
-    let (rejections, quality_from) = (quality.rejections, quality.from);
-    let rejected_rows = crate::ingest::rejected_rows(rejections, quality.notes);
+    let (rejections, quality_notes, quality_from) =
+        (quality.rejections, quality.notes, quality.from);
+    let rejected_rows = crate::ingest::rejected_rows(rejections, quality_notes);
     let text = |s: &str| Value::Text(s.to_string());
     let mut tiers = Table::new(
         "tiers",
@@ -421,6 +422,25 @@ pub fn build(
                 text(&r.value),
                 text(labels.reason(r.reason)),
                 text(&r.detail),
+            ]);
+        }
+        // the count behind the headline's rejected rows that no row above
+        // shows (see `ingest::LISTED_REJECTIONS`)
+        for n in quality_notes.iter().filter(|n| n.unlisted_rejections > 0) {
+            let detail = labels
+                .get("rows_unlisted")
+                .replace("{count}", &n.unlisted_rejections.to_string())
+                .replace("{listed}", &crate::ingest::LISTED_REJECTIONS.to_string());
+            quality.rows.push(vec![
+                text(&n.source),
+                text(&n.file),
+                text(&n.sheet),
+                Value::Blank,
+                text(""),
+                text(""),
+                text(""),
+                text(""),
+                text(&detail),
             ]);
         }
     }
