@@ -66,6 +66,9 @@ echo "== $n customers"
 echo "-- calamine alone (xlsx)"
 /usr/bin/time -v target/release/examples/calamine_read "$dir"/demo/inbox/flow/*.xlsx 2>"$dir/calamine.log"
 grep -E 'Elapsed \(wall|Maximum resident|Percent of CPU' "$dir/calamine.log"
+echo "-- calamine alone, with formula metadata as salesbatch reads (xlsx)"
+/usr/bin/time -v target/release/examples/calamine_read --formulas "$dir"/demo/inbox/flow/*.xlsx 2>"$dir/calamine-formulas.log"
+grep -E 'Elapsed \(wall|Maximum resident|Percent of CPU' "$dir/calamine-formulas.log"
 for fmt in xlsx csv; do
   src_var="${fmt}_source"
   for ext in "" -wal -shm; do
