@@ -430,6 +430,14 @@ fn the_english_locale_labels_every_sheet_heading_and_header() {
         overview.last().map(|(area, _)| area.as_str()),
         Some("Company")
     );
+    // SPEC's default tier labels, which the fixture keeps, in English
+    for (tier, label) in [("A", "VIP"), ("B", "Key accounts"), ("E", "Prospects")] {
+        let row = summary
+            .iter()
+            .find(|r| r.first().is_some_and(|c| is_text(c, tier)))
+            .unwrap_or_else(|| panic!("no tier `{tier}` row"));
+        assert!(is_text(&row[1], label), "tier {tier}: {row:?}");
+    }
     assert_eq!(
         development_areas(&sheet(&national, "Development"), "Conversion")
             .iter()

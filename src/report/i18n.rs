@@ -191,7 +191,27 @@ const LABELS: &[(&str, &str, &str)] = &[
 #[derive(Debug, Clone, Copy)]
 pub struct Labels(pub Locale);
 
+/// SPEC §3's default tier labels, as an English report names them: a
+/// config that sets no tiers (or copies SPEC's) would otherwise show
+/// Chinese labels in an English report.
+const DEFAULT_TIER_LABELS: [(&str, &str); 5] = [
+    ("VIP客户", "VIP"),
+    ("骨干客户", "Key accounts"),
+    ("有效客户", "Active"),
+    ("休眠客户", "Dormant"),
+    ("潜在客户", "Prospects"),
+];
+
 impl Labels {
+    /// A tier's configured label as the report shows it: SPEC's default
+    /// labels in the report's language, any other label as written.
+    pub fn tier_label<'a>(&self, label: &'a str) -> &'a str {
+        match DEFAULT_TIER_LABELS.iter().find(|(zh, _)| *zh == label) {
+            Some((_, en)) if self.0 == Locale::En => en,
+            _ => label,
+        }
+    }
+
     /// The label of `key`; empty for a key the table lacks, which a debug
     /// build (every test) refuses, so that a new column or section cannot
     /// ship with a blank header.
@@ -215,6 +235,17 @@ impl Labels {
 #[cfg(test)]
 mod tests {
     use super::{Labels, Locale, Reason};
+
+    /// SPEC's default tier labels read in English in an English report;
+    /// a label the config chose, and every label in Chinese, as written.
+    #[test]
+    fn default_tier_labels_follow_the_locale() {
+        let (en, zh) = (Labels(Locale::En), Labels(Locale::ZhCn));
+        assert_eq!(en.tier_label("VIP客户"), "VIP");
+        assert_eq!(en.tier_label("潜在客户"), "Prospects");
+        assert_eq!(en.tier_label("重点医院"), "重点医院");
+        assert_eq!(zh.tier_label("VIP客户"), "VIP客户");
+    }
 
     /// English shows SPEC §4's code as it is; Chinese names the reason and
     /// keeps the code beside it, so a row matches the log and the export.

@@ -191,7 +191,7 @@ pub fn build(
         .tiering
         .tiers
         .iter()
-        .map(|t| (t.name.clone(), t.label.clone(), 0))
+        .map(|t| (t.name.clone(), labels.tier_label(&t.label).to_string(), 0))
         .collect();
     for t in c.tiers.iter().filter(|t| scope.includes(&t.region)) {
         if let Some(tc) = tier_counts.iter_mut().find(|x| x.0 == t.tier) {
