@@ -1021,12 +1021,14 @@ fn finish_file(
         unlisted_rejections,
     };
     // kept for a file that loaded and for one the ratio refused, as their
-    // rejected rows are
-    let unlisted = (parsed.unlisted > 0 && parsed.result.is_ok()).then(|| {
-        let message = unlisted_message(parsed.unlisted);
-        warn!(source = %source.name, file = name, unlisted = parsed.unlisted, "{message}");
-        note(message, parsed.unlisted)
-    });
+    // rejected rows are; said only then, not for a file whose load failed
+    let unlisted = || {
+        (parsed.unlisted > 0).then(|| {
+            let message = unlisted_message(parsed.unlisted);
+            warn!(source = %source.name, file = name, unlisted = parsed.unlisted, "{message}");
+            note(message, parsed.unlisted)
+        })
+    };
     match (parsed.result, outcome) {
         (Ok(()), LoadOutcome::Loaded { rows }) => {
             let mut note = |message: String| summary.notes.push(note(message, 0));
@@ -1044,7 +1046,7 @@ fn finish_file(
             summary.files_loaded += 1;
             summary.rows_loaded += rows;
             summary.rejections.extend(parsed.rejections);
-            summary.notes.extend(unlisted);
+            summary.notes.extend(unlisted());
         }
         (
             Ok(()),
@@ -1055,7 +1057,7 @@ fn finish_file(
         ) => {
             summary.files_refused += 1;
             summary.rejections.extend(parsed.rejections);
-            summary.notes.extend(unlisted);
+            summary.notes.extend(unlisted());
             summary.rejections.push(file_rejection(
                 &source.name,
                 name,
