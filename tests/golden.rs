@@ -481,17 +481,40 @@ fn the_english_locale_labels_every_sheet_heading_and_header() {
     );
 }
 
+/// Appends `n` sales lines to the copied fixture whose dates are all
+/// invalid (`2026/13/01` to `2026/13/28`, cycling): rows 22 on, each
+/// rejected as `unparsable date`.
+fn append_bad_dates(dir: &Path, n: usize) {
+    let sales = dir.join("inbox/sales.csv");
+    let mut text_of_sales = std::fs::read_to_string(&sales).unwrap();
+    for i in 0..n {
+        text_of_sales.push_str(&format!("2026/13/{:02},C1,P1,1,100,\n", i % 28 + 1));
+    }
+    std::fs::write(&sales, text_of_sales).unwrap();
+}
+
+/// The `rejected: ` lines a run printed on stderr.
+fn rejected_lines(run: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&run.stderr)
+        .lines()
+        .filter(|l| l.starts_with("rejected: "))
+        .map(String::from)
+        .collect()
+}
+
+/// The lines `export rejections` prints for the fixture's date, its
+/// header included.
+fn exported_rejections(dir: &Path) -> usize {
+    let export = salesbatch(dir, &["export", "rejections", "--as-of", AS_OF]);
+    String::from_utf8_lossy(&export.stdout).lines().count()
+}
+
 #[test]
 fn run_prints_a_files_first_rejected_rows_and_counts_the_rest() {
     let dir = copied();
-    let sales = dir.path().join("inbox/sales.csv");
-    let mut text_of_sales = std::fs::read_to_string(&sales).unwrap();
     // 30 more bad rows after C99's (row 21): 31 of 50 rows rejected, so the
     // file is also refused by `max_reject_ratio`
-    for day in 1..=30 {
-        text_of_sales.push_str(&format!("2026/13/{day:02},C1,P1,1,100,\n"));
-    }
-    std::fs::write(&sales, text_of_sales).unwrap();
+    append_bad_dates(dir.path(), 30);
 
     let run = salesbatch(
         dir.path(),
@@ -499,11 +522,7 @@ fn run_prints_a_files_first_rejected_rows_and_counts_the_rest() {
     );
     let out = text(&run);
     assert_eq!(run.status.code(), Some(3), "{out}");
-    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
-    let rejected: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("rejected: "))
-        .collect();
+    let rejected = rejected_lines(&run);
     // the file's ten first rows (C99's, then nine dates), the refusal, and
     // the count of the rest
     assert_eq!(rejected.len(), 12, "{out}");
@@ -523,11 +542,7 @@ fn run_prints_a_files_first_rejected_rows_and_counts_the_rest() {
     );
     // the run's count and the export still hold every one
     assert!(out.contains(", 32 rejections,"), "{out}");
-    let export = salesbatch(dir.path(), &["export", "rejections", "--as-of", AS_OF]);
-    assert_eq!(
-        String::from_utf8_lossy(&export.stdout).lines().count(),
-        1 + 32
-    );
+    assert_eq!(exported_rejections(dir.path()), 1 + 32);
 }
 
 /// A file lists its first 1,000 rejected rows; the rest are counted in a
@@ -541,14 +556,9 @@ fn a_file_lists_its_first_thousand_rejected_rows_and_counts_the_rest() {
         .unwrap()
         .replace("max_reject_ratio = 0.1", "max_reject_ratio = 1.0");
     std::fs::write(&config, text_of_config).unwrap();
-    let sales = dir.path().join("inbox/sales.csv");
-    let mut text_of_sales = std::fs::read_to_string(&sales).unwrap();
     // 1,200 bad dates after C99's row 21: 1,201 rejected rows, of which
     // the file lists 1,000 (C99's and 999 dates) and counts 201
-    for n in 0..1200 {
-        text_of_sales.push_str(&format!("2026/13/{:02},C1,P1,1,100,\n", n % 28 + 1));
-    }
-    std::fs::write(&sales, text_of_sales).unwrap();
+    append_bad_dates(dir.path(), 1200);
 
     for pass in ["loaded", "skipped as unchanged"] {
         let run = salesbatch(
@@ -558,11 +568,7 @@ fn a_file_lists_its_first_thousand_rejected_rows_and_counts_the_rest() {
         let out = text(&run);
         assert_eq!(run.status.code(), Some(3), "{pass}: {out}");
         assert!(out.contains(", 1201 rejections,"), "{pass}: {out}");
-        let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
-        let rejected: Vec<&str> = stderr
-            .lines()
-            .filter(|l| l.starts_with("rejected: "))
-            .collect();
+        let rejected = rejected_lines(&run);
         assert_eq!(rejected.len(), 11, "{pass}: {out}");
         assert_eq!(
             rejected[10],
@@ -609,12 +615,7 @@ fn a_file_lists_its_first_thousand_rejected_rows_and_counts_the_rest() {
                 .starts_with("201 more rejected rows are counted, not listed"))),
             "{pass}: {notes:?}"
         );
-        let export = salesbatch(dir.path(), &["export", "rejections", "--as-of", AS_OF]);
-        assert_eq!(
-            String::from_utf8_lossy(&export.stdout).lines().count(),
-            1 + 1000,
-            "{pass}"
-        );
+        assert_eq!(exported_rejections(dir.path()), 1 + 1000, "{pass}");
         if pass == "loaded" {
             assert!(out.contains("6 files loaded"), "{out}");
         } else {
