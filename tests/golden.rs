@@ -268,12 +268,10 @@ fn the_mini_fixture_reports_the_numbers_computed_by_hand() {
     assert_exports_as_expected(dir.path());
 }
 
-#[test]
-fn the_next_day_lists_the_tier_change_computed_by_hand() {
-    const NEXT_DAY: &str = "2026-11-21";
-    let dir = copied();
-    run_nightly(dir.path());
-    let customers = dir.path().join("inbox/customers.csv");
+/// Gives C3 a prospect score of 20 in the customer master: its score goes
+/// from 59.00 (D) to 61.00 (C), with the prospect sub-score as the driver.
+fn raise_c3_prospect(dir: &Path) {
+    let customers = dir.join("inbox/customers.csv");
     let before = std::fs::read_to_string(&customers).unwrap();
     let c3 = "C3,三号诊所,华东,R2,诊所,2026-06-01,,,90,";
     assert!(before.contains(c3));
@@ -282,6 +280,96 @@ fn the_next_day_lists_the_tier_change_computed_by_hand() {
         before.replace(c3, "C3,三号诊所,华东,R2,诊所,2026-06-01,,20,90,"),
     )
     .unwrap();
+}
+
+/// Appends `[[tiering.tiers]]` (name, min_score) to the copied config,
+/// replacing the default tiers A…E.
+fn set_tiers(dir: &Path, tiers: &[(&str, u32)]) {
+    let config = dir.join("salesbatch.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    for (name, min_score) in tiers {
+        text.push_str(&format!(
+            "\n[[tiering.tiers]]\nname = \"{name}\"\nlabel = \"{name}\"\nmin_score = {min_score}\nmonthly_visits = 1\n"
+        ));
+    }
+    std::fs::write(config, text).unwrap();
+}
+
+/// The change rows of a workbook's Tier changes sheet, as (id, from, to).
+fn change_rows(workbook: &Path) -> Vec<(String, String, String)> {
+    sheet(workbook, "分级变动")[1..]
+        .iter()
+        .map(|r| (r[0].to_string(), r[4].to_string(), r[5].to_string()))
+        .collect()
+}
+
+/// Day 2 renames the tiers A…E to T1…T5 (same thresholds) and raises C3
+/// from 59.00 to 61.00: the only change is C3, from `D` (level 4) to `T3`
+/// (level 3), an upgrade; the five other customers only changed names.
+/// Day 3 drops to four tiers T1…T4 (90, 75, 60, 0): the day-2 tiers T1…T3
+/// are still named, T5 is not and the number differs, so C4 (46.50), C6
+/// (3.00) and C7 (1.00), all T5 on day 2 and T4 now, are not compared: the
+/// run warns about 3 customers and the 华东 page (C6's region) says why it
+/// lists none.
+#[test]
+fn renamed_tiers_are_no_change_and_reshaped_ones_are_not_compared() {
+    let dir = copied();
+    run_nightly(dir.path());
+    raise_c3_prospect(dir.path());
+    set_tiers(
+        dir.path(),
+        &[("T1", 90), ("T2", 75), ("T3", 60), ("T4", 50), ("T5", 0)],
+    );
+    let day2 = salesbatch(
+        dir.path(),
+        &["run", "nightly", "--as-of", "2026-11-21", "--no-email"],
+    );
+    assert_eq!(day2.status.code(), Some(3), "{}", text(&day2));
+    let reports = dir.path().join("out/2026-11-21/nightly");
+    let c3 = ("C3".to_string(), "D".to_string(), "T3".to_string());
+    assert_eq!(change_rows(&reports.join("national.xlsx")), vec![c3]);
+    let summary = sheet(&reports.join("national.xlsx"), "概览");
+    assert_close(&labelled(&summary, "升级"), 1.0, "升级");
+    assert_close(&labelled(&summary, "降级"), 0.0, "降级");
+
+    // back to the fixture's config, then four tiers
+    std::fs::copy(
+        fixture().join("salesbatch.toml"),
+        dir.path().join("salesbatch.toml"),
+    )
+    .unwrap();
+    set_tiers(dir.path(), &[("T1", 90), ("T2", 75), ("T3", 60), ("T4", 0)]);
+    let day3 = salesbatch(
+        dir.path(),
+        &["run", "nightly", "--as-of", "2026-11-22", "--no-email"],
+    );
+    let out = text(&day3);
+    assert_eq!(day3.status.code(), Some(3), "{out}");
+    assert!(
+        out.contains(
+            "the earlier snapshot's tiers `T5` (3) are not tiers of the current `[[tiering.tiers]]`, \
+             which also differ in number from the rules that snapshot recorded: 3 customers' tier \
+             changes are not listed in this run"
+        ),
+        "{out}"
+    );
+    let reports = dir.path().join("out/2026-11-22/nightly");
+    assert_eq!(change_rows(&reports.join("national.xlsx")), vec![]);
+    let east = std::fs::read_to_string(reports.join("华东.html")).unwrap();
+    assert!(
+        section(&east, "分级变动").contains(
+            "上期快照的等级已不在当前分级规则中（等级的名称和个数都改了），本期不比较等级变动"
+        ),
+        "{east}"
+    );
+}
+
+#[test]
+fn the_next_day_lists_the_tier_change_computed_by_hand() {
+    const NEXT_DAY: &str = "2026-11-21";
+    let dir = copied();
+    run_nightly(dir.path());
+    raise_c3_prospect(dir.path());
 
     let next = salesbatch(
         dir.path(),

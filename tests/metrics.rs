@@ -559,7 +559,7 @@ fn tier_changes_computed_by_hand() {
         with("Y", "C", 74.0, 70.0, 90.0),
         with("Z", "C", 66.0, 70.0, 75.0),
     ];
-    let ch = changes::compute(&now, &prev, &rules);
+    let ch = changes::compute(&now, previous(&prev, &[]), &rules).changes;
     let got: Vec<(&str, &str, &str, bool, f64, &str)> = ch
         .iter()
         .map(|c| {
@@ -581,6 +581,57 @@ fn tier_changes_computed_by_hand() {
         ]
     );
     assert_eq!((ch[0].driver_delta, ch[1].driver_delta), (7.5, -2.0));
+}
+
+fn previous<'a>(tiers: &'a [TierResult], tier_names: &'a [String]) -> changes::Previous<'a> {
+    changes::Previous { tiers, tier_names }
+}
+
+/// Ops renamed the default tiers A…E to T1…T5 (five tiers before and now):
+/// X was `T3` (level 2) and is `C` now (level 2), a rename, not listed; Y was
+/// `T3` and is `B` now, an upgrade; W was `B`, a name the current rules still
+/// have, and is `C` now, a downgrade. Against rules of four tiers, `T3` has
+/// no level: X and Y are counted as not compared, W still compares by name.
+#[test]
+fn renamed_tiers_are_not_changes_and_unplaced_ones_are_counted() {
+    let rules = TieringConfig::default();
+    let at = |id: &str, t: &str| tier(id, "华东", "R1", t);
+    let prev = vec![at("X", "T3"), at("Y", "T3"), at("W", "B")];
+    let now = vec![at("X", "C"), at("Y", "B"), at("W", "C")];
+    let moves = |c: &changes::Compared| -> Vec<(String, String, String, bool)> {
+        c.changes
+            .iter()
+            .map(|c| {
+                (
+                    c.customer_id.clone(),
+                    c.from_tier.clone(),
+                    c.to_tier.clone(),
+                    c.upgrade,
+                )
+            })
+            .collect()
+    };
+    let five: Vec<String> = ["T1", "T2", "T3", "T4", "T5"].map(String::from).to_vec();
+    let renamed = changes::compute(&now, previous(&prev, &five), &rules);
+    assert_eq!(
+        moves(&renamed),
+        vec![
+            ("Y".into(), "T3".into(), "B".into(), true),
+            ("W".into(), "B".into(), "C".into(), false)
+        ]
+    );
+    assert!(renamed.not_compared.is_empty());
+
+    let four: Vec<String> = ["T1", "T2", "T3", "T4"].map(String::from).to_vec();
+    let reshaped = changes::compute(&now, previous(&prev, &four), &rules);
+    assert_eq!(
+        moves(&reshaped),
+        vec![("W".into(), "B".into(), "C".into(), false)]
+    );
+    assert_eq!(
+        reshaped.not_compared.into_iter().collect::<Vec<_>>(),
+        vec![("T3".to_string(), 2)]
+    );
 }
 
 // ------------------------------------------------------------ edge cases

@@ -79,6 +79,7 @@ fn rendered_with(
         development,
         scorecard: vec![],
         tiers_compared,
+        tiers_not_compared: Default::default(),
     };
     edit(&mut computed);
     let rejection = Rejection {
@@ -509,12 +510,21 @@ fn headline_numbers_by_hand() {
     let computed = Computed {
         as_of,
         period,
-        changes: changes::compute(&tiers, &previous, &rules.tiering),
+        changes: changes::compute(
+            &tiers,
+            changes::Previous {
+                tiers: &previous,
+                tier_names: &[],
+            },
+            &rules.tiering,
+        )
+        .changes,
         tiers,
         visits,
         development,
         scorecard,
         tiers_compared: true,
+        tiers_not_compared: Default::default(),
     };
     let rejection = Rejection {
         source: "flow".into(),

@@ -381,6 +381,63 @@ async fn postgres_metric_inputs_are_one_commit_while_loads_go_on() {
         .await;
 }
 
+/// Both backends: the snapshot before a date comes with the tier names of
+/// the rules its run recorded (what tells a renamed tier from a changed
+/// one); a run whose rules name no tiers gives none.
+async fn previous_snapshot_names_its_rules_tiers(wh: &Wh<'_>) {
+    let lab = Lab::new();
+    let settings = lab.settings("");
+    let store = Lab::store(&settings, wh).await;
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+    let tier = |id: &str, tier: &str| crate::metrics::tier(id, "华东", "R1", tier);
+    let rules = r#"{"tiering":{"window_months":12,"tiers":[{"name":"T1","min_score":50.0},{"name":"T2","min_score":0.0}]}}"#;
+    let run = store.start_run("nightly", day, rules).await.unwrap();
+    store
+        .save_snapshot(run, day, &[tier("C1", "T2"), tier("C2", "T1")], &[])
+        .await
+        .unwrap();
+    assert!(store.previous_tiers(day).await.unwrap().is_none());
+    let next = day.succ_opt().unwrap();
+    let previous = store.previous_tiers(next).await.unwrap().unwrap();
+    assert_eq!(previous.tier_names, ["T1", "T2"]);
+    let mut held: Vec<(String, String)> = previous
+        .tiers
+        .into_iter()
+        .map(|t| (t.customer_id, t.tier))
+        .collect();
+    held.sort();
+    assert_eq!(
+        held,
+        [("C1".into(), "T2".into()), ("C2".into(), "T1".into())]
+    );
+
+    let bare = store.start_run("nightly", next, "{}").await.unwrap();
+    store
+        .save_snapshot(bare, next, &[tier("C1", "T1")], &[])
+        .await
+        .unwrap();
+    let previous = store
+        .previous_tiers(next.succ_opt().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(previous.tier_names.is_empty());
+    assert_eq!(previous.tiers.len(), 1);
+}
+
+#[tokio::test]
+async fn sqlite_previous_snapshot_names_its_rules_tiers() {
+    previous_snapshot_names_its_rules_tiers(&Wh::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_previous_snapshot_names_its_rules_tiers() {
+    PgDatabase::run(async |url| {
+        previous_snapshot_names_its_rules_tiers(&Wh::Postgres(url)).await;
+    })
+    .await;
+}
+
 /// Both backends: a run's saved data quality makes it a quality run; a run
 /// without ingest finds the latest one before it and links to it, which
 /// `export rejections` follows; the notes carried for a source are those of

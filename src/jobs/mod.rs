@@ -12,7 +12,7 @@ use crate::config::{JobConfig, Settings, Step};
 use crate::ingest::record::Rejection;
 use crate::ingest::{self, FileNote, IngestSummary};
 use crate::metrics::{self, Computed, Rules};
-use crate::warehouse::Store;
+use crate::warehouse::{PreviousSnapshot, Store};
 use crate::{deliver, report};
 
 #[derive(Debug, Clone, Default)]
@@ -346,13 +346,26 @@ async fn steps(
             customers = inputs.customers.len(),
             customers_with_sales = inputs.sales.customers.len(),
             visit_days = inputs.visit_days.len(),
-            previous = previous.as_ref().map_or(0, Vec::len),
+            previous = previous.as_ref().map_or(0, |p| p.tiers.len()),
             elapsed_ms = started.elapsed().as_millis(),
             "metric inputs read"
         );
         let started = std::time::Instant::now();
-        let c = metrics::compute_all(&inputs, rules, as_of, previous.as_deref());
+        let c = metrics::compute_all(
+            &inputs,
+            rules,
+            as_of,
+            previous.as_ref().map(PreviousSnapshot::as_previous),
+        );
         drop(inputs);
+        drop(previous);
+        if !c.tiers_not_compared.is_empty() {
+            warn!(
+                customers = c.tiers_not_compared.values().sum::<u64>(),
+                "{}",
+                not_compared_message(&c.tiers_not_compared)
+            );
+        }
         counts.customers_scored = c.tiers.len() as u64;
         info!(
             customers = c.tiers.len(),
@@ -545,6 +558,23 @@ fn stage(opts: &RunOptions, name: &str) {
         }
         pb.set_message(name.to_string());
     }
+}
+
+/// The WARN for earlier tiers the current rules cannot place: ops changed the
+/// tiers' names and their number at once, so this run lists no tier change
+/// for those customers, and the next run compares like with like again.
+fn not_compared_message(not_compared: &std::collections::BTreeMap<String, u64>) -> String {
+    let tiers: Vec<String> = not_compared
+        .iter()
+        .map(|(tier, n)| format!("`{tier}` ({n})"))
+        .collect();
+    format!(
+        "the earlier snapshot's tiers {} are not tiers of the current `[[tiering.tiers]]`, which also \
+         differ in number from the rules that snapshot recorded: {} customers' tier changes are not \
+         listed in this run",
+        tiers.join(", "),
+        not_compared.values().sum::<u64>()
+    )
 }
 
 #[cfg(test)]

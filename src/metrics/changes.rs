@@ -1,12 +1,29 @@
 //! Tier changes against the latest earlier snapshot: upgrades, downgrades, the
 //! score delta and the sub-score whose weighted contribution moved most.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use super::tiers::{tier_rank, TierResult};
+use super::tiers::TierResult;
 use crate::config::TieringConfig;
+
+/// The latest earlier snapshot: its tiers, and the tier names (high to low)
+/// of the rules it was computed with, empty when those are unknown.
+#[derive(Debug, Clone, Copy)]
+pub struct Previous<'a> {
+    pub tiers: &'a [TierResult],
+    pub tier_names: &'a [String],
+}
+
+/// The tier changes, and the earlier tiers that could not be compared.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Compared {
+    pub changes: Vec<TierChange>,
+    /// earlier tier names that no level of the current rules matches (see
+    /// `previous_level`), with how many of the current customers held each
+    pub not_compared: BTreeMap<String, u64>,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TierChange {
@@ -26,23 +43,44 @@ pub struct TierChange {
     pub driver_delta: f64,
 }
 
-/// Customers present in both snapshots whose tier differs, upgrades first,
-/// then by the size of the score move. The weights used are the current
+/// The level (0 = highest) of an earlier tier under the current rules: the
+/// level of the tier of that name, or, when the current rules have no tier
+/// of that name but as many tiers as the earlier rules, the level the name
+/// held there (ops renamed the tiers). `None` when neither places it: the
+/// rules changed shape, so the earlier tier says nothing about direction.
+fn previous_level(tier: &str, rules: &TieringConfig, previous_names: &[String]) -> Option<usize> {
+    rules.tiers.iter().position(|t| t.name == tier).or_else(|| {
+        (previous_names.len() == rules.tiers.len())
+            .then(|| previous_names.iter().position(|n| n == tier))
+            .flatten()
+    })
+}
+
+/// Customers present in both snapshots whose tier level differs, upgrades
+/// first, then by the size of the score move. A tier renamed in the rules is
+/// not a change; an earlier tier whose level cannot be placed is counted in
+/// `not_compared` rather than guessed. The weights used are the current
 /// rules for both sides, so the driver reflects what changed in the data.
-pub fn compute(
-    current: &[TierResult],
-    previous: &[TierResult],
-    rules: &TieringConfig,
-) -> Vec<TierChange> {
+pub fn compute(current: &[TierResult], previous: Previous<'_>, rules: &TieringConfig) -> Compared {
     let prev: HashMap<&str, &TierResult> = previous
+        .tiers
         .iter()
         .map(|p| (p.customer_id.as_str(), p))
         .collect();
+    let mut not_compared: BTreeMap<String, u64> = BTreeMap::new();
     let mut out: Vec<TierChange> = current
         .iter()
         .filter_map(|c| {
             let p = prev.get(c.customer_id.as_str())?;
             if p.tier == c.tier {
+                return None;
+            }
+            let Some(before_level) = previous_level(&p.tier, rules, previous.tier_names) else {
+                *not_compared.entry(p.tier.clone()).or_default() += 1;
+                return None;
+            };
+            let now_level = rules.tiers.iter().position(|t| t.name == c.tier)?;
+            if now_level == before_level {
                 return None;
             }
             let now = c.sub.weighted(rules);
@@ -65,7 +103,7 @@ pub fn compute(
                 rep_id: c.rep_id.clone(),
                 from_tier: p.tier.clone(),
                 to_tier: c.tier.clone(),
-                upgrade: tier_rank(rules, &c.tier) < tier_rank(rules, &p.tier),
+                upgrade: now_level < before_level,
                 previous_score: p.score,
                 score: c.score,
                 delta: super::round_half_away(c.score - p.score, 2),
@@ -80,5 +118,8 @@ pub fn compute(
             .then(b.delta.abs().total_cmp(&a.delta.abs()))
             .then(a.customer_id.cmp(&b.customer_id))
     });
-    out
+    Compared {
+        changes: out,
+        not_compared,
+    }
 }

@@ -152,6 +152,11 @@ pub struct Computed {
     /// nothing did, and the report says which
     #[serde(default)]
     pub tiers_compared: bool,
+    /// earlier tiers the current rules cannot place (see
+    /// `changes::compute`), with how many customers held each: their tier
+    /// changes are not listed
+    #[serde(default)]
+    pub tiers_not_compared: std::collections::BTreeMap<String, u64>,
 }
 
 /// Runs every metric of SPEC §5 over one set of inputs.
@@ -159,7 +164,7 @@ pub fn compute_all(
     inputs: &Inputs,
     rules: &Rules,
     as_of: NaiveDate,
-    previous: Option<&[tiers::TierResult]>,
+    previous: Option<changes::Previous<'_>>,
 ) -> Computed {
     let period = PeriodRange::new(as_of, rules.period);
     let tiers = tiers::compute(
@@ -170,7 +175,7 @@ pub fn compute_all(
         &rules.inactive_values,
         as_of,
     );
-    let changes = previous
+    let compared = previous
         .map(|p| changes::compute(&tiers, p, &rules.tiering))
         .unwrap_or_default();
     let visits = visits::compute(
@@ -207,10 +212,11 @@ pub fn compute_all(
         as_of,
         period,
         tiers,
-        changes,
+        changes: compared.changes,
         visits,
         development,
         scorecard,
         tiers_compared: previous.is_some(),
+        tiers_not_compared: compared.not_compared,
     }
 }

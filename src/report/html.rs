@@ -151,10 +151,12 @@ impl Renderer {
                 &report.changes,
                 labels,
                 report.changes.rows.iter(),
-                if report.tiers_compared {
-                    "no_changes"
-                } else {
+                if !report.tiers_compared {
                     "no_snapshot"
+                } else if report.tiers_not_compared {
+                    "changes_not_compared"
+                } else {
+                    "no_changes"
                 },
             ),
         );

@@ -78,6 +78,11 @@ const LABELS: &[(&str, &str, &str)] = &[
         "No tier changes since the previous snapshot",
     ),
     (
+        "changes_not_compared",
+        "上期快照的等级已不在当前分级规则中（等级的名称和个数都改了），本期不比较等级变动",
+        "The earlier snapshot's tiers are not in the current tier rules (their names and number changed); tier changes are not compared this time",
+    ),
+    (
         "no_snapshot",
         "首次计算：尚无上期快照可比较",
         "First computation: no earlier snapshot to compare with",

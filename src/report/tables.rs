@@ -128,6 +128,9 @@ pub struct Report {
     pub changes: Table,
     /// see `Computed::tiers_compared`
     pub tiers_compared: bool,
+    /// whether some earlier tiers could not be placed under the current
+    /// rules (see `Computed::tiers_not_compared`)
+    pub tiers_not_compared: bool,
     pub visits: Table,
     pub scorecard: Table,
     pub development: Table,
@@ -543,6 +546,7 @@ pub fn build(
         tiers,
         changes,
         tiers_compared: c.tiers_compared,
+        tiers_not_compared: !c.tiers_not_compared.is_empty(),
         visits,
         scorecard,
         development,

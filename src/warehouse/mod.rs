@@ -39,6 +39,40 @@ use crate::metrics::{Inputs, PeriodRange, VisitDay};
 
 pub type Result<T> = std::result::Result<T, WarehouseError>;
 
+/// The latest earlier snapshot's tiers, and the tier names (high to low) of
+/// the rules its run recorded: what `metrics::changes` compares against.
+#[derive(Debug, Clone, Default)]
+pub struct PreviousSnapshot {
+    pub tiers: Vec<TierResult>,
+    pub tier_names: Vec<String>,
+}
+
+impl PreviousSnapshot {
+    pub fn as_previous(&self) -> crate::metrics::changes::Previous<'_> {
+        crate::metrics::changes::Previous {
+            tiers: &self.tiers,
+            tier_names: &self.tier_names,
+        }
+    }
+}
+
+/// Tier names of a run's recorded rules (`runs.rules`, JSON of
+/// `metrics::Rules`). Read by path rather than as `Rules`, so that rules
+/// recorded by an older version, with fewer keys, still name their tiers;
+/// empty when the record has none.
+pub(crate) fn tier_names_of(rules_json: &str) -> Vec<String> {
+    serde_json::from_str::<serde_json::Value>(rules_json)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/tiering/tiers")?
+                .as_array()?
+                .iter()
+                .map(|t| t.get("name")?.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+        })
+        .unwrap_or_default()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum WarehouseError {
     #[error("warehouse `{url}`: {source}")]
@@ -281,8 +315,9 @@ pub trait Store: Send + Sync {
         docs: &[(&str, String)],
     ) -> Result<()>;
     async fn tiers_of(&self, run_id: i64) -> Result<Vec<TierResult>>;
-    /// Tiers of the latest snapshot dated before `as_of`.
-    async fn previous_tiers(&self, as_of: NaiveDate) -> Result<Option<Vec<TierResult>>>;
+    /// The latest snapshot dated before `as_of`, with the tier names of the
+    /// rules its run recorded.
+    async fn previous_tiers(&self, as_of: NaiveDate) -> Result<Option<PreviousSnapshot>>;
     async fn snapshot_doc(&self, run_id: i64, kind: &str) -> Result<Option<String>>;
 
     async fn delivery(

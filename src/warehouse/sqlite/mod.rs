@@ -16,8 +16,8 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use tokio::sync::mpsc;
 
 use super::{
-    now, reason_from, Batch, DeliveryRow, FileLoad, FileState, LoadOutcome, Result, RunRow, Store,
-    WarehouseError,
+    now, reason_from, tier_names_of, Batch, DeliveryRow, FileLoad, FileState, LoadOutcome,
+    PreviousSnapshot, Result, RunRow, Store, WarehouseError,
 };
 use crate::config::VisitsConfig;
 use crate::ingest::record::{Masters, Rejection};
@@ -376,7 +376,7 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn previous_tiers(&self, as_of: NaiveDate) -> Result<Option<Vec<TierResult>>> {
+    async fn previous_tiers(&self, as_of: NaiveDate) -> Result<Option<PreviousSnapshot>> {
         let run: Option<i64> = sqlx::query_scalar(
             "SELECT run_id FROM tier_snapshots WHERE as_of < ? ORDER BY as_of DESC, run_id DESC LIMIT 1",
         )
@@ -384,7 +384,17 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         match run {
-            Some(id) => Ok(Some(self.tiers_of(id).await?)),
+            Some(id) => {
+                let rules: Option<String> =
+                    sqlx::query_scalar("SELECT rules FROM runs WHERE run_id = ?")
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(Some(PreviousSnapshot {
+                    tiers: self.tiers_of(id).await?,
+                    tier_names: rules.as_deref().map(tier_names_of).unwrap_or_default(),
+                }))
+            }
             None => Ok(None),
         }
     }
