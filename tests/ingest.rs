@@ -2751,6 +2751,58 @@ async fn a_merged_optional_column_becomes_a_note_on_its_file() {
     );
 }
 
+/// Rows loaded without a merged-down rep are counted less every rejected
+/// row, not only those listed: 2,400 data rows (sheet rows 2–2401) under
+/// one rep merged in E2:E2401, the last 1,200 with an unparsable date, of
+/// which the first 1,000 are listed. The block's rows below E2 are 2,399;
+/// 1,200 of them did not load, so 1,199 loaded without a rep (counting only
+/// the listed rejections gave 1,399).
+#[tokio::test]
+async fn merged_rows_that_loaded_leave_out_unlisted_rejected_rows() {
+    let lab = Lab::new();
+    let path = lab.path("in/m/flow.xlsx");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let ws = wb.add_worksheet().set_name("流向").unwrap();
+    ws.write_row(
+        0,
+        0,
+        ["日期", "客户编码", "产品编码", "金额", "代表", "数量"],
+    )
+    .unwrap();
+    for r in 1..=2400u32 {
+        let date = if r <= 1200 {
+            "2026-10-01"
+        } else {
+            "十月三日"
+        };
+        ws.write_row(r, 0, [date, "C1", "P1", "5"]).unwrap();
+    }
+    ws.merge_range(1, 4, 2400, 4, "R1", &rust_xlsxwriter::Format::new())
+        .unwrap();
+    wb.save(&path).unwrap();
+    let settings = lab.settings(&format!(
+        "[ingest]\nmax_reject_ratio = 0.6\n{}",
+        crate::cli::merged_rep_source("m", "in/m/*.xlsx")
+    ));
+    let summary = lab.ingest(&settings).await;
+    assert_eq!(
+        (summary.files_loaded, summary.rejected_rows()),
+        (3, 1200),
+        "{:?}",
+        summary.notes
+    );
+    let notes: Vec<&str> = summary.notes.iter().map(|n| n.note.as_str()).collect();
+    assert!(
+        notes.contains(
+            &"1199 rows load with no `rep_id`: column `代表` is merged in E2:E2401; only the \
+              first cell of merged cells holds their value: unmerge them and fill the value \
+              into every row"
+        ),
+        "{notes:#?}"
+    );
+}
+
 /// The progress bar ends full: its length is the files the run listed
 /// (refused copies and unreadable entries included), each counted once.
 #[tokio::test]

@@ -243,6 +243,11 @@ struct Pipeline {
     /// the 1-based rows that reached the row check, for counting merged
     /// blocks' rows (see `record::merged_optional_cells`)
     row_runs: RowRuns,
+    /// the 1-based rows rejected, listed or not (see `LISTED_REJECTIONS`),
+    /// which merged blocks' rows that loaded leave out; bounded as
+    /// `row_runs` is, so past `RowRuns::MAX` separate runs of rejected rows
+    /// the note undercounts rather than the memory growing
+    rejected_runs: RowRuns,
     /// whether a loaded row had a mapped optional cell empty
     empty_optional: bool,
 }
@@ -272,6 +277,7 @@ impl Pipeline {
             rejections: Vec::new(),
             alike_sheets: Vec::new(),
             row_runs: RowRuns::default(),
+            rejected_runs: RowRuns::default(),
             empty_optional: false,
         }
     }
@@ -317,6 +323,7 @@ impl Pipeline {
             }
             Err(rejection) => {
                 self.rejected += 1;
+                self.rejected_runs.push(row);
                 if matches!(
                     rejection.reason,
                     Reason::UnknownCustomerId | Reason::UnknownRepId
@@ -484,10 +491,7 @@ fn explain_merged_cells(path: &Path, p: &mut Pipeline) -> Vec<MergedLoss> {
     }
     match &p.mapping {
         Some(mapping) if p.empty_optional => {
-            let mut rejected: Vec<u64> = p.rejections.iter().map(|r| r.row).collect();
-            rejected.sort_unstable();
-            rejected.dedup();
-            record::merged_optional_cells(mapping, &merged, &p.row_runs, &rejected)
+            record::merged_optional_cells(mapping, &merged, &p.row_runs, &p.rejected_runs)
         }
         _ => Vec::new(),
     }

@@ -466,22 +466,23 @@ impl RowRuns {
 /// SPEC §4 allows, so the load goes on; the caller only says so. A block
 /// that begins above the first data row (a header merged over two rows) is
 /// the header's; only the block's rows in `data_rows` count (not a blank
-/// row, nor one past the data), less those in `rejected_rows` (sorted,
-/// each once), which did not load. Counted per block, never per cell, so a
+/// row, nor one past the data), less those in `rejected_rows` (every
+/// rejected row, listed or not), which did not load. Counted per block,
+/// never per cell, so a
 /// hostile file declaring huge merges costs a few searches per block.
 pub fn merged_optional_cells(
     mapping: &Mapping,
     merged: &[MergedBlock],
     data_rows: &RowRuns,
-    rejected_rows: &[u64],
+    rejected_rows: &RowRuns,
 ) -> Vec<MergedLoss> {
     let Some(first_data_row) = data_rows.first() else {
         return Vec::new();
     };
     let prefix = data_rows.prefix();
-    let rejected_between = |from: u64, to: u64| {
-        rejected_rows.partition_point(|r| *r <= to) - rejected_rows.partition_point(|r| *r < from)
-    };
+    let rejected_prefix = rejected_rows.prefix();
+    let rejected_between =
+        |from: u64, to: u64| rejected_rows.count_between(&rejected_prefix, from, to);
     let mut losses = Vec::new();
     for (field, required, column, header) in &mapping.fields {
         let Ok(column) = u32::try_from(*column) else {
@@ -515,7 +516,7 @@ pub fn merged_optional_cells(
             }
             let lost = data_rows
                 .count_between(&prefix, from, to)
-                .saturating_sub(rejected_between(from, to) as u64);
+                .saturating_sub(rejected_between(from, to));
             if lost > 0 {
                 loss.rows += lost;
                 loss.blocks.push(block_range((first, last)));
@@ -1066,10 +1067,17 @@ mod tests {
             rows,
             blocks: blocks.iter().map(ToString::to_string).collect(),
         };
+        let rows = |rows: &[u64]| {
+            let mut runs = RowRuns::default();
+            for row in rows {
+                runs.push(*row);
+            }
+            runs
+        };
         // E4:E6 less rejected row 5; row 8; rows 12 and 15–20 below E11
         // (E14, in the blank rows, loads nothing)
         assert_eq!(
-            merged_optional_cells(&mapping, &merged, &data, &[5, 9]),
+            merged_optional_cells(&mapping, &merged, &data, &rows(&[5, 9])),
             [
                 loss(
                     "rep_id",
@@ -1081,10 +1089,12 @@ mod tests {
             ]
         );
         assert_eq!(
-            merged_optional_cells(&mapping, &merged, &data, &[8]).len(),
+            merged_optional_cells(&mapping, &merged, &data, &rows(&[8])).len(),
             1
         );
-        assert!(merged_optional_cells(&mapping, &merged, &RowRuns::default(), &[]).is_empty());
+        assert!(
+            merged_optional_cells(&mapping, &merged, &RowRuns::default(), &rows(&[])).is_empty()
+        );
     }
 
     /// Runs of consecutive rows are counted over any range by two searches;
