@@ -468,8 +468,8 @@ impl RowRuns {
 /// the header's; only the block's rows in `data_rows` count (not a blank
 /// row, nor one past the data), less those in `rejected_rows` (every
 /// rejected row, listed or not), which did not load. Counted per block,
-/// never per cell, so a
-/// hostile file declaring huge merges costs a few searches per block.
+/// never per cell, so a hostile file declaring huge merges costs a few
+/// searches per block.
 pub fn merged_optional_cells(
     mapping: &Mapping,
     merged: &[MergedBlock],
