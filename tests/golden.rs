@@ -304,8 +304,9 @@ fn change_rows(workbook: &Path) -> Vec<(String, String, String)> {
 }
 
 /// Day 2 renames the tiers A…E to T1…T5 (same thresholds) and raises C3
-/// from 59.00 to 61.00: the only change is C3, from `D` (level 4) to `T3`
-/// (level 3), an upgrade; the five other customers only changed names.
+/// from 59.00 to 61.00: the only change is C3, from `D` (the fourth tier)
+/// to `T3` (the third), an upgrade; the five other customers only changed
+/// names.
 /// Day 3 drops to four tiers T1…T4 (90, 75, 60, 0): the day-2 tiers T1…T3
 /// are still named, T5 is not and the number differs, so C4 (46.50), C6
 /// (3.00) and C7 (1.00), all T5 on day 2 and T4 now, are not compared: the

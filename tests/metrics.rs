@@ -587,17 +587,20 @@ fn previous<'a>(tiers: &'a [TierResult], tier_names: &'a [String]) -> changes::P
     changes::Previous { tiers, tier_names }
 }
 
-/// Ops renamed the default tiers A…E to T1…T5 (five tiers before and now):
-/// X was `T3` (level 2) and is `C` now (level 2), a rename, not listed; Y was
-/// `T3` and is `B` now, an upgrade; W was `B`, a name the current rules still
-/// have, and is `C` now, a downgrade. Against rules of four tiers, `T3` has
-/// no level: X and Y are counted as not compared, W still compares by name.
+/// The current rules are the default A…E. Against earlier rules of five
+/// tiers a tier keeps its earlier position: renamed T1…T5, X was `T3`
+/// (level 2) and is `C` (level 2), a rename, not listed, while Y was `T3`
+/// and is `B`, an upgrade; names shifted down a level (S, A, B, C, D), U
+/// was `S` and V was `A` and are `A` and `B` at the same levels, no change,
+/// while W was `B` (level 2) and is `A`, an upgrade. Against earlier rules
+/// of four tiers (T1…T4) a tier is placed by its name: `T3` has no level,
+/// so X and Y are counted as not compared, while Z, `B` then and `C` now,
+/// is a downgrade.
 #[test]
 fn renamed_tiers_are_not_changes_and_unplaced_ones_are_counted() {
     let rules = TieringConfig::default();
     let at = |id: &str, t: &str| tier(id, "华东", "R1", t);
-    let prev = vec![at("X", "T3"), at("Y", "T3"), at("W", "B")];
-    let now = vec![at("X", "C"), at("Y", "B"), at("W", "C")];
+    let names = |names: &[&str]| -> Vec<String> { names.iter().map(ToString::to_string).collect() };
     let moves = |c: &changes::Compared| -> Vec<(String, String, String, bool)> {
         c.changes
             .iter()
@@ -611,25 +614,42 @@ fn renamed_tiers_are_not_changes_and_unplaced_ones_are_counted() {
             })
             .collect()
     };
-    let five: Vec<String> = ["T1", "T2", "T3", "T4", "T5"].map(String::from).to_vec();
-    let renamed = changes::compute(&now, previous(&prev, &five), &rules);
-    assert_eq!(
-        moves(&renamed),
-        vec![
-            ("Y".into(), "T3".into(), "B".into(), true),
-            ("W".into(), "B".into(), "C".into(), false)
-        ]
-    );
-    assert!(renamed.not_compared.is_empty());
+    let now = vec![
+        at("X", "C"),
+        at("Y", "B"),
+        at("U", "A"),
+        at("V", "B"),
+        at("W", "A"),
+        at("Z", "C"),
+    ];
 
-    let four: Vec<String> = ["T1", "T2", "T3", "T4"].map(String::from).to_vec();
-    let reshaped = changes::compute(&now, previous(&prev, &four), &rules);
+    let renamed = vec![at("X", "T3"), at("Y", "T3")];
+    let five = names(&["T1", "T2", "T3", "T4", "T5"]);
+    let got = changes::compute(&now, previous(&renamed, &five), &rules);
     assert_eq!(
-        moves(&reshaped),
-        vec![("W".into(), "B".into(), "C".into(), false)]
+        moves(&got),
+        vec![("Y".into(), "T3".into(), "B".into(), true)]
+    );
+    assert!(got.not_compared.is_empty());
+
+    let shifted = vec![at("U", "S"), at("V", "A"), at("W", "B")];
+    let five = names(&["S", "A", "B", "C", "D"]);
+    let got = changes::compute(&now, previous(&shifted, &five), &rules);
+    assert_eq!(
+        moves(&got),
+        vec![("W".into(), "B".into(), "A".into(), true)]
+    );
+    assert!(got.not_compared.is_empty());
+
+    let reshaped = vec![at("X", "T3"), at("Y", "T3"), at("Z", "B")];
+    let four = names(&["T1", "T2", "T3", "T4"]);
+    let got = changes::compute(&now, previous(&reshaped, &four), &rules);
+    assert_eq!(
+        moves(&got),
+        vec![("Z".into(), "B".into(), "C".into(), false)]
     );
     assert_eq!(
-        reshaped.not_compared.into_iter().collect::<Vec<_>>(),
+        got.not_compared.into_iter().collect::<Vec<_>>(),
         vec![("T3".to_string(), 2)]
     );
 }

@@ -43,17 +43,18 @@ pub struct TierChange {
     pub driver_delta: f64,
 }
 
-/// The level (0 = highest) of an earlier tier under the current rules: the
-/// level of the tier of that name, or, when the current rules have no tier
-/// of that name but as many tiers as the earlier rules, the level the name
-/// held there (ops renamed the tiers). `None` when neither places it: the
-/// rules changed shape, so the earlier tier says nothing about direction.
+/// The level (0 = highest) of an earlier tier under the current rules. When
+/// the rules the earlier snapshot was computed with had as many tiers as the
+/// current ones, it is the tier's position there: renaming the tiers, or
+/// shifting their names by a level, keeps what each level means. Otherwise
+/// it is the level of the current tier of that name. `None` when neither
+/// places it: the rules changed shape, so the earlier tier says nothing
+/// about direction.
 fn previous_level(tier: &str, rules: &TieringConfig, previous_names: &[String]) -> Option<usize> {
-    rules.tiers.iter().position(|t| t.name == tier).or_else(|| {
-        (previous_names.len() == rules.tiers.len())
-            .then(|| previous_names.iter().position(|n| n == tier))
-            .flatten()
-    })
+    (previous_names.len() == rules.tiers.len())
+        .then(|| previous_names.iter().position(|n| n == tier))
+        .flatten()
+        .or_else(|| rules.tiers.iter().position(|t| t.name == tier))
 }
 
 /// Customers present in both snapshots whose tier level differs, upgrades
