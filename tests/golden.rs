@@ -307,11 +307,13 @@ fn change_rows(workbook: &Path) -> Vec<(String, String, String)> {
 /// from 59.00 to 61.00: the only change is C3, from `D` (the fourth tier)
 /// to `T3` (the third), an upgrade; the five other customers only changed
 /// names.
-/// Day 3 drops to four tiers T1…T4 (90, 75, 60, 0): the day-2 tiers T1…T3
-/// are still named, T5 is not and the number differs, so C4 (46.50), C6
-/// (3.00) and C7 (1.00), all T5 on day 2 and T4 now, are not compared: the
-/// run warns about 3 customers and the 华东 page (C6's region) says why it
-/// lists none.
+/// Day 3 drops to four tiers T1…T4 (90, 75, 60, 0) and puts C3 back to
+/// 59.00: the day-2 tiers T1…T3 are still named, so C3 goes from `T3` to
+/// `T4`, a downgrade; T5 is not named and the number differs, so C4
+/// (46.50), C6 (3.00) and C7 (1.00), all T5 on day 2 and T4 now, are not
+/// compared. The run warns about those 3 customers; the 华东 page lists C3
+/// and says under it that some were not compared (C6), the 华北 page lists
+/// none and says why.
 #[test]
 fn renamed_tiers_are_no_change_and_reshaped_ones_are_not_compared() {
     let dir = copied();
@@ -340,6 +342,11 @@ fn renamed_tiers_are_no_change_and_reshaped_ones_are_not_compared() {
     )
     .unwrap();
     set_tiers(dir.path(), &[("T1", 90), ("T2", 75), ("T3", 60), ("T4", 0)]);
+    std::fs::copy(
+        fixture().join("inbox/customers.csv"),
+        dir.path().join("inbox/customers.csv"),
+    )
+    .unwrap();
     let day3 = salesbatch(
         dir.path(),
         &["run", "nightly", "--as-of", "2026-11-22", "--no-email"],
@@ -355,13 +362,32 @@ fn renamed_tiers_are_no_change_and_reshaped_ones_are_not_compared() {
         "{out}"
     );
     let reports = dir.path().join("out/2026-11-22/nightly");
-    assert_eq!(change_rows(&reports.join("national.xlsx")), vec![]);
-    let east = std::fs::read_to_string(reports.join("华东.html")).unwrap();
+    let c3 = ("C3".to_string(), "T3".to_string(), "T4".to_string());
+    assert_eq!(change_rows(&reports.join("national.xlsx")), vec![c3]);
+    let summary = sheet(&reports.join("national.xlsx"), "概览");
+    assert_close(&labelled(&summary, "升级"), 0.0, "升级");
+    assert_close(&labelled(&summary, "降级"), 1.0, "降级");
+    let changes = |region: &str| {
+        let page = std::fs::read_to_string(reports.join(format!("{region}.html"))).unwrap();
+        section(&page, "分级变动").to_string()
+    };
+    let east = changes("华东");
     assert!(
-        section(&east, "分级变动").contains(
-            "上期快照的等级已不在当前分级规则中（等级的名称和个数都改了），本期不比较等级变动"
-        ),
+        east.contains(">C3</td>")
+            && east.contains(
+                "<div class=\"more\">部分客户的上期等级已不在当前分级规则中（等级的名称和个数都改了），\
+                 未比较这些客户的等级变动</div>"
+            ),
         "{east}"
+    );
+    let north = changes("华北");
+    assert!(
+        !north.contains("<td>")
+            && north.contains(
+                "<div class=\"more\">上期快照的等级已不在当前分级规则中（等级的名称和个数都改了），\
+                 本期不比较等级变动</div>"
+            ),
+        "{north}"
     );
 }
 

@@ -145,21 +145,28 @@ impl Renderer {
             "no_gaps",
         );
         ctx.insert("worst_gaps", &worst);
-        ctx.insert(
-            "changes",
-            &html_table(
-                &report.changes,
-                labels,
-                report.changes.rows.iter(),
-                if !report.tiers_compared {
-                    "no_snapshot"
-                } else if report.tiers_not_compared {
-                    "changes_not_compared"
-                } else {
-                    "no_changes"
-                },
-            ),
+        let mut changes = html_table(
+            &report.changes,
+            labels,
+            report.changes.rows.iter(),
+            if !report.tiers_compared {
+                "no_snapshot"
+            } else if report.tiers_not_compared {
+                "changes_not_compared"
+            } else {
+                "no_changes"
+            },
         );
+        // the changes listed are not all there are: say so under them too
+        if report.tiers_not_compared && !changes.rows.is_empty() {
+            let partly = labels.get("changes_partly_compared");
+            changes.more = if changes.more.is_empty() {
+                partly.to_string()
+            } else {
+                format!("{} {partly}", changes.more)
+            };
+        }
+        ctx.insert("changes", &changes);
         ctx.insert(
             "ranking",
             &html_table(

@@ -83,6 +83,11 @@ const LABELS: &[(&str, &str, &str)] = &[
         "The earlier snapshot's tiers are not in the current tier rules (their names and number changed); tier changes are not compared this time",
     ),
     (
+        "changes_partly_compared",
+        "部分客户的上期等级已不在当前分级规则中（等级的名称和个数都改了），未比较这些客户的等级变动",
+        "Some customers' earlier tiers are not in the current tier rules (their names and number changed); their tier changes are not compared",
+    ),
+    (
         "no_snapshot",
         "首次计算：尚无上期快照可比较",
         "First computation: no earlier snapshot to compare with",
