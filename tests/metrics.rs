@@ -559,8 +559,16 @@ fn tier_changes_computed_by_hand() {
         with("Y", "C", 74.0, 70.0, 90.0),
         with("Z", "C", 66.0, 70.0, 75.0),
     ];
-    let ch = changes::compute(&now, previous(&prev, &[]), &rules).changes;
-    let got: Vec<(&str, &str, &str, bool, f64, &str)> = ch
+    let ch = changes::compute(&now, &previous(prev, &[]), &rules).changes;
+    assert_eq!(moves(&ch), [("X", "C", "B", true), ("Y", "B", "C", false)]);
+    let scored: Vec<(f64, &str)> = ch.iter().map(|c| (c.delta, c.driver.as_str())).collect();
+    assert_eq!(scored, [(10.0, "sales"), (-2.0, "growth")]);
+    assert_eq!((ch[0].driver_delta, ch[1].driver_delta), (7.5, -2.0));
+}
+
+/// Each change as (customer, from, to, upgrade).
+fn moves(changes: &[changes::TierChange]) -> Vec<(&str, &str, &str, bool)> {
+    changes
         .iter()
         .map(|c| {
             (
@@ -568,23 +576,16 @@ fn tier_changes_computed_by_hand() {
                 c.from_tier.as_str(),
                 c.to_tier.as_str(),
                 c.upgrade,
-                c.delta,
-                c.driver.as_str(),
             )
         })
-        .collect();
-    assert_eq!(
-        got,
-        vec![
-            ("X", "C", "B", true, 10.0, "sales"),
-            ("Y", "B", "C", false, -2.0, "growth")
-        ]
-    );
-    assert_eq!((ch[0].driver_delta, ch[1].driver_delta), (7.5, -2.0));
+        .collect()
 }
 
-fn previous<'a>(tiers: &'a [TierResult], tier_names: &'a [String]) -> changes::Previous<'a> {
-    changes::Previous { tiers, tier_names }
+fn previous(tiers: Vec<TierResult>, tier_names: &[&str]) -> changes::Previous {
+    changes::Previous {
+        tiers,
+        tier_names: tier_names.iter().map(ToString::to_string).collect(),
+    }
 }
 
 /// The current rules are the default A…E. Against earlier rules of five
@@ -600,20 +601,6 @@ fn previous<'a>(tiers: &'a [TierResult], tier_names: &'a [String]) -> changes::P
 fn renamed_tiers_are_not_changes_and_unplaced_ones_are_counted() {
     let rules = TieringConfig::default();
     let at = |id: &str, t: &str| tier(id, "华东", "R1", t);
-    let names = |names: &[&str]| -> Vec<String> { names.iter().map(ToString::to_string).collect() };
-    let moves = |c: &changes::Compared| -> Vec<(String, String, String, bool)> {
-        c.changes
-            .iter()
-            .map(|c| {
-                (
-                    c.customer_id.clone(),
-                    c.from_tier.clone(),
-                    c.to_tier.clone(),
-                    c.upgrade,
-                )
-            })
-            .collect()
-    };
     let now = vec![
         at("X", "C"),
         at("Y", "B"),
@@ -622,36 +609,37 @@ fn renamed_tiers_are_not_changes_and_unplaced_ones_are_counted() {
         at("W", "A"),
         at("Z", "C"),
     ];
-
-    let renamed = vec![at("X", "T3"), at("Y", "T3")];
-    let five = names(&["T1", "T2", "T3", "T4", "T5"]);
-    let got = changes::compute(&now, previous(&renamed, &five), &rules);
-    assert_eq!(
-        moves(&got),
-        vec![("Y".into(), "T3".into(), "B".into(), true)]
-    );
-    assert!(got.not_compared.is_empty());
-
-    let shifted = vec![at("U", "S"), at("V", "A"), at("W", "B")];
-    let five = names(&["S", "A", "B", "C", "D"]);
-    let got = changes::compute(&now, previous(&shifted, &five), &rules);
-    assert_eq!(
-        moves(&got),
-        vec![("W".into(), "B".into(), "A".into(), true)]
-    );
-    assert!(got.not_compared.is_empty());
-
-    let reshaped = vec![at("X", "T3"), at("Y", "T3"), at("Z", "B")];
-    let four = names(&["T1", "T2", "T3", "T4"]);
-    let got = changes::compute(&now, previous(&reshaped, &four), &rules);
-    assert_eq!(
-        moves(&got),
-        vec![("Z".into(), "B".into(), "C".into(), false)]
-    );
-    assert_eq!(
-        got.not_compared.into_iter().collect::<Vec<_>>(),
-        vec![("T3".to_string(), 2)]
-    );
+    // (earlier tiers, their rules' tier names, moves listed, not compared)
+    let cases = [
+        (
+            vec![at("X", "T3"), at("Y", "T3")],
+            vec!["T1", "T2", "T3", "T4", "T5"],
+            vec![("Y", "T3", "B", true)],
+            vec![],
+        ),
+        (
+            vec![at("U", "S"), at("V", "A"), at("W", "B")],
+            vec!["S", "A", "B", "C", "D"],
+            vec![("W", "B", "A", true)],
+            vec![],
+        ),
+        (
+            vec![at("X", "T3"), at("Y", "T3"), at("Z", "B")],
+            vec!["T1", "T2", "T3", "T4"],
+            vec![("Z", "B", "C", false)],
+            vec![("T3", 2)],
+        ),
+    ];
+    for (earlier, names, listed, not_compared) in cases {
+        let got = changes::compute(&now, &previous(earlier, &names), &rules);
+        assert_eq!(moves(&got.changes), listed, "{names:?}");
+        let unplaced: Vec<(&str, u64)> = got
+            .not_compared
+            .iter()
+            .map(|(t, n)| (t.as_str(), *n))
+            .collect();
+        assert_eq!(unplaced, not_compared, "{names:?}");
+    }
 }
 
 // ------------------------------------------------------------ edge cases

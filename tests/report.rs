@@ -512,9 +512,9 @@ fn headline_numbers_by_hand() {
         period,
         changes: changes::compute(
             &tiers,
-            changes::Previous {
-                tiers: &previous,
-                tier_names: &[],
+            &changes::Previous {
+                tiers: previous,
+                tier_names: Vec::new(),
             },
             &rules.tiering,
         )

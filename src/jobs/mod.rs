@@ -12,7 +12,7 @@ use crate::config::{JobConfig, Settings, Step};
 use crate::ingest::record::Rejection;
 use crate::ingest::{self, FileNote, IngestSummary};
 use crate::metrics::{self, Computed, Rules};
-use crate::warehouse::{PreviousSnapshot, Store};
+use crate::warehouse::Store;
 use crate::{deliver, report};
 
 #[derive(Debug, Clone, Default)]
@@ -351,19 +351,15 @@ async fn steps(
             "metric inputs read"
         );
         let started = std::time::Instant::now();
-        let c = metrics::compute_all(
-            &inputs,
-            rules,
-            as_of,
-            previous.as_ref().map(PreviousSnapshot::as_previous),
-        );
+        let c = metrics::compute_all(&inputs, rules, as_of, previous.as_ref());
         drop(inputs);
         drop(previous);
         if !c.tiers_not_compared.is_empty() {
+            let customers: u64 = c.tiers_not_compared.values().sum();
             warn!(
-                customers = c.tiers_not_compared.values().sum::<u64>(),
+                customers,
                 "{}",
-                not_compared_message(&c.tiers_not_compared)
+                not_compared_message(&c.tiers_not_compared, customers)
             );
         }
         counts.customers_scored = c.tiers.len() as u64;
@@ -563,17 +559,19 @@ fn stage(opts: &RunOptions, name: &str) {
 /// The WARN for earlier tiers the current rules cannot place: ops changed the
 /// tiers' names and their number at once, so this run lists no tier change
 /// for those customers, and the next run compares like with like again.
-fn not_compared_message(not_compared: &std::collections::BTreeMap<String, u64>) -> String {
+fn not_compared_message(
+    not_compared: &std::collections::BTreeMap<String, u64>,
+    customers: u64,
+) -> String {
     let tiers: Vec<String> = not_compared
         .iter()
         .map(|(tier, n)| format!("`{tier}` ({n})"))
         .collect();
     format!(
         "the earlier snapshot's tiers {} are not tiers of the current `[[tiering.tiers]]`, which also \
-         differ in number from the rules that snapshot recorded: {} customers' tier changes are not \
-         listed in this run",
+         differ in number from the rules that snapshot recorded: {customers} customers' tier changes \
+         are not listed in this run",
         tiers.join(", "),
-        not_compared.values().sum::<u64>()
     )
 }
 

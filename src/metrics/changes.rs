@@ -5,15 +5,15 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use super::tiers::TierResult;
+use super::tiers::{tier_level, TierResult};
 use crate::config::TieringConfig;
 
 /// The latest earlier snapshot: its tiers, and the tier names (high to low)
 /// of the rules it was computed with, empty when those are unknown.
-#[derive(Debug, Clone, Copy)]
-pub struct Previous<'a> {
-    pub tiers: &'a [TierResult],
-    pub tier_names: &'a [String],
+#[derive(Debug, Clone, Default)]
+pub struct Previous {
+    pub tiers: Vec<TierResult>,
+    pub tier_names: Vec<String>,
 }
 
 /// The tier changes, and the earlier tiers that could not be compared.
@@ -54,7 +54,7 @@ fn previous_level(tier: &str, rules: &TieringConfig, previous_names: &[String]) 
     (previous_names.len() == rules.tiers.len())
         .then(|| previous_names.iter().position(|n| n == tier))
         .flatten()
-        .or_else(|| rules.tiers.iter().position(|t| t.name == tier))
+        .or_else(|| tier_level(rules, tier))
 }
 
 /// Customers present in both snapshots whose tier level differs, upgrades
@@ -62,7 +62,7 @@ fn previous_level(tier: &str, rules: &TieringConfig, previous_names: &[String]) 
 /// not a change; an earlier tier whose level cannot be placed is counted in
 /// `not_compared` rather than guessed. The weights used are the current
 /// rules for both sides, so the driver reflects what changed in the data.
-pub fn compute(current: &[TierResult], previous: Previous<'_>, rules: &TieringConfig) -> Compared {
+pub fn compute(current: &[TierResult], previous: &Previous, rules: &TieringConfig) -> Compared {
     let prev: HashMap<&str, &TierResult> = previous
         .tiers
         .iter()
@@ -76,11 +76,11 @@ pub fn compute(current: &[TierResult], previous: Previous<'_>, rules: &TieringCo
             if p.tier == c.tier {
                 return None;
             }
-            let Some(before_level) = previous_level(&p.tier, rules, previous.tier_names) else {
+            let Some(before_level) = previous_level(&p.tier, rules, &previous.tier_names) else {
                 *not_compared.entry(p.tier.clone()).or_default() += 1;
                 return None;
             };
-            let now_level = rules.tiers.iter().position(|t| t.name == c.tier)?;
+            let now_level = tier_level(rules, &c.tier)?;
             if now_level == before_level {
                 return None;
             }

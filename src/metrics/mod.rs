@@ -164,7 +164,7 @@ pub fn compute_all(
     inputs: &Inputs,
     rules: &Rules,
     as_of: NaiveDate,
-    previous: Option<changes::Previous<'_>>,
+    previous: Option<&changes::Previous>,
 ) -> Computed {
     let period = PeriodRange::new(as_of, rules.period);
     let tiers = tiers::compute(

@@ -277,9 +277,10 @@ pub fn lifecycle(span: Option<&PurchaseSpan>, as_of: NaiveDate) -> Lifecycle {
 
 /// Tier names by index, so "higher tier" can be compared.
 pub fn tier_rank(rules: &TieringConfig, tier: &str) -> usize {
-    rules
-        .tiers
-        .iter()
-        .position(|t| t.name == tier)
-        .unwrap_or(usize::MAX)
+    tier_level(rules, tier).unwrap_or(usize::MAX)
+}
+
+/// The position (0 = highest) of the tier named `tier` in `rules`.
+pub fn tier_level(rules: &TieringConfig, tier: &str) -> Option<usize> {
+    rules.tiers.iter().position(|t| t.name == tier)
 }

@@ -34,33 +34,17 @@ pub use sqlite::SqliteStore;
 use crate::config::{Dataset, VisitsConfig};
 use crate::ingest::record::{Located, Masters, Reason, Rejection};
 use crate::ingest::FileNote;
+use crate::metrics::changes::Previous;
 use crate::metrics::tiers::TierResult;
 use crate::metrics::{Inputs, PeriodRange, VisitDay};
 
 pub type Result<T> = std::result::Result<T, WarehouseError>;
 
-/// The latest earlier snapshot's tiers, and the tier names (high to low) of
-/// the rules its run recorded: what `metrics::changes` compares against.
-#[derive(Debug, Clone, Default)]
-pub struct PreviousSnapshot {
-    pub tiers: Vec<TierResult>,
-    pub tier_names: Vec<String>,
-}
-
-impl PreviousSnapshot {
-    pub fn as_previous(&self) -> crate::metrics::changes::Previous<'_> {
-        crate::metrics::changes::Previous {
-            tiers: &self.tiers,
-            tier_names: &self.tier_names,
-        }
-    }
-}
-
 /// Tier names of a run's recorded rules (`runs.rules`, JSON of
 /// `metrics::Rules`). Read by path rather than as `Rules`, so that rules
 /// recorded by an older version, with fewer keys, still name their tiers;
 /// empty when the record has none.
-pub(crate) fn tier_names_of(rules_json: &str) -> Vec<String> {
+fn tier_names_of(rules_json: &str) -> Vec<String> {
     serde_json::from_str::<serde_json::Value>(rules_json)
         .ok()
         .and_then(|v| {
@@ -315,9 +299,19 @@ pub trait Store: Send + Sync {
         docs: &[(&str, String)],
     ) -> Result<()>;
     async fn tiers_of(&self, run_id: i64) -> Result<Vec<TierResult>>;
-    /// The latest snapshot dated before `as_of`, with the tier names of the
-    /// rules its run recorded.
-    async fn previous_tiers(&self, as_of: NaiveDate) -> Result<Option<PreviousSnapshot>>;
+    /// The run of the latest tier snapshot dated before `as_of`.
+    async fn previous_snapshot_run(&self, as_of: NaiveDate) -> Result<Option<RunRow>>;
+    /// The latest tier snapshot dated before `as_of`, with the tier names
+    /// of the rules its run recorded.
+    async fn previous_tiers(&self, as_of: NaiveDate) -> Result<Option<Previous>> {
+        let Some(run) = self.previous_snapshot_run(as_of).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Previous {
+            tiers: self.tiers_of(run.run_id).await?,
+            tier_names: tier_names_of(&run.rules),
+        }))
+    }
     async fn snapshot_doc(&self, run_id: i64, kind: &str) -> Result<Option<String>>;
 
     async fn delivery(

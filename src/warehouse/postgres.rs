@@ -17,9 +17,8 @@ use sqlx::{Postgres, Row, Transaction};
 use tokio::sync::mpsc;
 
 use super::{
-    fold_visit_days, now, ranged, reason_from, recorded_range, tier_names_of, Batch, DeliveryRow,
-    FileLoad, FileState, LoadOutcome, PreviousSnapshot, Replace, Result, Rows, RunRow, Store,
-    WarehouseError,
+    fold_visit_days, now, ranged, reason_from, recorded_range, Batch, DeliveryRow, FileLoad,
+    FileState, LoadOutcome, Replace, Result, Rows, RunRow, Store, WarehouseError,
 };
 use crate::config::{Dataset, VisitsConfig};
 use crate::ingest::record::{
@@ -855,27 +854,14 @@ impl Store for PgStore {
             .collect()
     }
 
-    async fn previous_tiers(&self, as_of: NaiveDate) -> Result<Option<PreviousSnapshot>> {
-        let run: Option<i64> = sqlx::query_scalar(
-            "SELECT run_id FROM tier_snapshots WHERE as_of < $1 ORDER BY as_of DESC, run_id DESC LIMIT 1",
-        )
+    async fn previous_snapshot_run(&self, as_of: NaiveDate) -> Result<Option<RunRow>> {
+        let row = sqlx::query(select_runs!(
+            "WHERE run_id = (SELECT run_id FROM tier_snapshots WHERE as_of < $1 ORDER BY as_of DESC, run_id DESC LIMIT 1)"
+        ))
         .bind(as_of)
         .fetch_optional(&self.pool)
         .await?;
-        match run {
-            Some(id) => {
-                let rules: Option<String> =
-                    sqlx::query_scalar("SELECT rules FROM runs WHERE run_id = $1")
-                        .bind(id)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                Ok(Some(PreviousSnapshot {
-                    tiers: self.tiers_of(id).await?,
-                    tier_names: rules.as_deref().map(tier_names_of).unwrap_or_default(),
-                }))
-            }
-            None => Ok(None),
-        }
+        Ok(row.as_ref().map(run_row))
     }
 
     async fn snapshot_doc(&self, run_id: i64, kind: &str) -> Result<Option<String>> {
