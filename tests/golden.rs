@@ -295,6 +295,13 @@ fn set_tiers(dir: &Path, tiers: &[(&str, u32)]) {
     std::fs::write(config, text).unwrap();
 }
 
+/// The workbook's Summary counts `up` upgrades and `down` downgrades.
+fn assert_moves(workbook: &Path, up: f64, down: f64, what: &str) {
+    let summary = sheet(workbook, "概览");
+    assert_close(&labelled(&summary, "升级"), up, &format!("{what} 升级"));
+    assert_close(&labelled(&summary, "降级"), down, &format!("{what} 降级"));
+}
+
 /// The change rows of a workbook's Tier changes sheet, as (id, from, to).
 fn change_rows(workbook: &Path) -> Vec<(String, String, String)> {
     sheet(workbook, "分级变动")[1..]
@@ -331,9 +338,7 @@ fn renamed_tiers_are_no_change_and_reshaped_ones_are_not_compared() {
     let reports = dir.path().join("out/2026-11-21/nightly");
     let c3 = ("C3".to_string(), "D".to_string(), "T3".to_string());
     assert_eq!(change_rows(&reports.join("national.xlsx")), vec![c3]);
-    let summary = sheet(&reports.join("national.xlsx"), "概览");
-    assert_close(&labelled(&summary, "升级"), 1.0, "升级");
-    assert_close(&labelled(&summary, "降级"), 0.0, "降级");
+    assert_moves(&reports.join("national.xlsx"), 1.0, 0.0, "day 2");
 
     // back to the fixture's config, then four tiers
     std::fs::copy(
@@ -364,9 +369,7 @@ fn renamed_tiers_are_no_change_and_reshaped_ones_are_not_compared() {
     let reports = dir.path().join("out/2026-11-22/nightly");
     let c3 = ("C3".to_string(), "T3".to_string(), "T4".to_string());
     assert_eq!(change_rows(&reports.join("national.xlsx")), vec![c3]);
-    let summary = sheet(&reports.join("national.xlsx"), "概览");
-    assert_close(&labelled(&summary, "升级"), 0.0, "升级");
-    assert_close(&labelled(&summary, "降级"), 1.0, "降级");
+    assert_moves(&reports.join("national.xlsx"), 0.0, 1.0, "day 3");
     let changes = |region: &str| {
         let page = std::fs::read_to_string(reports.join(format!("{region}.html"))).unwrap();
         section(&page, "分级变动").to_string()
@@ -439,13 +442,7 @@ fn the_next_day_lists_the_tier_change_computed_by_hand() {
         let sheet_rows = sheet(&workbook, "分级变动");
         assert!(is_text(&sheet_rows[0][4], "原等级"), "{:?}", sheet_rows[0]);
         assert_eq!(sheet_rows[1..], rows, "{scope}");
-        let summary = sheet(&workbook, "概览");
-        assert_close(
-            &labelled(&summary, "升级"),
-            upgrades,
-            &format!("{scope} 升级"),
-        );
-        assert_close(&labelled(&summary, "降级"), 0.0, &format!("{scope} 降级"));
+        assert_moves(&workbook, upgrades, 0.0, scope);
     }
     let east_page = std::fs::read_to_string(reports.join("华东.html")).unwrap();
     let changes = section(&east_page, "分级变动");

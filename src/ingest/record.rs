@@ -460,6 +460,17 @@ impl RowRuns {
     }
 }
 
+/// Rows in increasing order, as `push` takes them.
+impl FromIterator<u64> for RowRuns {
+    fn from_iter<I: IntoIterator<Item = u64>>(rows: I) -> Self {
+        let mut runs = Self::default();
+        for row in rows {
+            runs.push(row);
+        }
+        runs
+    }
+}
+
 /// The optional fields that merged cells emptied in rows that loaded: a
 /// rep or invoice number typed once for a block of rows and merged down
 /// loads, in every row but the first, as an empty optional cell does, which
@@ -1049,10 +1060,7 @@ mod tests {
             kinds: Vec::new(),
         };
         // data in rows 3–12 and 15–20; rows 13 and 14 are blank
-        let mut data = RowRuns::default();
-        for row in (3..=12).chain(15..=20) {
-            data.push(row);
-        }
+        let data: RowRuns = (3..=12).chain(15..=20).collect();
         let merged = [
             ((10, 4), (1_048_575, 4)),
             ((0, 4), (1, 4)),
@@ -1067,13 +1075,7 @@ mod tests {
             rows,
             blocks: blocks.iter().map(ToString::to_string).collect(),
         };
-        let rows = |rows: &[u64]| {
-            let mut runs = RowRuns::default();
-            for row in rows {
-                runs.push(*row);
-            }
-            runs
-        };
+        let rows = |rows: &[u64]| rows.iter().copied().collect::<RowRuns>();
         // E4:E6 less rejected row 5; row 8; rows 12 and 15–20 below E11
         // (E14, in the blank rows, loads nothing)
         assert_eq!(
@@ -1093,7 +1095,8 @@ mod tests {
             1
         );
         assert!(
-            merged_optional_cells(&mapping, &merged, &RowRuns::default(), &rows(&[])).is_empty()
+            merged_optional_cells(&mapping, &merged, &RowRuns::default(), &RowRuns::default())
+                .is_empty()
         );
     }
 
