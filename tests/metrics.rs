@@ -601,20 +601,23 @@ fn previous(tiers: Vec<TierResult>, tier_names: &[&str]) -> changes::Previous {
 fn renamed_tiers_are_not_changes_and_unplaced_ones_are_counted() {
     let rules = TieringConfig::default();
     let at = |id: &str, t: &str| tier(id, "华东", "R1", t);
+    let north = |id: &str, t: &str| tier(id, "华北", "R3", t);
     let now = vec![
-        at("X", "C"),
-        at("Y", "B"),
+        north("X", "C"),
+        north("Y", "B"),
         at("U", "A"),
         at("V", "B"),
         at("W", "A"),
         at("Z", "C"),
     ];
-    // (earlier tiers, their rules' tier names, moves listed, not compared)
+    // (earlier tiers, their rules' tier names, moves listed, not compared,
+    // the regions those are in now)
     let cases = [
         (
             vec![at("X", "T3"), at("Y", "T3")],
             vec!["T1", "T2", "T3", "T4", "T5"],
             vec![("Y", "T3", "B", true)],
+            vec![],
             vec![],
         ),
         (
@@ -622,15 +625,17 @@ fn renamed_tiers_are_not_changes_and_unplaced_ones_are_counted() {
             vec!["S", "A", "B", "C", "D"],
             vec![("W", "B", "A", true)],
             vec![],
+            vec![],
         ),
         (
             vec![at("X", "T3"), at("Y", "T3"), at("Z", "B")],
             vec!["T1", "T2", "T3", "T4"],
             vec![("Z", "B", "C", false)],
             vec![("T3", 2)],
+            vec!["华北"],
         ),
     ];
-    for (earlier, names, listed, not_compared) in cases {
+    for (earlier, names, listed, not_compared, regions) in cases {
         let got = changes::compute(&now, &previous(earlier, &names), &rules);
         assert_eq!(moves(&got.changes), listed, "{names:?}");
         let unplaced: Vec<(&str, u64)> = got
@@ -639,6 +644,14 @@ fn renamed_tiers_are_not_changes_and_unplaced_ones_are_counted() {
             .map(|(t, n)| (t.as_str(), *n))
             .collect();
         assert_eq!(unplaced, not_compared, "{names:?}");
+        assert!(
+            got.not_compared_regions
+                .iter()
+                .map(String::as_str)
+                .eq(regions.iter().copied()),
+            "{names:?}: {:?}",
+            got.not_compared_regions
+        );
     }
 }
 

@@ -7,6 +7,7 @@ use chrono::NaiveDate;
 use salesbatch::config::{self, Period};
 use salesbatch::ingest::record::{Reason, Rejection};
 use salesbatch::ingest::FileNote;
+use salesbatch::metrics::changes::TierChange;
 use salesbatch::metrics::scorecard::RepScore;
 use salesbatch::metrics::{development, visits, Computed, PeriodRange, Rules, VisitDay};
 use salesbatch::report;
@@ -80,6 +81,7 @@ fn rendered_with(
         scorecard: vec![],
         tiers_compared,
         tiers_not_compared: Default::default(),
+        regions_not_compared: Default::default(),
     };
     edit(&mut computed);
     let rejection = Rejection {
@@ -251,17 +253,19 @@ fn a_value_below_the_last_digit_shows_as_zero_not_minus_zero() {
     }
 }
 
+/// The line under a page section's table (or in place of an empty one).
+fn message(page: &str, section: &str) -> Option<String> {
+    let start = page.find(&format!("<h2>{section}</h2>")).expect(section);
+    let rest = &page[start..];
+    let end = rest[4..].find("<h2>").map_or(rest.len(), |i| i + 4);
+    rest[..end]
+        .split("<div class=\"more\">")
+        .nth(1)
+        .map(|m| m.split("</div>").next().unwrap_or_default().to_string())
+}
+
 #[test]
 fn an_empty_section_says_why() {
-    let message = |page: &str, section: &str| {
-        let start = page.find(&format!("<h2>{section}</h2>")).expect(section);
-        let rest = &page[start..];
-        let end = rest[4..].find("<h2>").map_or(rest.len(), |i| i + 4);
-        rest[..end]
-            .split("<div class=\"more\">")
-            .nth(1)
-            .map(|m| m.split("</div>").next().unwrap_or_default().to_string())
-    };
     let east_page = |tiers_compared: bool, days: &[VisitDay]| {
         let dir = tempfile::tempdir().unwrap();
         rendered_comparing(dir.path(), tiers_compared, days);
@@ -297,6 +301,49 @@ fn an_empty_section_says_why() {
         message(&east_page(false, &visited), "重点客户拜访缺口").as_deref(),
         Some("无拜访缺口")
     );
+}
+
+/// Customers of 华北 alone held earlier tiers the current rules cannot
+/// place; 华东 has one listed change. Only the pages that hold 华北 say
+/// their changes are incomplete: 华东's list is whole.
+#[test]
+fn only_a_region_with_uncompared_customers_says_so() {
+    const NOT_COMPARED: &str =
+        "上期快照的等级已不在当前分级规则中（等级的名称和个数都改了），本期不比较等级变动";
+    const PARTLY: &str =
+        "部分客户的上期等级已不在当前分级规则中（等级的名称和个数都改了），未比较这些客户的等级变动";
+    let dir = tempfile::tempdir().unwrap();
+    rendered_with(dir.path(), true, &[], |c| {
+        c.tiers_not_compared.insert("T5".into(), 2);
+        c.regions_not_compared.insert("华北".into());
+        c.changes.push(TierChange {
+            customer_id: "E1".into(),
+            name: "E1".into(),
+            region: "华东".into(),
+            rep_id: "R1".into(),
+            from_tier: "B".into(),
+            to_tier: "A".into(),
+            upgrade: true,
+            previous_score: 80.0,
+            score: 91.0,
+            delta: 11.0,
+            driver: "sales".into(),
+            driver_delta: 11.0,
+        });
+    });
+    let page = |scope: &str| {
+        std::fs::read_to_string(dir.path().join(format!("out/{scope}.html"))).unwrap()
+    };
+    let east = page("华东");
+    assert!(east.contains(">E1</td>"), "{east}");
+    assert_eq!(message(&east, "分级变动"), None);
+    assert_eq!(
+        message(&page("华北"), "分级变动").as_deref(),
+        Some(NOT_COMPARED)
+    );
+    let national = page("national");
+    assert!(national.contains(">E1</td>"), "{national}");
+    assert_eq!(message(&national, "分级变动").as_deref(), Some(PARTLY));
 }
 
 /// Replaces what changes from run to run in a formatted email (date,
@@ -525,6 +572,7 @@ fn headline_numbers_by_hand() {
         scorecard,
         tiers_compared: true,
         tiers_not_compared: Default::default(),
+        regions_not_compared: Default::default(),
     };
     let rejection = Rejection {
         source: "flow".into(),

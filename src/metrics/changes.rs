@@ -1,7 +1,7 @@
 //! Tier changes against the latest earlier snapshot: upgrades, downgrades, the
 //! score delta and the sub-score whose weighted contribution moved most.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +23,9 @@ pub struct Compared {
     /// earlier tier names that no level of the current rules matches (see
     /// `previous_level`), with how many of the current customers held each
     pub not_compared: BTreeMap<String, u64>,
+    /// the current regions of those customers, so a region's report says
+    /// its changes are incomplete only when some of its own are missing
+    pub not_compared_regions: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,6 +72,7 @@ pub fn compute(current: &[TierResult], previous: &Previous, rules: &TieringConfi
         .map(|p| (p.customer_id.as_str(), p))
         .collect();
     let mut not_compared: BTreeMap<String, u64> = BTreeMap::new();
+    let mut not_compared_regions: BTreeSet<String> = BTreeSet::new();
     let mut out: Vec<TierChange> = current
         .iter()
         .filter_map(|c| {
@@ -78,6 +82,7 @@ pub fn compute(current: &[TierResult], previous: &Previous, rules: &TieringConfi
             }
             let Some(before_level) = previous_level(&p.tier, rules, &previous.tier_names) else {
                 *not_compared.entry(p.tier.clone()).or_default() += 1;
+                not_compared_regions.insert(c.region.clone());
                 return None;
             };
             let now_level = tier_level(rules, &c.tier)?;
@@ -122,5 +127,6 @@ pub fn compute(current: &[TierResult], previous: &Previous, rules: &TieringConfi
     Compared {
         changes: out,
         not_compared,
+        not_compared_regions,
     }
 }

@@ -157,6 +157,10 @@ pub struct Computed {
     /// changes are not listed
     #[serde(default)]
     pub tiers_not_compared: std::collections::BTreeMap<String, u64>,
+    /// the current regions of the customers counted in
+    /// `tiers_not_compared` (the empty name for those with no region)
+    #[serde(default)]
+    pub regions_not_compared: std::collections::BTreeSet<String>,
 }
 
 /// Runs every metric of SPEC §5 over one set of inputs.
@@ -218,5 +222,6 @@ pub fn compute_all(
         scorecard,
         tiers_compared: previous.is_some(),
         tiers_not_compared: compared.not_compared,
+        regions_not_compared: compared.not_compared_regions,
     }
 }

@@ -128,8 +128,9 @@ pub struct Report {
     pub changes: Table,
     /// see `Computed::tiers_compared`
     pub tiers_compared: bool,
-    /// whether some earlier tiers could not be placed under the current
-    /// rules (see `Computed::tiers_not_compared`)
+    /// whether some of this report's customers held earlier tiers the
+    /// current rules cannot place (see `Computed::tiers_not_compared`):
+    /// their changes are missing from `changes`
     pub tiers_not_compared: bool,
     pub visits: Table,
     pub scorecard: Table,
@@ -546,7 +547,7 @@ pub fn build(
         tiers,
         changes,
         tiers_compared: c.tiers_compared,
-        tiers_not_compared: !c.tiers_not_compared.is_empty(),
+        tiers_not_compared: c.regions_not_compared.iter().any(|r| scope.includes(r)),
         visits,
         scorecard,
         development,
