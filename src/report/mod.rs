@@ -1,7 +1,8 @@
 //! Reports: one workbook and one HTML page per region, plus the national
 //! workbook for `*` recipients and the data-quality workbook. Every table is
 //! built once (`tables.rs`) from the region's rows only, then written by the
-//! xlsx and HTML writers, so both always show the same numbers.
+//! xlsx and HTML writers, so both always show the same numbers. The scopes
+//! are independent and are rendered on the available cores.
 
 pub mod chart;
 pub mod export;
@@ -119,44 +120,175 @@ pub fn render_all(
     if only_regions.is_empty() || only_regions.iter().any(|r| r == "*") {
         scopes.push(Scope::National);
     }
-    let mut out = Vec::new();
-    for scope in scopes {
-        let report = tables::build(&scope, c, rules, quality, labels);
-        let stem = match &scope {
+    let job = ScopeJob {
+        c,
+        rules,
+        quality,
+        labels,
+        renderer: &renderer,
+        dir,
+    };
+    let bundles = render_in_parallel(&scopes, |scope| job.render(scope))?;
+    Ok(Rendered { bundles, regions })
+}
+
+/// What every scope's report is rendered from.
+struct ScopeJob<'a> {
+    c: &'a Computed,
+    rules: &'a Rules,
+    quality: &'a Quality<'a>,
+    labels: i18n::Labels,
+    renderer: &'a html::Renderer,
+    dir: &'a Path,
+}
+
+impl ScopeJob<'_> {
+    fn render(&self, scope: &Scope) -> anyhow::Result<Bundle> {
+        let (dir, labels) = (self.dir, self.labels);
+        let report = tables::build(scope, self.c, self.rules, self.quality, labels);
+        let stem = match scope {
             Scope::Region(r) => file_stem(r),
             Scope::National => "national".into(),
         };
         let xlsx = dir.join(format!("{stem}.xlsx"));
         xlsx::write(&report, &xlsx, labels)?;
-        let page = renderer.render(&report, labels, false)?;
+        let page = self.renderer.render(&report, labels, false)?;
         let html = dir.join(format!("{stem}.html"));
         std::fs::write(&html, &page)
             .with_context(|| format!("cannot write `{}`", html.display()))?;
-        let html_body = renderer.render(&report, labels, true)?;
+        let html_body = self.renderer.render(&report, labels, true)?;
         let counts: Vec<u64> = report.tier_counts.iter().map(|t| t.2).collect();
         let charts = vec![(
             chart::TIER_CHART_CID.to_string(),
             chart::horizontal_bars(&counts)?,
         )];
-        let quality_xlsx = if scope == Scope::National {
+        let quality_xlsx = if *scope == Scope::National {
             let path = dir.join("data-quality.xlsx");
-            xlsx::write_quality(&report, &tables::notes(quality.notes), &path, labels)?;
+            xlsx::write_quality(&report, &tables::notes(self.quality.notes), &path, labels)?;
             Some(path)
         } else {
             None
         };
-        out.push(Bundle {
+        Ok(Bundle {
             title: report.title.clone(),
-            scope,
+            scope: scope.clone(),
             xlsx,
             html,
             html_body,
             charts,
             quality_xlsx,
-        });
+        })
     }
-    Ok(Rendered {
-        bundles: out,
-        regions,
-    })
+}
+
+/// The indexes of `scopes` in the order they are started: the national
+/// report first, then the regions in their order.
+fn start_order(scopes: &[Scope]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..scopes.len()).collect();
+    order.sort_by_key(|&i| scopes[i] != Scope::National);
+    order
+}
+
+/// Renders the scopes on the available cores, each scope's files written by
+/// one thread, and returns the bundles in the scopes' order. The national
+/// report holds every region's rows, so it is started first: taken last it
+/// would leave the other cores idle while it alone is written. The first
+/// error (in scope order) is returned once every thread has stopped.
+fn render_in_parallel(
+    scopes: &[Scope],
+    render: impl Fn(&Scope) -> anyhow::Result<Bundle> + Sync,
+) -> anyhow::Result<Vec<Bundle>> {
+    let order = start_order(scopes);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, scopes.len().max(1));
+    // the job's span (job, run_id, as_of) stays on what the threads log
+    let span = tracing::Span::current();
+    let mut done: Vec<(usize, anyhow::Result<Bundle>)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let _entered = span.enter();
+                    let mut mine = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&i) = order.get(k) else { break };
+                        mine.push((i, render(&scopes[i])));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| match w.join() {
+                Ok(mine) => mine,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    });
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, bundle)| bundle).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+
+    use super::{render_in_parallel, start_order, Bundle, Scope};
+
+    fn bundle(scope: &Scope) -> Bundle {
+        Bundle {
+            scope: scope.clone(),
+            title: scope.name().to_string(),
+            xlsx: PathBuf::new(),
+            html: PathBuf::new(),
+            html_body: String::new(),
+            charts: Vec::new(),
+            quality_xlsx: None,
+        }
+    }
+
+    fn scopes() -> Vec<Scope> {
+        let mut scopes: Vec<Scope> = ["华东", "华北", "华南", "西南"]
+            .into_iter()
+            .map(|r| Scope::Region(r.into()))
+            .collect();
+        scopes.push(Scope::National);
+        scopes
+    }
+
+    #[test]
+    fn bundles_keep_the_scopes_order_and_the_national_one_starts_first() {
+        let scopes = scopes();
+        assert_eq!(start_order(&scopes), vec![4, 0, 1, 2, 3]);
+        let rendered = Mutex::new(0);
+        let bundles = render_in_parallel(&scopes, |scope| {
+            *rendered.lock().unwrap() += 1;
+            Ok(bundle(scope))
+        })
+        .unwrap();
+        let order: Vec<&Scope> = bundles.iter().map(|b| &b.scope).collect();
+        assert_eq!(order, scopes.iter().collect::<Vec<_>>());
+        assert_eq!(rendered.into_inner().unwrap(), scopes.len());
+    }
+
+    #[test]
+    fn the_first_failing_scope_in_order_is_reported_after_all_ran() {
+        let scopes = scopes();
+        let ran = Mutex::new(0);
+        let err = render_in_parallel(&scopes, |scope| {
+            *ran.lock().unwrap() += 1;
+            match scope.name() {
+                // the national report fails first in time, 西南 first in order
+                "*" | "西南" => anyhow::bail!("cannot write `{}.xlsx`", scope.name()),
+                _ => Ok(bundle(scope)),
+            }
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "cannot write `西南.xlsx`");
+        assert_eq!(ran.into_inner().unwrap(), scopes.len());
+    }
 }
