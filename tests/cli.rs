@@ -577,6 +577,48 @@ async fn check_prepares_sql_queries_on_postgresql() {
     .await;
 }
 
+/// An ERP query that runs over a second (sqlx's "slow statement" mark) is
+/// a nightly pull doing its work: the run logs no WARN for it, which would
+/// come every night and teach operators to ignore WARN.
+#[tokio::test]
+async fn a_long_erp_query_is_not_a_warning() {
+    use crate::ingest::sql_sales_source;
+    crate::warehouse::PgDatabase::run(async |url| {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        for sql in [
+            "CREATE TABLE sales_lines (doc_date date, cust_code text, sku text, net numeric)",
+            "INSERT INTO sales_lines VALUES ('2026-11-02', 'C1', 'P1', 12.50)",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+        let lab = crate::ingest::Lab::new();
+        let env = "SB_TEST_SLOW_PG_ERP_URL";
+        lab.settings(&sql_sales_source(
+            "erp",
+            env,
+            "SELECT doc_date, cust_code, sku, net FROM sales_lines CROSS JOIN pg_sleep(1.2) \
+             WHERE doc_date >= :since",
+        ));
+        let run = bin()
+            .arg("--config")
+            .arg(lab.path("salesbatch.toml"))
+            .args(["run", "load", "--as-of", "2026-11-20"])
+            .env(env, url)
+            .output()
+            .unwrap();
+        let out = text(&run);
+        assert_eq!(run.status.code(), Some(0), "{out}");
+        // the masters and the ERP line: 2 reps + 4 customers + 1 line
+        assert!(
+            out.contains("3 files loaded, 0 skipped, 0 refused, 7 rows, 0 rejections"),
+            "{out}"
+        );
+        assert!(!out.contains("WARN"), "{out}");
+    })
+    .await;
+}
+
 /// Many files, each larger than what its channel buffers, more files than
 /// cores: parsers block on full channels. The writer must still get every
 /// file, in order (an earlier design could deadlock here). Also checks that

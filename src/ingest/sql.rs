@@ -8,6 +8,7 @@ use sqlx::{Column, Row};
 
 use super::coerce::Cell;
 use super::reader::FileError;
+use crate::warehouse::quiet_slow_statements;
 
 /// Rewrites each `:since` into the backend's placeholder and counts them.
 pub fn bind_since(query: &str, placeholder: impl Fn(usize) -> String) -> (String, usize) {
@@ -252,7 +253,8 @@ pub async fn fetch<B>(
     let err = |e: sqlx::Error| FileError::CannotOpen(e.to_string());
     macro_rules! run {
         ($pool:ty, $ph:expr, $first:expr, $extra:expr, $readable:expr) => {{
-            let pool = <$pool>::connect(url).await.map_err(err)?;
+            let options = quiet_slow_statements(url.parse().map_err(err)?);
+            let pool = <$pool>::connect_with(options).await.map_err(err)?;
             let (sql, n) = bind_since(query, $ph);
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for _ in 0..n {
@@ -341,19 +343,25 @@ pub async fn prepare(url: &str, query: &str) -> Result<Prepared, String> {
     }
     match Backend::of(url) {
         Some(Backend::Postgres) => {
-            prepare!(sqlx::PgPool::connect(url), |n| format!("${n}"), pg_readable)
+            prepare!(
+                sqlx::PgPool::connect_with(quiet_slow_statements(url.parse().map_err(err)?)),
+                |n| format!("${n}"),
+                pg_readable
+            )
         }
         Some(Backend::MySql) => {
             prepare!(
-                sqlx::MySqlPool::connect(url),
+                sqlx::MySqlPool::connect_with(quiet_slow_statements(url.parse().map_err(err)?)),
                 |_| "?".to_string(),
                 mysql_readable
             )
         }
         Some(Backend::Sqlite) => {
-            let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url)
-                .map_err(err)?
-                .read_only(true);
+            let options = quiet_slow_statements(
+                <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url)
+                    .map_err(err)?,
+            )
+            .read_only(true);
             prepare!(
                 sqlx::SqlitePool::connect_with(options),
                 |_| "?".to_string(),

@@ -365,6 +365,16 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// sqlx logs a statement that runs over a second at WARN. A nightly job's
+/// long statements are its work, not a fault: an ERP pull streams for as
+/// long as the loads take (sqlx's clock includes the time salesbatch spends
+/// on the rows), a file's replacement deletes and inserts millions of rows.
+/// A WARN every night for them would teach operators to ignore WARN, so
+/// they are logged at DEBUG, beside every statement sqlx logs there.
+pub(crate) fn quiet_slow_statements<O: sqlx::ConnectOptions>(options: O) -> O {
+    options.log_slow_statements(log::LevelFilter::Debug, std::time::Duration::from_secs(1))
+}
+
 /// Tier snapshot rows per INSERT statement.
 pub(crate) const SNAPSHOT_CHUNK: usize = 1_000;
 

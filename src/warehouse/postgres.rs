@@ -8,11 +8,12 @@
 //! last row per key first (the later row wins, as in the SQLite backend).
 
 use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr as _;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 use tokio::sync::mpsc;
 
@@ -44,15 +45,18 @@ pub struct PgStore {
 
 impl PgStore {
     pub async fn open(url: &str) -> Result<Self> {
+        let connect = |source| WarehouseError::Connect {
+            url: super::redact(url),
+            source,
+        };
+        let options =
+            super::quiet_slow_statements(PgConnectOptions::from_str(url).map_err(connect)?);
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(30))
-            .connect(url)
+            .connect_with(options)
             .await
-            .map_err(|source| WarehouseError::Connect {
-                url: super::redact(url),
-                source,
-            })?;
+            .map_err(connect)?;
         // sqlx takes an advisory lock: instances starting together migrate once
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
         Ok(Self { pool })

@@ -55,16 +55,16 @@ impl SqliteStore {
             }
         }
         let path = std::path::PathBuf::from(path);
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(connect)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(30))
-            // index maintenance on millions of rows thrashes the default 2 MB cache
-            .pragma("cache_size", "-65536")
-            .pragma("temp_store", "memory")
-            .foreign_keys(false);
+        let options =
+            super::quiet_slow_statements(SqliteConnectOptions::from_str(url).map_err(connect)?)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(30))
+                // index maintenance on millions of rows thrashes the default 2 MB cache
+                .pragma("cache_size", "-65536")
+                .pragma("temp_store", "memory")
+                .foreign_keys(false);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
