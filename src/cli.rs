@@ -371,8 +371,18 @@ async fn run_job_cmd(
         );
     } else if c.emails_sent + c.emails_failed + c.emails_skipped > 0 {
         println!(
-            "emails: {} sent, {} already sent, {} failed",
-            c.emails_sent, c.emails_skipped, c.emails_failed
+            "emails: {} sent, {} already sent, {} failed{}",
+            c.emails_sent,
+            c.emails_skipped,
+            c.emails_failed,
+            if c.emails_without_workbooks > 0 {
+                format!(
+                    "; {} sent without workbooks (too large for the mail server)",
+                    c.emails_without_workbooks
+                )
+            } else {
+                String::new()
+            }
         );
     }
     Ok(match outcome.status {

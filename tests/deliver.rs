@@ -41,22 +41,26 @@ fn free_port() -> u16 {
 
 /// Starts aiosmtpd storing every message in a maildir; waits until it listens.
 fn start_smtp(port: u16, maildir: &Path) -> SmtpServer {
-    start_smtp_with(port, maildir, "aiosmtpd.handlers.Mailbox", None)
+    start_smtp_with(port, maildir, "aiosmtpd.handlers.Mailbox", None, &[])
 }
 
-/// `start_smtp` with another handler class, found on `python_path`.
+/// `start_smtp` with another handler class, found on `python_path`, and
+/// further aiosmtpd options.
 fn start_smtp_with(
     port: u16,
     maildir: &Path,
     handler: &str,
     python_path: Option<&Path>,
+    options: &[&str],
 ) -> SmtpServer {
     let mut command = Command::new("python3");
     if let Some(dir) = python_path {
         command.env("PYTHONPATH", dir);
     }
     let child = command
-        .args(["-m", "aiosmtpd", "-n", "-l"])
+        .args(["-m", "aiosmtpd", "-n"])
+        .args(options)
+        .arg("-l")
         .arg(format!("127.0.0.1:{port}"))
         .args(["-c", handler])
         .arg(maildir)
@@ -335,6 +339,7 @@ fn a_hung_server_is_given_up_once_and_a_refused_recipient_stops_nothing_else() {
         &lab.dir.path().join("maildir"),
         "reject_north.RejectNorth",
         Some(lab.dir.path()),
+        &[],
     );
     let run = lab.cmd(&["run", "nightly", "--as-of", "2026-11-18"]);
     assert_eq!(run.status.code(), Some(3), "{}", text(&run));
@@ -355,6 +360,114 @@ fn a_hung_server_is_given_up_once_and_a_refused_recipient_stops_nothing_else() {
     assert!(
         north.contains(" failed ") && north.contains("  3  ") && north.contains("550"),
         "{north}"
+    );
+}
+
+/// The HTML body of a delivered email and the names of its attached
+/// workbooks, as Python's `email` package reads them (aiosmtpd's Python).
+fn body_and_workbooks(mail: &str) -> (String, Vec<String>) {
+    use std::io::Write as _;
+    let mut python = Command::new("python3")
+        .args([
+            "-c",
+            "import email, sys\n\
+             from email import policy\n\
+             m = email.message_from_string(sys.stdin.read(), policy=policy.default)\n\
+             names = [a.get_filename() or '' for a in m.iter_attachments()]\n\
+             print('\\n'.join(n for n in names if n.endswith('.xlsx')))\n\
+             print('---')\n\
+             print(m.get_body(preferencelist=('html',)).get_content())\n",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    python
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(mail.as_bytes())
+        .unwrap();
+    let out = python.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let out = String::from_utf8(out.stdout).unwrap();
+    let (names, html) = out.split_once("---\n").unwrap();
+    (
+        html.to_string(),
+        names
+            .lines()
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+/// A server whose size limit (45,000 bytes, RFC 1870 `SIZE`) is below the
+/// demo's national email with its two workbooks (about 61 KB) and above
+/// the regional ones (about 35 KB): the regional emails carry their
+/// workbook; the national one is refused once (552: sending it again
+/// cannot help), then goes out without its workbooks, its body opening
+/// with why and which files. The run is degraded and says so, and the
+/// ledger records the email as sent, with the refusal.
+#[test]
+fn an_email_too_large_for_the_server_goes_out_without_its_workbooks() {
+    if !aiosmtpd_required() {
+        return;
+    }
+    let lab = DemoLab::new(10);
+    let server = start_smtp_with(
+        lab.port,
+        &lab.dir.path().join("maildir"),
+        "aiosmtpd.handlers.Mailbox",
+        None,
+        &["-s", "45000"],
+    );
+    let run = lab.cmd(&["run", "nightly", "--as-of", "2026-11-19"]);
+    let out = text(&run);
+    assert_eq!(run.status.code(), Some(3), "{out}");
+    assert!(
+        out.contains(
+            "emails: 4 sent, 0 already sent, 0 failed; 1 sent without workbooks (too large for the mail server)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("email sent without its workbooks: the mail server refused its size"),
+        "{out}"
+    );
+    let mails = delivered(&server.maildir);
+    assert_eq!(mails.len(), 4);
+    let to = |who: &str| {
+        mails
+            .iter()
+            .find(|m| header(m, "To").contains(who))
+            .unwrap()
+    };
+    let (_, east_workbooks) = body_and_workbooks(to("east@example.com"));
+    assert_eq!(east_workbooks, ["华东.xlsx"]);
+    let (html, hq_workbooks) = body_and_workbooks(to("hq@example.com"));
+    assert!(hq_workbooks.is_empty(), "{hq_workbooks:?}");
+    assert!(
+        html.contains(
+            "<body>\n<p class=\"more\" style=\"font-weight:bold\">本邮件未附工作簿：附上后邮件共 0.1 MB，\
+             超过邮件服务器允许的大小。工作簿 national.xlsx, data-quality.xlsx 已生成，请向运维索取。</p>"
+        ),
+        "{html}"
+    );
+    // the rest of the body is the report as usual
+    assert!(html.contains("<h2>分级变动</h2>"), "{html}");
+    let hq = lab
+        .ledger("2026-11-19")
+        .into_iter()
+        .find(|l| l.contains("hq@example.com"))
+        .unwrap();
+    // one refused send, one sent: the refused message is not sent again
+    assert!(
+        hq.contains(" sent ")
+            && hq.contains("  2  ")
+            && hq.contains("sent without its workbooks: with them the email (")
+            && hq.contains("552"),
+        "{hq}"
     );
 }
 

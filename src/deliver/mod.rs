@@ -18,6 +18,7 @@ use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, To
 use tracing::{info, warn};
 
 use crate::config::{Security, Settings, SmtpConfig};
+use crate::report::i18n::Labels;
 use crate::report::{Bundle, Scope};
 use crate::warehouse::{now, DeliveryRow, Store};
 
@@ -28,6 +29,9 @@ pub struct DeliverSummary {
     pub sent: u64,
     pub failed: u64,
     pub skipped: u64,
+    /// emails the server refused for their size and that went out without
+    /// their workbooks (counted in `sent` too)
+    pub without_workbooks: u64,
     /// (recipient, region) pairs the run was meant to serve but rendered no
     /// report for: the region has no scored customer
     pub no_report: Vec<(String, String)>,
@@ -95,24 +99,87 @@ pub fn build_message(
     bundle: &Bundle,
     message_id: &str,
 ) -> anyhow::Result<Message> {
-    // multipart/related keeps the chart images with the HTML that shows them
-    let mut related = MultiPart::related().singlepart(SinglePart::html(bundle.html_body.clone()));
+    let mut mixed = MultiPart::mixed().multipart(body_with_charts(&bundle.html_body, bundle)?);
+    for workbook in workbooks(bundle) {
+        mixed = mixed.singlepart(attachment(workbook)?);
+    }
+    addressed(from, to, bundle, message_id)
+        .multipart(mixed)
+        .map_err(Into::into)
+}
+
+/// The email for one bundle without its workbooks, for a server that
+/// refused it with them: the body opens with `note` (HTML), which says so.
+fn build_message_without_workbooks(
+    from: &Mailbox,
+    to: &Mailbox,
+    bundle: &Bundle,
+    message_id: &str,
+    note: &str,
+) -> anyhow::Result<Message> {
+    let body = &bundle.html_body;
+    // after `<body …>` when the template has one, else first
+    let at = body
+        .find("<body")
+        .and_then(|start| body[start..].find('>').map(|end| start + end + 1))
+        .unwrap_or(0);
+    let html = format!("{}\n{note}\n{}", &body[..at], &body[at..]);
+    addressed(from, to, bundle, message_id)
+        .multipart(body_with_charts(&html, bundle)?)
+        .map_err(Into::into)
+}
+
+/// multipart/related keeps the chart images with the HTML that shows them
+fn body_with_charts(html: &str, bundle: &Bundle) -> anyhow::Result<MultiPart> {
+    let mut related = MultiPart::related().singlepart(SinglePart::html(html.to_string()));
     for (cid, png) in &bundle.charts {
         related = related.singlepart(
             Attachment::new_inline(cid.clone()).body(png.clone(), ContentType::parse("image/png")?),
         );
     }
-    let mut mixed = MultiPart::mixed().multipart(related);
-    mixed = mixed.singlepart(attachment(&bundle.xlsx)?);
-    if let Some(q) = &bundle.quality_xlsx {
-        mixed = mixed.singlepart(attachment(q)?);
-    }
-    Ok(Message::builder()
+    Ok(related)
+}
+
+fn addressed(
+    from: &Mailbox,
+    to: &Mailbox,
+    bundle: &Bundle,
+    message_id: &str,
+) -> lettre::message::MessageBuilder {
+    Message::builder()
         .from(from.clone())
         .to(to.clone())
         .subject(bundle.title.clone())
         .message_id(Some(message_id.to_string()))
-        .multipart(mixed)?)
+}
+
+/// The workbooks a bundle's email carries.
+fn workbooks(bundle: &Bundle) -> impl Iterator<Item = &PathBuf> {
+    std::iter::once(&bundle.xlsx).chain(bundle.quality_xlsx.as_ref())
+}
+
+/// The body's opening line when the workbooks were left out: the size the
+/// email had with them and the files, by name, to ask operations for.
+fn workbooks_note(bundle: &Bundle, size: usize, labels: Labels) -> String {
+    let files: Vec<String> = workbooks(bundle)
+        .map(|p| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default()
+        })
+        .collect();
+    #[allow(clippy::cast_precision_loss)] // a size in MB to one decimal
+    let text = labels
+        .get("workbooks_not_attached")
+        .replace("{size}", &format!("{:.1}", size as f64 / 1_048_576.0))
+        .replace("{files}", &files.join(", "));
+    let mut escaped = Vec::new();
+    // region names come from the masters: the note is escaped like the page
+    let _ = tera::escape_html(&text, &mut escaped);
+    format!(
+        "<p class=\"more\" style=\"font-weight:bold\">{}</p>",
+        String::from_utf8_lossy(&escaped)
+    )
 }
 
 fn spool(settings: &Settings) -> anyhow::Result<AsyncFileTransport<Tokio1Executor>> {
@@ -126,6 +193,9 @@ fn spool(settings: &Settings) -> anyhow::Result<AsyncFileTransport<Tokio1Executo
 /// than this one message: then every later message would fail the same way.
 #[derive(Debug)]
 struct SendFailure {
+    /// the server refused the message for its size (552: RFC 1870's reply
+    /// for a message over the server's limit): sending it again cannot help
+    too_large: bool,
     message: String,
     server_down: bool,
 }
@@ -145,6 +215,7 @@ async fn send_once(t: &Transport, envelope: &Envelope, raw: &[u8]) -> Result<(),
                 .map_err(|e| SendFailure {
                     message: e.to_string(),
                     server_down: true,
+                    too_large: false,
                 })
         }
         // lettre's timeout covers connecting only: bound the whole send
@@ -155,11 +226,13 @@ async fn send_once(t: &Transport, envelope: &Envelope, raw: &[u8]) -> Result<(),
                     server_down: e
                         .status()
                         .map_or(!e.is_client(), |code| server_level_reply(code.into())),
+                    too_large: e.status().is_some_and(|code| u16::from(code) == 552),
                     message: e.to_string(),
                 }),
                 Err(_) => Err(SendFailure {
                     message: format!("send timed out after {}s", limit.as_secs()),
                     server_down: true,
+                    too_large: false,
                 }),
             }
         }
@@ -177,13 +250,17 @@ async fn send_with_backoff(
     envelope: &Envelope,
     raw: &[u8],
     down: &mut Option<String>,
-) -> (i64, Result<(), String>) {
+) -> (i64, Result<(), SendFailure>) {
     if let Some(why) = down {
         return (
             0,
-            Err(format!(
-                "not tried: the server failed an earlier email of this run ({why})"
-            )),
+            Err(SendFailure {
+                message: format!(
+                    "not tried: the server failed an earlier email of this run ({why})"
+                ),
+                server_down: false,
+                too_large: false,
+            }),
         );
     }
     let mut result = Ok(());
@@ -194,17 +271,16 @@ async fn send_with_backoff(
         }
         made += 1;
         result = send_once(t, envelope, raw).await;
-        if result.is_ok() {
+        if result.as_ref().map_or_else(|f| f.too_large, |()| true) {
             break;
         }
     }
-    let result = result.map_err(|failure| {
+    if let Err(failure) = &result {
         if failure.server_down {
             warn!(error = %failure.message, "the mail server is unusable: this run's remaining emails are spooled without trying");
             *down = Some(failure.message.clone());
         }
-        failure.message
-    });
+    }
     (made, result)
 }
 
@@ -220,6 +296,7 @@ pub async fn deliver_all(
     resend: bool,
 ) -> anyhow::Result<DeliverSummary> {
     let t = transport(settings)?;
+    let labels = Labels(settings.config.locale);
     let mut summary = DeliverSummary::default();
     let mut down = None;
     if let Transport::Outbox(_, dir) = &t {
@@ -259,16 +336,44 @@ pub async fn deliver_all(
                 continue;
             }
             let message_id = format!("<{run_id}.{}@salesbatch>", uuid::Uuid::new_v4());
-            let msg = build_message(&from, &to, bundle, &message_id)?;
+            let mut msg = build_message(&from, &to, bundle, &message_id)?;
             let raw = msg.formatted();
-            let (made, result) = send_with_backoff(&t, msg.envelope(), &raw, &mut down).await;
+            let (mut made, mut result) =
+                send_with_backoff(&t, msg.envelope(), &raw, &mut down).await;
+            // SPEC wants the workbook attached; a server that cannot take it
+            // still gets the body, which says where the workbooks are
+            let refused_for_size = match &result {
+                Err(f) if f.too_large => Some(f.message.clone()),
+                _ => None,
+            };
+            let left_out = if let Some(refused) = refused_for_size {
+                let note = workbooks_note(bundle, raw.len(), labels);
+                msg = build_message_without_workbooks(&from, &to, bundle, &message_id, &note)?;
+                let (more, second) =
+                    send_with_backoff(&t, msg.envelope(), &msg.formatted(), &mut down).await;
+                made += more;
+                result = second;
+                Some(format!(
+                    "sent without its workbooks: with them the email ({} bytes) was refused: {refused}",
+                    raw.len()
+                ))
+            } else {
+                None
+            };
             let attempts = previous.as_ref().map_or(0, |d| d.attempts) + made;
-            let (status, error, spooled) = match result {
-                Ok(()) => {
+            let (status, error, spooled) = match (result.map_err(|f| f.message), left_out) {
+                (Ok(()), Some(why)) => {
+                    summary.sent += 1;
+                    summary.without_workbooks += 1;
+                    let dir = bundle.xlsx.parent().unwrap_or(Path::new(""));
+                    warn!(recipient = %r.email, region = %region, reason = %why, dir = %dir.display(), "email sent without its workbooks: the mail server refused its size; raise the server's limit or hand the workbooks over");
+                    ("sent", Some(why), None)
+                }
+                (Ok(()), None) => {
                     summary.sent += 1;
                     ("sent", None, None)
                 }
-                Err(e) => {
+                (Err(e), _) => {
                     summary.failed += 1;
                     let id = spool(settings)?
                         .send(msg)
@@ -334,6 +439,7 @@ pub async fn retry_spooled(settings: &Settings, store: &dyn Store) -> anyhow::Re
             }
         };
         let (made, result) = send_with_backoff(&t, &envelope, &raw, &mut down).await;
+        let result = result.map_err(|f| f.message);
         d.attempts += made;
         d.updated_at = now();
         match result {

@@ -45,6 +45,9 @@ pub struct RunCounts {
     pub emails_sent: u64,
     pub emails_failed: u64,
     pub emails_skipped: u64,
+    /// emails sent without their workbooks, which the mail server refused
+    /// for their size (counted in `emails_sent` too)
+    pub emails_without_workbooks: u64,
     /// recipients' regions that had no report to send
     pub emails_without_report: u64,
 }
@@ -455,12 +458,14 @@ async fn steps(
         counts.emails_sent = d.sent;
         counts.emails_failed = d.failed;
         counts.emails_skipped = d.skipped;
+        counts.emails_without_workbooks = d.without_workbooks;
         counts.emails_without_report = d.no_report.len() as u64;
         no_report = d.no_report;
         outbox = d.outbox;
     }
     let status = if counts.rejections > 0
         || counts.emails_failed > 0
+        || counts.emails_without_workbooks > 0
         || counts.emails_without_report > 0
         || unknown_regions.is_some()
     {

@@ -88,6 +88,11 @@ const LABELS: &[(&str, &str, &str)] = &[
         "Some customers' earlier tiers are not in the current tier rules (their names and number changed); their tier changes are not compared",
     ),
     (
+        "workbooks_not_attached",
+        "本邮件未附工作簿：附上后邮件共 {size} MB，超过邮件服务器允许的大小。工作簿 {files} 已生成，请向运维索取。",
+        "The workbooks are not attached: with them this email is {size} MB, more than the mail server accepts. {files} were written; ask operations for them.",
+    ),
+    (
         "no_snapshot",
         "首次计算：尚无上期快照可比较",
         "First computation: no earlier snapshot to compare with",
