@@ -404,6 +404,7 @@ pub async fn deliver_all(
         sent = summary.sent,
         failed = summary.failed,
         skipped = summary.skipped,
+        without_workbooks = summary.without_workbooks,
         "delivery finished"
     );
     Ok(summary)
