@@ -438,6 +438,17 @@ async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
             None
         }
     };
+    match crate::deliver::check_smtp(settings).await {
+        Ok(None) => println!(
+            "smtp: none: emails are written to `{}`",
+            settings.output_dir().join("outbox").display()
+        ),
+        Ok(Some(ok)) => println!("smtp: ok: {ok}"),
+        Err(e) => {
+            problems += 1;
+            println!("smtp: {e}");
+        }
+    }
     for s in &settings.config.sources {
         for note in scaled_money_columns(s) {
             println!("source `{}`: note: {note}", s.name);

@@ -363,6 +363,70 @@ fn a_hung_server_is_given_up_once_and_a_refused_recipient_stops_nothing_else() {
     );
 }
 
+/// `check` tries the mail server as a send would (connect, TLS, login,
+/// then NOOP) and sends nothing: down, it is a problem (exit 1) named with
+/// the server; up, it is ok. Without `[smtp]` it says where emails go.
+#[test]
+fn check_tries_the_mail_server_and_sends_nothing() {
+    if !aiosmtpd_required() {
+        return;
+    }
+    let lab = DemoLab::new(5);
+    let smtp_line = |out: &str| {
+        out.lines()
+            .find(|l| l.starts_with("smtp: "))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let down = lab.cmd(&["check"]);
+    let out = text(&down);
+    assert_eq!(down.status.code(), Some(1), "{out}");
+    let line = smtp_line(&out);
+    assert!(
+        line.starts_with(&format!("smtp: cannot use `127.0.0.1:{}`: ", lab.port)),
+        "{out}"
+    );
+
+    let server = start_smtp(lab.port, &lab.dir.path().join("maildir"));
+    let up = lab.cmd(&["check"]);
+    let out = text(&up);
+    assert_eq!(up.status.code(), Some(0), "{out}");
+    assert_eq!(
+        smtp_line(&out),
+        format!("smtp: ok: `127.0.0.1:{}` answered (no TLS)", lab.port)
+    );
+    assert!(delivered(&server.maildir).is_empty());
+
+    // credentials come from the environment: an unset one is named
+    let config = std::fs::read_to_string(&lab.config).unwrap();
+    std::fs::write(
+        &lab.config,
+        config.replace(
+            "security = \"none\"",
+            "security = \"none\"\nusername_env = \"SB_TEST_SMTP_USER\"\npassword_env = \"SB_TEST_SMTP_PASS\"",
+        ),
+    )
+    .unwrap();
+    let unset = lab.cmd(&["check"]);
+    let out = text(&unset);
+    assert_eq!(unset.status.code(), Some(1), "{out}");
+    assert_eq!(
+        smtp_line(&out),
+        "smtp: environment variable `SB_TEST_SMTP_USER` (smtp.username_env) is not set"
+    );
+
+    std::fs::remove_file(&lab.config).unwrap();
+    std::fs::write(&lab.config, config.split("\n[smtp]").next().unwrap()).unwrap();
+    let outbox = lab.cmd(&["check"]);
+    let out = text(&outbox);
+    assert_eq!(outbox.status.code(), Some(0), "{out}");
+    assert!(
+        smtp_line(&out).starts_with("smtp: none: emails are written to `")
+            && smtp_line(&out).ends_with("out/outbox`"),
+        "{out}"
+    );
+}
+
 /// The HTML body of a delivered email and the names of its attached
 /// workbooks, as Python's `email` package reads them (aiosmtpd's Python).
 fn body_and_workbooks(mail: &str) -> (String, Vec<String>) {

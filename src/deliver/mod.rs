@@ -63,6 +63,39 @@ fn smtp_transport(smtp: &SmtpConfig) -> anyhow::Result<AsyncSmtpTransport<Tokio1
     Ok(builder.build())
 }
 
+/// What `check` says of `[smtp]`: connects, negotiates TLS and logs in as
+/// a send would, then asks for NOOP; nothing is sent. `Ok(None)` without
+/// `[smtp]`; `Err` says why the server cannot be used (an unset credential
+/// variable, a refused connection or login, no answer in `timeout_secs`).
+pub async fn check_smtp(settings: &Settings) -> Result<Option<String>, String> {
+    let Some(smtp) = &settings.config.smtp else {
+        return Ok(None);
+    };
+    let server = format!("`{}:{}`", smtp.host, smtp.port);
+    let transport = smtp_transport(smtp).map_err(|e| e.to_string())?;
+    let limit = Duration::from_secs(smtp.timeout_secs);
+    match tokio::time::timeout(limit, transport.test_connection()).await {
+        Ok(Ok(true)) => {
+            let security = match smtp.security {
+                Security::Starttls => "STARTTLS",
+                Security::Tls => "TLS",
+                Security::None => "no TLS",
+            };
+            let login = match &smtp.username_env {
+                Some(var) => format!(", logged in as the user in `{var}`"),
+                None => String::new(),
+            };
+            Ok(Some(format!("{server} answered ({security}{login})")))
+        }
+        Ok(Ok(false)) => Err(format!("{server} connected but did not answer NOOP")),
+        Ok(Err(e)) => Err(format!("cannot use {server}: {e}")),
+        Err(_) => Err(format!(
+            "{server} did not answer within {}s (`smtp.timeout_secs`)",
+            smtp.timeout_secs
+        )),
+    }
+}
+
 fn transport(settings: &Settings) -> anyhow::Result<Transport> {
     match &settings.config.smtp {
         None => {
