@@ -317,6 +317,55 @@ async fn send_with_backoff(
     (made, result)
 }
 
+/// What sending one bundle's email came to.
+struct Sent {
+    /// the message last tried: the one to spool if it failed
+    msg: Message,
+    made: i64,
+    result: Result<(), String>,
+    /// why the workbooks were left out, when they were
+    left_out: Option<String>,
+}
+
+/// Sends a bundle's email. SPEC wants the workbook attached; a server that
+/// refuses the email for its size gets it again without its workbooks, the
+/// body opening with where they are, rather than nothing.
+async fn send_bundle(
+    t: &Transport,
+    (from, to): (&Mailbox, &Mailbox),
+    bundle: &Bundle,
+    message_id: &str,
+    labels: Labels,
+    down: &mut Option<String>,
+) -> anyhow::Result<Sent> {
+    let msg = build_message(from, to, bundle, message_id)?;
+    let raw = msg.formatted();
+    let (made, result) = send_with_backoff(t, msg.envelope(), &raw, down).await;
+    let refused = match result {
+        Err(f) if f.too_large => f.message,
+        result => {
+            return Ok(Sent {
+                msg,
+                made,
+                result: result.map_err(|f| f.message),
+                left_out: None,
+            })
+        }
+    };
+    let note = workbooks_note(bundle, raw.len(), labels);
+    let msg = build_message_without_workbooks(from, to, bundle, message_id, &note)?;
+    let (more, result) = send_with_backoff(t, msg.envelope(), &msg.formatted(), down).await;
+    Ok(Sent {
+        msg,
+        made: made + more,
+        result: result.map_err(|f| f.message),
+        left_out: Some(format!(
+            "sent without its workbooks: with them the email ({} bytes) was refused: {refused}",
+            raw.len()
+        )),
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
 pub async fn deliver_all(
     settings: &Settings,
@@ -369,32 +418,14 @@ pub async fn deliver_all(
                 continue;
             }
             let message_id = format!("<{run_id}.{}@salesbatch>", uuid::Uuid::new_v4());
-            let mut msg = build_message(&from, &to, bundle, &message_id)?;
-            let raw = msg.formatted();
-            let (mut made, mut result) =
-                send_with_backoff(&t, msg.envelope(), &raw, &mut down).await;
-            // SPEC wants the workbook attached; a server that cannot take it
-            // still gets the body, which says where the workbooks are
-            let refused_for_size = match &result {
-                Err(f) if f.too_large => Some(f.message.clone()),
-                _ => None,
-            };
-            let left_out = if let Some(refused) = refused_for_size {
-                let note = workbooks_note(bundle, raw.len(), labels);
-                msg = build_message_without_workbooks(&from, &to, bundle, &message_id, &note)?;
-                let (more, second) =
-                    send_with_backoff(&t, msg.envelope(), &msg.formatted(), &mut down).await;
-                made += more;
-                result = second;
-                Some(format!(
-                    "sent without its workbooks: with them the email ({} bytes) was refused: {refused}",
-                    raw.len()
-                ))
-            } else {
-                None
-            };
+            let Sent {
+                msg,
+                made,
+                result,
+                left_out,
+            } = send_bundle(&t, (&from, &to), bundle, &message_id, labels, &mut down).await?;
             let attempts = previous.as_ref().map_or(0, |d| d.attempts) + made;
-            let (status, error, spooled) = match (result.map_err(|f| f.message), left_out) {
+            let (status, error, spooled) = match (result, left_out) {
                 (Ok(()), Some(why)) => {
                     summary.sent += 1;
                     summary.without_workbooks += 1;
