@@ -31,7 +31,7 @@ fn aiosmtpd_required() -> bool {
     require("python3 -m aiosmtpd (pip install aiosmtpd)", installed)
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -1,5 +1,6 @@
 //! `serve` as a real daemon: it catches up the nightly fire it missed, fires
-//! a per-second job on schedule, and on SIGTERM stops cleanly.
+//! a per-second job on schedule, says at start that its mail server cannot
+//! be used, and on SIGTERM stops cleanly.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -16,15 +17,26 @@ fn serve_catches_up_fires_on_schedule_and_stops_on_sigterm() {
         "in/sales.csv",
         "日期,客户编码,产品编码,金额\n2026-10-01,C1,P1,10\n".as_bytes(),
     );
-    let settings = lab.settings(
+    // nothing listens there: the mail server cannot be used
+    let smtp_port = crate::deliver::free_port();
+    let settings = lab.settings(&format!(
         r#"
 timezone = "Asia/Shanghai"
+[smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+security = "none"
+from = "销售报表 <reports@example.com>"
 [[sources]]
 name = "flow"
 dataset = "sales"
 kind = "csv"
 path = "in/sales.csv"
-columns = { invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", amount = "金额" }
+columns = {{ invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", amount = "金额" }}
+[[jobs]]
+name = "mail"
+cron = "0 0 6 1 1 *"
+steps = ["compute", "report", "deliver"]
 [[jobs]]
 name = "nightly"
 cron = "0 30 2 * * *"
@@ -34,8 +46,8 @@ catch_up = true
 name = "tick"
 cron = "*/2 * * * * *"
 steps = ["compute"]
-"#,
-    );
+"#
+    ));
     let log = lab.path("serve.log");
     let mut child = bin()
         .arg("--config")
@@ -116,6 +128,12 @@ steps = ["compute"]
     assert_eq!(status.code(), Some(0));
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(log.contains("catching up a missed fire"), "{log}");
+    assert!(
+        log.contains(&format!(
+            "the mail server cannot be used: cannot use `127.0.0.1:{smtp_port}`: "
+        )),
+        "{log}"
+    );
     assert!(log.contains("stopped"), "{log}");
     // nothing was left holding a lock
     let locks: i64 = rt.block_on(async {

@@ -164,6 +164,31 @@ async fn stop_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Tries the mail server in the background when a job delivers, as `check`
+/// does: a wrong password or a closed port is then in the log when the
+/// service starts, not found in the morning among spooled emails. Nothing
+/// waits on it (a server that does not answer takes `timeout_secs`).
+fn warn_if_mail_server_unusable(settings: &Arc<Settings>) {
+    if !settings
+        .config
+        .jobs
+        .iter()
+        .any(|j| j.steps.contains(&crate::config::Step::Deliver))
+    {
+        return;
+    }
+    let settings = Arc::clone(settings);
+    tokio::spawn(async move {
+        match crate::deliver::check_smtp(&settings).await {
+            Ok(Some(ok)) => info!("mail server: {ok}"),
+            Ok(None) => {}
+            Err(e) => warn!(
+                "the mail server cannot be used: {e}; emails that fail are spooled for `salesbatch deliveries retry`"
+            ),
+        }
+    });
+}
+
 /// Runs jobs on their cron schedules until Ctrl-C or SIGTERM, then waits for
 /// the jobs still running. Each fire computes yesterday in the configured
 /// timezone; a fire that finds the job's lock held is skipped.
@@ -177,6 +202,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         info!(job = %job.name, cron = %job.cron, tz = %settings.tz, "job scheduled");
     }
     sched.start().await?;
+    warn_if_mail_server_unusable(&settings);
     catch_up(&settings, &running).await?;
 
     let mut offset = offset_now(settings.tz);
