@@ -253,7 +253,7 @@ pub async fn fetch<B>(
     let err = |e: sqlx::Error| FileError::CannotOpen(e.to_string());
     macro_rules! run {
         ($pool:ty, $ph:expr, $first:expr, $extra:expr, $readable:expr) => {{
-            let options = quiet_slow_statements(url.parse().map_err(err)?);
+            let options = source_options(url).map_err(err)?;
             let pool = <$pool>::connect_with(options).await.map_err(err)?;
             let (sql, n) = bind_since(query, $ph);
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -319,6 +319,13 @@ pub enum Prepared {
     Refused(String),
 }
 
+/// The connect options a source database's URL gives, as `fetch` and
+/// `prepare` both connect: a pull's long statements are not WARNs (see
+/// `quiet_slow_statements`).
+fn source_options<O: sqlx::ConnectOptions>(url: &str) -> Result<O, sqlx::Error> {
+    Ok(quiet_slow_statements(url.parse()?))
+}
+
 /// Connects to a source database and prepares `query` there without running
 /// it: what `check` calls to prove a SQL source is reachable and to match
 /// its mapping against the columns it returns, with no load on a production
@@ -344,24 +351,22 @@ pub async fn prepare(url: &str, query: &str) -> Result<Prepared, String> {
     match Backend::of(url) {
         Some(Backend::Postgres) => {
             prepare!(
-                sqlx::PgPool::connect_with(quiet_slow_statements(url.parse().map_err(err)?)),
+                sqlx::PgPool::connect_with(source_options(url).map_err(err)?),
                 |n| format!("${n}"),
                 pg_readable
             )
         }
         Some(Backend::MySql) => {
             prepare!(
-                sqlx::MySqlPool::connect_with(quiet_slow_statements(url.parse().map_err(err)?)),
+                sqlx::MySqlPool::connect_with(source_options(url).map_err(err)?),
                 |_| "?".to_string(),
                 mysql_readable
             )
         }
         Some(Backend::Sqlite) => {
-            let options = quiet_slow_statements(
-                <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url)
-                    .map_err(err)?,
-            )
-            .read_only(true);
+            let options = source_options::<sqlx::sqlite::SqliteConnectOptions>(url)
+                .map_err(err)?
+                .read_only(true);
             prepare!(
                 sqlx::SqlitePool::connect_with(options),
                 |_| "?".to_string(),
