@@ -161,6 +161,14 @@ impl DemoLab {
             .map(str::to_string)
             .collect()
     }
+
+    /// The ledger's row for `as_of` and `recipient`.
+    fn ledger_row(&self, as_of: &str, recipient: &str) -> String {
+        self.ledger(as_of)
+            .into_iter()
+            .find(|l| l.contains(recipient))
+            .unwrap_or_else(|| panic!("no ledger row for {recipient} on {as_of}"))
+    }
 }
 
 #[test]
@@ -352,11 +360,7 @@ fn a_hung_server_is_given_up_once_and_a_refused_recipient_stops_nothing_else() {
     let to: Vec<&str> = mails.iter().map(|m| header(m, "To")).collect();
     assert_eq!(mails.len(), 3, "{to:?}");
     assert!(to.iter().all(|t| !t.contains("north@")), "{to:?}");
-    let north = lab
-        .ledger("2026-11-18")
-        .into_iter()
-        .find(|l| l.contains("north@example.com"))
-        .unwrap();
+    let north = lab.ledger_row("2026-11-18", "north@example.com");
     assert!(
         north.contains(" failed ") && north.contains("  3  ") && north.contains("550"),
         "{north}"
@@ -520,11 +524,7 @@ fn an_email_too_large_for_the_server_goes_out_without_its_workbooks() {
     );
     // the rest of the body is the report as usual
     assert!(html.contains("<h2>分级变动</h2>"), "{html}");
-    let hq = lab
-        .ledger("2026-11-19")
-        .into_iter()
-        .find(|l| l.contains("hq@example.com"))
-        .unwrap();
+    let hq = lab.ledger_row("2026-11-19", "hq@example.com");
     // one refused send, one sent: the refused message is not sent again
     assert!(
         hq.contains(" sent ")

@@ -116,13 +116,16 @@ fn transport(settings: &Settings) -> anyhow::Result<Transport> {
 
 fn attachment(path: &Path) -> anyhow::Result<SinglePart> {
     let body = std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
     let ct =
         ContentType::parse("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")?;
-    Ok(Attachment::new(name).body(body, ct))
+    Ok(Attachment::new(file_name(path)).body(body, ct))
+}
+
+/// A workbook's name as its attachment and the body's note show it.
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default()
 }
 
 /// Builds the email for one bundle.
@@ -194,13 +197,7 @@ fn workbooks(bundle: &Bundle) -> impl Iterator<Item = &PathBuf> {
 /// The body's opening line when the workbooks were left out: the size the
 /// email had with them and the files, by name, to ask operations for.
 fn workbooks_note(bundle: &Bundle, size: usize, labels: Labels) -> String {
-    let files: Vec<String> = workbooks(bundle)
-        .map(|p| {
-            p.file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default()
-        })
-        .collect();
+    let files: Vec<String> = workbooks(bundle).map(|p| file_name(p)).collect();
     #[allow(clippy::cast_precision_loss)] // a size in MB to one decimal
     let text = labels
         .get("workbooks_not_attached")
@@ -304,7 +301,15 @@ async fn send_with_backoff(
         }
         made += 1;
         result = send_once(t, envelope, raw).await;
-        if result.as_ref().map_or_else(|f| f.too_large, |()| true) {
+        // a message over the server's size limit fails the same way again
+        if matches!(
+            &result,
+            Ok(())
+                | Err(SendFailure {
+                    too_large: true,
+                    ..
+                })
+        ) {
             break;
         }
     }
