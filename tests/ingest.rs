@@ -1924,6 +1924,7 @@ macro_rules! on_both_warehouses {
         }
     };
 }
+pub(crate) use on_both_warehouses;
 
 /// Reloads of changed files on either warehouse: replaced rows, upserted
 /// keyed lines, a line moving between files, and ranges missing from loads

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::cli::{bin, text};
-use crate::ingest::{require, Lab, Wh};
+use crate::ingest::{on_both_warehouses, require, Lab, Wh};
 
 /// A database of its own on the local server, dropped at the end.
 pub struct PgDatabase {
@@ -384,8 +384,7 @@ async fn postgres_metric_inputs_are_one_commit_while_loads_go_on() {
 /// Both backends: the snapshot before a date comes with the tier names of
 /// the rules its run recorded (what tells a renamed tier from a changed
 /// one); a run whose rules name no tiers gives none.
-async fn previous_snapshot_names_its_rules_tiers(wh: &Wh<'_>) {
-    let lab = Lab::new();
+async fn previous_snapshot_names_its_rules_tiers(lab: &Lab, wh: &Wh<'_>) {
     let settings = lab.settings("");
     let store = Lab::store(&settings, wh).await;
     let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
@@ -425,27 +424,19 @@ async fn previous_snapshot_names_its_rules_tiers(wh: &Wh<'_>) {
     assert_eq!(previous.tiers.len(), 1);
 }
 
-#[tokio::test]
-async fn sqlite_previous_snapshot_names_its_rules_tiers() {
-    previous_snapshot_names_its_rules_tiers(&Wh::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_previous_snapshot_names_its_rules_tiers() {
-    PgDatabase::run(async |url| {
-        previous_snapshot_names_its_rules_tiers(&Wh::Postgres(url)).await;
-    })
-    .await;
-}
+on_both_warehouses!(
+    previous_snapshot_names_its_rules_tiers,
+    sqlite_previous_snapshot_names_its_rules_tiers,
+    postgres_previous_snapshot_names_its_rules_tiers
+);
 
 /// Both backends: a run's saved data quality makes it a quality run; a run
 /// without ingest finds the latest one before it and links to it, which
 /// `export rejections` follows; the notes carried for a source are those of
 /// the latest quality run only (a later run with no notes clears them).
-async fn quality_runs_are_found_linked_and_carried(wh: &Wh<'_>) {
+async fn quality_runs_are_found_linked_and_carried(lab: &Lab, wh: &Wh<'_>) {
     use salesbatch::ingest::record::{Reason, Rejection};
     use salesbatch::ingest::FileNote;
-    let lab = Lab::new();
     let settings = lab.settings("");
     let store = Lab::store(&settings, wh).await;
     let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
@@ -530,15 +521,8 @@ async fn quality_runs_are_found_linked_and_carried(wh: &Wh<'_>) {
     assert_eq!(store.quality_run_for(other).await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn sqlite_quality_runs_are_found_linked_and_carried() {
-    quality_runs_are_found_linked_and_carried(&Wh::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_quality_runs_are_found_linked_and_carried() {
-    PgDatabase::run(async |url| {
-        quality_runs_are_found_linked_and_carried(&Wh::Postgres(url)).await;
-    })
-    .await;
-}
+on_both_warehouses!(
+    quality_runs_are_found_linked_and_carried,
+    sqlite_quality_runs_are_found_linked_and_carried,
+    postgres_quality_runs_are_found_linked_and_carried
+);
