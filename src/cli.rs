@@ -375,14 +375,7 @@ async fn run_job_cmd(
             c.emails_sent,
             c.emails_skipped,
             c.emails_failed,
-            if c.emails_without_workbooks > 0 {
-                format!(
-                    "; {} sent without workbooks (too large for the mail server)",
-                    c.emails_without_workbooks
-                )
-            } else {
-                String::new()
-            }
+            without_workbooks(c.emails_without_workbooks)
         );
     }
     Ok(match outcome.status {
@@ -612,13 +605,28 @@ async fn computed_run(
     }
 }
 
+/// The tail of an email count line for emails sent without workbooks.
+fn without_workbooks(count: u64) -> String {
+    if count > 0 {
+        format!("; {count} sent without workbooks (too large for the mail server)")
+    } else {
+        String::new()
+    }
+}
+
 async fn retry_deliveries(
     settings: &Settings,
     store: &dyn warehouse::Store,
 ) -> anyhow::Result<ExitCode> {
     let spooled = deliver::retry_spooled(settings, store).await?;
-    println!("{} resent, {} still failing", spooled.sent, spooled.failed);
-    let mut degraded = spooled.failed > 0;
+    println!(
+        "{} resent, {} still failing{}",
+        spooled.sent,
+        spooled.failed,
+        without_workbooks(spooled.without_workbooks)
+    );
+    // ops must raise the server's limit or hand the workbooks over
+    let mut degraded = spooled.failed > 0 || spooled.without_workbooks > 0;
     let mut pairs: Vec<(String, NaiveDate)> = spooled
         .unspooled
         .iter()
@@ -639,10 +647,13 @@ async fn retry_deliveries(
         ];
         let outcome =
             jobs::run_locked(settings, store, &cfg, as_of, &RunOptions::default()).await?;
-        degraded |= outcome.counts.emails_failed > 0;
+        let c = &outcome.counts;
+        degraded |= c.emails_failed > 0 || c.emails_without_workbooks > 0;
         println!(
-            "{job} {as_of}: rebuilt, {} resent, {} still failing",
-            outcome.counts.emails_sent, outcome.counts.emails_failed
+            "{job} {as_of}: rebuilt, {} resent, {} still failing{}",
+            c.emails_sent,
+            c.emails_failed,
+            without_workbooks(c.emails_without_workbooks)
         );
     }
     Ok(if degraded {

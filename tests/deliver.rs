@@ -470,9 +470,64 @@ fn body_and_workbooks(mail: &str) -> (String, Vec<String>) {
     )
 }
 
-/// A server whose size limit (45,000 bytes, RFC 1870 `SIZE`) is below the
-/// demo's national email with its two workbooks (about 61 KB) and above
-/// the regional ones (about 35 KB): the regional emails carry their
+/// An SMTP server on `lab`'s port refusing messages over 45,000 bytes
+/// (RFC 1870 `SIZE`): below the demo's national email with its two
+/// workbooks (about 61 KB), above the regional ones (about 35 KB).
+fn start_smtp_limited(lab: &DemoLab) -> SmtpServer {
+    start_smtp_with(
+        lab.port,
+        &lab.dir.path().join("maildir"),
+        "aiosmtpd.handlers.Mailbox",
+        None,
+        &["-s", "45000"],
+    )
+}
+
+/// Checks the demo's four emails of 2026-11-19 as `start_smtp_limited`'s
+/// server got them, `out` being what the sending command printed: 华东's
+/// with its workbook; hq's without its two, its body opening with why and
+/// which files, then the report as usual, and in the ledger as sent with
+/// the refusal after 2 attempts: whether the full message was tried at
+/// night or resent from the spool, it was refused once (552: sending it
+/// again cannot help), then sent without its workbooks.
+fn only_hq_went_without_workbooks(lab: &DemoLab, out: &str, maildir: &Path) {
+    assert!(
+        out.contains("email sent without its workbooks: the mail server refused its size"),
+        "{out}"
+    );
+    let mails = delivered(maildir);
+    assert_eq!(mails.len(), 4);
+    let to = |who: &str| {
+        mails
+            .iter()
+            .find(|m| header(m, "To").contains(who))
+            .unwrap()
+    };
+    let (_, east_workbooks) = body_and_workbooks(to("east@example.com"));
+    assert_eq!(east_workbooks, ["华东.xlsx"]);
+    let hq = to("hq@example.com");
+    let (html, hq_workbooks) = body_and_workbooks(hq);
+    assert!(hq_workbooks.is_empty(), "{hq_workbooks:?}");
+    assert!(
+        html.contains(
+            "<body>\n<p class=\"more\" style=\"font-weight:bold\">本邮件未附工作簿：附上后邮件共 0.1 MB，\
+             超过邮件服务器允许的大小。工作簿 national.xlsx, data-quality.xlsx 已生成，请向运维索取。</p>"
+        ),
+        "{html}"
+    );
+    assert!(html.contains("<h2>分级变动</h2>"), "{html}");
+    let row = lab.ledger_row("2026-11-19", "hq@example.com");
+    assert!(
+        row.contains(" sent ")
+            && row.contains("  2  ")
+            && row.contains("sent without its workbooks: with them the email (")
+            && row.contains("552")
+            && row.contains(header(hq, "Message-ID")),
+        "{row}"
+    );
+}
+
+/// Behind `start_smtp_limited`'s server the regional emails carry their
 /// workbook; the national one is refused once (552: sending it again
 /// cannot help), then goes out without its workbooks, its body opening
 /// with why and which files. The run is degraded and says so, and the
@@ -483,13 +538,7 @@ fn an_email_too_large_for_the_server_goes_out_without_its_workbooks() {
         return;
     }
     let lab = DemoLab::new(10);
-    let server = start_smtp_with(
-        lab.port,
-        &lab.dir.path().join("maildir"),
-        "aiosmtpd.handlers.Mailbox",
-        None,
-        &["-s", "45000"],
-    );
+    let server = start_smtp_limited(&lab);
     let run = lab.cmd(&["run", "nightly", "--as-of", "2026-11-19"]);
     let out = text(&run);
     assert_eq!(run.status.code(), Some(3), "{out}");
@@ -499,40 +548,76 @@ fn an_email_too_large_for_the_server_goes_out_without_its_workbooks() {
         ),
         "{out}"
     );
+    only_hq_went_without_workbooks(&lab, &out, &server.maildir);
+}
+
+/// An email spooled while the server was down carries its workbooks; the
+/// spool keeps the same email without them beside it. When the server,
+/// back up, refuses the national one for its size (the limit of the test
+/// above), `deliveries retry` sends that one instead, as the nightly run
+/// would have, and says so; the regional emails go as spooled.
+#[test]
+fn retry_sends_a_spooled_email_too_large_for_the_server_without_its_workbooks() {
+    if !aiosmtpd_required() {
+        return;
+    }
+    let lab = DemoLab::new(2);
+    let run = lab.cmd(&["run", "nightly", "--as-of", "2026-11-19"]);
     assert!(
-        out.contains("email sent without its workbooks: the mail server refused its size"),
+        text(&run).contains("emails: 0 sent, 0 already sent, 4 failed"),
+        "{}",
+        text(&run)
+    );
+    let spool = lab.demo.join("out/spool");
+    assert_eq!(crate::cli::emails_in(&spool), 4);
+    assert_eq!(crate::cli::emails_in(&spool.join("without-workbooks")), 4);
+
+    let server = start_smtp_limited(&lab);
+    let retry = lab.cmd(&["deliveries", "retry"]);
+    let out = text(&retry);
+    assert_eq!(retry.status.code(), Some(3), "{out}");
+    assert!(
+        out.contains(
+            "4 resent, 0 still failing; 1 sent without workbooks (too large for the mail server)"
+        ),
         "{out}"
     );
-    let mails = delivered(&server.maildir);
-    assert_eq!(mails.len(), 4);
-    let to = |who: &str| {
-        mails
-            .iter()
-            .find(|m| header(m, "To").contains(who))
-            .unwrap()
-    };
-    let (_, east_workbooks) = body_and_workbooks(to("east@example.com"));
-    assert_eq!(east_workbooks, ["华东.xlsx"]);
-    let (html, hq_workbooks) = body_and_workbooks(to("hq@example.com"));
-    assert!(hq_workbooks.is_empty(), "{hq_workbooks:?}");
+    only_hq_went_without_workbooks(&lab, &out, &server.maildir);
+    assert!(!spool.read_dir().unwrap().any(|_| true));
+}
+
+/// A date rerun after its emails failed sends them anew: the messages the
+/// failed run spooled are superseded and removed, so a later `deliveries
+/// retry` cannot send them a second time.
+#[test]
+fn a_rerun_that_sends_removes_the_failed_runs_spool() {
+    if !aiosmtpd_required() {
+        return;
+    }
+    let lab = DemoLab::new(2);
+    let run = lab.cmd(&["run", "nightly", "--as-of", "2026-11-19"]);
     assert!(
-        html.contains(
-            "<body>\n<p class=\"more\" style=\"font-weight:bold\">本邮件未附工作簿：附上后邮件共 0.1 MB，\
-             超过邮件服务器允许的大小。工作簿 national.xlsx, data-quality.xlsx 已生成，请向运维索取。</p>"
-        ),
-        "{html}"
+        text(&run).contains("emails: 0 sent, 0 already sent, 4 failed"),
+        "{}",
+        text(&run)
     );
-    // the rest of the body is the report as usual
-    assert!(html.contains("<h2>分级变动</h2>"), "{html}");
-    let hq = lab.ledger_row("2026-11-19", "hq@example.com");
-    // one refused send, one sent: the refused message is not sent again
+    let spool = lab.demo.join("out/spool");
+    assert_eq!(crate::cli::emails_in(&spool), 4);
+    let server = start_smtp(lab.port, &lab.dir.path().join("maildir"));
+    let again = lab.cmd(&["run", "nightly", "--as-of", "2026-11-19"]);
     assert!(
-        hq.contains(" sent ")
-            && hq.contains("  2  ")
-            && hq.contains("sent without its workbooks: with them the email (")
-            && hq.contains("552"),
-        "{hq}"
+        text(&again).contains("emails: 4 sent, 0 already sent, 0 failed"),
+        "{}",
+        text(&again)
     );
+    assert!(!spool.read_dir().unwrap().any(|_| true));
+    let retry = lab.cmd(&["deliveries", "retry"]);
+    assert!(
+        text(&retry).contains("0 resent, 0 still failing"),
+        "{}",
+        text(&retry)
+    );
+    assert_eq!(delivered(&server.maildir).len(), 4);
 }
 
 /// A recipient whose region has no scored customer (renamed or misspelt in

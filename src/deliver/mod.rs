@@ -3,7 +3,9 @@
 //! report and the data-quality workbook. Without `[smtp]`, emails are written
 //! with their envelope to `out/outbox/` (lettre's file transport). A message
 //! that still fails after its attempts is spooled the same way to
-//! `out/spool/`, so `deliveries retry` resends exactly what was built then.
+//! `out/spool/`, so `deliveries retry` resends exactly what was built then;
+//! beside one that carries workbooks, `out/spool/without-workbooks/` holds
+//! the same email without them, for a server that refuses it for its size.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -213,9 +215,53 @@ fn workbooks_note(bundle: &Bundle, size: usize, labels: Labels) -> String {
 }
 
 fn spool(settings: &Settings) -> anyhow::Result<AsyncFileTransport<Tokio1Executor>> {
-    let dir = settings.output_dir().join("spool");
+    let dir = spool_dir(settings);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
     Ok(AsyncFileTransport::<Tokio1Executor>::with_envelope(dir))
+}
+
+fn spool_dir(settings: &Settings) -> PathBuf {
+    settings.output_dir().join("spool")
+}
+
+/// Where the spooled email `id` is kept without its workbooks: the spool
+/// holds messages, not the bundles they were built from, so `deliveries
+/// retry` could not leave the workbooks out of a message refused for its
+/// size. Kept apart so that `spool/*.eml` stays one file per failed email.
+fn without_workbooks_path(spool_dir: &Path, id: &str) -> PathBuf {
+    spool_dir
+        .join("without-workbooks")
+        .join(format!("{id}.eml"))
+}
+
+/// Spools `lighter`, the email `id` without its workbooks.
+fn spool_without_workbooks(spool_dir: &Path, id: &str, lighter: &Message) -> anyhow::Result<()> {
+    let path = without_workbooks_path(spool_dir, id);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create `{}`", dir.display()))?;
+    }
+    std::fs::write(&path, lighter.formatted())
+        .with_context(|| format!("cannot write `{}`", path.display()))
+}
+
+/// Removes the spooled email `id`: its message, its envelope and its
+/// lighter twin. A file already gone is no error.
+fn unspool(spool_dir: &Path, id: &str) {
+    for ext in ["eml", "json"] {
+        let _ = std::fs::remove_file(spool_dir.join(format!("{id}.{ext}")));
+    }
+    let lighter = without_workbooks_path(spool_dir, id);
+    let _ = std::fs::remove_file(&lighter);
+    // only once empty: an empty spool says nothing is waiting
+    if let Some(dir) = lighter.parent() {
+        let _ = std::fs::remove_dir(dir);
+    }
+}
+
+/// The ledger's error text for an email that went out without workbooks.
+fn left_out_note(size: usize, refused: &str) -> String {
+    format!("sent without its workbooks: with them the email ({size} bytes) was refused: {refused}")
 }
 
 /// Why a send failed, and whether the server itself is unusable (it cannot
@@ -326,6 +372,9 @@ async fn send_with_backoff(
 struct Sent {
     /// the message last tried: the one to spool if it failed
     msg: Message,
+    /// the email without its workbooks, to spool beside `msg` when `msg`
+    /// failed with them (its size is not known to be the reason yet)
+    lighter: Option<Message>,
     made: i64,
     result: Result<(), String>,
     /// why the workbooks were left out, when they were
@@ -346,28 +395,39 @@ async fn send_bundle(
     let msg = build_message(from, to, bundle, message_id)?;
     let raw = msg.formatted();
     let (made, result) = send_with_backoff(t, msg.envelope(), &raw, down).await;
+    let lighter = || {
+        let note = workbooks_note(bundle, raw.len(), labels);
+        build_message_without_workbooks(from, to, bundle, message_id, &note)
+    };
     let refused = match result {
         Err(f) if f.too_large => f.message,
-        result => {
+        Ok(()) => {
             return Ok(Sent {
                 msg,
+                lighter: None,
                 made,
-                result: result.map_err(|f| f.message),
+                result: Ok(()),
+                left_out: None,
+            })
+        }
+        Err(f) => {
+            return Ok(Sent {
+                msg,
+                lighter: Some(lighter()?),
+                made,
+                result: Err(f.message),
                 left_out: None,
             })
         }
     };
-    let note = workbooks_note(bundle, raw.len(), labels);
-    let msg = build_message_without_workbooks(from, to, bundle, message_id, &note)?;
+    let msg = lighter()?;
     let (more, result) = send_with_backoff(t, msg.envelope(), &msg.formatted(), down).await;
     Ok(Sent {
         msg,
+        lighter: None,
         made: made + more,
         result: result.map_err(|f| f.message),
-        left_out: Some(format!(
-            "sent without its workbooks: with them the email ({} bytes) was refused: {refused}",
-            raw.len()
-        )),
+        left_out: Some(left_out_note(raw.len(), &refused)),
     })
 }
 
@@ -425,6 +485,7 @@ pub async fn deliver_all(
             let message_id = format!("<{run_id}.{}@salesbatch>", uuid::Uuid::new_v4());
             let Sent {
                 msg,
+                lighter,
                 made,
                 result,
                 left_out,
@@ -448,6 +509,9 @@ pub async fn deliver_all(
                         .send(msg)
                         .await
                         .context("cannot spool the undelivered email")?;
+                    if let Some(lighter) = &lighter {
+                        spool_without_workbooks(&spool_dir(settings), &id, lighter)?;
+                    }
                     warn!(recipient = %r.email, region = %region, error = %e, "email not delivered; `salesbatch deliveries retry` resends it");
                     ("failed", Some(e), Some(id))
                 }
@@ -464,9 +528,15 @@ pub async fn deliver_all(
                     message_id: Some(message_id),
                     error,
                     updated_at: now(),
-                    spool: spooled,
+                    spool: spooled.clone(),
                 })
                 .await?;
+            // an earlier failure's spooled message is superseded by this send
+            if let Some(old) = previous.and_then(|d| d.spool) {
+                if spooled.as_ref() != Some(&old) {
+                    unspool(&spool_dir(settings), &old);
+                }
+            }
         }
     }
     info!(
@@ -484,15 +554,21 @@ pub async fn deliver_all(
 pub struct RetrySummary {
     pub sent: u64,
     pub failed: u64,
+    /// spooled emails the server refused for their size and that went out
+    /// without their workbooks (counted in `sent` too)
+    pub without_workbooks: u64,
     /// failed deliveries with no spooled message (recorded before spooling
     /// existed, or the spool was removed): their job run must be redone
     pub unspooled: Vec<DeliveryRow>,
 }
 
-/// Resends every failed email from the spool, byte for byte as first built.
+/// Resends every failed email from the spool, byte for byte as first built;
+/// one the server refuses for its size goes out as spooled without its
+/// workbooks, as `deliver_all` would have sent it.
 pub async fn retry_spooled(settings: &Settings, store: &dyn Store) -> anyhow::Result<RetrySummary> {
     let t = transport(settings)?;
     let spool = spool(settings)?;
+    let dir = spool_dir(settings);
     let mut summary = RetrySummary::default();
     let mut down = None;
     for mut d in store.deliveries(true).await? {
@@ -508,7 +584,22 @@ pub async fn retry_spooled(settings: &Settings, store: &dyn Store) -> anyhow::Re
                 continue;
             }
         };
-        let (made, result) = send_with_backoff(&t, &envelope, &raw, &mut down).await;
+        let (mut made, mut result) = send_with_backoff(&t, &envelope, &raw, &mut down).await;
+        let mut left_out = None;
+        let refused = match &result {
+            Err(f) if f.too_large => Some(f.message.clone()),
+            _ => None,
+        };
+        // a message spooled before this version, or refused without its
+        // workbooks already, has no lighter twin: it stays failed
+        let lighter =
+            refused.and_then(|r| Some((r, std::fs::read(without_workbooks_path(&dir, &id)).ok()?)));
+        if let Some((refused, lighter)) = lighter {
+            let (more, again) = send_with_backoff(&t, &envelope, &lighter, &mut down).await;
+            made += more;
+            result = again;
+            left_out = Some(left_out_note(raw.len(), &refused));
+        }
         let result = result.map_err(|f| f.message);
         d.attempts += made;
         d.updated_at = now();
@@ -516,13 +607,14 @@ pub async fn retry_spooled(settings: &Settings, store: &dyn Store) -> anyhow::Re
             Ok(()) => {
                 summary.sent += 1;
                 d.status = "sent".into();
-                d.error = None;
+                if let Some(why) = &left_out {
+                    summary.without_workbooks += 1;
+                    warn!(recipient = %d.recipient, region = %d.region, reason = %why, "email sent without its workbooks: the mail server refused its size; raise the server's limit or hand the workbooks over");
+                }
+                d.error = left_out;
                 d.spool = None;
                 store.record_delivery(&d).await?;
-                let dir = settings.output_dir().join("spool");
-                for ext in ["eml", "json"] {
-                    let _ = std::fs::remove_file(dir.join(format!("{id}.{ext}")));
-                }
+                unspool(&dir, &id);
             }
             Err(e) => {
                 summary.failed += 1;
@@ -535,6 +627,7 @@ pub async fn retry_spooled(settings: &Settings, store: &dyn Store) -> anyhow::Re
     info!(
         sent = summary.sent,
         failed = summary.failed,
+        without_workbooks = summary.without_workbooks,
         rerun = summary.unspooled.len(),
         "retry finished"
     );
