@@ -253,6 +253,25 @@ fn a_value_below_the_last_digit_shows_as_zero_not_minus_zero() {
     }
 }
 
+/// The first column of a workbook's sheet, as text (empty where not text).
+fn column_a(path: &Path, name: &str) -> Vec<String> {
+    sheet(path, name)
+        .iter()
+        .map(|row| match row.first() {
+            Some(Data::String(s)) => s.clone(),
+            _ => String::new(),
+        })
+        .collect()
+}
+
+/// What a workbook's Summary says about its tier changes: the line under
+/// its `分级变动` heading, if it has one.
+fn caveat(workbook: &Path) -> Option<String> {
+    let summary = column_a(workbook, "概览");
+    let at = summary.iter().position(|c| c == "分级变动")?;
+    summary.get(at + 1).cloned()
+}
+
 /// The line under a page section's table (or in place of an empty one).
 fn message(page: &str, section: &str) -> Option<String> {
     let start = page.find(&format!("<h2>{section}</h2>")).expect(section);
@@ -276,6 +295,18 @@ fn an_empty_section_says_why() {
         message(&east, "分级变动").as_deref(),
         Some("首次计算：尚无上期快照可比较")
     );
+    // the workbook's Summary says it too; its changes sheet is the header
+    let dir = tempfile::tempdir().unwrap();
+    rendered_comparing(dir.path(), false, &[]);
+    let workbook = dir.path().join("out/华东.xlsx");
+    assert_eq!(
+        caveat(&workbook).as_deref(),
+        Some("首次计算：尚无上期快照可比较")
+    );
+    assert_eq!(column_a(&workbook, "分级变动").len(), 1);
+    let dir = tempfile::tempdir().unwrap();
+    rendered_comparing(dir.path(), true, &[]);
+    assert_eq!(caveat(&dir.path().join("out/华东.xlsx")), None);
     assert_eq!(message(&east, "代表排名").as_deref(), Some("无代表"));
     // 华东's one A customer has a gap of 4 visits: its table has a row
     assert_eq!(message(&east, "重点客户拜访缺口"), None);
@@ -344,6 +375,15 @@ fn only_a_region_with_uncompared_customers_says_so() {
     let national = page("national");
     assert!(national.contains(">E1</td>"), "{national}");
     assert_eq!(message(&national, "分级变动").as_deref(), Some(PARTLY));
+    // the workbooks' Summary sheets say the same; the changes sheets hold
+    // the changes alone
+    let workbook = |scope: &str| dir.path().join(format!("out/{scope}.xlsx"));
+    assert_eq!(caveat(&workbook("华东")), None);
+    assert_eq!(caveat(&workbook("华北")).as_deref(), Some(NOT_COMPARED));
+    assert_eq!(caveat(&workbook("national")).as_deref(), Some(PARTLY));
+    assert_eq!(column_a(&workbook("华东"), "分级变动")[1..], ["E1"]);
+    assert_eq!(column_a(&workbook("华北"), "分级变动").len(), 1);
+    assert_eq!(column_a(&workbook("national"), "分级变动")[1..], ["E1"]);
 }
 
 /// Replaces what changes from run to run in a formatted email (date,

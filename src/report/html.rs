@@ -145,25 +145,20 @@ impl Renderer {
             "no_gaps",
         );
         ctx.insert("worst_gaps", &worst);
+        let caveat = report.changes_caveat();
         let mut changes = html_table(
             &report.changes,
             labels,
             report.changes.rows.iter(),
-            if !report.tiers_compared {
-                "no_snapshot"
-            } else if report.tiers_not_compared {
-                "changes_not_compared"
-            } else {
-                "no_changes"
-            },
+            caveat.unwrap_or("no_changes"),
         );
         // the changes listed are not all there are: say so under them too
-        if report.tiers_not_compared && !changes.rows.is_empty() {
-            let partly = labels.get("changes_partly_compared");
+        if let Some(caveat) = caveat.filter(|_| !changes.rows.is_empty()) {
+            let caveat = labels.get(caveat);
             changes.more = if changes.more.is_empty() {
-                partly.to_string()
+                caveat.to_string()
             } else {
-                format!("{} {partly}", changes.more)
+                format!("{} {caveat}", changes.more)
             };
         }
         ctx.insert("changes", &changes);

@@ -142,6 +142,24 @@ pub struct Report {
     pub rules: Vec<(String, String)>,
 }
 
+impl Report {
+    /// Why the tier changes listed are not all there are, as a label key:
+    /// no earlier snapshot, none of them compared, or some not compared.
+    /// The page and the workbook both say it, under the changes or in
+    /// place of them.
+    pub fn changes_caveat(&self) -> Option<&'static str> {
+        if !self.tiers_compared {
+            Some("no_snapshot")
+        } else if !self.tiers_not_compared {
+            None
+        } else if self.changes.rows.is_empty() {
+            Some("changes_not_compared")
+        } else {
+            Some("changes_partly_compared")
+        }
+    }
+}
+
 /// The data-quality workbook's notes on files that loaded (see
 /// `ingest::FileNote`): national only, like the rejected rows.
 pub fn notes(notes: &[FileNote]) -> Table {

@@ -319,6 +319,15 @@ pub fn write(report: &Report, path: &Path, labels: Labels) -> anyhow::Result<()>
         chart.title().set_name(labels.get("tier_distribution"));
         chart.legend().set_hidden();
         ws.insert_chart(4, 4, &chart).map_err(xl)?;
+        // on the Summary, not under the changes: a line under a sheet's
+        // table is data to a pivot table or a formula over its columns
+        if let Some(caveat) = report.changes_caveat() {
+            row += 2;
+            ws.write_string_with_format(row, 0, labels.get("changes"), &f.header)
+                .map_err(xl)?;
+            row += 1;
+            ws.write_string(row, 0, labels.get(caveat)).map_err(xl)?;
+        }
         row += 2;
         ws.write_string_with_format(row, 0, labels.get("rules"), &f.header)
             .map_err(xl)?;
