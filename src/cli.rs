@@ -28,8 +28,25 @@ pub struct Cli {
         default_value = "config/salesbatch.toml"
     )]
     pub config: PathBuf,
+    /// How log lines on stderr are written: `text` for a person or a log
+    /// file, `json` (one object a line) for a log shipper.
+    #[arg(
+        long,
+        global = true,
+        env = "SALESBATCH_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The form of log lines (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -17,4 +17,4 @@ pub mod schedule;
 pub mod text;
 pub mod warehouse;
 
-pub use cli::{run, Cli, ExitCode};
+pub use cli::{run, Cli, ExitCode, LogFormat};

@@ -1075,6 +1075,91 @@ fn a_source_matching_no_file_is_named() {
     );
 }
 
+/// `--log-format json` (or `SALESBATCH_LOG_FORMAT=json`) writes each log
+/// line as one JSON object, the event's fields at the top level as their
+/// own types and the run's span beside them, for a log shipper; stdout,
+/// read by people and scripts, keeps its lines. An unknown format is a
+/// usage error.
+#[test]
+fn logs_are_json_lines_when_asked() {
+    let lab = crate::ingest::Lab::new();
+    let job =
+        "\n[[jobs]]\nname = \"score\"\ncron = \"0 0 2 * * *\"\nsteps = [\"ingest\", \"compute\"]\n";
+    lab.settings(&(flow_excel_source("flow", "in/flow/*.xlsx", "") + job));
+    let score = |log_format: &[&str], env: &[(&str, &str)]| {
+        bin()
+            .arg("--config")
+            .arg(lab.path("salesbatch.toml"))
+            .args(log_format)
+            .args(["run", "score", "--as-of", "2026-11-20"])
+            .envs(env.iter().copied())
+            .output()
+            .unwrap()
+    };
+    // text by default; this run also loads the masters
+    let text_run = score(&[], &[]);
+    assert!(
+        String::from_utf8_lossy(&text_run.stderr)
+            .contains(" WARN job{job=score run_id=1 as_of=2026-11-20}: salesbatch::ingest: "),
+        "{}",
+        text(&text_run)
+    );
+    let runs = [
+        score(&["--log-format", "json"], &[]),
+        score(&[], &[("SALESBATCH_LOG_FORMAT", "json")]),
+    ];
+    for (run, run_id) in runs.iter().zip([2, 3]) {
+        assert_eq!(run.status.code(), Some(0), "{}", text(run));
+        let log = String::from_utf8_lossy(&run.stderr);
+        let lines: Vec<serde_json::Value> = log
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        let line = |message: &str| {
+            lines
+                .iter()
+                .find(|l| {
+                    l["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with(message))
+                })
+                .unwrap_or_else(|| panic!("no `{message}` in {log}"))
+        };
+        let warning = line("no file matches the source's path");
+        assert_eq!(warning["level"], "WARN");
+        assert_eq!(warning["target"], "salesbatch::ingest");
+        assert_eq!(warning["source"], "flow");
+        assert_eq!(warning["path"], "in/flow/*.xlsx");
+        assert_eq!(
+            warning["span"],
+            serde_json::json!({"name": "job", "job": "score", "run_id": run_id, "as_of": "2026-11-20"})
+        );
+        // counts are numbers, not text: the masters' two files are unchanged
+        let ingest = line("ingest finished");
+        assert_eq!(ingest["files_loaded"], 0, "{ingest}");
+        assert_eq!(ingest["files_skipped"], 2, "{ingest}");
+        // the lab's four customers, none with sales
+        let inputs = line("metric inputs read");
+        assert_eq!(inputs["customers"], 4, "{inputs}");
+        assert_eq!(inputs["customers_with_sales"], 0, "{inputs}");
+        assert!(inputs["elapsed_ms"].is_u64(), "{inputs}");
+        assert_eq!(
+            String::from_utf8_lossy(&run.stdout),
+            format!(
+                "run {run_id} `score` as of 2026-11-20: 0 files loaded, 2 skipped, 0 refused, \
+                 0 rows, 0 rejections, 4 customers scored\n"
+            )
+        );
+    }
+    let wrong = score(&["--log-format", "xml"], &[]);
+    assert_eq!(wrong.status.code(), Some(2), "{}", text(&wrong));
+    assert!(
+        text(&wrong).contains("invalid value 'xml' for '--log-format <LOG_FORMAT>'"),
+        "{}",
+        text(&wrong)
+    );
+}
+
 /// The headers `flow_excel_source` maps, in file order.
 const FLOW_HEADER: [&str; 4] = ["日期", "客户编码", "产品编码", "金额"];
 

@@ -101,6 +101,12 @@ const LOCK_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(30);
 /// at most tens of seconds at the design point.
 pub const LOCK_STALE_AFTER: chrono::Duration = chrono::Duration::minutes(5);
 
+/// Milliseconds since `started`, as a log field: a `u128` would be
+/// logged as text, not as a number a log shipper can sum.
+fn millis_since(started: std::time::Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Raised when another process holds the job's lock.
 #[derive(Debug, thiserror::Error)]
 #[error("job `{job}` is already running in another process (warehouse lock held); try again when it ends")]
@@ -350,7 +356,7 @@ async fn steps(
             customers_with_sales = inputs.sales.customers.len(),
             visit_days = inputs.visit_days.len(),
             previous = previous.as_ref().map_or(0, |p| p.tiers.len()),
-            elapsed_ms = started.elapsed().as_millis(),
+            elapsed_ms = millis_since(started),
             "metric inputs read"
         );
         let started = std::time::Instant::now();
@@ -370,7 +376,7 @@ async fn steps(
             customers = c.tiers.len(),
             reps = c.scorecard.len(),
             changes = c.changes.len(),
-            elapsed_ms = started.elapsed().as_millis(),
+            elapsed_ms = millis_since(started),
             "compute finished"
         );
         if !opts.dry_run {
@@ -383,7 +389,7 @@ async fn steps(
             ];
             let started = std::time::Instant::now();
             store.save_snapshot(run_id, as_of, &c.tiers, &docs).await?;
-            info!(elapsed_ms = started.elapsed().as_millis(), "snapshot saved");
+            info!(elapsed_ms = millis_since(started), "snapshot saved");
         }
         computed = Some(c);
     }
