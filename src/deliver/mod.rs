@@ -7,24 +7,28 @@
 //! beside one that carries workbooks, `out/spool/without-workbooks/` holds
 //! the same email without them, for a server that refuses it for its size.
 
+mod message;
+mod smtp;
+mod spool;
+
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::NaiveDate;
-use lettre::address::Envelope;
-use lettre::message::header::ContentType;
-use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::message::Mailbox;
+use lettre::{AsyncTransport, Message};
 use tracing::{info, warn};
 
-use crate::config::{Security, Settings, SmtpConfig};
+use crate::config::Settings;
 use crate::report::i18n::Labels;
 use crate::report::{Bundle, Scope};
 use crate::warehouse::{now, DeliveryRow, Store};
 
-const ATTEMPTS: u32 = 3;
+pub use message::build_message;
+use message::{build_message_without_workbooks, workbooks_note};
+pub use smtp::check_smtp;
+use smtp::{send_with_backoff, transport, Transport};
+use spool::{spool, spool_dir, spool_without_workbooks, unspool, without_workbooks_path};
 
 #[derive(Debug, Default)]
 pub struct DeliverSummary {
@@ -40,332 +44,9 @@ pub struct DeliverSummary {
     pub outbox: Option<PathBuf>,
 }
 
-enum Transport {
-    Outbox(AsyncFileTransport<Tokio1Executor>, PathBuf),
-    Smtp(Box<AsyncSmtpTransport<Tokio1Executor>>, Duration),
-}
-
-fn smtp_transport(smtp: &SmtpConfig) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
-    let mut builder = match smtp.security {
-        Security::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host)?,
-        Security::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)?,
-        Security::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host),
-    }
-    .port(smtp.port)
-    .timeout(Some(Duration::from_secs(smtp.timeout_secs)));
-    if let (Some(u), Some(p)) = (&smtp.username_env, &smtp.password_env) {
-        let user = std::env::var(u).with_context(|| {
-            format!("environment variable `{u}` (smtp.username_env) is not set")
-        })?;
-        let pass = std::env::var(p).with_context(|| {
-            format!("environment variable `{p}` (smtp.password_env) is not set")
-        })?;
-        builder = builder.credentials(Credentials::new(user, pass));
-    }
-    Ok(builder.build())
-}
-
-/// What `check` says of `[smtp]`: connects, negotiates TLS and logs in as
-/// a send would, then asks for NOOP; nothing is sent. `Ok(None)` without
-/// `[smtp]`; `Err` says why the server cannot be used (an unset credential
-/// variable, a refused connection or login, no answer in `timeout_secs`).
-pub async fn check_smtp(settings: &Settings) -> Result<Option<String>, String> {
-    let Some(smtp) = &settings.config.smtp else {
-        return Ok(None);
-    };
-    let server = format!("`{}:{}`", smtp.host, smtp.port);
-    let transport = smtp_transport(smtp).map_err(|e| e.to_string())?;
-    let limit = Duration::from_secs(smtp.timeout_secs);
-    match tokio::time::timeout(limit, transport.test_connection()).await {
-        Ok(Ok(true)) => {
-            let security = match smtp.security {
-                Security::Starttls => "STARTTLS",
-                Security::Tls => "TLS",
-                Security::None => "no TLS",
-            };
-            let login = match &smtp.username_env {
-                Some(var) => format!(", logged in as the user in `{var}`"),
-                None => String::new(),
-            };
-            Ok(Some(format!("{server} answered ({security}{login})")))
-        }
-        Ok(Ok(false)) => Err(format!("{server} connected but did not answer NOOP")),
-        Ok(Err(e)) => Err(format!("cannot use {server}: {e}")),
-        Err(_) => Err(format!(
-            "{server} did not answer within {}s (`smtp.timeout_secs`)",
-            smtp.timeout_secs
-        )),
-    }
-}
-
-fn transport(settings: &Settings) -> anyhow::Result<Transport> {
-    match &settings.config.smtp {
-        None => {
-            let dir = settings.output_dir().join("outbox");
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create `{}`", dir.display()))?;
-            Ok(Transport::Outbox(
-                AsyncFileTransport::<Tokio1Executor>::with_envelope(&dir),
-                dir,
-            ))
-        }
-        Some(smtp) => Ok(Transport::Smtp(
-            Box::new(smtp_transport(smtp)?),
-            Duration::from_secs(smtp.timeout_secs),
-        )),
-    }
-}
-
-fn attachment(path: &Path) -> anyhow::Result<SinglePart> {
-    let body = std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-    let ct =
-        ContentType::parse("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")?;
-    Ok(Attachment::new(file_name(path)).body(body, ct))
-}
-
-/// A workbook's name as its attachment and the body's note show it.
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default()
-}
-
-/// Builds the email for one bundle.
-pub fn build_message(
-    from: &Mailbox,
-    to: &Mailbox,
-    bundle: &Bundle,
-    message_id: &str,
-) -> anyhow::Result<Message> {
-    let mut mixed = MultiPart::mixed().multipart(body_with_charts(&bundle.html_body, bundle)?);
-    for workbook in workbooks(bundle) {
-        mixed = mixed.singlepart(attachment(workbook)?);
-    }
-    addressed(from, to, bundle, message_id)
-        .multipart(mixed)
-        .map_err(Into::into)
-}
-
-/// The email for one bundle without its workbooks, for a server that
-/// refused it with them: the body opens with `note` (HTML), which says so.
-fn build_message_without_workbooks(
-    from: &Mailbox,
-    to: &Mailbox,
-    bundle: &Bundle,
-    message_id: &str,
-    note: &str,
-) -> anyhow::Result<Message> {
-    let body = &bundle.html_body;
-    // after `<body …>` when the template has one, else first
-    let at = body
-        .find("<body")
-        .and_then(|start| body[start..].find('>').map(|end| start + end + 1))
-        .unwrap_or(0);
-    let html = format!("{}\n{note}\n{}", &body[..at], &body[at..]);
-    addressed(from, to, bundle, message_id)
-        .multipart(body_with_charts(&html, bundle)?)
-        .map_err(Into::into)
-}
-
-/// multipart/related keeps the chart images with the HTML that shows them
-fn body_with_charts(html: &str, bundle: &Bundle) -> anyhow::Result<MultiPart> {
-    let mut related = MultiPart::related().singlepart(SinglePart::html(html.to_string()));
-    for (cid, png) in &bundle.charts {
-        related = related.singlepart(
-            Attachment::new_inline(cid.clone()).body(png.clone(), ContentType::parse("image/png")?),
-        );
-    }
-    Ok(related)
-}
-
-fn addressed(
-    from: &Mailbox,
-    to: &Mailbox,
-    bundle: &Bundle,
-    message_id: &str,
-) -> lettre::message::MessageBuilder {
-    Message::builder()
-        .from(from.clone())
-        .to(to.clone())
-        .subject(bundle.title.clone())
-        .message_id(Some(message_id.to_string()))
-}
-
-/// The workbooks a bundle's email carries.
-fn workbooks(bundle: &Bundle) -> impl Iterator<Item = &PathBuf> {
-    std::iter::once(&bundle.xlsx).chain(bundle.quality_xlsx.as_ref())
-}
-
-/// The body's opening line when the workbooks were left out: the size the
-/// email had with them and the files, by name, to ask operations for.
-fn workbooks_note(bundle: &Bundle, size: usize, labels: Labels) -> String {
-    let files: Vec<String> = workbooks(bundle).map(|p| file_name(p)).collect();
-    #[allow(clippy::cast_precision_loss)] // a size in MB to one decimal
-    let text = labels
-        .get("workbooks_not_attached")
-        .replace("{size}", &format!("{:.1}", size as f64 / 1_048_576.0))
-        .replace("{files}", &files.join(", "));
-    let mut escaped = Vec::new();
-    // region names come from the masters: the note is escaped like the page
-    let _ = tera::escape_html(&text, &mut escaped);
-    format!(
-        "<p class=\"more\" style=\"font-weight:bold\">{}</p>",
-        String::from_utf8_lossy(&escaped)
-    )
-}
-
-fn spool(settings: &Settings) -> anyhow::Result<AsyncFileTransport<Tokio1Executor>> {
-    let dir = spool_dir(settings);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
-    Ok(AsyncFileTransport::<Tokio1Executor>::with_envelope(dir))
-}
-
-fn spool_dir(settings: &Settings) -> PathBuf {
-    settings.output_dir().join("spool")
-}
-
-/// Where the spooled email `id` is kept without its workbooks: the spool
-/// holds messages, not the bundles they were built from, so `deliveries
-/// retry` could not leave the workbooks out of a message refused for its
-/// size. Kept apart so that `spool/*.eml` stays one file per failed email.
-fn without_workbooks_path(spool_dir: &Path, id: &str) -> PathBuf {
-    spool_dir
-        .join("without-workbooks")
-        .join(format!("{id}.eml"))
-}
-
-/// Spools `lighter`, the email `id` without its workbooks.
-fn spool_without_workbooks(spool_dir: &Path, id: &str, lighter: &Message) -> anyhow::Result<()> {
-    let path = without_workbooks_path(spool_dir, id);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create `{}`", dir.display()))?;
-    }
-    std::fs::write(&path, lighter.formatted())
-        .with_context(|| format!("cannot write `{}`", path.display()))
-}
-
-/// Removes the spooled email `id`: its message, its envelope and its
-/// lighter twin. A file already gone is no error.
-fn unspool(spool_dir: &Path, id: &str) {
-    for ext in ["eml", "json"] {
-        let _ = std::fs::remove_file(spool_dir.join(format!("{id}.{ext}")));
-    }
-    let lighter = without_workbooks_path(spool_dir, id);
-    let _ = std::fs::remove_file(&lighter);
-    // only once empty: an empty spool says nothing is waiting
-    if let Some(dir) = lighter.parent() {
-        let _ = std::fs::remove_dir(dir);
-    }
-}
-
 /// The ledger's error text for an email that went out without workbooks.
 fn left_out_note(size: usize, refused: &str) -> String {
     format!("sent without its workbooks: with them the email ({size} bytes) was refused: {refused}")
-}
-
-/// Why a send failed, and whether the server itself is unusable (it cannot
-/// be reached, does not answer in time, or refuses TLS or our login) rather
-/// than this one message: then every later message would fail the same way.
-#[derive(Debug)]
-struct SendFailure {
-    /// the server refused the message for its size (552: RFC 1870's reply
-    /// for a message over the server's limit): sending it again cannot help
-    too_large: bool,
-    message: String,
-    server_down: bool,
-}
-
-/// SMTP replies that are about the session, not the message: 421 service
-/// closing, 454 TLS or authentication unavailable, 530/534/535/538 login.
-fn server_level_reply(code: u16) -> bool {
-    matches!(code, 421 | 454 | 530 | 534 | 535 | 538)
-}
-
-async fn send_once(t: &Transport, envelope: &Envelope, raw: &[u8]) -> Result<(), SendFailure> {
-    match t {
-        Transport::Outbox(f, _) => {
-            f.send_raw(envelope, raw)
-                .await
-                .map(|_| ())
-                .map_err(|e| SendFailure {
-                    message: e.to_string(),
-                    server_down: true,
-                    too_large: false,
-                })
-        }
-        // lettre's timeout covers connecting only: bound the whole send
-        Transport::Smtp(s, limit) => {
-            match tokio::time::timeout(*limit, s.send_raw(envelope, raw)).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(SendFailure {
-                    server_down: e
-                        .status()
-                        .map_or(!e.is_client(), |code| server_level_reply(code.into())),
-                    too_large: e.status().is_some_and(|code| u16::from(code) == 552),
-                    message: e.to_string(),
-                }),
-                Err(_) => Err(SendFailure {
-                    message: format!("send timed out after {}s", limit.as_secs()),
-                    server_down: true,
-                    too_large: false,
-                }),
-            }
-        }
-    }
-}
-
-/// Sends with up to `ATTEMPTS` tries, backing off 0.5 s then 2 s; returns
-/// the attempts made and the last failure. Once one message has failed all
-/// its attempts because the server is unusable (`down` then holds why), later
-/// messages of the same run are not tried: each would wait out the same
-/// timeouts (three minutes a message with the default 60 s), and the spool
-/// keeps them for `deliveries retry`.
-async fn send_with_backoff(
-    t: &Transport,
-    envelope: &Envelope,
-    raw: &[u8],
-    down: &mut Option<String>,
-) -> (i64, Result<(), SendFailure>) {
-    if let Some(why) = down {
-        return (
-            0,
-            Err(SendFailure {
-                message: format!(
-                    "not tried: the server failed an earlier email of this run ({why})"
-                ),
-                server_down: false,
-                too_large: false,
-            }),
-        );
-    }
-    let mut result = Ok(());
-    let mut made = 0;
-    for attempt in 0..ATTEMPTS {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(500 * 4u64.pow(attempt - 1))).await;
-        }
-        made += 1;
-        result = send_once(t, envelope, raw).await;
-        // a message over the server's size limit fails the same way again
-        if matches!(
-            &result,
-            Ok(())
-                | Err(SendFailure {
-                    too_large: true,
-                    ..
-                })
-        ) {
-            break;
-        }
-    }
-    if let Err(failure) = &result {
-        if failure.server_down {
-            warn!(error = %failure.message, "the mail server is unusable: this run's remaining emails are spooled without trying");
-            *down = Some(failure.message.clone());
-        }
-    }
-    (made, result)
 }
 
 /// What sending one bundle's email came to.

@@ -1,0 +1,111 @@
+//! The email of one bundle: the HTML body with its charts inline, the
+//! workbooks attached, or, for a server that refused it for its size, the
+//! same body without them, opening with a note that says so.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+use lettre::Message;
+
+use crate::report::i18n::Labels;
+use crate::report::Bundle;
+
+fn attachment(path: &Path) -> anyhow::Result<SinglePart> {
+    let body = std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    let ct =
+        ContentType::parse("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")?;
+    Ok(Attachment::new(file_name(path)).body(body, ct))
+}
+
+/// A workbook's name as its attachment and the body's note show it.
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default()
+}
+
+/// Builds the email for one bundle.
+pub fn build_message(
+    from: &Mailbox,
+    to: &Mailbox,
+    bundle: &Bundle,
+    message_id: &str,
+) -> anyhow::Result<Message> {
+    let mut mixed = MultiPart::mixed().multipart(body_with_charts(&bundle.html_body, bundle)?);
+    for workbook in workbooks(bundle) {
+        mixed = mixed.singlepart(attachment(workbook)?);
+    }
+    addressed(from, to, bundle, message_id)
+        .multipart(mixed)
+        .map_err(Into::into)
+}
+
+/// The email for one bundle without its workbooks, for a server that
+/// refused it with them: the body opens with `note` (HTML), which says so.
+pub(super) fn build_message_without_workbooks(
+    from: &Mailbox,
+    to: &Mailbox,
+    bundle: &Bundle,
+    message_id: &str,
+    note: &str,
+) -> anyhow::Result<Message> {
+    let body = &bundle.html_body;
+    // after `<body …>` when the template has one, else first
+    let at = body
+        .find("<body")
+        .and_then(|start| body[start..].find('>').map(|end| start + end + 1))
+        .unwrap_or(0);
+    let html = format!("{}\n{note}\n{}", &body[..at], &body[at..]);
+    addressed(from, to, bundle, message_id)
+        .multipart(body_with_charts(&html, bundle)?)
+        .map_err(Into::into)
+}
+
+/// multipart/related keeps the chart images with the HTML that shows them
+fn body_with_charts(html: &str, bundle: &Bundle) -> anyhow::Result<MultiPart> {
+    let mut related = MultiPart::related().singlepart(SinglePart::html(html.to_string()));
+    for (cid, png) in &bundle.charts {
+        related = related.singlepart(
+            Attachment::new_inline(cid.clone()).body(png.clone(), ContentType::parse("image/png")?),
+        );
+    }
+    Ok(related)
+}
+
+fn addressed(
+    from: &Mailbox,
+    to: &Mailbox,
+    bundle: &Bundle,
+    message_id: &str,
+) -> lettre::message::MessageBuilder {
+    Message::builder()
+        .from(from.clone())
+        .to(to.clone())
+        .subject(bundle.title.clone())
+        .message_id(Some(message_id.to_string()))
+}
+
+/// The workbooks a bundle's email carries.
+fn workbooks(bundle: &Bundle) -> impl Iterator<Item = &PathBuf> {
+    std::iter::once(&bundle.xlsx).chain(bundle.quality_xlsx.as_ref())
+}
+
+/// The body's opening line when the workbooks were left out: the size the
+/// email had with them and the files, by name, to ask operations for.
+pub(super) fn workbooks_note(bundle: &Bundle, size: usize, labels: Labels) -> String {
+    let files: Vec<String> = workbooks(bundle).map(|p| file_name(p)).collect();
+    #[allow(clippy::cast_precision_loss)] // a size in MB to one decimal
+    let text = labels
+        .get("workbooks_not_attached")
+        .replace("{size}", &format!("{:.1}", size as f64 / 1_048_576.0))
+        .replace("{files}", &files.join(", "));
+    let mut escaped = Vec::new();
+    // region names come from the masters: the note is escaped like the page
+    let _ = tera::escape_html(&text, &mut escaped);
+    format!(
+        "<p class=\"more\" style=\"font-weight:bold\">{}</p>",
+        String::from_utf8_lossy(&escaped)
+    )
+}
