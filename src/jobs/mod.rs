@@ -273,7 +273,19 @@ pub async fn run_job(
     let result = steps(settings, store, job, as_of, opts, &rules, run_id)
         .instrument(span.clone())
         .await;
-    let _enter = span.enter();
+    // instrumented, never `span.enter()` across an await: the task may
+    // resume on another thread, which would log this run's last line
+    // outside its span and leave the span entered on the first thread
+    finish(store, run_id, opts, result).instrument(span).await
+}
+
+/// Records how the run ended and says so.
+async fn finish(
+    store: &dyn Store,
+    run_id: i64,
+    opts: &RunOptions,
+    result: anyhow::Result<RunOutcome>,
+) -> anyhow::Result<RunOutcome> {
     match result {
         Ok(outcome) => {
             if !opts.dry_run {
