@@ -1,6 +1,6 @@
 //! `serve` as a real daemon: it catches up the nightly fire it missed, fires
 //! a per-second job on schedule, says at start that its mail server cannot
-//! be used, and on SIGTERM stops cleanly.
+//! be used, rereads its config on SIGHUP, and on SIGTERM stops cleanly.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -9,6 +9,24 @@ use sqlx::Row;
 
 use crate::cli::bin;
 use crate::ingest::Lab;
+
+/// Starts `serve` on the lab's config, logging at INFO to `serve.log`.
+fn start_serve(
+    lab: &Lab,
+    settings: &salesbatch::config::Settings,
+) -> (std::path::PathBuf, std::process::Child) {
+    let log = lab.path("serve.log");
+    let child = bin()
+        .arg("--config")
+        .arg(&settings.path)
+        .arg("serve")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    (log, child)
+}
 
 #[test]
 fn serve_catches_up_fires_on_schedule_and_stops_on_sigterm() {
@@ -48,16 +66,7 @@ cron = "*/2 * * * * *"
 steps = ["compute"]
 "#
     ));
-    let log = lab.path("serve.log");
-    let mut child = bin()
-        .arg("--config")
-        .arg(&settings.path)
-        .arg("serve")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let (log, mut child) = start_serve(&lab, &settings);
     let missed = salesbatch::schedule::previous_fire(
         "0 30 2 * * *",
         chrono_tz::Asia::Shanghai,
@@ -112,20 +121,7 @@ steps = ["compute"]
         std::thread::sleep(Duration::from_millis(250));
     }
 
-    let term = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert_eq!(status.code(), Some(0));
+    stops_on_sigterm(&mut child);
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(log.contains("catching up a missed fire"), "{log}");
     assert!(
@@ -145,4 +141,97 @@ steps = ["compute"]
             .get(0)
     });
     assert_eq!(locks, 0);
+}
+
+/// Waits until `log` holds `needle` `times` times, with `child` alive.
+fn wait_for_log(
+    log: &std::path::Path,
+    needle: &str,
+    times: usize,
+    child: &mut std::process::Child,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.matches(needle).count() >= times {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no `{needle}` ({times}×) in:\n{text}"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "serve exited:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn signal(child: &std::process::Child, name: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+/// Sends SIGTERM and checks that serve exits 0 within 30 s.
+fn stops_on_sigterm(child: &mut std::process::Child) {
+    signal(child, "TERM");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(0));
+}
+
+/// SIGHUP rereads the config: an invalid one is logged with its problem
+/// and changes nothing (the daemon goes on); a valid one replaces the
+/// scheduled jobs, so a job given a per-second cron starts firing.
+#[test]
+fn serve_reloads_its_config_on_sighup() {
+    let lab = Lab::new();
+    let job = |cron: &str| {
+        format!("[[jobs]]\nname = \"tick\"\ncron = \"{cron}\"\nsteps = [\"compute\"]\n")
+    };
+    // once a year: it does not fire while the test runs
+    let settings = lab.settings(&job("0 0 6 1 1 *"));
+    let (log, mut child) = start_serve(&lab, &settings);
+    wait_for_log(&log, "cron=0 0 6 1 1 *", 1, &mut child);
+
+    let text = std::fs::read_to_string(&settings.path).unwrap();
+    std::fs::write(&settings.path, text.replace("0 0 6 1 1 *", "every second")).unwrap();
+    signal(&child, "HUP");
+    wait_for_log(&log, "the config was not reloaded", 1, &mut child);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let refusal = logged
+        .lines()
+        .find(|l| l.contains("the config was not reloaded"))
+        .unwrap();
+    assert!(
+        refusal.contains(" ERROR ") && refusal.contains("`jobs[0].cron`"),
+        "{refusal}"
+    );
+
+    lab.settings(&job("* * * * * *"));
+    signal(&child, "HUP");
+    wait_for_log(&log, "config reloaded; rescheduling jobs", 1, &mut child);
+    wait_for_log(&log, "cron=* * * * * *", 1, &mut child);
+    // the reloaded job fires: its runs finish in the warehouse
+    wait_for_log(&log, "run finished", 2, &mut child);
+
+    stops_on_sigterm(&mut child);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        logged.matches("job scheduled job=tick ").count(),
+        2,
+        "scheduled at start and at the one reload that took:\n{logged}"
+    );
+    // every run's lines carry its span, its last line too (a span entered
+    // across an await lost it when the run resumed on another thread)
+    for line in logged.lines().filter(|l| l.contains("run finished")) {
+        assert!(line.contains(" job{job=tick run_id="), "{line}");
+    }
 }

@@ -4,7 +4,8 @@
 //! caught up on start (`catch_up`), jobs are re-created when the timezone's
 //! UTC offset changes (the scheduler keeps the offset it saw at creation, so
 //! a DST switch would shift every later fire by an hour), and shutdown waits
-//! for running jobs instead of abandoning them.
+//! for running jobs instead of abandoning them. SIGHUP rereads the config
+//! and re-creates the jobs from it, as `systemctl reload` expects.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -150,6 +151,63 @@ async fn catch_up(settings: &Arc<Settings>, running: &Running) -> anyhow::Result
     Ok(())
 }
 
+/// SIGHUP, the service manager's "reload". Elsewhere than on Unix there is
+/// none: the config is read at start only.
+struct Hangup {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl Hangup {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Self {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        self.signal.recv().await;
+        #[cfg(not(unix))]
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Replaces every scheduled job by those of `settings`, so that a new
+/// timezone offset (DST) or a reloaded config takes effect.
+async fn schedule_all(
+    sched: &tokio_cron_scheduler::JobScheduler,
+    ids: &mut Vec<uuid::Uuid>,
+    settings: &Arc<Settings>,
+    running: &Running,
+) -> anyhow::Result<()> {
+    for id in ids.drain(..) {
+        sched.remove(&id).await?;
+    }
+    for job in &settings.config.jobs {
+        ids.push(sched.add(make_job(settings, job, running)?).await?);
+        info!(job = %job.name, cron = %job.cron, tz = %settings.tz, "job scheduled");
+    }
+    Ok(())
+}
+
+/// The config reread on SIGHUP, or `None` when it has problems: they are
+/// logged, every one with its key, and the jobs keep the config they had.
+fn reloaded(settings: &Settings) -> Option<Settings> {
+    match crate::config::load(&settings.path) {
+        Ok(new) => Some(new),
+        Err(e) => {
+            let problems: Vec<String> = e.problems.iter().map(ToString::to_string).collect();
+            error!(
+                problems = %problems.join("; "),
+                "the config was not reloaded: the jobs keep the one read before; mend it and send SIGHUP again"
+            );
+            None
+        }
+    }
+}
+
 async fn stop_signal() -> anyhow::Result<()> {
     #[cfg(unix)]
     {
@@ -191,16 +249,18 @@ fn warn_if_mail_server_unusable(settings: &Arc<Settings>) {
 
 /// Runs jobs on their cron schedules until Ctrl-C or SIGTERM, then waits for
 /// the jobs still running. Each fire computes yesterday in the configured
-/// timezone; a fire that finds the job's lock held is skipped.
+/// timezone; a fire that finds the job's lock held is skipped. On SIGHUP
+/// the config is read again: valid, its jobs replace the scheduled ones
+/// (a run already going finishes under the config it started with);
+/// invalid, it is logged and the jobs keep the config they had.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let settings = Arc::new(settings);
+    // first: until tokio handles SIGHUP, it would end the process
+    let mut hangup = Hangup::new()?;
+    let mut settings = Arc::new(settings);
     let running = Running::default();
     let sched = tokio_cron_scheduler::JobScheduler::new().await?;
     let mut ids = Vec::new();
-    for job in &settings.config.jobs {
-        ids.push(sched.add(make_job(&settings, job, &running)?).await?);
-        info!(job = %job.name, cron = %job.cron, tz = %settings.tz, "job scheduled");
-    }
+    schedule_all(&sched, &mut ids, &settings, &running).await?;
     sched.start().await?;
     warn_if_mail_server_unusable(&settings);
     catch_up(&settings, &running).await?;
@@ -212,16 +272,20 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             r = &mut stop => { r?; break; }
+            () = hangup.recv() => {
+                if let Some(new) = reloaded(&settings) {
+                    settings = Arc::new(new);
+                    info!(path = %settings.path.display(), jobs = settings.config.jobs.len(), "config reloaded; rescheduling jobs");
+                    schedule_all(&sched, &mut ids, &settings, &running).await?;
+                    offset = offset_now(settings.tz);
+                    warn_if_mail_server_unusable(&settings);
+                }
+            }
             _ = check.tick() => {
                 let now = offset_now(settings.tz);
                 if now != offset {
                     info!(from = offset, to = now, "UTC offset changed (DST); rescheduling jobs");
-                    for id in ids.drain(..) {
-                        sched.remove(&id).await?;
-                    }
-                    for job in &settings.config.jobs {
-                        ids.push(sched.add(make_job(&settings, job, &running)?).await?);
-                    }
+                    schedule_all(&sched, &mut ids, &settings, &running).await?;
                     offset = now;
                 }
             }
