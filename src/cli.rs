@@ -140,8 +140,32 @@ fn load(path: &std::path::Path) -> anyhow::Result<Settings> {
     Ok(config::load(path)?)
 }
 
+/// Whether stderr carries JSON log lines (`--log-format json`): set once by
+/// `run`, read by `say`.
+static JSON_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A line for the person who ran the command (a rejected row, a note), on
+/// stderr: as it is in text mode; with `--log-format json` as a log event
+/// of `level` (target `salesbatch::cli`), so that every stderr line is one
+/// JSON object a log shipper can read.
+pub fn say(level: tracing::Level, line: &str) {
+    if !JSON_STDERR.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("{line}");
+    } else if level == tracing::Level::ERROR {
+        tracing::error!(target: "salesbatch::cli", "{line}");
+    } else if level == tracing::Level::WARN {
+        tracing::warn!(target: "salesbatch::cli", "{line}");
+    } else {
+        tracing::info!(target: "salesbatch::cli", "{line}");
+    }
+}
+
 /// Runs one command. Config problems come back as `ConfigError` (exit 2).
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    JSON_STDERR.store(
+        cli.log_format == LogFormat::Json,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     match cli.command {
         Command::Demo {
             dir,
@@ -303,7 +327,7 @@ fn print_rejections(
             *seen += 1;
         }
         if r.row == 0 || *seen <= PRINTED_ROWS_PER_FILE {
-            eprintln!("rejected: {r}");
+            say(tracing::Level::WARN, &format!("rejected: {r}"));
         }
     }
     for (source, file) in files {
@@ -320,9 +344,12 @@ fn print_rejections(
             } else {
                 "lists them all".to_string()
             };
-            eprintln!(
-                "rejected: `{source}`: {file}: {unprinted} more rejected rows not printed; \
-                 `salesbatch export rejections --as-of {as_of}` {listed}"
+            say(
+                tracing::Level::WARN,
+                &format!(
+                    "rejected: `{source}`: {file}: {unprinted} more rejected rows not printed; \
+                     `salesbatch export rejections --as-of {as_of}` {listed}"
+                ),
             );
         }
     }
@@ -355,13 +382,19 @@ async fn run_job_cmd(
     let outcome = outcome?;
     print_rejections(&outcome.rejections, &outcome.notes, as_of);
     for (recipient, region) in &outcome.no_report {
-        eprintln!("no report: recipient {recipient}, region `{region}`: the region has no scored customer");
+        say(
+            tracing::Level::WARN,
+            &format!("no report: recipient {recipient}, region `{region}`: the region has no scored customer"),
+        );
     }
     if let Some(unknown) = &outcome.unknown_regions {
         for region in &unknown.asked {
-            eprintln!(
-                "no report: `--region {region}`: no scored customer or rep has that region (regions: {})",
-                backticked(&unknown.known)
+            say(
+                tracing::Level::WARN,
+                &format!(
+                    "no report: `--region {region}`: no scored customer or rep has that region (regions: {})",
+                    backticked(&unknown.known)
+                ),
             );
         }
     }
@@ -575,9 +608,10 @@ async fn export(
                 );
             };
             if !regions.is_empty() {
-                eprintln!(
+                say(
+                    tracing::Level::INFO,
                     "note: `--region` does not apply to `export rejections`: a rejected row has \
-                     no region; all are listed"
+                     no region; all are listed",
                 );
             }
             report::export::rejections(out, &store.rejections(run_id).await?)?;
@@ -604,9 +638,12 @@ async fn export(
     // as `kubectl get -n typo` does: a note, and still success, since a
     // region may have no row of one kind (no scored customer) on a date
     for region in kept.unmatched() {
-        eprintln!(
-            "note: no row of this export has region `{region}` (its regions: {})",
-            backticked(kept.seen())
+        say(
+            tracing::Level::INFO,
+            &format!(
+                "note: no row of this export has region `{region}` (its regions: {})",
+                backticked(kept.seen())
+            ),
         );
     }
     Ok(ExitCode::Success)

@@ -33,13 +33,13 @@ async fn main() -> std::process::ExitCode {
     let code = match Box::pin(salesbatch::run(cli)).await {
         Ok(code) => code,
         Err(e) => {
-            if let Some(config) = e.downcast_ref::<ConfigError>() {
-                eprint!("error: {config}");
-                ExitCode::Usage
-            } else {
-                eprintln!("error: {}", salesbatch::cli::error_chain(e.as_ref()));
-                ExitCode::Failure
-            }
+            let (code, message) = match e.downcast_ref::<ConfigError>() {
+                Some(config) => (ExitCode::Usage, config.to_string()),
+                None => (ExitCode::Failure, salesbatch::cli::error_chain(e.as_ref())),
+            };
+            let message = format!("error: {}", message.trim_end());
+            salesbatch::cli::say(tracing::Level::ERROR, &message);
+            code
         }
     };
     std::process::ExitCode::from(code as u8)

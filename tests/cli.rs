@@ -1085,7 +1085,20 @@ fn logs_are_json_lines_when_asked() {
     let lab = crate::ingest::Lab::new();
     let job =
         "\n[[jobs]]\nname = \"score\"\ncron = \"0 0 2 * * *\"\nsteps = [\"ingest\", \"compute\"]\n";
-    lab.settings(&(flow_excel_source("flow", "in/flow/*.xlsx", "") + job));
+    // a CSV whose one data row has an impossible date: refused, and named
+    lab.write(
+        "in/bad.csv",
+        b"date,customer,product,amount\n2026-02-30,C1,P1,10\n",
+    );
+    let bad = r#"
+[[sources]]
+name = "bad"
+dataset = "sales"
+kind = "csv"
+path = "in/bad.csv"
+columns = { invoice_date = "date", customer_id = "customer", product_id = "product", amount = "amount" }
+"#;
+    lab.settings(&(flow_excel_source("flow", "in/flow/*.xlsx", "") + bad + job));
     let score = |log_format: &[&str], env: &[(&str, &str)]| {
         bin()
             .arg("--config")
@@ -1109,7 +1122,7 @@ fn logs_are_json_lines_when_asked() {
         score(&[], &[("SALESBATCH_LOG_FORMAT", "json")]),
     ];
     for (run, run_id) in runs.iter().zip([2, 3]) {
-        assert_eq!(run.status.code(), Some(0), "{}", text(run));
+        assert_eq!(run.status.code(), Some(3), "{}", text(run));
         let log = String::from_utf8_lossy(&run.stderr);
         let lines: Vec<serde_json::Value> = log
             .lines()
@@ -1134,6 +1147,29 @@ fn logs_are_json_lines_when_asked() {
             warning["span"],
             serde_json::json!({"name": "job", "job": "score", "run_id": run_id, "as_of": "2026-11-20"})
         );
+        // the lines for the person at the terminal are events too
+        let rejected: Vec<&serde_json::Value> = lines
+            .iter()
+            .filter(|l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("rejected: `bad`: in/bad.csv"))
+            })
+            .collect();
+        assert_eq!(rejected.len(), 2, "{log}");
+        assert!(
+            rejected
+                .iter()
+                .all(|l| l["level"] == "WARN" && l["target"] == "salesbatch::cli"),
+            "{log}"
+        );
+        let said = |what: &str| {
+            rejected
+                .iter()
+                .any(|l| l["message"].as_str().unwrap().contains(what))
+        };
+        assert!(said("value `2026-02-30`: unparsable date"), "{log}");
+        assert!(said("reject ratio exceeded"), "{log}");
         // counts are numbers, not text: the masters' two files are unchanged
         let ingest = line("ingest finished");
         assert_eq!(ingest["files_loaded"], 0, "{ingest}");
@@ -1146,11 +1182,25 @@ fn logs_are_json_lines_when_asked() {
         assert_eq!(
             String::from_utf8_lossy(&run.stdout),
             format!(
-                "run {run_id} `score` as of 2026-11-20: 0 files loaded, 2 skipped, 0 refused, \
-                 0 rows, 0 rejections, 4 customers scored\n"
+                "run {run_id} `score` as of 2026-11-20: 0 files loaded, 2 skipped, 1 refused, \
+                 0 rows, 2 rejections, 4 customers scored\n"
             )
         );
     }
+    // a failing command's last word is an event as well
+    let unknown = bin()
+        .arg("--config")
+        .arg(lab.path("salesbatch.toml"))
+        .args(["--log-format", "json", "run", "nosuch"])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(1), "{}", text(&unknown));
+    let error: serde_json::Value = serde_json::from_slice(&unknown.stderr).unwrap();
+    assert_eq!(error["level"], "ERROR");
+    assert_eq!(
+        error["message"],
+        "error: unknown job `nosuch`; the config defines `score`, `load`"
+    );
     let wrong = score(&["--log-format", "xml"], &[]);
     assert_eq!(wrong.status.code(), Some(2), "{}", text(&wrong));
     assert!(
