@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use chrono::NaiveDate;
+use lettre::address::Envelope;
 use lettre::message::Mailbox;
-use lettre::{AsyncTransport, Message};
+use lettre::AsyncTransport;
 use tracing::{info, warn};
 
 use crate::config::Settings;
@@ -49,22 +50,70 @@ fn left_out_note(size: usize, refused: &str) -> String {
     format!("sent without its workbooks: with them the email ({size} bytes) was refused: {refused}")
 }
 
+/// An email sent, or not, by `send_or_without_workbooks`.
+struct Sending {
+    made: i64,
+    result: Result<(), String>,
+    /// set when the server refused the email for its size and the one
+    /// without its workbooks was tried instead: why (for the ledger), and
+    /// that email
+    without_workbooks: Option<(String, Vec<u8>)>,
+}
+
+/// Sends `full`. SPEC wants the workbook attached; a server that refuses the
+/// email for its size (552) gets `lighter()`, the same email without its
+/// workbooks whose body says where they are, rather than nothing. The
+/// nightly delivery and `deliveries retry` both send through here.
+async fn send_or_without_workbooks(
+    t: &Transport,
+    envelope: &Envelope,
+    full: &[u8],
+    lighter: impl FnOnce() -> anyhow::Result<Option<Vec<u8>>>,
+    down: &mut Option<String>,
+) -> anyhow::Result<Sending> {
+    let (made, result) = send_with_backoff(t, envelope, full, down).await;
+    let refused = match result {
+        Err(f) if f.too_large => f.message,
+        result => {
+            return Ok(Sending {
+                made,
+                result: result.map_err(|f| f.message),
+                without_workbooks: None,
+            })
+        }
+    };
+    // a message spooled before twins were kept, or one already without its
+    // workbooks, has no lighter email: it stays refused
+    let Some(lighter) = lighter()? else {
+        return Ok(Sending {
+            made,
+            result: Err(refused),
+            without_workbooks: None,
+        });
+    };
+    let (more, result) = send_with_backoff(t, envelope, &lighter, down).await;
+    Ok(Sending {
+        made: made + more,
+        result: result.map_err(|f| f.message),
+        without_workbooks: Some((left_out_note(full.len(), &refused), lighter)),
+    })
+}
+
 /// What sending one bundle's email came to.
 struct Sent {
-    /// the message last tried: the one to spool if it failed
-    msg: Message,
-    /// the email without its workbooks, to spool beside `msg` when `msg`
+    envelope: Envelope,
+    /// the email last tried: the one to spool if it failed
+    last: Vec<u8>,
+    /// the email without its workbooks, to spool beside `last` when `last`
     /// failed with them (its size is not known to be the reason yet)
-    lighter: Option<Message>,
+    twin: Option<Vec<u8>>,
     made: i64,
     result: Result<(), String>,
     /// why the workbooks were left out, when they were
     left_out: Option<String>,
 }
 
-/// Sends a bundle's email. SPEC wants the workbook attached; a server that
-/// refuses the email for its size gets it again without its workbooks, the
-/// body opening with where they are, rather than nothing.
+/// Builds a bundle's email and sends it, with the size fallback.
 async fn send_bundle(
     t: &Transport,
     (from, to): (&Mailbox, &Mailbox),
@@ -74,41 +123,29 @@ async fn send_bundle(
     down: &mut Option<String>,
 ) -> anyhow::Result<Sent> {
     let msg = build_message(from, to, bundle, message_id)?;
+    let envelope = msg.envelope().clone();
     let raw = msg.formatted();
-    let (made, result) = send_with_backoff(t, msg.envelope(), &raw, down).await;
-    let lighter = || {
+    let lighter = || -> anyhow::Result<Vec<u8>> {
         let note = workbooks_note(bundle, raw.len(), labels);
-        build_message_without_workbooks(from, to, bundle, message_id, &note)
+        Ok(build_message_without_workbooks(from, to, bundle, message_id, &note)?.formatted())
     };
-    let refused = match result {
-        Err(f) if f.too_large => f.message,
-        Ok(()) => {
-            return Ok(Sent {
-                msg,
-                lighter: None,
-                made,
-                result: Ok(()),
-                left_out: None,
-            })
-        }
-        Err(f) => {
-            return Ok(Sent {
-                msg,
-                lighter: Some(lighter()?),
-                made,
-                result: Err(f.message),
-                left_out: None,
-            })
-        }
+    let sending =
+        send_or_without_workbooks(t, &envelope, &raw, || lighter().map(Some), down).await?;
+    let twin = match (&sending.result, &sending.without_workbooks) {
+        (Err(_), None) => Some(lighter()?),
+        _ => None,
     };
-    let msg = lighter()?;
-    let (more, result) = send_with_backoff(t, msg.envelope(), &msg.formatted(), down).await;
+    let (last, left_out) = match sending.without_workbooks {
+        Some((why, lighter)) => (lighter, Some(why)),
+        None => (raw, None),
+    };
     Ok(Sent {
-        msg,
-        lighter: None,
-        made: made + more,
-        result: result.map_err(|f| f.message),
-        left_out: Some(left_out_note(raw.len(), &refused)),
+        envelope,
+        last,
+        twin,
+        made: sending.made,
+        result: sending.result,
+        left_out,
     })
 }
 
@@ -165,8 +202,9 @@ pub async fn deliver_all(
             }
             let message_id = format!("<{run_id}.{}@salesbatch>", uuid::Uuid::new_v4());
             let Sent {
-                msg,
-                lighter,
+                envelope,
+                last,
+                twin,
                 made,
                 result,
                 left_out,
@@ -187,11 +225,11 @@ pub async fn deliver_all(
                 (Err(e), _) => {
                     summary.failed += 1;
                     let id = spool(settings)?
-                        .send(msg)
+                        .send_raw(&envelope, &last)
                         .await
                         .context("cannot spool the undelivered email")?;
-                    if let Some(lighter) = &lighter {
-                        spool_without_workbooks(&spool_dir(settings), &id, lighter)?;
+                    if let Some(twin) = &twin {
+                        spool_without_workbooks(&spool_dir(settings), &id, twin)?;
                     }
                     warn!(recipient = %r.email, region = %region, error = %e, "email not delivered; `salesbatch deliveries retry` resends it");
                     ("failed", Some(e), Some(id))
@@ -265,26 +303,12 @@ pub async fn retry_spooled(settings: &Settings, store: &dyn Store) -> anyhow::Re
                 continue;
             }
         };
-        let (mut made, mut result) = send_with_backoff(&t, &envelope, &raw, &mut down).await;
-        let mut left_out = None;
-        let refused = match &result {
-            Err(f) if f.too_large => Some(f.message.clone()),
-            _ => None,
-        };
-        // a message spooled before this version, or refused without its
-        // workbooks already, has no lighter twin: it stays failed
-        let lighter =
-            refused.and_then(|r| Some((r, std::fs::read(without_workbooks_path(&dir, &id)).ok()?)));
-        if let Some((refused, lighter)) = lighter {
-            let (more, again) = send_with_backoff(&t, &envelope, &lighter, &mut down).await;
-            made += more;
-            result = again;
-            left_out = Some(left_out_note(raw.len(), &refused));
-        }
-        let result = result.map_err(|f| f.message);
-        d.attempts += made;
+        let twin = || Ok(std::fs::read(without_workbooks_path(&dir, &id)).ok());
+        let sending = send_or_without_workbooks(&t, &envelope, &raw, twin, &mut down).await?;
+        let left_out = sending.without_workbooks.map(|(why, _)| why);
+        d.attempts += sending.made;
         d.updated_at = now();
-        match result {
+        match sending.result {
             Ok(()) => {
                 summary.sent += 1;
                 d.status = "sent".into();

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use lettre::{AsyncFileTransport, Message, Tokio1Executor};
+use lettre::{AsyncFileTransport, Tokio1Executor};
 
 use crate::config::Settings;
 
@@ -34,15 +34,14 @@ pub(super) fn without_workbooks_path(spool_dir: &Path, id: &str) -> PathBuf {
 pub(super) fn spool_without_workbooks(
     spool_dir: &Path,
     id: &str,
-    lighter: &Message,
+    lighter: &[u8],
 ) -> anyhow::Result<()> {
     let path = without_workbooks_path(spool_dir, id);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create `{}`", dir.display()))?;
     }
-    std::fs::write(&path, lighter.formatted())
-        .with_context(|| format!("cannot write `{}`", path.display()))
+    std::fs::write(&path, lighter).with_context(|| format!("cannot write `{}`", path.display()))
 }
 
 /// Removes the spooled email `id`: its message, its envelope and its
