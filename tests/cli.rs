@@ -642,16 +642,12 @@ fn ingest_of_many_large_files_completes() {
             writeln!(out, "2026-10-{:02},C1,P{f}-{},1.00", 1 + r % 28, r % 5).unwrap();
         }
     }
-    lab.settings(
-        r#"
-[[sources]]
-name = "sales"
-dataset = "sales"
-kind = "csv"
-path = "in/sales/*.csv"
-columns = { invoice_date = "date", customer_id = "customer", product_id = "product", amount = "amount" }
-"#,
-    );
+    lab.settings(&crate::ingest::csv_sales_source_at(
+        "sales",
+        "in/sales/*.csv",
+        "",
+        crate::ingest::ENGLISH_COLUMNS,
+    ));
     let mut child = bin()
         .arg("--config")
         .arg(root.join("salesbatch.toml"))
@@ -888,15 +884,11 @@ fn bin_without_override() -> Command {
 /// (date, customer, product, amount).
 fn flow_lab(path: &str) -> crate::ingest::Lab {
     let lab = crate::ingest::Lab::new();
-    lab.settings(&format!(
-        r#"
-[[sources]]
-name = "flow"
-dataset = "sales"
-kind = "csv"
-path = "{path}"
-columns = {{ invoice_date = "date", customer_id = "customer", product_id = "product", amount = "amount" }}
-"#
+    lab.settings(&crate::ingest::csv_sales_source_at(
+        "flow",
+        path,
+        "",
+        crate::ingest::ENGLISH_COLUMNS,
     ));
     lab
 }
@@ -1090,15 +1082,9 @@ fn logs_are_json_lines_when_asked() {
         "in/bad.csv",
         b"date,customer,product,amount\n2026-02-30,C1,P1,10\n",
     );
-    let bad = r#"
-[[sources]]
-name = "bad"
-dataset = "sales"
-kind = "csv"
-path = "in/bad.csv"
-columns = { invoice_date = "date", customer_id = "customer", product_id = "product", amount = "amount" }
-"#;
-    lab.settings(&(flow_excel_source("flow", "in/flow/*.xlsx", "") + bad + job));
+    let bad =
+        crate::ingest::csv_sales_source_at("bad", "in/bad.csv", "", crate::ingest::ENGLISH_COLUMNS);
+    lab.settings(&(flow_excel_source("flow", "in/flow/*.xlsx", "") + &bad + job));
     let score = |log_format: &[&str], env: &[(&str, &str)]| {
         bin()
             .arg("--config")

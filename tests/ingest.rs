@@ -855,10 +855,19 @@ const FLOW_REP_COLUMNS: &str = r#"columns = { invoice_date = "日期", customer_
 /// `columns = { … }` line); `extra` holds further keys, each ending in a
 /// newline.
 fn csv_sales_source(name: &str, extra: &str, columns: &str) -> String {
+    csv_sales_source_at(name, &format!("in/{name}/*.csv"), extra, columns)
+}
+
+/// `csv_sales_source` reading `path`.
+pub fn csv_sales_source_at(name: &str, path: &str, extra: &str, columns: &str) -> String {
     format!(
-        "[[sources]]\nname = \"{name}\"\ndataset = \"sales\"\nkind = \"csv\"\npath = \"in/{name}/*.csv\"\n{extra}{columns}\n"
+        "[[sources]]\nname = \"{name}\"\ndataset = \"sales\"\nkind = \"csv\"\npath = \"{path}\"\n{extra}{columns}\n"
     )
 }
+
+/// The English headers of CSVs other test files write (date, customer,
+/// product, amount).
+pub const ENGLISH_COLUMNS: &str = r#"columns = { invoice_date = "date", customer_id = "customer", product_id = "product", amount = "amount" }"#;
 
 fn flow_xlsx_source(name: &str, extra: &str) -> String {
     format!(

@@ -305,14 +305,12 @@ async fn reads_see_one_commit_while_loads_go_on(wh: &Wh<'_>) {
     use salesbatch::metrics::PeriodRange;
 
     let lab = Lab::new();
-    let settings = lab.settings(
-        r#"[[sources]]
-name = "flow"
-dataset = "sales"
-kind = "csv"
-path = "in/flow.csv"
-columns = { invoice_date = "date", customer_id = "customer", product_id = "product", amount = "amount" }"#,
-    );
+    let settings = lab.settings(&crate::ingest::csv_sales_source_at(
+        "flow",
+        "in/flow.csv",
+        "",
+        crate::ingest::ENGLISH_COLUMNS,
+    ));
     let (window, period) = (flow_dated("2026-10-05"), flow_dated("2026-11-05"));
     lab.write("in/flow.csv", window.as_bytes());
     lab.ingest_into(&settings, wh).await;
