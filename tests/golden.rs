@@ -129,6 +129,39 @@ fn area_rows(rows: &[Vec<Data>], marker: &str, width: usize) -> Vec<(String, Vec
         .collect()
 }
 
+/// The Summary's table of the reps with the highest KPI: its header's
+/// 0-based row and, below it, (name, region, KPI) until the first blank
+/// name.
+fn top_reps(rows: &[Vec<Data>]) -> (usize, Vec<(String, String, f64)>) {
+    let header = rows
+        .iter()
+        .position(|r| {
+            r.len() >= 3
+                && is_text(&r[0], "代表")
+                && is_text(&r[1], "大区")
+                && is_text(&r[2], "KPI")
+        })
+        .expect("a table of the reps with the highest KPI");
+    let reps = rows[header + 1..]
+        .iter()
+        .take_while(|r| r.first().is_some_and(|c| *c != Data::Empty))
+        .map(|r| (r[0].to_string(), r[1].to_string(), number(&r[2])))
+        .collect();
+    (header, reps)
+}
+
+/// The XML of the workbook's `n`th chart.
+fn chart_xml(workbook: &Path, n: usize) -> String {
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(workbook).unwrap()).unwrap();
+    let mut xml = String::new();
+    std::io::Read::read_to_string(
+        &mut zip.by_name(&format!("xl/charts/chart{n}.xml")).unwrap(),
+        &mut xml,
+    )
+    .unwrap();
+    xml
+}
+
 /// Region and company rows of the Development sheet: (area, new customers,
 /// target, achievement, conversion, retention, churn), below the header
 /// holding `conversion`, that column's label in the report's language.
@@ -183,6 +216,52 @@ fn the_mini_fixture_reports_the_numbers_computed_by_hand() {
             .find(|r| r.first().is_some_and(|c| is_text(c, tier)))
             .unwrap();
         assert_close(&row[2], count, &format!("tier {tier} count"));
+    }
+
+    // the ranking's chart (EXPECTED.md "Rep scorecard"): the scope's reps
+    // by KPI, best first, beside a native bar chart of the same cells
+    let want_top = [
+        ("王五", "华北", 75.0),
+        ("张三", "华东", 32.25),
+        ("李四", "华东", 29.5),
+    ];
+    for (rows, scope, want) in [
+        (&summaries[0], "national", &want_top[..]),
+        (&summaries[1], "华东", &want_top[1..]),
+        (&summaries[2], "华北", &want_top[..1]),
+    ] {
+        let (header, got) = top_reps(rows);
+        assert_eq!(got.len(), want.len(), "{scope}: {got:?}");
+        for ((name, region, kpi), (want_name, want_region, want_kpi)) in got.iter().zip(want) {
+            assert_eq!(
+                (name.as_str(), region.as_str()),
+                (*want_name, *want_region),
+                "{scope}"
+            );
+            assert!(
+                (kpi - want_kpi).abs() < 1e-9,
+                "{scope} {name}: {kpi} ≠ {want_kpi}"
+            );
+        }
+        let bar = chart_xml(&reports.join(format!("{scope}.xlsx")), 2);
+        // 1-based rows of the names and KPIs below the header
+        let (first, last) = (header + 2, header + 1 + want.len());
+        assert!(bar.contains(r#"<c:barDir val="bar"/>"#), "{scope}: {bar}");
+        // a one-cell range is written as that cell
+        let range = |col: char| match want.len() {
+            1 => format!("${col}${first}<"),
+            _ => format!("${col}${first}:${col}${last}<"),
+        };
+        assert!(bar.contains(&range('A')), "{scope}: {bar}");
+        assert!(bar.contains(&range('C')), "{scope}: {bar}");
+        assert!(
+            bar.contains(r#"<c:orientation val="maxMin"/>"#),
+            "{scope}: best on top"
+        );
+        assert!(
+            bar.contains(r#"<c:max val="100"/><c:min val="0"/>"#),
+            "{scope}: out of 100: {bar}"
+        );
     }
 
     // the national summary's region overview: (area, customers, sales,

@@ -204,22 +204,13 @@ fn a_value_below_the_last_digit_shows_as_zero_not_minus_zero() {
         e1.growth = noise;
         e1.score = -0.001;
         c.scorecard.push(RepScore {
-            rep_id: "R1".into(),
-            name: "R1".into(),
-            region: "华东".into(),
             sales: -0.004,
             sales_target: Some(1000.0),
             expected_sales: Some(500.0),
             sales_achievement: Some(noise),
             active_customers: 1,
-            new_customers: 0,
-            new_customer_target: None,
-            visit_attainment: None,
-            visit_coverage: None,
-            visit_pace: None,
-            avg_satisfaction: None,
-            kpi: Some(-0.001),
             rank: 1,
+            ..rep("R1", "华东", Some(-0.001))
         });
     });
     let east = bundles
@@ -475,6 +466,155 @@ fn email_body_carries_the_tier_chart_as_an_inline_image() {
     let raw = String::from_utf8(msg.formatted()).unwrap();
     assert!(raw.contains("Content-Type: multipart/related;"));
     assert!(raw.contains("Content-ID: <tier-chart>"));
+}
+
+fn rep(id: &str, region: &str, kpi: Option<f64>) -> RepScore {
+    RepScore {
+        rep_id: id.into(),
+        name: format!("代表{id}"),
+        region: region.into(),
+        sales: 0.0,
+        sales_target: None,
+        expected_sales: None,
+        sales_achievement: None,
+        active_customers: 0,
+        new_customers: 0,
+        new_customer_target: None,
+        visit_attainment: None,
+        visit_coverage: None,
+        visit_pace: None,
+        avg_satisfaction: None,
+        kpi,
+        rank: 0,
+    }
+}
+
+/// The pixels of a chart as (width, height, rgb).
+fn decoded(png: &[u8]) -> (u32, u32, Vec<u8>) {
+    let mut reader = png::Decoder::new(std::io::Cursor::new(png))
+        .read_info()
+        .unwrap();
+    let mut rgb = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut rgb).unwrap();
+    (info.width, info.height, rgb)
+}
+
+/// The ranking's chart: 华东's R1 (KPI 80) and R2 (40) — R3 has no KPI and
+/// no bar; the national one adds 华北's R4 (40), after R2 by rep id. As
+/// bars: 80 is the full 424 px track, 40 half of it, 212 px from x = 8.
+#[test]
+fn the_email_and_page_chart_the_reps_with_the_highest_kpi() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundles = rendered_with(dir.path(), false, &[], |c| {
+        c.scorecard = vec![
+            rep("R1", "华东", Some(80.0)),
+            rep("R2", "华东", Some(40.0)),
+            rep("R3", "华东", None),
+            rep("R4", "华北", Some(40.0)),
+        ];
+    });
+    let scope = |name: &str| bundles.iter().find(|b| b.scope.name() == name).unwrap();
+    let east = scope("华东");
+    // 2 bars: 2·22 + 3·8 = 68 px
+    assert!(east.html_body.contains(
+        r#"<h2>综合得分最高的代表</h2>
+<img src="cid:top-reps-chart" width="440" height="68""#
+    ));
+    assert!(
+        east.html_body.contains(
+            r#"<tr><td>代表R1</td><td class="n">80.00</td></tr>
+<tr><td>代表R2</td><td class="n">40.00</td></tr>
+
+</table>"#
+        ),
+        "{}",
+        east.html_body
+    );
+    assert!(!east.html_body.contains("代表R3</td><td class=\"n\">"));
+    assert_eq!(east.charts.len(), 2);
+    let (cid, png) = &east.charts[1];
+    assert_eq!(cid, "top-reps-chart");
+    let (width, height, rgb) = decoded(png);
+    assert_eq!((width, height), (440, 68));
+    let pixel = |x: u32, y: u32| {
+        let i = ((y * 440 + x) * 3) as usize;
+        (rgb[i], rgb[i + 1], rgb[i + 2])
+    };
+    let (bar, track) = ((0x3b, 0x82, 0xf6), (0xe5, 0xe7, 0xeb));
+    assert_eq!(pixel(430, 8 + 11), bar, "R1: 80 of 80, full length");
+    assert_eq!(pixel(218, 38 + 11), bar, "R2: 40 of 80, to x = 220");
+    assert_eq!(pixel(222, 38 + 11), track, "R2: 40 of 80, to x = 220");
+    let page = std::fs::read_to_string(&east.html).unwrap();
+    assert!(page.contains(
+        r#"<tr><td>代表R1</td><td class="n">80.00</td><td style="width:220px"><span class="bar" style="width: 100%"></span></td></tr>
+<tr><td>代表R2</td><td class="n">40.00</td><td style="width:220px"><span class="bar" style="width: 50%"></span></td></tr>
+
+</table>"#
+    ));
+
+    // national: each rep's region beside the name; ties by rep id
+    let national = scope("*");
+    assert!(national.html_body.contains(
+        r#"<tr><td>代表R1</td><td>华东</td><td class="n">80.00</td></tr>
+<tr><td>代表R2</td><td>华东</td><td class="n">40.00</td></tr>
+<tr><td>代表R4</td><td>华北</td><td class="n">40.00</td></tr>
+
+</table>"#
+    ));
+    let (_, height, _) = decoded(&national.charts[1].1);
+    assert_eq!(height, 3 * 22 + 4 * 8);
+    let raw = String::from_utf8(
+        salesbatch::deliver::build_message(
+            &"r <r@example.com>".parse().unwrap(),
+            &"e <e@example.com>".parse().unwrap(),
+            national,
+            "<3.fixed@salesbatch>",
+        )
+        .unwrap()
+        .formatted(),
+    )
+    .unwrap();
+    assert!(raw.contains("Content-ID: <top-reps-chart>"));
+
+    // 华北's only rep with a KPI; none at all: no section, no picture
+    assert!(scope("华北").html_body.contains("<td>代表R4</td>"));
+    let none = rendered(tempfile::tempdir().unwrap().path());
+    for b in &none {
+        assert_eq!(b.charts.len(), 1, "{}", b.scope.name());
+        assert!(!b.html_body.contains("综合得分最高的代表"));
+    }
+}
+
+/// The chart shows 10 reps: of 12, the two lowest KPIs are left out.
+#[test]
+fn the_ranking_chart_stops_at_ten_reps() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundles = rendered_with(dir.path(), false, &[], |c| {
+        c.scorecard = (1..=12)
+            .map(|i| rep(&format!("R{i:02}"), "华北", Some(f64::from(i))))
+            .collect();
+    });
+    let north = bundles.iter().find(|b| b.scope.name() == "华北").unwrap();
+    let (_, height, _) = decoded(&north.charts[1].1);
+    assert_eq!(height, 10 * 22 + 11 * 8);
+    // the ranking table below lists all 12: look at the chart's table only
+    let body = &north.html_body;
+    let start = body.find("<h2>综合得分最高的代表</h2>").unwrap();
+    let chart = &body[start..start + body[start..].find("</table>").unwrap()];
+    for i in 3..=12 {
+        assert!(
+            chart.contains(&format!("<td>代表R{i:02}</td>")),
+            "R{i:02}: {chart}"
+        );
+    }
+    for i in 1..=2 {
+        assert!(
+            !chart.contains(&format!("<td>代表R{i:02}</td>")),
+            "R{i:02}: {chart}"
+        );
+    }
+    let best = chart.find("代表R12").unwrap();
+    assert!(best < chart.find("代表R11").unwrap(), "best first: {chart}");
 }
 
 /// The headline numbers of a regional and the national report, worked out by

@@ -9,12 +9,23 @@ use plotters::prelude::*;
 
 /// Content-ID of the tier-distribution chart in the email.
 pub const TIER_CHART_CID: &str = "tier-chart";
+/// Content-ID of the ranking's chart (the reps with the highest KPI).
+pub const TOP_REPS_CHART_CID: &str = "top-reps-chart";
 
 pub const WIDTH: u32 = 440;
 const BAR_HEIGHT: u32 = 22;
 const GAP: u32 = 8;
 const BAR_COLOR: RGBColor = RGBColor(0x3b, 0x82, 0xf6);
 const TRACK_COLOR: RGBColor = RGBColor(0xe5, 0xe7, 0xeb);
+
+/// A KPI as a bar length for `horizontal_bars`, in tenths so that 80.04
+/// and 80.0 still differ by a pixel's worth; a negative KPI (sales
+/// returned) draws no bar.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+pub fn tenths(kpi: f64) -> u64 {
+    // clamped first: the cast is then exact up to 2^53 tenths
+    (kpi.clamp(0.0, 1e15) * 10.0).round() as u64
+}
 
 /// Height of the chart for `n` bars.
 pub fn height(n: usize) -> u32 {

@@ -33,6 +33,33 @@ struct HtmlTable {
     more: String,
 }
 
+/// One row of the ranking's chart on the page: name, region, KPI as
+/// shown, and the bar's length in percent of the longest (the PNG's scale).
+#[derive(Serialize)]
+struct TopRepBar {
+    name: String,
+    region: String,
+    kpi: String,
+    bar: u64,
+}
+
+fn top_rep_bars(top: &[super::tables::TopRep]) -> Vec<TopRepBar> {
+    let longest = top
+        .iter()
+        .map(|r| super::chart::tenths(r.kpi))
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    top.iter()
+        .map(|r| TopRepBar {
+            name: r.name.clone(),
+            region: r.region.clone(),
+            kpi: Value::Num(r.kpi).display(),
+            bar: super::chart::tenths(r.kpi) * 100 / longest,
+        })
+        .collect()
+}
+
 fn html_table<'r>(
     t: &Table,
     labels: Labels,
@@ -133,6 +160,15 @@ impl Renderer {
             .map(|(t, l, n)| (t.clone(), l.clone(), *n, n * 100 / max))
             .collect();
         ctx.insert("tier_bars", &bars);
+        ctx.insert(
+            "top_reps_chart",
+            &format!("cid:{}", super::chart::TOP_REPS_CHART_CID),
+        );
+        ctx.insert(
+            "top_reps_chart_height",
+            &super::chart::height(report.top_reps.len()),
+        );
+        ctx.insert("top_reps", &top_rep_bars(&report.top_reps));
         let gap_col = report.visits.column("gap").unwrap_or(0);
         let worst = html_table(
             &report.visits,

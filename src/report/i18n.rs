@@ -115,6 +115,7 @@ const LABELS: &[(&str, &str, &str)] = &[
         "{count} more rejected rows of this file are counted, not listed: a file lists its first {listed}",
     ),
     ("tier_distribution", "客户等级分布", "Customers by tier"),
+    ("top_reps", "综合得分最高的代表", "Reps with the highest KPI"),
     ("count", "数量", "Count"),
     ("source", "数据源", "Source"),
     ("file", "文件", "File"),

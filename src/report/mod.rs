@@ -158,10 +158,21 @@ impl ScopeJob<'_> {
             .with_context(|| format!("cannot write `{}`", html.display()))?;
         let html_body = self.renderer.render(&report, labels, true)?;
         let counts: Vec<u64> = report.tier_counts.iter().map(|t| t.2).collect();
-        let charts = vec![(
+        let mut charts = vec![(
             chart::TIER_CHART_CID.to_string(),
             chart::horizontal_bars(&counts)?,
         )];
+        if !report.top_reps.is_empty() {
+            let kpis: Vec<u64> = report
+                .top_reps
+                .iter()
+                .map(|r| chart::tenths(r.kpi))
+                .collect();
+            charts.push((
+                chart::TOP_REPS_CHART_CID.to_string(),
+                chart::horizontal_bars(&kpis)?,
+            ));
+        }
         let quality_xlsx = if *scope == Scope::National {
             let path = dir.join("data-quality.xlsx");
             xlsx::write_quality(&report, &tables::notes(self.quality.notes), &path, labels)?;

@@ -124,6 +124,9 @@ pub struct Report {
     pub headline: Vec<(&'static str, Value)>,
     /// (tier, label, count)
     pub tier_counts: Vec<(String, String, u64)>,
+    /// the scope's reps with the highest KPI, best first (see `top_reps`):
+    /// the ranking's chart
+    pub top_reps: Vec<TopRep>,
     pub tiers: Table,
     pub changes: Table,
     /// see `Computed::tiers_compared`
@@ -140,6 +143,40 @@ pub struct Report {
     pub regions: Table,
     pub quality: Table,
     pub rules: Vec<(String, String)>,
+}
+
+/// How many reps the ranking's chart shows.
+pub const TOP_REPS: usize = 10;
+
+/// One bar of the ranking's chart.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TopRep {
+    pub rep_id: String,
+    pub name: String,
+    pub region: String,
+    pub kpi: f64,
+}
+
+/// The `TOP_REPS` reps of `scope` with the highest KPI, best first; ties by
+/// rep id, as `rank_within_region` breaks them, so a region's chart shows
+/// its ranks 1, 2, 3…. Reps without a KPI have nothing to draw.
+pub fn top_reps(scope: &Scope, c: &Computed) -> Vec<TopRep> {
+    let mut reps: Vec<(&crate::metrics::scorecard::RepScore, f64)> = c
+        .scorecard
+        .iter()
+        .filter(|s| scope.includes(&s.region))
+        .filter_map(|s| s.kpi.map(|k| (s, k)))
+        .collect();
+    reps.sort_by(|(a, x), (b, y)| y.total_cmp(x).then_with(|| a.rep_id.cmp(&b.rep_id)));
+    reps.into_iter()
+        .take(TOP_REPS)
+        .map(|(s, kpi)| TopRep {
+            rep_id: s.rep_id.clone(),
+            name: s.name.clone(),
+            region: s.region.clone(),
+            kpi,
+        })
+        .collect()
 }
 
 impl Report {
@@ -562,6 +599,7 @@ pub fn build(
         period: format!("{} – {}", c.period.start, c.period.end),
         headline,
         tier_counts,
+        top_reps: top_reps(scope, c),
         tiers,
         changes,
         tiers_compared: c.tiers_compared,

@@ -266,6 +266,25 @@ fn new_workbook(report: &Report) -> Workbook {
     wb
 }
 
+/// A chart of one series over a Summary table's rows `first..=last`: its
+/// names in column A, its values in column C.
+fn summary_chart(
+    kind: ChartType,
+    (sheet, first, last): (&str, u32, u32),
+    series: &str,
+    title: &str,
+) -> Chart {
+    let mut chart = Chart::new(kind);
+    chart
+        .add_series()
+        .set_categories((sheet, first, 0, last, 0))
+        .set_values((sheet, first, 2, last, 2))
+        .set_name(series);
+    chart.title().set_name(title);
+    chart.legend().set_hidden();
+    chart
+}
+
 /// Writes a scope's workbook: Summary, tiers, changes, gaps, scorecard,
 /// development, data quality.
 pub fn write(report: &Report, path: &Path, labels: Labels) -> anyhow::Result<()> {
@@ -310,15 +329,50 @@ pub fn write(report: &Report, path: &Path, labels: Labels) -> anyhow::Result<()>
             ws.write_number(row, 2, *count as f64).map_err(xl)?;
         }
         let sheet = labels.get("summary");
-        let mut chart = Chart::new(ChartType::Column);
-        chart
-            .add_series()
-            .set_categories((sheet, tier_header + 1, 0, row, 0))
-            .set_values((sheet, tier_header + 1, 2, row, 2))
-            .set_name(labels.get("count"));
-        chart.title().set_name(labels.get("tier_distribution"));
-        chart.legend().set_hidden();
+        let chart = summary_chart(
+            ChartType::Column,
+            (sheet, tier_header + 1, row),
+            labels.get("count"),
+            labels.get("tier_distribution"),
+        );
         ws.insert_chart(4, 4, &chart).map_err(xl)?;
+        if !report.top_reps.is_empty() {
+            row += 2;
+            let top_header = row;
+            for (col, key) in ["rep", "region", "kpi"].into_iter().enumerate() {
+                let col = u16::try_from(col)?;
+                ws.write_string_with_format(row, col, labels.get(key), &f.header)
+                    .map_err(xl)?;
+            }
+            for r in &report.top_reps {
+                row += 1;
+                ws.write_string(row, 0, &r.name).map_err(xl)?;
+                ws.write_string(row, 1, &r.region).map_err(xl)?;
+                ws.write_number_with_format(row, 2, r.kpi, &f.num)
+                    .map_err(xl)?;
+            }
+            let mut chart = summary_chart(
+                ChartType::Bar,
+                (sheet, top_header + 1, row),
+                labels.get("kpi"),
+                labels.get("top_reps"),
+            );
+            // a bar chart draws its first category at the bottom: reversed,
+            // the best rep is on top, as in the table
+            chart.y_axis().set_reverse();
+            // a KPI is out of 100: a scale to 120 would make the best rep
+            // look short of the mark
+            if report
+                .top_reps
+                .iter()
+                .all(|r| (0.0..=100.0).contains(&r.kpi))
+            {
+                chart.x_axis().set_min(0.0).set_max(100.0);
+            }
+            // beside its table, below the tier chart (15 rows tall)
+            ws.insert_chart(top_header.max(4 + 16), 4, &chart)
+                .map_err(xl)?;
+        }
         // on the Summary, not under the changes: a line under a sheet's
         // table is data to a pivot table or a formula over its columns
         if let Some(caveat) = report.changes_caveat() {
