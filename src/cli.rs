@@ -400,12 +400,19 @@ async fn run_job_cmd(
     }
     let c = &outcome.counts;
     println!(
-        "run {} `{job}` as of {as_of}: {} files loaded, {} skipped, {} refused, {} rows, {} rejections, {} customers scored",
-        outcome.run_id, c.files_loaded, c.files_skipped, c.files_refused, c.rows_loaded, c.rejections, c.customers_scored
+        "run {} `{job}` as of {as_of}: {} loaded, {} skipped, {} refused, {}, {}, {} scored",
+        outcome.run_id,
+        counted(c.files_loaded, "file", "files"),
+        c.files_skipped,
+        c.files_refused,
+        counted(c.rows_loaded, "row", "rows"),
+        counted(c.rejections, "rejection", "rejections"),
+        counted(c.customers_scored, "customer", "customers"),
     );
     if let Some((run_id, rejections)) = outcome.quality_from {
         println!(
-            "data quality: as ingested by run {run_id}, {rejections} rejections (this run ingested nothing)"
+            "data quality: as ingested by run {run_id}, {} (this run ingested nothing)",
+            counted(rejections, "rejection", "rejections")
         );
     }
     if let Some(dir) = &outcome.report_dir {
@@ -461,14 +468,23 @@ fn scaled_money_columns(source: &config::SourceConfig) -> Vec<String> {
         .collect()
 }
 
+/// `1 file`, `2 files`: the summary lines are read by people first.
+fn counted(n: impl TryInto<u64> + Copy + std::fmt::Display, one: &str, many: &str) -> String {
+    if n.try_into().is_ok_and(|n| n == 1) {
+        format!("{n} {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
 async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
     let mut problems = 0;
     println!(
-        "config {}: ok ({} sources, {} jobs, {} recipients)",
+        "config {}: ok ({}, {}, {})",
         settings.path.display(),
-        settings.config.sources.len(),
-        settings.config.jobs.len(),
-        settings.config.recipients.len()
+        counted(settings.config.sources.len(), "source", "sources"),
+        counted(settings.config.jobs.len(), "job", "jobs"),
+        counted(settings.config.recipients.len(), "recipient", "recipients"),
     );
     let store = match open_store(settings).await {
         Ok(s) => {

@@ -195,7 +195,7 @@ fn demo_runs_end_to_end_and_is_idempotent() {
     );
     // the SQL source re-reads its lookback window and replaces it; files are skipped
     assert!(
-        stdout.contains("1 files loaded, 21 skipped, 0 refused"),
+        stdout.contains("1 file loaded, 21 skipped, 0 refused"),
         "{stdout}"
     );
     assert!(stdout.contains("(4 already sent, 0 failed)"), "{stdout}");
@@ -1018,7 +1018,7 @@ fn unreadable_files_and_directories_are_refused_by_name() {
         "{out}"
     );
     assert!(
-        out.contains(": 1 files loaded, 2 skipped, 4 refused, 1 rows, 4 rejections,"),
+        out.contains(": 1 file loaded, 2 skipped, 4 refused, 1 row, 4 rejections,"),
         "{out}"
     );
     assert_eq!(check.status.code(), Some(1), "{}", text(&check));
@@ -1607,7 +1607,7 @@ fn a_job_without_ingest_reports_the_data_quality_of_the_latest_ingest() {
         text(&report).contains(
             "run 2 `report` as of 2026-11-20: 0 files loaded, 0 skipped, 0 refused, 0 rows, \
              0 rejections, 4 customers scored\n\
-             data quality: as ingested by run 1, 1 rejections (this run ingested nothing)\n"
+             data quality: as ingested by run 1, 1 rejection (this run ingested nothing)\n"
         ),
         "{}",
         text(&report)

@@ -486,7 +486,7 @@ fn the_next_day_lists_the_tier_change_computed_by_hand() {
     );
     let out = text(&next);
     assert_eq!(next.status.code(), Some(3), "{out}");
-    assert!(out.contains(", 1 rejections, 6 customers scored"), "{out}");
+    assert!(out.contains(", 1 rejection, 6 customers scored"), "{out}");
 
     let tiers = salesbatch(dir.path(), &["export", "tiers", "--as-of", NEXT_DAY]);
     assert_eq!(tiers.status.code(), Some(0), "{}", text(&tiers));

@@ -139,7 +139,7 @@ async fn postgres_warehouse_computes_the_demo_like_sqlite_and_locks_jobs() {
     // a rerun loads only the SQL source's window again and changes nothing
     let again = run(&pg_config);
     assert!(
-        text(&again).contains("1 files loaded, 21 skipped, 0 refused"),
+        text(&again).contains("1 file loaded, 21 skipped, 0 refused"),
         "{}",
         text(&again)
     );
