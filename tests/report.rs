@@ -585,6 +585,68 @@ fn the_email_and_page_chart_the_reps_with_the_highest_kpi() {
     }
 }
 
+/// SPEC §1's "worst visit gaps on A/B customers": 华北's A customers N1,
+/// N2 (target 4, no visit: gap 4) and B customer N3 (gap 3) are listed,
+/// its C customer N4 (target 2, gap 2) only in the workbook's Visit gaps
+/// sheet. In 华东 only a C customer has a gap: the section says there is
+/// none.
+#[test]
+fn the_worst_gaps_are_the_a_and_b_customers_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundles = rendered_with(dir.path(), false, &[], |c| {
+        let mut e1 = c.visits.customers[0].clone();
+        assert_eq!((e1.customer_id.as_str(), e1.gap), ("E1", 4));
+        e1.actual = 4;
+        e1.gap = 0;
+        c.visits.customers[0] = e1;
+        for (id, region) in [("N4", "华北"), ("E4", "华东")] {
+            c.visits.customers.push(visits::CustomerVisits {
+                customer_id: id.into(),
+                name: format!("客户{id}"),
+                region: region.into(),
+                rep_id: "R2".into(),
+                tier: "C".into(),
+                target: 2,
+                actual: 0,
+                gap: 2,
+            });
+        }
+    });
+    let scope = |name: &str| bundles.iter().find(|b| b.scope.name() == name).unwrap();
+    // from its heading to the next one
+    let section = |body: &str| {
+        let start = body.find("<h2>重点客户拜访缺口</h2>").unwrap();
+        let end = body[start + 1..]
+            .find("<h2>")
+            .map_or(body.len(), |e| start + 1 + e);
+        body[start..end].to_string()
+    };
+    let north = scope("华北");
+    for body in [
+        &north.html_body,
+        &std::fs::read_to_string(&north.html).unwrap(),
+    ] {
+        let gaps = section(body);
+        let listed: Vec<&str> = ["N1", "N2", "N3", "N4"]
+            .into_iter()
+            .filter(|id| gaps.contains(&format!("<td>{id}</td>")))
+            .collect();
+        assert_eq!(listed, ["N1", "N2", "N3"], "{gaps}");
+    }
+    let sheet_ids: Vec<String> = sheet(&north.xlsx, "拜访缺口")
+        .iter()
+        .skip(1)
+        .map(|r| r[0].to_string())
+        .collect();
+    assert_eq!(sheet_ids, ["N1", "N2", "N3", "N4"]);
+    let east = section(&scope("华东").html_body);
+    assert!(!east.contains("<td>E4</td>"), "{east}");
+    assert!(
+        east.contains(r#"<div class="more">无拜访缺口</div>"#),
+        "{east}"
+    );
+}
+
 /// The chart shows 10 reps: of 12, the two lowest KPIs are left out.
 #[test]
 fn the_ranking_chart_stops_at_ten_reps() {

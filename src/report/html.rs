@@ -14,6 +14,8 @@ use super::tables::{Report, Table, Value};
 const DEFAULT_TEMPLATE: &str = include_str!("../../report-templates/report.html");
 /// Rows shown per table in the page; the workbook has them all.
 const PAGE_ROWS: usize = 20;
+/// The worst-gaps section lists this many of the highest tiers (A and B).
+const GAP_TIERS: usize = 2;
 
 pub struct Renderer {
     tera: Tera,
@@ -169,15 +171,26 @@ impl Renderer {
             &super::chart::height(report.top_reps.len()),
         );
         ctx.insert("top_reps", &top_rep_bars(&report.top_reps));
-        let gap_col = report.visits.column("gap").unwrap_or(0);
+        // SPEC §1: "the worst visit gaps on A/B customers", i.e. the two
+        // highest tiers whatever the config names them; the rows come
+        // sorted by tier, then gap. A C customer's gap is in the workbook.
+        let top_tiers: Vec<&str> = report
+            .tier_counts
+            .iter()
+            .take(GAP_TIERS)
+            .map(|t| t.0.as_str())
+            .collect();
+        let (tier_col, gap_col) = (
+            report.visits.column("tier").unwrap_or(0),
+            report.visits.column("gap").unwrap_or(0),
+        );
         let worst = html_table(
             &report.visits,
             labels,
-            report
-                .visits
-                .rows
-                .iter()
-                .filter(|r| matches!(r.get(gap_col), Some(Value::Int(g)) if *g > 0)),
+            report.visits.rows.iter().filter(|r| {
+                matches!(r.get(gap_col), Some(Value::Int(g)) if *g > 0)
+                    && matches!(r.get(tier_col), Some(Value::Text(t)) if top_tiers.contains(&t.as_str()))
+            }),
             "no_gaps",
         );
         ctx.insert("worst_gaps", &worst);
