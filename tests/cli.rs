@@ -1194,6 +1194,39 @@ fn logs_are_json_lines_when_asked() {
         "{}",
         text(&wrong)
     );
+    // a command line clap refuses is one ERROR event too, exit 2: asked
+    // for by the environment, or by a flag after the unknown argument
+    for (args, env) in [
+        (
+            &["run", "score", "--bogus", "--log-format", "json"][..],
+            None,
+        ),
+        (&["run", "score", "--bogus"][..], Some("json")),
+    ] {
+        let mut cmd = bin();
+        cmd.args(args);
+        if let Some(format) = env {
+            cmd.env("SALESBATCH_LOG_FORMAT", format);
+        }
+        let refused = cmd.output().unwrap();
+        assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+        let error: serde_json::Value = serde_json::from_slice(&refused.stderr)
+            .unwrap_or_else(|e| panic!("{e}: {}", text(&refused)));
+        assert_eq!(error["level"], "ERROR", "{error}");
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("error: unexpected argument '--bogus' found\n"),
+            "{message}"
+        );
+        assert!(message.contains("Usage: salesbatch run"), "{message}");
+    }
+    // help is not an error: the usual text on stdout
+    let help = bin()
+        .args(["--log-format", "json", "--help"])
+        .output()
+        .unwrap();
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).starts_with("Nightly sales ETL"));
 }
 
 /// The headers `flow_excel_source` maps, in file order.
