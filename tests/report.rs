@@ -12,6 +12,7 @@ use salesbatch::metrics::scorecard::RepScore;
 use salesbatch::metrics::{development, visits, Computed, PeriodRange, Rules, VisitDay};
 use salesbatch::report;
 
+use crate::cli::section;
 use crate::metrics::tier;
 
 const FORMULA_NAME: &str = "=HYPERLINK(\"http://evil.example\",\"点我\")";
@@ -613,20 +614,12 @@ fn the_worst_gaps_are_the_a_and_b_customers_only() {
         }
     });
     let scope = |name: &str| bundles.iter().find(|b| b.scope.name() == name).unwrap();
-    // from its heading to the next one
-    let section = |body: &str| {
-        let start = body.find("<h2>重点客户拜访缺口</h2>").unwrap();
-        let end = body[start + 1..]
-            .find("<h2>")
-            .map_or(body.len(), |e| start + 1 + e);
-        body[start..end].to_string()
-    };
     let north = scope("华北");
     for body in [
         &north.html_body,
         &std::fs::read_to_string(&north.html).unwrap(),
     ] {
-        let gaps = section(body);
+        let gaps = section(body, "重点客户拜访缺口");
         let listed: Vec<&str> = ["N1", "N2", "N3", "N4"]
             .into_iter()
             .filter(|id| gaps.contains(&format!("<td>{id}</td>")))
@@ -639,12 +632,47 @@ fn the_worst_gaps_are_the_a_and_b_customers_only() {
         .map(|r| r[0].to_string())
         .collect();
     assert_eq!(sheet_ids, ["N1", "N2", "N3", "N4"]);
-    let east = section(&scope("华东").html_body);
+    let east = section(&scope("华东").html_body, "重点客户拜访缺口");
     assert!(!east.contains("<td>E4</td>"), "{east}");
     assert!(
         east.contains(r#"<div class="more">无拜访缺口</div>"#),
         "{east}"
     );
+}
+
+/// The page and email list 20 rows of a longer table and say how many
+/// there are: 华北's A customers N1, N2 and B customer N3 (no visits: gaps)
+/// and 25 more A customers with a gap of 1 are 28 rows; a C customer's gap
+/// is not one of them.
+#[test]
+fn a_cut_list_says_how_many_rows_it_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundles = rendered_with(dir.path(), false, &[], |c| {
+        for (i, tier) in (1..=26).map(|i| (i, if i == 26 { "C" } else { "A" })) {
+            c.visits.customers.push(visits::CustomerVisits {
+                customer_id: format!("X{i:02}"),
+                name: format!("客户X{i:02}"),
+                region: "华北".into(),
+                rep_id: "R2".into(),
+                tier: tier.into(),
+                target: 4,
+                actual: 3,
+                gap: 1,
+            });
+        }
+    });
+    let north = bundles.iter().find(|b| b.scope.name() == "华北").unwrap();
+    let page = std::fs::read_to_string(&north.html).unwrap();
+    for body in [&north.html_body, &page] {
+        let section = section(body, "重点客户拜访缺口");
+        assert_eq!(section.matches("<tr>").count(), 1 + 20, "{section}");
+        assert!(
+            section.contains(
+                r#"<div class="more">显示前 20 行，共 28 行；完整列表见 Excel 工作簿</div>"#
+            ),
+            "{section}"
+        );
+    }
 }
 
 /// The chart shows 10 reps: of 12, the two lowest KPIs are left out.
@@ -660,9 +688,7 @@ fn the_ranking_chart_stops_at_ten_reps() {
     let (_, height, _) = decoded(&north.charts[1].1);
     assert_eq!(height, 10 * 22 + 11 * 8);
     // the ranking table below lists all 12: look at the chart's table only
-    let body = &north.html_body;
-    let start = body.find("<h2>综合得分最高的代表</h2>").unwrap();
-    let chart = &body[start..start + body[start..].find("</table>").unwrap()];
+    let chart = section(&north.html_body, "综合得分最高的代表");
     for i in 3..=12 {
         assert!(
             chart.contains(&format!("<td>代表R{i:02}</td>")),
