@@ -216,8 +216,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = load(&cli.config)?;
             let store = open_store(&settings).await?;
             println!(
-                "{:>6}  {:<12} {:<10}  {:<20}  {:>8}  {:<9}  {:>7}  counts",
-                "run", "job", "as_of", "started", "secs", "status", "quality"
+                "{:>6}  {} {:<10}  {:<20}  {:>8}  {:<9}  {:>7}  counts",
+                "run",
+                padded("job", 12),
+                "as_of",
+                "started",
+                "secs",
+                "status",
+                "quality"
             );
             for r in store.runs(limit).await? {
                 let secs = match (
@@ -232,8 +238,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 // which run's rejections and notes its reports showed
                 let quality = r.quality_run.map_or(String::new(), |q| format!("#{q}"));
                 println!(
-                    "{:>6}  {:<12} {:<10}  {:<20}  {:>8}  {:<9}  {:>7}  {}",
-                    r.run_id, r.job, r.as_of, r.started_at, secs, r.status, quality, r.counts
+                    "{:>6}  {} {:<10}  {:<20}  {:>8}  {:<9}  {:>7}  {}",
+                    r.run_id,
+                    padded(&r.job, 12),
+                    r.as_of,
+                    r.started_at,
+                    secs,
+                    r.status,
+                    quality,
+                    r.counts
                 );
             }
             Ok(ExitCode::Success)
@@ -253,16 +266,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return retry_deliveries(&settings, store.as_ref()).await;
             }
             println!(
-                "{:<10} {:<10} {:<28} {:<8} {:<7} {:>3}  {:<50}  error",
-                "as_of", "job", "recipient", "region", "status", "try", "message_id"
+                "{:<10} {} {} {} {:<7} {:>3}  {:<50}  error",
+                "as_of",
+                padded("job", 10),
+                padded("recipient", 28),
+                padded("region", 8),
+                "status",
+                "try",
+                "message_id"
             );
             for d in store.deliveries(failed).await? {
                 println!(
-                    "{:<10} {:<10} {:<28} {:<8} {:<7} {:>3}  {:<50}  {}",
+                    "{:<10} {} {} {} {:<7} {:>3}  {:<50}  {}",
                     d.as_of,
-                    d.job,
-                    d.recipient,
-                    d.region,
+                    padded(&d.job, 10),
+                    padded(&d.recipient, 28),
+                    padded(&d.region, 8),
                     d.status,
                     d.attempts,
                     d.message_id.unwrap_or_default(),
@@ -272,6 +291,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::Success)
         }
     }
+}
+
+/// `text` left-aligned in `columns` terminal columns: `{:<8}` counts
+/// characters, so each Chinese character (two columns wide) pushed the
+/// rest of a row of `华东` one column further right.
+fn padded(text: &str, columns: usize) -> String {
+    let width = unicode_width::UnicodeWidthStr::width(text);
+    format!("{text}{}", " ".repeat(columns.saturating_sub(width)))
 }
 
 /// An error and its causes on one line, like `{:#}`, but without a cause
@@ -541,10 +568,13 @@ async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
             }
             _ => {
                 let found = crate::ingest::source_files(settings, s);
+                let (files, verb) = match found.files.len() {
+                    1 => ("1 file".to_string(), "matches"),
+                    n => (format!("{n} files"), "match"),
+                };
                 println!(
-                    "source `{}`: {} file(s) match `{}`",
+                    "source `{}`: {files} {verb} `{}`",
                     s.name,
-                    found.files.len(),
                     s.path.as_deref().unwrap_or("")
                 );
                 for u in &found.unreadable {

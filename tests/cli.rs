@@ -305,7 +305,8 @@ fn demo_runs_end_to_end_and_is_idempotent() {
     for line in [
         "warehouse: ok",
         "source `erp`: sql via `SALESBATCH_DEMO_ERP_URL`: connected",
-        "source `distributor-flow`: 15 file(s) match `inbox/flow/*.xlsx`",
+        "source `distributor-flow`: 15 files match `inbox/flow/*.xlsx`",
+        "source `reps`: 1 file matches `inbox/reps/*.xlsx`",
     ] {
         assert!(out.lines().any(|l| l == line), "{line} not in\n{out}");
     }

@@ -107,6 +107,28 @@ fn demo_in(dir: &Path) -> PathBuf {
     demo
 }
 
+/// Each row's status starts in the terminal column of the header's
+/// `status`, a Chinese region (华东: two columns a character) or not.
+fn assert_columns_line_up(ledger: &str) {
+    let column = |line: &str, word: &str| {
+        let at = line
+            .find(word)
+            .unwrap_or_else(|| panic!("`{word}` in {line}"));
+        unicode_width::UnicodeWidthStr::width(&line[..at])
+    };
+    let mut lines = ledger.lines();
+    let header = column(lines.next().expect("a header"), " status ");
+    for row in lines {
+        // the first of them: an error at the end may hold the other word
+        let status = [" sent ", " failed "]
+            .into_iter()
+            .filter(|s| row.contains(s))
+            .min_by_key(|s| row.find(s))
+            .unwrap_or_else(|| panic!("a status in {row}"));
+        assert_eq!(column(row, status), header, "{ledger}");
+    }
+}
+
 /// The demo, its nightly job sending to an SMTP server on `port` (nothing
 /// listens there yet).
 struct DemoLab {
@@ -155,8 +177,9 @@ impl DemoLab {
 
     /// The ledger's rows for `as_of`.
     fn ledger(&self, as_of: &str) -> Vec<String> {
-        String::from_utf8_lossy(&self.cmd(&["deliveries"]).stdout)
-            .lines()
+        let out = String::from_utf8_lossy(&self.cmd(&["deliveries"]).stdout).to_string();
+        assert_columns_line_up(&out);
+        out.lines()
             .filter(|l| l.starts_with(as_of))
             .map(str::to_string)
             .collect()
