@@ -272,6 +272,57 @@ async fn a_blocked_lock_heartbeat_does_not_stop_the_run() {
     db.drop().await;
 }
 
+/// The heartbeat has a task of its own: while a run's thread is held by
+/// compute or render (seconds at the design point, minutes past it), its
+/// lock is still refreshed, so no other instance finds it stale and runs
+/// the job a second time. Before, the heartbeat was polled by the run's
+/// own task and paused with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lock_heartbeat_ticks_while_the_run_computes() {
+    let Some(db) = PgDatabase::create().await else {
+        require("PostgreSQL on 127.0.0.1:5432", false);
+        return;
+    };
+    let store = salesbatch::warehouse::open(&db.url).await.unwrap();
+    assert!(store.try_lock("nightly", "me", "").await.unwrap());
+    let wh = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let acquired = || async {
+        sqlx::query_scalar::<_, String>("SELECT acquired_at FROM job_locks WHERE job = 'nightly'")
+            .fetch_one(&wh)
+            .await
+            .unwrap()
+    };
+    let taken = acquired().await;
+    let heartbeat = salesbatch::jobs::LockHeartbeat::start(
+        store.detached().expect("a shared warehouse"),
+        "nightly",
+        "me",
+        std::time::Duration::from_millis(20),
+    );
+    // the run's thread, held as compute holds it: past a second, so that
+    // a refresh writes a later timestamp
+    let refreshed = tokio::task::block_in_place(|| {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        tokio::runtime::Handle::current().block_on(acquired())
+    });
+    assert!(
+        refreshed > taken,
+        "not refreshed while busy: {taken} → {refreshed}"
+    );
+    // dropped, it stops (after a refresh already sent, if one was)
+    drop(heartbeat);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let stopped = acquired().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(
+        acquired().await,
+        stopped,
+        "refreshed after the heartbeat was dropped"
+    );
+    wh.close().await;
+    db.drop().await;
+}
+
 /// The in-thread readers and the writer open the database file themselves,
 /// so a warehouse only in one connection's memory cannot work: refused by name.
 #[tokio::test]

@@ -97,8 +97,8 @@ pub fn rules_of(settings: &Settings, job: &JobConfig) -> Rules {
 /// A running job refreshes its lock this often...
 const LOCK_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(30);
 /// ...so a lock not refreshed for this long belongs to a process that died
-/// (on any machine sharing the warehouse). Compute blocks the heartbeat for
-/// at most tens of seconds at the design point.
+/// (on any machine sharing the warehouse); the heartbeat has its own task
+/// (`LockHeartbeat`), so a long compute does not make a lock look stale.
 pub const LOCK_STALE_AFTER: chrono::Duration = chrono::Duration::minutes(5);
 
 /// Milliseconds since `started`, as a log field: a `u128` would be
@@ -181,33 +181,70 @@ pub async fn run_locked_with_heartbeat(
         }
         .into());
     }
+    // only a shared warehouse judges locks by age
+    let heartbeat = store
+        .detached()
+        .filter(|_| store.is_shared())
+        .map(|owned| LockHeartbeat::start(owned, &job.name, &holder, heartbeat_every));
     // boxed to keep the nesting of futures shallow (see main.rs)
-    let work = Box::pin(run_job(settings, store, job, as_of, opts));
-    // polled beside the work, never instead of it: a heartbeat waiting on the
-    // database must not stop the run it vouches for
-    let heartbeat = async {
-        // only a shared warehouse judges locks by age
-        if !store.is_shared() {
-            return std::future::pending().await;
-        }
-        let mut tick = tokio::time::interval(heartbeat_every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            if let Err(e) = store.refresh_lock(&job.name, &holder).await {
-                tracing::warn!(job = %job.name, error = %e, "cannot refresh the job lock");
-            }
-        }
-    };
-    let result = tokio::select! {
-        r = work => r,
-        () = heartbeat => unreachable!("the heartbeat loops forever"),
-    };
+    let result = Box::pin(run_job(settings, store, job, as_of, opts)).await;
+    // stopped before the lock goes: a refresh after the unlock finds no row
+    drop(heartbeat);
     if let Err(e) = store.unlock(&job.name, &holder).await {
         tracing::warn!(job = %job.name, error = %e, "cannot release the job lock; it expires on its own");
     }
     result
+}
+
+/// Refreshes a job's lock every `every` on a task of its own until dropped.
+/// Not beside the run in its task: compute and render hold their thread
+/// for seconds (minutes well past the design point), and a heartbeat
+/// polled by that task would pause with them, so that past
+/// `LOCK_STALE_AFTER` another instance would take the lock and run the
+/// job a second time. A refresh that waits on the database delays only
+/// the next one, never the run.
+pub struct LockHeartbeat(tokio::task::JoinHandle<()>);
+
+impl LockHeartbeat {
+    pub fn start(
+        store: Box<dyn Store>,
+        job: &str,
+        holder: &str,
+        every: std::time::Duration,
+    ) -> Self {
+        let (job, holder) = (job.to_string(), holder.to_string());
+        Self(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = store.refresh_lock(&job, &holder).await {
+                    tracing::warn!(job = %job, error = %e, "cannot refresh the job lock");
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for LockHeartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs CPU-bound work (compute, render) on the job's thread, handing the
+/// thread's other tasks (cron ticks, other jobs, heartbeats) to another
+/// worker meanwhile where the runtime has several; a single-threaded
+/// runtime (some tests) just runs it.
+fn cpu_bound<T>(work: impl FnOnce() -> T) -> T {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
+    }
 }
 
 /// The lock holder a run on this host writes: `pid@host:start:nonce`.
@@ -372,7 +409,7 @@ async fn steps(
             "metric inputs read"
         );
         let started = std::time::Instant::now();
-        let c = metrics::compute_all(&inputs, rules, as_of, previous.as_ref());
+        let c = cpu_bound(|| metrics::compute_all(&inputs, rules, as_of, previous.as_ref()));
         drop(inputs);
         drop(previous);
         if !c.tiers_not_compared.is_empty() {
@@ -435,7 +472,9 @@ async fn steps(
                     from: None,
                 },
             };
-            let rendered = report::render_all(settings, rules, c, &quality, &dir, &opts.regions)?;
+            let rendered = cpu_bound(|| {
+                report::render_all(settings, rules, c, &quality, &dir, &opts.regions)
+            })?;
             bundles = rendered.bundles;
             counts.reports = bundles.len() as u64;
             // a misspelt `--region` would otherwise end a manual rerun with

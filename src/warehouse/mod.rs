@@ -338,6 +338,13 @@ pub trait Store: Send + Sync {
     fn is_shared(&self) -> bool {
         false
     }
+    /// The same warehouse as an owned handle (sharing its connections),
+    /// for a task that outlives this borrow: the lock heartbeat, which runs
+    /// on its own task so that a run busy computing still vouches for its
+    /// lock. `None` where locks are not judged by age (`is_shared`).
+    fn detached(&self) -> Option<Box<dyn Store>> {
+        None
+    }
 }
 
 /// Opens the warehouse a URL names, creating and migrating it as needed.

@@ -39,6 +39,8 @@ use crate::metrics::{
 /// (docs/PERFORMANCE.md).
 const ROWS_PER_STATEMENT: usize = 16_384;
 
+/// Cloning shares the pool: `detached` hands the lock heartbeat a clone.
+#[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
 }
@@ -324,6 +326,10 @@ fn count(r: &PgRow, i: usize) -> u64 {
 impl Store for PgStore {
     fn is_shared(&self) -> bool {
         true
+    }
+
+    fn detached(&self) -> Option<Box<dyn Store>> {
+        Some(Box::new(self.clone()))
     }
 
     async fn stored_files(&self, source: &str) -> Result<BTreeMap<String, FileState>> {
