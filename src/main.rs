@@ -42,7 +42,8 @@ fn usage_error(e: &clap::Error) -> std::process::ExitCode {
         .try_get_matches()
         .ok()
         .and_then(|m| m.get_one::<LogFormat>("log_format").copied());
-    let args: Vec<String> = std::env::args().collect();
+    // `args_os`: `args` panics on an argument that is not UTF-8
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let json_after_error = args
         .windows(2)
         .any(|w| w[0] == "--log-format" && w[1] == "json")

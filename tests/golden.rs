@@ -152,14 +152,15 @@ fn top_reps(rows: &[Vec<Data>]) -> (usize, Vec<(String, String, f64)>) {
 
 /// The XML of the workbook's `n`th chart.
 fn chart_xml(workbook: &Path, n: usize) -> String {
+    zip_member(workbook, &format!("xl/charts/chart{n}.xml"))
+}
+
+/// The text of one file inside a workbook.
+fn zip_member(workbook: &Path, name: &str) -> String {
     let mut zip = zip::ZipArchive::new(std::fs::File::open(workbook).unwrap()).unwrap();
-    let mut xml = String::new();
-    std::io::Read::read_to_string(
-        &mut zip.by_name(&format!("xl/charts/chart{n}.xml")).unwrap(),
-        &mut xml,
-    )
-    .unwrap();
-    xml
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name(name).unwrap(), &mut text).unwrap();
+    text
 }
 
 /// Region and company rows of the Development sheet: (area, new customers,
@@ -263,6 +264,27 @@ fn the_mini_fixture_reports_the_numbers_computed_by_hand() {
             "{scope}: out of 100: {bar}"
         );
     }
+
+    // the region overview, wider than columns A to C, starts below the
+    // charts beside them (0-based rows, as the drawing anchors count)
+    let drawing = zip_member(&reports.join("national.xlsx"), "xl/drawings/drawing1.xml");
+    let chart_bottom = drawing
+        .split("<xdr:to>")
+        .skip(1)
+        .map(|to| {
+            let row = to.split("<xdr:row>").nth(1).unwrap();
+            row[..row.find('<').unwrap()].parse::<usize>().unwrap()
+        })
+        .max()
+        .expect("the Summary's charts");
+    let overview = summaries[0]
+        .iter()
+        .position(|r| r.first().is_some_and(|c| is_text(c, "大区概览")))
+        .unwrap();
+    assert!(
+        overview > chart_bottom,
+        "overview row {overview}, charts to row {chart_bottom}"
+    );
 
     // the national summary's region overview: (area, customers, sales,
     // sales target, achievement, visit attainment, coverage, pace)

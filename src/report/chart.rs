@@ -18,9 +18,9 @@ const GAP: u32 = 8;
 const BAR_COLOR: RGBColor = RGBColor(0x3b, 0x82, 0xf6);
 const TRACK_COLOR: RGBColor = RGBColor(0xe5, 0xe7, 0xeb);
 
-/// A KPI as a bar length for `horizontal_bars`, in tenths so that 80.04
-/// and 80.0 still differ by a pixel's worth; a negative KPI (sales
-/// returned) draws no bar.
+/// A KPI as a bar length for `horizontal_bars`, which takes whole
+/// numbers: in tenths of a point, since whole points would draw 80.4 and
+/// 79.6 alike. A negative KPI (more returned than sold) draws no bar.
 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 pub fn tenths(kpi: f64) -> u64 {
     // clamped first: the cast is then exact up to 2^53 tenths

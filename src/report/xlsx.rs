@@ -266,6 +266,9 @@ fn new_workbook(report: &Report) -> Workbook {
     wb
 }
 
+/// Rows a Summary chart covers at its default size (288 px, 20 px a row).
+const CHART_ROWS: u32 = 15;
+
 /// A chart of one series over a Summary table's rows `first..=last`: its
 /// names in column A, its values in column C.
 fn summary_chart(
@@ -336,6 +339,8 @@ pub fn write(report: &Report, path: &Path, labels: Labels) -> anyhow::Result<()>
             labels.get("tier_distribution"),
         );
         ws.insert_chart(4, 4, &chart).map_err(xl)?;
+        // a chart is 288 px tall by default: 15 rows of 20 px
+        let mut below_charts = 4 + CHART_ROWS;
         if !report.top_reps.is_empty() {
             row += 2;
             let top_header = row;
@@ -369,9 +374,10 @@ pub fn write(report: &Report, path: &Path, labels: Labels) -> anyhow::Result<()>
             {
                 chart.x_axis().set_min(0.0).set_max(100.0);
             }
-            // beside its table, below the tier chart (15 rows tall)
-            ws.insert_chart(top_header.max(4 + 16), 4, &chart)
-                .map_err(xl)?;
+            // beside its table, below the tier chart
+            let at = top_header.max(below_charts + 1);
+            ws.insert_chart(at, 4, &chart).map_err(xl)?;
+            below_charts = at + CHART_ROWS;
         }
         // on the Summary, not under the changes: a line under a sheet's
         // table is data to a pivot table or a formula over its columns
@@ -391,8 +397,9 @@ pub fn write(report: &Report, path: &Path, labels: Labels) -> anyhow::Result<()>
             ws.write_string(row, 1, v).map_err(xl)?;
         }
         if report.national {
-            // below the rules, clear of the chart beside the headline
-            row += 2;
+            // below the rules, clear of the charts beside them: the
+            // overview is wider than columns A to C
+            row = (row + 2).max(below_charts + 1);
             ws.write_string_with_format(row, 0, labels.get("regions"), &f.header)
                 .map_err(xl)?;
             for col in 3..u16::try_from(report.regions.columns.len())? {
