@@ -75,6 +75,9 @@ pub enum Command {
     History {
         #[arg(long, default_value_t = 20)]
         limit: i64,
+        /// One JSON object a run, for scripts, instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// CSV of a computed table to stdout.
     Export {
@@ -212,9 +215,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::schedule::serve(settings).await?;
             Ok(ExitCode::Success)
         }
-        Command::History { limit } => {
+        Command::History { limit, json } => {
             let settings = load(&cli.config)?;
             let store = open_store(&settings).await?;
+            if json {
+                for r in store.runs(limit).await? {
+                    println!("{}", history_json(&r));
+                }
+                return Ok(ExitCode::Success);
+            }
             println!(
                 "{:>6}  {} {:<10}  {:<20}  {:>8}  {:<9}  {:>7}  counts",
                 "run",
@@ -246,7 +255,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     secs,
                     r.status,
                     quality,
-                    r.counts
+                    history_counts(&r.counts)
                 );
             }
             Ok(ExitCode::Success)
@@ -427,14 +436,9 @@ async fn run_job_cmd(
     }
     let c = &outcome.counts;
     println!(
-        "run {} `{job}` as of {as_of}: {} loaded, {} skipped, {} refused, {}, {}, {} scored",
+        "run {} `{job}` as of {as_of}: {}",
         outcome.run_id,
-        counted(c.files_loaded, "file", "files"),
-        c.files_skipped,
-        c.files_refused,
-        counted(c.rows_loaded, "row", "rows"),
-        counted(c.rejections, "rejection", "rejections"),
-        counted(c.customers_scored, "customer", "customers"),
+        counts_line(c)
     );
     if let Some((run_id, rejections)) = outcome.quality_from {
         println!(
@@ -493,6 +497,62 @@ fn scaled_money_columns(source: &config::SourceConfig) -> Vec<String> {
             ))
         })
         .collect()
+}
+
+/// What a run did, as its summary line and `history` say it.
+fn counts_line(c: &crate::jobs::RunCounts) -> String {
+    format!(
+        "{} loaded, {} skipped, {} refused, {}, {}, {} scored",
+        counted(c.files_loaded, "file", "files"),
+        c.files_skipped,
+        c.files_refused,
+        counted(c.rows_loaded, "row", "rows"),
+        counted(c.rejections, "rejection", "rejections"),
+        counted(c.customers_scored, "customer", "customers"),
+    )
+}
+
+/// A run's stored counts for the `history` table: the summary line's
+/// words, then its reports and emails where it had any. A run still going
+/// (or one written by a version whose counts do not parse) shows them as
+/// stored.
+fn history_counts(stored: &str) -> String {
+    // a run still going has stored none yet: nothing to say, not "0 files"
+    if stored.trim() == "{}" {
+        return String::new();
+    }
+    let Ok(c) = serde_json::from_str::<crate::jobs::RunCounts>(stored) else {
+        return stored.to_string();
+    };
+    let mut line = counts_line(&c);
+    if c.reports > 0 {
+        line.push_str(&format!(", {}", counted(c.reports, "report", "reports")));
+    }
+    if c.emails_sent + c.emails_failed + c.emails_skipped > 0 {
+        line.push_str(&format!(
+            ", {} sent ({} already, {} failed)",
+            counted(c.emails_sent, "email", "emails"),
+            c.emails_skipped,
+            c.emails_failed
+        ));
+    }
+    line
+}
+
+/// One run as `history --json` writes it: the table's columns, the
+/// counts as an object.
+fn history_json(r: &warehouse::RunRow) -> serde_json::Value {
+    serde_json::json!({
+        "run_id": r.run_id,
+        "job": r.job,
+        "as_of": r.as_of,
+        "started_at": r.started_at,
+        "finished_at": r.finished_at,
+        "status": r.status,
+        "quality_run": r.quality_run,
+        "counts": serde_json::from_str::<serde_json::Value>(&r.counts)
+            .unwrap_or_else(|_| serde_json::Value::String(r.counts.clone())),
+    })
 }
 
 /// `1 file`, `2 files`: the summary lines are read by people first.

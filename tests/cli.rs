@@ -212,7 +212,16 @@ fn demo_runs_end_to_end_and_is_idempotent() {
         rejections
     );
 
-    // history: newest first, with status and counts
+    // history: newest first, with status and counts, in the words of the
+    // run's summary line
+    let said = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("run 2 `nightly` as of 2026-11-20: "))
+        .unwrap();
+    assert!(
+        said.starts_with("1 file loaded, 21 skipped, 0 refused, "),
+        "{said}"
+    );
     let history = export(&["history"]);
     let runs: Vec<&str> = history.lines().skip(1).collect();
     assert_eq!(runs.len(), 2, "{history}");
@@ -221,16 +230,31 @@ fn demo_runs_end_to_end_and_is_idempotent() {
             .trim_start()
             .starts_with("2  nightly      2026-11-20")
             && runs[0].contains("degraded")
-            && runs[0].contains("\"files_loaded\":1,\"files_skipped\":21")
-            && runs[0].contains("\"rejections\":3"),
+            && runs[0].ends_with(&format!(
+                "{said}, 4 reports, 0 emails sent (4 already, 0 failed)"
+            )),
         "{history}"
     );
     assert!(
         runs[1].trim_start().starts_with("1  nightly")
             && runs[1].contains("degraded")
-            && runs[1].contains("\"rejections\":3"),
+            && runs[1].contains("22 files loaded, 0 skipped, 0 refused, ")
+            && runs[1].contains(", 3 rejections, "),
         "{history}"
     );
+    // and for scripts, one JSON object a run with the counts as numbers
+    let json: Vec<serde_json::Value> = export(&["history", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(json.len(), 2);
+    assert_eq!(json[0]["run_id"], 2);
+    assert_eq!(json[0]["as_of"], "2026-11-20");
+    assert_eq!(json[0]["status"], "degraded");
+    assert_eq!(json[0]["counts"]["files_loaded"], 1);
+    assert_eq!(json[0]["counts"]["files_skipped"], 21);
+    assert_eq!(json[0]["counts"]["emails_skipped"], 4);
+    assert_eq!(json[1]["counts"]["rejections"], 3);
 
     // --region limits the reports and so the emails to that region's manager
     let east_only = bin()

@@ -33,7 +33,10 @@ pub enum RunStatus {
     Failed,
 }
 
-#[derive(Debug, Default, Serialize)]
+/// A run's counts, stored with the run as JSON (`history` reads them back:
+/// a key a later version added reads as 0 in an older run's).
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct RunCounts {
     pub files_loaded: u64,
     pub files_skipped: u64,
