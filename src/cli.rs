@@ -825,7 +825,27 @@ async fn retry_deliveries(
 
 #[cfg(test)]
 mod tests {
-    use super::error_chain;
+    use super::{error_chain, history_counts};
+
+    /// A run still going has stored `{}`: nothing is said yet. An older
+    /// run's counts lack the keys added since: they read as 0. Text that is
+    /// not counts is shown as stored.
+    #[test]
+    fn history_says_a_runs_counts_in_words() {
+        assert_eq!(history_counts("{}"), "");
+        assert_eq!(
+            history_counts(
+                r#"{"files_loaded":1,"files_skipped":2,"files_refused":0,"rows_loaded":1,"rejections":0,"customers_scored":3,"reports":1,"emails_sent":1,"emails_failed":1,"emails_skipped":0}"#
+            ),
+            "1 file loaded, 2 skipped, 0 refused, 1 row, 0 rejections, 3 customers scored, \
+             1 report, 1 email sent (0 already, 1 failed)"
+        );
+        assert_eq!(
+            history_counts(r#"{"files_loaded":0,"customers_scored":1}"#),
+            "0 files loaded, 0 skipped, 0 refused, 0 rows, 0 rejections, 1 customer scored"
+        );
+        assert_eq!(history_counts("not json"), "not json");
+    }
 
     /// How sqlx reports a database error: its message quotes the server's,
     /// which is also its source.
