@@ -57,3 +57,35 @@ fn tiers_out_of_order_and_bad_cron_are_both_reported() {
         "{all}"
     );
 }
+
+/// `delimiter` (an addition to SPEC §3) belongs to `csv` sources and takes
+/// a name, not a character: a tab is hard to see in a TOML file.
+#[test]
+fn delimiter_is_a_csv_key_with_named_values() {
+    let source = |kind: &str, delimiter: &str| {
+        format!(
+            "[[sources]]\nname = \"s\"\ndataset = \"sales\"\nkind = \"{kind}\"\npath = \"in/*\"\n\
+             delimiter = \"{delimiter}\"\ncolumns = {{ invoice_date = \"d\", customer_id = \"c\", \
+             product_id = \"p\", amount = \"a\" }}\n"
+        )
+    };
+    let ok = config::load_str(Path::new("d.toml"), &source("csv", "tab")).expect("valid");
+    assert_eq!(ok.config.sources[0].delimiter, Some(config::Delimiter::Tab));
+    assert_eq!(config::Delimiter::Tab.byte(), b'\t');
+    let err = config::load_str(Path::new("d.toml"), &source("excel", "tab")).expect_err("excel");
+    let lines: Vec<String> = err.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        ["d.toml:6: `sources[0].delimiter`: does not apply to a `excel` source"]
+    );
+    let err =
+        config::load_str(Path::new("d.toml"), &source("csv", "\\t")).expect_err("a character");
+    let all = err.to_string();
+    assert!(
+        all.contains(
+            "d.toml:6: `sources[0].delimiter`: unknown variant `\t`, expected one of \
+                      `comma`, `tab`, `semicolon`, `pipe`"
+        ),
+        "{all}"
+    );
+}

@@ -265,7 +265,8 @@ async fn csv_in_utf8_bom_crlf_gbk_and_gb18030_loads_the_same_rows() {
 /// the file is read with that separator, in any encoding (UTF-16 included:
 /// Excel's "Unicode Text"), and its rows keep the line numbers a text
 /// editor shows. Tab-separated text without the line is refused as such,
-/// not as every mapped column missing.
+/// not as every mapped column missing, unless its source sets
+/// `delimiter = "tab"`: then it loads, UTF-16 or GBK.
 #[tokio::test]
 async fn a_first_line_naming_the_separator_is_followed_and_skipped() {
     let lab = Lab::new();
@@ -302,13 +303,20 @@ async fn a_first_line_naming_the_separator_is_followed_and_skipped() {
             flow_csv_source("tab", "encoding = \"gbk\"\n"),
             flow_csv_source("unicode", ""),
             flow_csv_source("bare", "encoding = \"gbk\"\n"),
+            csv_sales_source_at(
+                "tabbed",
+                "in/bare/*.csv",
+                "encoding = \"gbk\"\ndelimiter = \"tab\"\n",
+                FLOW_COLUMNS,
+            ),
         ]
         .concat(),
     );
     let summary = lab.ingest(&settings).await;
     let tab_separated = "cannot open file (the file is tab-separated text, not comma-separated \
-                         (Excel's \"Unicode Text\" is such a file): save it as \"CSV UTF-8\", \
-                         or begin it with a line `sep=` followed by a tab)";
+                         (Excel's \"Unicode Text\" is such a file): set `delimiter = \"tab\"` on \
+                         the source, save the file as \"CSV UTF-8\", or begin it with a line `sep=` \
+                         followed by a tab)";
     assert_eq!(
         rejections(&summary),
         [
@@ -333,6 +341,14 @@ async fn a_first_line_naming_the_separator_is_followed_and_skipped() {
     assert_eq!(
         lab.sales("tab").await,
         [row("2026-10-04", "C3", "注射液", 8.0)]
+    );
+    // the UTF-16 file and the GBK one, each read with tabs
+    assert_eq!(
+        lab.sales("tabbed").await,
+        [
+            row("2026-10-04", "C3", "注射液", 8.0),
+            row("2026-10-04", "C3", "注射液", 8.0)
+        ]
     );
 }
 

@@ -178,6 +178,29 @@ pub enum Encoding {
     Gb18030,
 }
 
+/// The field separator of a `csv` source (`delimiter`, an addition to
+/// SPEC §3): Excel's "Unicode Text" and many ERP exports are tab-separated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Delimiter {
+    #[default]
+    Comma,
+    Tab,
+    Semicolon,
+    Pipe,
+}
+
+impl Delimiter {
+    pub fn byte(self) -> u8 {
+        match self {
+            Self::Comma => b',',
+            Self::Tab => b'\t',
+            Self::Semicolon => b';',
+            Self::Pipe => b'|',
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
@@ -188,6 +211,7 @@ pub struct SourceConfig {
     pub sheet: Option<String>,
     pub header_row: Option<u32>,
     pub encoding: Option<Encoding>,
+    pub delimiter: Option<Delimiter>,
     pub date_format: Option<String>,
     pub url_env: Option<String>,
     pub lookback_days: Option<u32>,

@@ -294,6 +294,11 @@ fn kind_fit(s: &SourceConfig) -> Vec<(&'static str, bool)> {
     check("sheet", s.sheet.is_some(), s.kind == SourceKind::Excel);
     check("header_row", s.header_row.is_some(), file);
     check("encoding", s.encoding.is_some(), s.kind == SourceKind::Csv);
+    check(
+        "delimiter",
+        s.delimiter.is_some(),
+        s.kind == SourceKind::Csv,
+    );
     check("url_env", s.url_env.is_some(), sql);
     check(
         "lookback_days",

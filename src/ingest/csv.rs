@@ -13,11 +13,14 @@ use super::coerce::{Cell, Epoch};
 use super::guard;
 use super::reader::{FileError, RowAssembler, Visitor};
 use super::record::column_letters;
-use crate::config::Encoding;
+use crate::config::{Delimiter, Encoding};
 
+/// Reads a CSV file with the source's `delimiter` (a comma unless set),
+/// or with the one a first line `sep=` names, which then wins.
 pub fn read(
     path: &Path,
     encoding: Encoding,
+    delimiter: Option<Delimiter>,
     header_row: Option<u32>,
     visitor: &mut dyn Visitor,
 ) -> Result<(), FileError> {
@@ -32,8 +35,16 @@ pub fn read(
              `kind = \"excel\"` source"
         )));
     }
-    let separator = excel_separator_line(&head);
-    match read_as(path, encoding, separator, header_row, visitor) {
+    let sep_line = excel_separator_line(&head);
+    let separator = sep_line.unwrap_or(delimiter.unwrap_or_default().byte());
+    match read_as(
+        path,
+        encoding,
+        separator,
+        sep_line.is_some(),
+        header_row,
+        visitor,
+    ) {
         // most UTF-8 Chinese decodes as valid GBK: the garbled headers are
         // the only sign, and "missing column" would send the user hunting
         // for a renamed column
@@ -52,13 +63,14 @@ pub fn read(
         // Excel's "Unicode Text" (Unicode 文本), which users in China pick
         // to keep Chinese intact, is tab-separated UTF-16: read with commas
         // its header is one field, and every mapped column looks missing
+        // (a source that sets `delimiter` said what it expects)
         Err(FileError::MissingColumn { .. })
-            if separator.is_none() && tab_separated(path, encoding) =>
+            if sep_line.is_none() && delimiter.is_none() && tab_separated(path, encoding) =>
         {
             Err(FileError::CannotOpen(
                 "the file is tab-separated text, not comma-separated (Excel's \"Unicode Text\" \
-                 is such a file): save it as \"CSV UTF-8\", or begin it with a line `sep=` \
-                 followed by a tab"
+                 is such a file): set `delimiter = \"tab\"` on the source, save the file as \
+                 \"CSV UTF-8\", or begin it with a line `sep=` followed by a tab"
                     .into(),
             ))
         }
@@ -121,12 +133,13 @@ fn reads_as_utf8(path: &Path) -> bool {
     !text.is_ascii()
 }
 
-/// Reads the file with `separator` (a comma unless its `sep=` line names
-/// another, in which case that line is skipped).
+/// Reads the file with `separator`, skipping its first line when that is
+/// the `sep=` line that named it.
 fn read_as(
     path: &Path,
     encoding: Encoding,
-    separator: Option<u8>,
+    separator: u8,
+    sep_line: bool,
     header_row: Option<u32>,
     visitor: &mut dyn Visitor,
 ) -> Result<(), FileError> {
@@ -135,11 +148,8 @@ fn read_as(
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .delimiter(separator.unwrap_or(b','))
-        .from_reader(LineBreaks::new(
-            decoder(file, encoding),
-            separator.unwrap_or(b','),
-        ));
+        .delimiter(separator)
+        .from_reader(LineBreaks::new(decoder(file, encoding), separator));
     let mut asm = RowAssembler::new(header_row);
     let mut record = csv::ByteRecord::new();
     let mut cells: Vec<Cell> = Vec::new();
@@ -165,7 +175,7 @@ fn read_as(
         }
         // the `sep=` line is Excel's instruction, not a row; it keeps its
         // line number, as a text editor shows the file
-        if line == 1 && separator.is_some() {
+        if line == 1 && sep_line {
             continue;
         }
         // columns after the last mapped one are not read at all; the others

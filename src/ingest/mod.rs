@@ -429,6 +429,7 @@ pub fn read_file(
         SourceKind::Csv => csv::read(
             path,
             source.encoding.unwrap_or_default(),
+            source.delimiter,
             source.header_row,
             visitor,
         ),
