@@ -76,7 +76,7 @@ fn delimiter_is_a_csv_key_with_named_values() {
     let lines: Vec<String> = err.problems.iter().map(ToString::to_string).collect();
     assert_eq!(
         lines,
-        ["d.toml:6: `sources[0].delimiter`: does not apply to a `excel` source"]
+        ["d.toml:6: `sources[0].delimiter`: does not apply to an `excel` source"]
     );
     let err =
         config::load_str(Path::new("d.toml"), &source("csv", "\\t")).expect_err("a character");

@@ -199,7 +199,7 @@ fn check_sources(c: &mut Checker<'_>, config: &Config) {
             if !fits {
                 c.err(
                     &at(key),
-                    format!("does not apply to a `{}` source", kind_name(s.kind)),
+                    format!("does not apply to {} source", a_kind(s.kind)),
                 );
             }
         }
@@ -208,7 +208,7 @@ fn check_sources(c: &mut Checker<'_>, config: &Config) {
                 if s.path.as_deref().is_none_or(|p| p.trim().is_empty()) {
                     c.err(
                         &at("path"),
-                        format!("a `{}` source needs `path`", kind_name(s.kind)),
+                        format!("{} source needs `path`", a_kind(s.kind)),
                     );
                 } else if let Some(p) = &s.path {
                     if let Err(e) = glob::Pattern::new(p) {
@@ -279,6 +279,17 @@ fn kind_name(kind: SourceKind) -> &'static str {
         SourceKind::Csv => "csv",
         SourceKind::Sql => "sql",
     }
+}
+
+/// "an `excel`", "a `csv`": the kind with its article.
+fn a_kind(kind: SourceKind) -> String {
+    let name = kind_name(kind);
+    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} `{name}`")
 }
 
 fn kind_fit(s: &SourceConfig) -> Vec<(&'static str, bool)> {
