@@ -628,13 +628,10 @@ async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
             }
             _ => {
                 let found = crate::ingest::source_files(settings, s);
-                let (files, verb) = match found.files.len() {
-                    1 => ("1 file".to_string(), "matches"),
-                    n => (format!("{n} files"), "match"),
-                };
                 println!(
-                    "source `{}`: {files} {verb} `{}`",
+                    "source `{}`: {} `{}`",
                     s.name,
+                    counted(found.files.len(), "file matches", "files match"),
                     s.path.as_deref().unwrap_or("")
                 );
                 for u in &found.unreadable {

@@ -184,10 +184,9 @@ pub async fn run_locked_with_heartbeat(
         }
         .into());
     }
-    // only a shared warehouse judges locks by age
+    // `None` but on a shared warehouse, the only one to judge locks by age
     let heartbeat = store
         .detached()
-        .filter(|_| store.is_shared())
         .map(|owned| LockHeartbeat::start(owned, &job.name, &holder, heartbeat_every));
     // boxed to keep the nesting of futures shallow (see main.rs)
     let result = Box::pin(run_job(settings, store, job, as_of, opts)).await;

@@ -151,7 +151,6 @@ pub const TOP_REPS: usize = 10;
 /// One bar of the ranking's chart.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TopRep {
-    pub rep_id: String,
     pub name: String,
     pub region: String,
     pub kpi: f64,
@@ -171,7 +170,6 @@ pub fn top_reps(scope: &Scope, c: &Computed) -> Vec<TopRep> {
     reps.into_iter()
         .take(TOP_REPS)
         .map(|(s, kpi)| TopRep {
-            rep_id: s.rep_id.clone(),
             name: s.name.clone(),
             region: s.region.clone(),
             kpi,
