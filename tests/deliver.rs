@@ -550,6 +550,20 @@ fn only_hq_went_without_workbooks(lab: &DemoLab, out: &str, maildir: &Path) {
     );
 }
 
+/// The night of 2026-11-19 with nothing listening on the lab's port: its
+/// four emails fail and are spooled. The spool's folder.
+fn a_night_with_the_server_down(lab: &DemoLab) -> PathBuf {
+    let run = lab.cmd(&["run", "nightly", "--as-of", "2026-11-19"]);
+    assert!(
+        text(&run).contains("emails: 0 sent, 0 already sent, 4 failed"),
+        "{}",
+        text(&run)
+    );
+    let spool = lab.demo.join("out/spool");
+    assert_eq!(crate::cli::emails_in(&spool), 4);
+    spool
+}
+
 /// Behind `start_smtp_limited`'s server the regional emails carry their
 /// workbook; the national one is refused once (552: sending it again
 /// cannot help), then goes out without its workbooks, its body opening
@@ -585,14 +599,7 @@ fn retry_sends_a_spooled_email_too_large_for_the_server_without_its_workbooks() 
         return;
     }
     let lab = DemoLab::new(2);
-    let run = lab.cmd(&["run", "nightly", "--as-of", "2026-11-19"]);
-    assert!(
-        text(&run).contains("emails: 0 sent, 0 already sent, 4 failed"),
-        "{}",
-        text(&run)
-    );
-    let spool = lab.demo.join("out/spool");
-    assert_eq!(crate::cli::emails_in(&spool), 4);
+    let spool = a_night_with_the_server_down(&lab);
     assert_eq!(crate::cli::emails_in(&spool.join("without-workbooks")), 4);
 
     let server = start_smtp_limited(&lab);
@@ -618,14 +625,7 @@ fn a_rerun_that_sends_removes_the_failed_runs_spool() {
         return;
     }
     let lab = DemoLab::new(2);
-    let run = lab.cmd(&["run", "nightly", "--as-of", "2026-11-19"]);
-    assert!(
-        text(&run).contains("emails: 0 sent, 0 already sent, 4 failed"),
-        "{}",
-        text(&run)
-    );
-    let spool = lab.demo.join("out/spool");
-    assert_eq!(crate::cli::emails_in(&spool), 4);
+    let spool = a_night_with_the_server_down(&lab);
     let server = start_smtp(lab.port, &lab.dir.path().join("maildir"));
     let again = lab.cmd(&["run", "nightly", "--as-of", "2026-11-19"]);
     assert!(

@@ -442,21 +442,12 @@ fn email_body_carries_the_tier_chart_as_an_inline_image() {
     assert!(!page.contains("cid:"), "the saved page is self-contained");
     let (cid, png) = &east.charts[0];
     assert_eq!(cid, "tier-chart");
-    let mut reader = png::Decoder::new(std::io::Cursor::new(png.as_slice()))
-        .read_info()
-        .unwrap();
-    let mut rgb = vec![0; reader.output_buffer_size().unwrap()];
-    let info = reader.next_frame(&mut rgb).unwrap();
+    let chart = Picture::of(png);
     // 5 bars of 22 px with 8 px gaps: 5·22 + 6·8 = 158
-    assert_eq!((info.width, info.height), (440, 158));
-    let pixel = |x: usize, y: usize| {
-        let i = (y * 440 + x) * 3;
-        (rgb[i], rgb[i + 1], rgb[i + 2])
-    };
-    let (bar, track, white) = ((0x3b, 0x82, 0xf6), (0xe5, 0xe7, 0xeb), (255, 255, 255));
-    assert_eq!(pixel(420, 8 + 11), bar, "A: 1 of max 1, full length");
-    assert_eq!(pixel(420, 38 + 11), track, "B: 0");
-    assert_eq!(pixel(3, 19), white, "margin");
+    assert_eq!((chart.width, chart.height), (440, 158));
+    assert_eq!(chart.pixel(420, 8 + 11), BAR, "A: 1 of max 1, full length");
+    assert_eq!(chart.pixel(420, 38 + 11), TRACK, "B: 0");
+    assert_eq!(chart.pixel(3, 19), WHITE, "margin");
     let msg = salesbatch::deliver::build_message(
         &"r <r@example.com>".parse().unwrap(),
         &"e <e@example.com>".parse().unwrap(),
@@ -490,14 +481,36 @@ fn rep(id: &str, region: &str, kpi: Option<f64>) -> RepScore {
     }
 }
 
-/// The pixels of a chart as (width, height, rgb).
-fn decoded(png: &[u8]) -> (u32, u32, Vec<u8>) {
-    let mut reader = png::Decoder::new(std::io::Cursor::new(png))
-        .read_info()
-        .unwrap();
-    let mut rgb = vec![0; reader.output_buffer_size().unwrap()];
-    let info = reader.next_frame(&mut rgb).unwrap();
-    (info.width, info.height, rgb)
+/// An email chart's pixels.
+struct Picture {
+    width: u32,
+    height: u32,
+    rgb: Vec<u8>,
+}
+
+/// The colours of `report::chart`: a bar, the track beside it, the margin.
+const BAR: (u8, u8, u8) = (0x3b, 0x82, 0xf6);
+const TRACK: (u8, u8, u8) = (0xe5, 0xe7, 0xeb);
+const WHITE: (u8, u8, u8) = (255, 255, 255);
+
+impl Picture {
+    fn of(png: &[u8]) -> Self {
+        let mut reader = png::Decoder::new(std::io::Cursor::new(png))
+            .read_info()
+            .unwrap();
+        let mut rgb = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut rgb).unwrap();
+        Self {
+            width: info.width,
+            height: info.height,
+            rgb,
+        }
+    }
+
+    fn pixel(&self, x: u32, y: u32) -> (u8, u8, u8) {
+        let i = ((y * self.width + x) * 3) as usize;
+        (self.rgb[i], self.rgb[i + 1], self.rgb[i + 2])
+    }
 }
 
 /// The ranking's chart: 华东's R1 (KPI 80) and R2 (40) — R3 has no KPI and
@@ -535,16 +548,11 @@ fn the_email_and_page_chart_the_reps_with_the_highest_kpi() {
     assert_eq!(east.charts.len(), 2);
     let (cid, png) = &east.charts[1];
     assert_eq!(cid, "top-reps-chart");
-    let (width, height, rgb) = decoded(png);
-    assert_eq!((width, height), (440, 68));
-    let pixel = |x: u32, y: u32| {
-        let i = ((y * 440 + x) * 3) as usize;
-        (rgb[i], rgb[i + 1], rgb[i + 2])
-    };
-    let (bar, track) = ((0x3b, 0x82, 0xf6), (0xe5, 0xe7, 0xeb));
-    assert_eq!(pixel(430, 8 + 11), bar, "R1: 80 of 80, full length");
-    assert_eq!(pixel(218, 38 + 11), bar, "R2: 40 of 80, to x = 220");
-    assert_eq!(pixel(222, 38 + 11), track, "R2: 40 of 80, to x = 220");
+    let chart = Picture::of(png);
+    assert_eq!((chart.width, chart.height), (440, 68));
+    assert_eq!(chart.pixel(430, 8 + 11), BAR, "R1: 80 of 80, full length");
+    assert_eq!(chart.pixel(218, 38 + 11), BAR, "R2: 40 of 80, to x = 220");
+    assert_eq!(chart.pixel(222, 38 + 11), TRACK, "R2: 40 of 80, to x = 220");
     let page = std::fs::read_to_string(&east.html).unwrap();
     assert!(page.contains(
         r#"<tr><td>代表R1</td><td class="n">80.00</td><td style="width:220px"><span class="bar" style="width: 100%"></span></td></tr>
@@ -562,8 +570,7 @@ fn the_email_and_page_chart_the_reps_with_the_highest_kpi() {
 
 </table>"#
     ));
-    let (_, height, _) = decoded(&national.charts[1].1);
-    assert_eq!(height, 3 * 22 + 4 * 8);
+    assert_eq!(Picture::of(&national.charts[1].1).height, 3 * 22 + 4 * 8);
     let raw = String::from_utf8(
         salesbatch::deliver::build_message(
             &"r <r@example.com>".parse().unwrap(),
@@ -685,8 +692,7 @@ fn the_ranking_chart_stops_at_ten_reps() {
             .collect();
     });
     let north = bundles.iter().find(|b| b.scope.name() == "华北").unwrap();
-    let (_, height, _) = decoded(&north.charts[1].1);
-    assert_eq!(height, 10 * 22 + 11 * 8);
+    assert_eq!(Picture::of(&north.charts[1].1).height, 10 * 22 + 11 * 8);
     // the ranking table below lists all 12: look at the chart's table only
     let chart = section(&north.html_body, "综合得分最高的代表");
     for i in 3..=12 {
