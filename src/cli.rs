@@ -457,14 +457,8 @@ async fn run_job_cmd(
             c.emails_skipped,
             c.emails_failed
         );
-    } else if c.emails_sent + c.emails_failed + c.emails_skipped > 0 {
-        println!(
-            "emails: {} sent, {} already sent, {} failed{}",
-            c.emails_sent,
-            c.emails_skipped,
-            c.emails_failed,
-            without_workbooks(c.emails_without_workbooks)
-        );
+    } else if let Some(emails) = emails_line(c) {
+        println!("emails: {emails}");
     }
     Ok(match outcome.status {
         RunStatus::Success => ExitCode::Success,
@@ -528,15 +522,24 @@ fn history_counts(stored: &str) -> String {
     if c.reports > 0 {
         line.push_str(&format!(", {}", counted(c.reports, "report", "reports")));
     }
-    if c.emails_sent + c.emails_failed + c.emails_skipped > 0 {
-        line.push_str(&format!(
-            ", {} sent ({} already, {} failed)",
-            counted(c.emails_sent, "email", "emails"),
-            c.emails_skipped,
-            c.emails_failed
-        ));
+    if let Some(emails) = emails_line(&c) {
+        line.push_str(&format!(", emails: {emails}"));
     }
     line
+}
+
+/// A run's emails as its summary and `history` say them, or `None` for a
+/// run that sent none and tried none.
+fn emails_line(c: &crate::jobs::RunCounts) -> Option<String> {
+    (c.emails_sent + c.emails_failed + c.emails_skipped > 0).then(|| {
+        format!(
+            "{} sent, {} already sent, {} failed{}",
+            c.emails_sent,
+            c.emails_skipped,
+            c.emails_failed,
+            without_workbooks(c.emails_without_workbooks)
+        )
+    })
 }
 
 /// One run as `history --json` writes it: the table's columns, the
@@ -835,7 +838,7 @@ mod tests {
                 r#"{"files_loaded":1,"files_skipped":2,"files_refused":0,"rows_loaded":1,"rejections":0,"customers_scored":3,"reports":1,"emails_sent":1,"emails_failed":1,"emails_skipped":0}"#
             ),
             "1 file loaded, 2 skipped, 0 refused, 1 row, 0 rejections, 3 customers scored, \
-             1 report, 1 email sent (0 already, 1 failed)"
+             1 report, emails: 1 sent, 0 already sent, 1 failed"
         );
         assert_eq!(
             history_counts(r#"{"files_loaded":0,"customers_scored":1}"#),

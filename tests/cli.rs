@@ -231,7 +231,7 @@ fn demo_runs_end_to_end_and_is_idempotent() {
             .starts_with("2  nightly      2026-11-20")
             && runs[0].contains("degraded")
             && runs[0].ends_with(&format!(
-                "{said}, 4 reports, 0 emails sent (4 already, 0 failed)"
+                "{said}, 4 reports, emails: 0 sent, 4 already sent, 0 failed"
             )),
         "{history}"
     );

@@ -568,7 +568,8 @@ fn a_night_with_the_server_down(lab: &DemoLab) -> PathBuf {
 /// workbook; the national one is refused once (552: sending it again
 /// cannot help), then goes out without its workbooks, its body opening
 /// with why and which files. The run is degraded and says so, and the
-/// ledger records the email as sent, with the refusal.
+/// ledger records the email as sent, with the refusal; `history` says
+/// the same.
 #[test]
 fn an_email_too_large_for_the_server_goes_out_without_its_workbooks() {
     if !aiosmtpd_required() {
@@ -584,6 +585,14 @@ fn an_email_too_large_for_the_server_goes_out_without_its_workbooks() {
             "emails: 4 sent, 0 already sent, 0 failed; 1 sent without workbooks (too large for the mail server)"
         ),
         "{out}"
+    );
+    // `history` says the run's emails in the same words, the refusal included
+    let history = text(&lab.cmd(&["history"]));
+    assert!(
+        history.lines().nth(1).is_some_and(|run| run.ends_with(
+            ", emails: 4 sent, 0 already sent, 0 failed; 1 sent without workbooks (too large for the mail server)"
+        )),
+        "{history}"
     );
     only_hq_went_without_workbooks(&lab, &out, &server.maildir);
 }
