@@ -454,9 +454,16 @@ fn check_tries_the_mail_server_and_sends_nothing() {
     );
 }
 
-/// The HTML body of a delivered email and the names of its attached
-/// workbooks, as Python's `email` package reads them (aiosmtpd's Python).
-fn body_and_workbooks(mail: &str) -> (String, Vec<String>) {
+/// A delivered email as Python's `email` package reads it (aiosmtpd's
+/// Python): its HTML body, its plain-text body and the names of its
+/// attached workbooks.
+pub struct Read {
+    pub html: String,
+    pub text: String,
+    pub workbooks: Vec<String>,
+}
+
+pub fn body_and_workbooks(mail: &str) -> Read {
     use std::io::Write as _;
     let mut python = Command::new("python3")
         .args([
@@ -467,7 +474,9 @@ fn body_and_workbooks(mail: &str) -> (String, Vec<String>) {
              names = [a.get_filename() or '' for a in m.iter_attachments()]\n\
              print('\\n'.join(n for n in names if n.endswith('.xlsx')))\n\
              print('---')\n\
-             print(m.get_body(preferencelist=('html',)).get_content())\n",
+             print(m.get_body(preferencelist=('html',)).get_content())\n\
+             print('---')\n\
+             print(m.get_body(preferencelist=('plain',)).get_content())\n",
         ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -482,15 +491,18 @@ fn body_and_workbooks(mail: &str) -> (String, Vec<String>) {
     let out = python.wait_with_output().unwrap();
     assert!(out.status.success());
     let out = String::from_utf8(out.stdout).unwrap();
-    let (names, html) = out.split_once("---\n").unwrap();
-    (
-        html.to_string(),
-        names
+    let (names, bodies) = out.split_once("---\n").unwrap();
+    let (html, text) = bodies.rsplit_once("\n---\n").unwrap();
+    Read {
+        html: html.to_string(),
+        // a text part's lines end in CRLF on the wire (RFC 2046 §4.1.1)
+        text: text.replace("\r\n", "\n"),
+        workbooks: names
             .lines()
             .filter(|n| !n.is_empty())
             .map(str::to_string)
             .collect(),
-    )
+    }
 }
 
 /// An SMTP server on `lab`'s port refusing messages over 45,000 bytes
@@ -526,19 +538,34 @@ fn only_hq_went_without_workbooks(lab: &DemoLab, out: &str, maildir: &Path) {
             .find(|m| header(m, "To").contains(who))
             .unwrap()
     };
-    let (_, east_workbooks) = body_and_workbooks(to("east@example.com"));
-    assert_eq!(east_workbooks, ["华东.xlsx"]);
-    let hq = to("hq@example.com");
-    let (html, hq_workbooks) = body_and_workbooks(hq);
-    assert!(hq_workbooks.is_empty(), "{hq_workbooks:?}");
+    let east = body_and_workbooks(to("east@example.com"));
+    assert_eq!(east.workbooks, ["华东.xlsx"]);
     assert!(
-        html.contains(
-            "<body>\n<p class=\"more\" style=\"font-weight:bold\">本邮件未附工作簿：附上后邮件共 0.1 MB，\
-             超过邮件服务器允许的大小。工作簿 national.xlsx, data-quality.xlsx 已生成，请向运维索取。</p>"
-        ),
-        "{html}"
+        east.text.starts_with("销售日报 · 华东 · 2026-11-19\n"),
+        "{}",
+        east.text
     );
-    assert!(html.contains("<h2>分级变动</h2>"), "{html}");
+    let hq = to("hq@example.com");
+    let read = body_and_workbooks(hq);
+    assert!(read.workbooks.is_empty(), "{:?}", read.workbooks);
+    let note = "本邮件未附工作簿：附上后邮件共 0.1 MB，超过邮件服务器允许的大小。\
+                工作簿 national.xlsx, data-quality.xlsx 已生成，请向运维索取。";
+    assert!(
+        read.html.contains(&format!(
+            "<body>\n<p class=\"more\" style=\"font-weight:bold\">{note}</p>"
+        )),
+        "{}",
+        read.html
+    );
+    assert!(read.html.contains("<h2>分级变动</h2>"), "{}", read.html);
+    // a client showing the plain-text part reads the same note first
+    assert!(
+        read.text
+            .starts_with(&format!("{note}\n\n销售日报 · 全国 · 2026-11-19\n")),
+        "{}",
+        read.text
+    );
+    assert!(read.text.contains("\n## 分级变动\n"), "{}", read.text);
     let row = lab.ledger_row("2026-11-19", "hq@example.com");
     assert!(
         row.contains(" sent ")

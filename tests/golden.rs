@@ -340,6 +340,20 @@ fn the_mini_fixture_reports_the_numbers_computed_by_hand() {
     // the whole national page, every number above in its place
     insta::assert_snapshot!("mini_national_html", page("national"));
     assert!(!page("华东").contains("大区概览"));
+    // the national email's plain-text part, as a mail reader gets it, says
+    // the same numbers in lines
+    let mail = national_email_text(&dir.path().join("out/outbox"));
+    for lines in [
+        "参与分级客户数: 6\n销售额: 2,200.00\n拜访达成率: 66.7%\n拜访覆盖率: 66.7%\n\
+         拜访进度: 100.0%\n升级: 0\n降级: 0\n拒收行数（全国）: 1\n",
+        "\n华北 | 2 | 800.00 | 1,600.00 | 50.0% | - | - | -\n\
+         公司合计 | 6 | 2,200.00 | 14,600.00 | 15.1% | 66.7% | 66.7% | 100.0%\n",
+        "\nA VIP客户: 0\nB 骨干客户: 1\nC 有效客户: 1\nD 休眠客户: 1\nE 潜在客户: 3\n",
+        "\n1. 王五 (华北): 75.00\n2. 张三 (华东): 32.25\n3. 李四 (华东): 29.50\n",
+    ] {
+        assert!(mail.contains(lines), "{lines}\nnot in\n{mail}");
+    }
+    insta::assert_snapshot!("mini_national_text", mail);
 
     let national = development_areas(&sheet(&reports.join("national.xlsx"), "客户开发"), "转化率");
     let third = 1.0 / 3.0;
@@ -367,6 +381,19 @@ fn the_mini_fixture_reports_the_numbers_computed_by_hand() {
     let again = run_nightly(dir.path());
     assert!(again.contains("0 files loaded, 6 skipped"), "{again}");
     assert_exports_as_expected(dir.path());
+}
+
+/// The plain-text part of the national email in `outbox`.
+fn national_email_text(outbox: &Path) -> String {
+    let mut texts: Vec<String> = std::fs::read_dir(outbox)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .map(|p| crate::deliver::body_and_workbooks(&std::fs::read_to_string(p).unwrap()).text)
+        .filter(|t| t.starts_with("销售日报 · 全国 · "))
+        .collect();
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    texts.remove(0)
 }
 
 /// Gives C3 a prospect score of 20 in the customer master: its score goes

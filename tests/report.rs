@@ -426,6 +426,40 @@ fn report_page_and_email_snapshots() {
     let msg = salesbatch::deliver::build_message(&from, &to, east, "<1.fixed@salesbatch>").unwrap();
     let raw = String::from_utf8(msg.formatted()).unwrap();
     insta::assert_snapshot!("east_email", redact_email(&raw));
+    // the plain-text alternative is base64 in the email (Chinese): here
+    // as rendered
+    insta::assert_snapshot!("east_text", &east.text_body);
+}
+
+/// `templates_dir` may override the page's template and the email's text
+/// one, each on its own: a file there replaces the built-in one of its
+/// name, and the other stays built in. A template that does not parse is
+/// named.
+#[test]
+fn a_template_in_templates_dir_replaces_the_built_in_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let templates = dir.path().join("report-templates");
+    std::fs::create_dir(&templates).unwrap();
+    std::fs::write(
+        templates.join("report.txt"),
+        "{{ title }}: {{ headline[0][0] }} {{ headline[0][1] }}\n",
+    )
+    .unwrap();
+    let bundles = rendered(dir.path());
+    let east = bundles.iter().find(|b| b.scope.name() == "华东").unwrap();
+    assert_eq!(
+        east.text_body,
+        "销售日报 · 华东 · 2026-11-20: 参与分级客户数 1\n"
+    );
+    assert!(east.html_body.contains("<h2>重点客户拜访缺口</h2>"));
+
+    std::fs::write(templates.join("report.html"), "<p>{{ title }</p>").unwrap();
+    let settings = config::load_str(&dir.path().join("salesbatch.toml"), "").unwrap();
+    let error = report::html::Renderer::new(&settings.templates_dir())
+        .err()
+        .unwrap();
+    let path = templates.join("report.html");
+    assert_eq!(error.to_string(), format!("template `{}`", path.display()));
 }
 
 /// The email shows the tier distribution as an inline PNG: five bars, 华东's
@@ -456,7 +490,11 @@ fn email_body_carries_the_tier_chart_as_an_inline_image() {
     )
     .unwrap();
     let raw = String::from_utf8(msg.formatted()).unwrap();
-    assert!(raw.contains("Content-Type: multipart/related;"));
+    // text first, the HTML with its charts last: the one a reader prefers
+    let alternative = raw.find("Content-Type: multipart/alternative;").unwrap();
+    let text = raw.find("Content-Type: text/plain; charset=utf-8").unwrap();
+    let related = raw.find("Content-Type: multipart/related;").unwrap();
+    assert!(alternative < text && text < related, "{raw}");
     assert!(raw.contains("Content-ID: <tier-chart>"));
 }
 

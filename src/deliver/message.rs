@@ -1,6 +1,7 @@
-//! The email of one bundle: the HTML body with its charts inline, the
-//! workbooks attached, or, for a server that refused it for its size, the
-//! same body without them, opening with a note that says so.
+//! The email of one bundle: the HTML body with its charts inline and a
+//! plain-text alternative, the workbooks attached, or, for a server that
+//! refused it for its size, the same body without them, opening with a
+//! note that says so.
 
 use std::path::{Path, PathBuf};
 
@@ -33,7 +34,8 @@ pub fn build_message(
     bundle: &Bundle,
     message_id: &str,
 ) -> anyhow::Result<Message> {
-    let mut mixed = MultiPart::mixed().multipart(body_with_charts(&bundle.html_body, bundle)?);
+    let mut mixed =
+        MultiPart::mixed().multipart(body(&bundle.html_body, &bundle.text_body, bundle)?);
     for workbook in workbooks(bundle) {
         mixed = mixed.singlepart(attachment(workbook)?);
     }
@@ -43,7 +45,8 @@ pub fn build_message(
 }
 
 /// The email for one bundle without its workbooks, for a server that
-/// refused it with them: the body opens with `note` (HTML), which says so.
+/// refused it with them: both its parts open with `note` (text), which
+/// says so.
 pub(super) fn build_message_without_workbooks(
     from: &Mailbox,
     to: &Mailbox,
@@ -51,27 +54,40 @@ pub(super) fn build_message_without_workbooks(
     message_id: &str,
     note: &str,
 ) -> anyhow::Result<Message> {
-    let body = &bundle.html_body;
+    let page = &bundle.html_body;
     // after `<body …>` when the template has one, else first
-    let at = body
+    let at = page
         .find("<body")
-        .and_then(|start| body[start..].find('>').map(|end| start + end + 1))
+        .and_then(|start| page[start..].find('>').map(|end| start + end + 1))
         .unwrap_or(0);
-    let html = format!("{}\n{note}\n{}", &body[..at], &body[at..]);
+    let mut escaped = Vec::new();
+    // region names come from the masters: the note is escaped like the page
+    let _ = tera::escape_html(note, &mut escaped);
+    let html = format!(
+        "{}\n<p class=\"more\" style=\"font-weight:bold\">{}</p>\n{}",
+        &page[..at],
+        String::from_utf8_lossy(&escaped),
+        &page[at..]
+    );
+    let text = format!("{note}\n\n{}", bundle.text_body);
     addressed(from, to, bundle, message_id)
-        .multipart(body_with_charts(&html, bundle)?)
+        .multipart(body(&html, &text, bundle)?)
         .map_err(Into::into)
 }
 
-/// multipart/related keeps the chart images with the HTML that shows them
-fn body_with_charts(html: &str, bundle: &Bundle) -> anyhow::Result<MultiPart> {
+/// multipart/alternative offers the text for clients that show no HTML;
+/// multipart/related keeps the chart images with the HTML that shows them.
+fn body(html: &str, text: &str, bundle: &Bundle) -> anyhow::Result<MultiPart> {
     let mut related = MultiPart::related().singlepart(SinglePart::html(html.to_string()));
     for (cid, png) in &bundle.charts {
         related = related.singlepart(
             Attachment::new_inline(cid.clone()).body(png.clone(), ContentType::parse("image/png")?),
         );
     }
-    Ok(related)
+    // the last alternative is the preferred one (RFC 2046 §5.1.4)
+    Ok(MultiPart::alternative()
+        .singlepart(SinglePart::plain(text.to_string()))
+        .multipart(related))
 }
 
 fn addressed(
@@ -94,18 +110,11 @@ fn workbooks(bundle: &Bundle) -> impl Iterator<Item = &PathBuf> {
 
 /// The body's opening line when the workbooks were left out: the size the
 /// email had with them and the files, by name, to ask operations for.
+#[allow(clippy::cast_precision_loss)] // a size in MB to one decimal
 pub(super) fn workbooks_note(bundle: &Bundle, size: usize, labels: Labels) -> String {
     let files: Vec<String> = workbooks(bundle).map(|p| file_name(p)).collect();
-    #[allow(clippy::cast_precision_loss)] // a size in MB to one decimal
-    let text = labels
+    labels
         .get("workbooks_not_attached")
         .replace("{size}", &format!("{:.1}", size as f64 / 1_048_576.0))
-        .replace("{files}", &files.join(", "));
-    let mut escaped = Vec::new();
-    // region names come from the masters: the note is escaped like the page
-    let _ = tera::escape_html(&text, &mut escaped);
-    format!(
-        "<p class=\"more\" style=\"font-weight:bold\">{}</p>",
-        String::from_utf8_lossy(&escaped)
-    )
+        .replace("{files}", &files.join(", "))
 }

@@ -1,6 +1,8 @@
 //! HTML report and email body (tera 2, autoescaped `.html` templates). The
 //! page is self-contained: inline CSS, charts drawn as CSS bars, no external
-//! assets. Users may override `report.html` in `templates_dir`.
+//! assets. The email's plain-text part (`report.txt`) shows the same
+//! sections from the same values. Users may override either template in
+//! `templates_dir`.
 
 use std::path::Path;
 
@@ -12,6 +14,7 @@ use super::i18n::Labels;
 use super::tables::{Report, Table, Value};
 
 const DEFAULT_TEMPLATE: &str = include_str!("../../report-templates/report.html");
+const DEFAULT_TEXT_TEMPLATE: &str = include_str!("../../report-templates/report.txt");
 /// Rows shown per table in the page; the workbook has them all.
 const PAGE_ROWS: usize = 20;
 /// The worst-gaps section lists this many of the highest tiers (A and B).
@@ -112,14 +115,19 @@ fn html_table<'r>(
 impl Renderer {
     pub fn new(templates_dir: &Path) -> anyhow::Result<Self> {
         let mut tera = Tera::new();
-        tera.add_raw_template("report.html", DEFAULT_TEMPLATE)
-            .context("built-in template `report.html`")?;
-        let custom = templates_dir.join("report.html");
-        if custom.is_file() {
-            let text = std::fs::read_to_string(&custom)
-                .with_context(|| format!("cannot read `{}`", custom.display()))?;
-            tera.add_raw_template("report.html", &text)
-                .with_context(|| format!("template `{}`", custom.display()))?;
+        for (name, built_in) in [
+            ("report.html", DEFAULT_TEMPLATE),
+            ("report.txt", DEFAULT_TEXT_TEMPLATE),
+        ] {
+            tera.add_raw_template(name, built_in)
+                .with_context(|| format!("built-in template `{name}`"))?;
+            let custom = templates_dir.join(name);
+            if custom.is_file() {
+                let text = std::fs::read_to_string(&custom)
+                    .with_context(|| format!("cannot read `{}`", custom.display()))?;
+                tera.add_raw_template(name, &text)
+                    .with_context(|| format!("template `{}`", custom.display()))?;
+            }
         }
         Ok(Self { tera })
     }
@@ -127,116 +135,129 @@ impl Renderer {
     /// Renders the page; `email` swaps the CSS bars for the inline chart image
     /// (`cid:` references the email resolves).
     pub fn render(&self, report: &Report, labels: Labels, email: bool) -> anyhow::Result<String> {
-        let mut ctx = Context::new();
-        ctx.insert("email", &email);
-        ctx.insert(
-            "tier_chart",
-            &format!("cid:{}", super::chart::TIER_CHART_CID),
-        );
-        ctx.insert("tier_chart_width", &super::chart::WIDTH);
-        ctx.insert(
-            "tier_chart_height",
-            &super::chart::height(report.tier_counts.len()),
-        );
-        ctx.insert("title", &report.title);
-        ctx.insert("scope", &report.scope_name);
-        ctx.insert("as_of", &report.as_of.to_string());
-        ctx.insert("period", &report.period);
-        ctx.insert("l", &labels.all());
-        let headline: Vec<(&str, String)> = report
-            .headline
-            .iter()
-            .map(|(k, v)| (labels.get(k), v.display()))
-            .collect();
-        ctx.insert("headline", &headline);
-        let max = report
-            .tier_counts
-            .iter()
-            .map(|t| t.2)
-            .max()
-            .unwrap_or(0)
-            .max(1);
-        let bars: Vec<(String, String, u64, u64)> = report
-            .tier_counts
-            .iter()
-            .map(|(t, l, n)| (t.clone(), l.clone(), *n, n * 100 / max))
-            .collect();
-        ctx.insert("tier_bars", &bars);
-        ctx.insert(
-            "top_reps_chart",
-            &format!("cid:{}", super::chart::TOP_REPS_CHART_CID),
-        );
-        ctx.insert(
-            "top_reps_chart_height",
-            &super::chart::height(report.top_reps.len()),
-        );
-        ctx.insert("top_reps", &top_rep_bars(&report.top_reps));
-        // SPEC §1: "the worst visit gaps on A/B customers", i.e. the two
-        // highest tiers whatever the config names them; the rows come
-        // sorted by tier, then gap. A C customer's gap is in the workbook.
-        let top_tiers: Vec<&str> = report
-            .tier_counts
-            .iter()
-            .take(GAP_TIERS)
-            .map(|t| t.0.as_str())
-            .collect();
-        let (tier_col, gap_col) = (
-            report.visits.column("tier").unwrap_or(0),
-            report.visits.column("gap").unwrap_or(0),
-        );
-        let worst = html_table(
-            &report.visits,
-            labels,
-            report.visits.rows.iter().filter(|r| {
-                matches!(r.get(gap_col), Some(Value::Int(g)) if *g > 0)
-                    && matches!(r.get(tier_col), Some(Value::Text(t)) if top_tiers.contains(&t.as_str()))
-            }),
-            "no_gaps",
-        );
-        ctx.insert("worst_gaps", &worst);
-        let caveat = report.changes_caveat();
-        let mut changes = html_table(
-            &report.changes,
-            labels,
-            report.changes.rows.iter(),
-            caveat.unwrap_or("no_changes"),
-        );
-        // the changes listed are not all there are: say so under them too
-        if let Some(caveat) = caveat.filter(|_| !changes.rows.is_empty()) {
-            let caveat = labels.get(caveat);
-            changes.more = if changes.more.is_empty() {
-                caveat.to_string()
-            } else {
-                format!("{} {caveat}", changes.more)
-            };
-        }
-        ctx.insert("changes", &changes);
-        ctx.insert(
-            "ranking",
-            &html_table(
-                &report.scorecard,
-                labels,
-                report.scorecard.rows.iter(),
-                "no_reps",
-            ),
-        );
-        ctx.insert(
-            "areas",
-            &html_table(&report.areas, labels, report.areas.rows.iter(), "no_rows"),
-        );
-        // a region's report has no overview: its headline is the region's row
-        let regions = report.national.then(|| {
-            html_table(
-                &report.regions,
-                labels,
-                report.regions.rows.iter(),
-                "no_rows",
-            )
-        });
-        ctx.insert("regions", &regions);
-        ctx.insert("rules", &report.rules);
         self.tera
-            .render("report.html", &ctx)
+            .render("report.html", &context(report, labels, email))
             .context("rendering `report.html`")
     }
+
+    /// Renders the email's plain-text part: the page's sections as lines.
+    pub fn render_text(&self, report: &Report, labels: Labels) -> anyhow::Result<String> {
+        self.tera
+            .render("report.txt", &context(report, labels, true))
+            .context("rendering `report.txt`")
+    }
+}
+
+/// What both templates are given: the page's sections, each cut to
+/// `PAGE_ROWS`, as display text.
+fn context(report: &Report, labels: Labels, email: bool) -> Context {
+    let mut ctx = Context::new();
+    ctx.insert("email", &email);
+    ctx.insert(
+        "tier_chart",
+        &format!("cid:{}", super::chart::TIER_CHART_CID),
+    );
+    ctx.insert("tier_chart_width", &super::chart::WIDTH);
+    ctx.insert(
+        "tier_chart_height",
+        &super::chart::height(report.tier_counts.len()),
+    );
+    ctx.insert("title", &report.title);
+    ctx.insert("scope", &report.scope_name);
+    ctx.insert("as_of", &report.as_of.to_string());
+    ctx.insert("period", &report.period);
+    ctx.insert("l", &labels.all());
+    let headline: Vec<(&str, String)> = report
+        .headline
+        .iter()
+        .map(|(k, v)| (labels.get(k), v.display()))
+        .collect();
+    ctx.insert("headline", &headline);
+    let max = report
+        .tier_counts
+        .iter()
+        .map(|t| t.2)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let bars: Vec<(String, String, u64, u64)> = report
+        .tier_counts
+        .iter()
+        .map(|(t, l, n)| (t.clone(), l.clone(), *n, n * 100 / max))
+        .collect();
+    ctx.insert("tier_bars", &bars);
+    ctx.insert(
+        "top_reps_chart",
+        &format!("cid:{}", super::chart::TOP_REPS_CHART_CID),
+    );
+    ctx.insert(
+        "top_reps_chart_height",
+        &super::chart::height(report.top_reps.len()),
+    );
+    ctx.insert("top_reps", &top_rep_bars(&report.top_reps));
+    // SPEC §1: "the worst visit gaps on A/B customers", i.e. the two
+    // highest tiers whatever the config names them; the rows come
+    // sorted by tier, then gap. A C customer's gap is in the workbook.
+    let top_tiers: Vec<&str> = report
+        .tier_counts
+        .iter()
+        .take(GAP_TIERS)
+        .map(|t| t.0.as_str())
+        .collect();
+    let (tier_col, gap_col) = (
+        report.visits.column("tier").unwrap_or(0),
+        report.visits.column("gap").unwrap_or(0),
+    );
+    let worst = html_table(
+        &report.visits,
+        labels,
+        report.visits.rows.iter().filter(|r| {
+            matches!(r.get(gap_col), Some(Value::Int(g)) if *g > 0)
+                && matches!(r.get(tier_col), Some(Value::Text(t)) if top_tiers.contains(&t.as_str()))
+        }),
+        "no_gaps",
+    );
+    ctx.insert("worst_gaps", &worst);
+    let caveat = report.changes_caveat();
+    let mut changes = html_table(
+        &report.changes,
+        labels,
+        report.changes.rows.iter(),
+        caveat.unwrap_or("no_changes"),
+    );
+    // the changes listed are not all there are: say so under them too
+    if let Some(caveat) = caveat.filter(|_| !changes.rows.is_empty()) {
+        let caveat = labels.get(caveat);
+        changes.more = if changes.more.is_empty() {
+            caveat.to_string()
+        } else {
+            format!("{} {caveat}", changes.more)
+        };
+    }
+    ctx.insert("changes", &changes);
+    ctx.insert(
+        "ranking",
+        &html_table(
+            &report.scorecard,
+            labels,
+            report.scorecard.rows.iter(),
+            "no_reps",
+        ),
+    );
+    ctx.insert(
+        "areas",
+        &html_table(&report.areas, labels, report.areas.rows.iter(), "no_rows"),
+    );
+    // a region's report has no overview: its headline is the region's row
+    let regions = report.national.then(|| {
+        html_table(
+            &report.regions,
+            labels,
+            report.regions.rows.iter(),
+            "no_rows",
+        )
+    });
+    ctx.insert("regions", &regions);
+    ctx.insert("rules", &report.rules);
+    ctx
 }

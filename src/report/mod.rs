@@ -33,6 +33,8 @@ pub struct Bundle {
     pub html: PathBuf,
     /// the page as the email body: charts as `cid:` images
     pub html_body: String,
+    /// the email's plain-text part: the same sections as lines
+    pub text_body: String,
     /// (Content-ID, PNG) of each inline chart `html_body` references
     pub charts: Vec<(String, Vec<u8>)>,
     /// the national bundle also carries the data-quality workbook
@@ -157,6 +159,7 @@ impl ScopeJob<'_> {
         std::fs::write(&html, &page)
             .with_context(|| format!("cannot write `{}`", html.display()))?;
         let html_body = self.renderer.render(&report, labels, true)?;
+        let text_body = self.renderer.render_text(&report, labels)?;
         let counts: Vec<u64> = report.tier_counts.iter().map(|t| t.2).collect();
         let mut charts = vec![(
             chart::TIER_CHART_CID.to_string(),
@@ -186,6 +189,7 @@ impl ScopeJob<'_> {
             xlsx,
             html,
             html_body,
+            text_body,
             charts,
             quality_xlsx,
         })
@@ -257,6 +261,7 @@ mod tests {
             xlsx: PathBuf::new(),
             html: PathBuf::new(),
             html_body: String::new(),
+            text_body: String::new(),
             charts: Vec::new(),
             quality_xlsx: None,
         }
