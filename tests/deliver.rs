@@ -262,6 +262,9 @@ fn emails_survive_a_down_smtp_server_and_retry_resends_the_same_message() {
         header(east, "Subject").starts_with("=?utf-8?"),
         "subject is not encoded"
     );
+    // a manager's out-of-office does not answer the report address
+    assert_eq!(header(east, "Auto-Submitted"), "auto-generated");
+    assert_eq!(header(east, "X-Auto-Response-Suppress"), "All");
     // one attachment, named after its region (RFC 2231 encoded)
     let attachments: Vec<&str> = east.lines().filter(|l| l.contains("filename")).collect();
     assert_eq!(attachments.len(), 1, "{attachments:?}");

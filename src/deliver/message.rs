@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use lettre::message::header::ContentType;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 
@@ -101,6 +101,16 @@ fn addressed(
         .to(to.clone())
         .subject(bundle.title.clone())
         .message_id(Some(message_id.to_string()))
+        // a manager away sends no out-of-office reply to the report
+        // address each night: RFC 3834, and Exchange's own header
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("Auto-Submitted"),
+            "auto-generated".into(),
+        ))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("X-Auto-Response-Suppress"),
+            "All".into(),
+        ))
 }
 
 /// The workbooks a bundle's email carries.
