@@ -323,6 +323,113 @@ async fn the_lock_heartbeat_ticks_while_the_run_computes() {
     db.drop().await;
 }
 
+/// How long a run's lock row kept one `acquired_at`, at most, as seen by
+/// polling it from a thread of its own (the run's runtime cannot stall
+/// it) until `stop`.
+fn watch_lock(
+    url: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<std::time::Duration> {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let wh = sqlx::PgPool::connect(&url).await.unwrap();
+            let (mut longest, mut since) = (std::time::Duration::ZERO, None);
+            let mut seen: Option<String> = None;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let now: Option<String> =
+                    sqlx::query_scalar("SELECT acquired_at FROM job_locks WHERE job = 'nightly'")
+                        .fetch_optional(&wh)
+                        .await
+                        .unwrap();
+                if now != seen {
+                    since = now.as_ref().map(|_| std::time::Instant::now());
+                    seen = now;
+                }
+                if let Some(since) = since {
+                    longest = longest.max(since.elapsed());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            wh.close().await;
+            longest
+        })
+    })
+}
+
+/// A whole run under `run_locked` whose render holds its thread for
+/// seconds (a user's template that loops long: compute does the same at
+/// the design point) keeps its lock fresh all along: the lock row's
+/// `acquired_at` (whole seconds) never stays put much past a second,
+/// where a heartbeat polled by the run's own task would stop for the
+/// whole render.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_render_holds_its_thread_keeps_its_lock_fresh() {
+    let Some(db) = PgDatabase::create().await else {
+        require("PostgreSQL on 127.0.0.1:5432", false);
+        return;
+    };
+    let lab = Lab::new();
+    lab.write(
+        "in/sales.csv",
+        "日期,客户编码,产品编码,金额\n2026-10-01,C1,P1,5\n2026-10-02,C2,P2,6\n".as_bytes(),
+    );
+    std::env::set_var("SB_TEST_FRESH_LOCK_WH", &db.url);
+    let settings = lab.settings(
+        "templates_dir = \"tpl\"\n[warehouse]\nurl_env = \"SB_TEST_FRESH_LOCK_WH\"\n\
+         [[sources]]\nname = \"s\"\ndataset = \"sales\"\nkind = \"csv\"\npath = \"in/sales.csv\"\n\
+         columns = { invoice_date = \"日期\", customer_id = \"客户编码\", product_id = \"产品编码\", \
+         amount = \"金额\" }\n[[jobs]]\nname = \"nightly\"\ncron = \"0 0 2 * * *\"\n\
+         steps = [\"ingest\", \"compute\", \"report\"]\n",
+    );
+    let store = salesbatch::warehouse::open(&db.url).await.unwrap();
+    let job = settings.job("nightly").unwrap().clone();
+    // a machine's speed is not known: the loop doubles until a run lasts
+    // long enough to tell a stalled heartbeat (tera caps one `range`)
+    let mut loops = 2_000;
+    let (took, unchanged) = loop {
+        lab.write(
+            "tpl/report.html",
+            format!(
+                "{{% for i in range(end={loops}) %}}{{% for j in range(end=10000) %}}\
+                 {{% endfor %}}{{% endfor %}}<p>{{{{ title }}}}</p>"
+            )
+            .as_bytes(),
+        );
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = watch_lock(db.url.clone(), stop.clone());
+        let started = std::time::Instant::now();
+        salesbatch::jobs::run_locked_with_heartbeat(
+            &settings,
+            store.as_ref(),
+            &job,
+            chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
+            &salesbatch::jobs::RunOptions::default(),
+            std::time::Duration::from_millis(100),
+        )
+        .await
+        .unwrap();
+        let took = started.elapsed();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let unchanged = tokio::task::spawn_blocking(move || watcher.join().unwrap())
+            .await
+            .unwrap();
+        if took > std::time::Duration::from_secs(3) {
+            break (took, unchanged);
+        }
+        assert!(loops < 64_000, "a run never lasted 3 s: {took:?}");
+        loops *= 2;
+    };
+    assert!(
+        unchanged < std::time::Duration::from_millis(2000),
+        "the lock was not refreshed for {unchanged:?} of a {took:?} run"
+    );
+    db.drop().await;
+}
+
 /// The in-thread readers and the writer open the database file themselves,
 /// so a warehouse only in one connection's memory cannot work: refused by name.
 #[tokio::test]
