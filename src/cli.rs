@@ -66,6 +66,8 @@ pub enum Command {
         no_email: bool,
         #[arg(long)]
         resend: bool,
+        /// Compute and render to `out/dry-run/`, and write the emails there
+        /// instead of sending them; store nothing.
         #[arg(long)]
         dry_run: bool,
     },
@@ -459,6 +461,13 @@ async fn run_job_cmd(
         );
     } else if let Some(emails) = emails_line(c) {
         println!("emails: {emails}");
+    }
+    if let Some((written, dir)) = &outcome.previewed {
+        println!(
+            "emails: {} previewed in {} (a dry run sends none)",
+            written,
+            dir.display()
+        );
     }
     Ok(match outcome.status {
         RunStatus::Success => ExitCode::Success,

@@ -580,6 +580,73 @@ fn only_hq_went_without_workbooks(lab: &DemoLab, out: &str, maildir: &Path) {
     );
 }
 
+/// A dry run writes the email each recipient would get, built as a real
+/// run builds it, to `out/dry-run/<date>/<job>/emails/`, and sends none:
+/// with no mail server listening it still succeeds, and the ledger and
+/// the spool hold nothing of it. Each manager's email carries their own
+/// region's workbook only; hq's the national one and the data quality.
+#[test]
+fn a_dry_run_previews_each_recipients_email_and_sends_none() {
+    let lab = DemoLab::new(2);
+    let run = lab.cmd(&["run", "nightly", "--as-of", "2026-11-19", "--dry-run"]);
+    let out = text(&run);
+    assert_eq!(run.status.code(), Some(0), "{out}");
+    let dir = lab.demo.join("out/dry-run/2026-11-19/nightly/emails");
+    assert!(
+        out.contains(&format!(
+            "emails: 4 previewed in {} (a dry run sends none)",
+            dir.display()
+        )),
+        "{out}"
+    );
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "east@example.com_华东.eml",
+            "hq@example.com_national.eml",
+            "north@example.com_华北.eml",
+            "south@example.com_华南.eml",
+        ]
+    );
+    for (name, to, subject, workbooks) in [
+        (
+            "east@example.com_华东.eml",
+            "east@example.com",
+            "销售日报 · 华东 · 2026-11-19",
+            &["华东.xlsx"][..],
+        ),
+        (
+            "north@example.com_华北.eml",
+            "north@example.com",
+            "销售日报 · 华北 · 2026-11-19",
+            &["华北.xlsx"],
+        ),
+        (
+            "hq@example.com_national.eml",
+            "hq@example.com",
+            "销售日报 · 全国 · 2026-11-19",
+            &["national.xlsx", "data-quality.xlsx"],
+        ),
+    ] {
+        let mail = std::fs::read_to_string(dir.join(name)).unwrap();
+        assert!(header(&mail, "To").contains(to), "{name}");
+        let read = body_and_workbooks(&mail);
+        assert_eq!(read.workbooks, workbooks, "{name}");
+        assert!(
+            read.text.starts_with(&format!("{subject}\n")),
+            "{name}: {}",
+            read.text
+        );
+    }
+    assert!(lab.ledger("2026-11-19").is_empty());
+    assert!(!lab.demo.join("out/spool").exists());
+}
+
 /// The night of 2026-11-19 with nothing listening on the lab's port: its
 /// four emails fail and are spooled. The spool's folder.
 fn a_night_with_the_server_down(lab: &DemoLab) -> PathBuf {

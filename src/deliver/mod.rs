@@ -149,6 +149,113 @@ async fn send_bundle(
     })
 }
 
+/// The report address emails are sent from.
+fn sender(settings: &Settings) -> anyhow::Result<Mailbox> {
+    settings
+        .config
+        .smtp
+        .as_ref()
+        .map_or("salesbatch <salesbatch@localhost>", |s| s.from.as_str())
+        .parse()
+        .context("smtp.from")
+}
+
+/// A recipient's email address and one of their regions.
+type RecipientRegion = (String, String);
+
+/// One email a run owes: a recipient, one of their regions (`*` for the
+/// national report) and that region's bundle.
+struct Owed<'b> {
+    to: Mailbox,
+    email: String,
+    region: String,
+    bundle: &'b Bundle,
+}
+
+/// The emails `bundles` make for the configured recipients, limited to
+/// `only_regions` when given: each recipient gets the bundle of each of
+/// their regions, never another's. Then the (recipient, region) pairs
+/// whose region has no bundle.
+fn owed_emails<'b>(
+    settings: &Settings,
+    bundles: &'b [Bundle],
+    only_regions: &[String],
+) -> anyhow::Result<(Vec<Owed<'b>>, Vec<RecipientRegion>)> {
+    let (mut owed, mut no_report) = (Vec::new(), Vec::new());
+    for r in &settings.config.recipients {
+        let to = Mailbox::new(
+            (!r.name.is_empty()).then(|| r.name.clone()),
+            r.email.parse().context("recipient email")?,
+        );
+        for region in &r.regions {
+            if !only_regions.is_empty() && !only_regions.contains(region) {
+                continue;
+            }
+            let scope = if region == "*" {
+                Scope::National
+            } else {
+                Scope::Region(region.clone())
+            };
+            let Some(bundle) = bundles.iter().find(|b| b.scope == scope) else {
+                // a renamed or misspelt region in the masters or the config:
+                // its manager would otherwise just stop getting reports
+                warn!(recipient = %r.email, region = %region, "no report for this recipient: the region has no scored customer");
+                no_report.push((r.email.clone(), region.clone()));
+                continue;
+            };
+            owed.push(Owed {
+                to: to.clone(),
+                email: r.email.clone(),
+                region: region.clone(),
+                bundle,
+            });
+        }
+    }
+    Ok((owed, no_report))
+}
+
+/// What a dry run's email preview wrote.
+#[derive(Debug, Default)]
+pub struct Preview {
+    pub written: u64,
+    /// (recipient, region) pairs with no report to preview
+    pub no_report: Vec<(String, String)>,
+}
+
+/// Writes, for a dry run, the email each recipient would get as
+/// `<recipient>_<region>.eml` (`national` for `*`) in `dir`: built as a
+/// real run builds it, sent to no one, recorded nowhere.
+pub fn preview_all(
+    settings: &Settings,
+    bundles: &[Bundle],
+    only_regions: &[String],
+    dir: &Path,
+) -> anyhow::Result<Preview> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    let from = sender(settings)?;
+    let (owed, no_report) = owed_emails(settings, bundles, only_regions)?;
+    let mut preview = Preview {
+        written: 0,
+        no_report,
+    };
+    for Owed {
+        to, email, bundle, ..
+    } in owed
+    {
+        let message_id = format!("<dry-run.{}@salesbatch>", uuid::Uuid::new_v4());
+        let raw = build_message(&from, &to, bundle, &message_id)?.formatted();
+        let stem = match &bundle.scope {
+            Scope::National => "national".to_string(),
+            Scope::Region(r) => crate::report::file_stem(r),
+        };
+        let path = dir.join(format!("{}_{stem}.eml", crate::report::file_stem(&email)));
+        std::fs::write(&path, raw).with_context(|| format!("cannot write `{}`", path.display()))?;
+        preview.written += 1;
+    }
+    info!(emails = preview.written, dir = %dir.display(), "dry run: emails previewed, none sent");
+    Ok(preview)
+}
+
 #[allow(clippy::too_many_arguments)]
 pub async fn deliver_all(
     settings: &Settings,
@@ -167,94 +274,75 @@ pub async fn deliver_all(
     if let Transport::Outbox(_, dir) = &t {
         summary.outbox = Some(dir.clone());
     }
-    let from: Mailbox = settings
-        .config
-        .smtp
-        .as_ref()
-        .map_or("salesbatch <salesbatch@localhost>", |s| s.from.as_str())
-        .parse()
-        .context("smtp.from")?;
-    for r in &settings.config.recipients {
-        let to = Mailbox::new(
-            (!r.name.is_empty()).then(|| r.name.clone()),
-            r.email.parse().context("recipient email")?,
-        );
-        for region in &r.regions {
-            let scope = if region == "*" {
-                Scope::National
-            } else {
-                Scope::Region(region.clone())
-            };
-            if !only_regions.is_empty() && !only_regions.contains(region) {
-                continue;
+    let from = sender(settings)?;
+    let (owed, no_report) = owed_emails(settings, bundles, only_regions)?;
+    summary.no_report = no_report;
+    for Owed {
+        to,
+        email,
+        region,
+        bundle,
+    } in owed
+    {
+        let previous = store.delivery(job, as_of, &email, &region).await?;
+        if !resend && previous.as_ref().is_some_and(|d| d.status == "sent") {
+            summary.skipped += 1;
+            continue;
+        }
+        let message_id = format!("<{run_id}.{}@salesbatch>", uuid::Uuid::new_v4());
+        let Sent {
+            envelope,
+            last,
+            twin,
+            made,
+            result,
+            left_out,
+        } = send_bundle(&t, (&from, &to), bundle, &message_id, labels, &mut down).await?;
+        let attempts = previous.as_ref().map_or(0, |d| d.attempts) + made;
+        let (status, error, spooled) = match (result, left_out) {
+            (Ok(()), Some(why)) => {
+                summary.sent += 1;
+                summary.without_workbooks += 1;
+                let dir = bundle.xlsx.parent().unwrap_or(Path::new(""));
+                warn!(recipient = %email, region = %region, reason = %why, dir = %dir.display(), "email sent without its workbooks: the mail server refused its size; raise the server's limit or hand the workbooks over");
+                ("sent", Some(why), None)
             }
-            let Some(bundle) = bundles.iter().find(|b| b.scope == scope) else {
-                // a renamed or misspelt region in the masters or the config:
-                // its manager would otherwise just stop getting reports
-                warn!(recipient = %r.email, region = %region, "no report for this recipient: the region has no scored customer");
-                summary.no_report.push((r.email.clone(), region.clone()));
-                continue;
-            };
-            let previous = store.delivery(job, as_of, &r.email, region).await?;
-            if !resend && previous.as_ref().is_some_and(|d| d.status == "sent") {
-                summary.skipped += 1;
-                continue;
+            (Ok(()), None) => {
+                summary.sent += 1;
+                ("sent", None, None)
             }
-            let message_id = format!("<{run_id}.{}@salesbatch>", uuid::Uuid::new_v4());
-            let Sent {
-                envelope,
-                last,
-                twin,
-                made,
-                result,
-                left_out,
-            } = send_bundle(&t, (&from, &to), bundle, &message_id, labels, &mut down).await?;
-            let attempts = previous.as_ref().map_or(0, |d| d.attempts) + made;
-            let (status, error, spooled) = match (result, left_out) {
-                (Ok(()), Some(why)) => {
-                    summary.sent += 1;
-                    summary.without_workbooks += 1;
-                    let dir = bundle.xlsx.parent().unwrap_or(Path::new(""));
-                    warn!(recipient = %r.email, region = %region, reason = %why, dir = %dir.display(), "email sent without its workbooks: the mail server refused its size; raise the server's limit or hand the workbooks over");
-                    ("sent", Some(why), None)
+            (Err(e), _) => {
+                summary.failed += 1;
+                let id = spool(settings)?
+                    .send_raw(&envelope, &last)
+                    .await
+                    .context("cannot spool the undelivered email")?;
+                if let Some(twin) = &twin {
+                    spool_without_workbooks(&spool_dir(settings), &id, twin)?;
                 }
-                (Ok(()), None) => {
-                    summary.sent += 1;
-                    ("sent", None, None)
-                }
-                (Err(e), _) => {
-                    summary.failed += 1;
-                    let id = spool(settings)?
-                        .send_raw(&envelope, &last)
-                        .await
-                        .context("cannot spool the undelivered email")?;
-                    if let Some(twin) = &twin {
-                        spool_without_workbooks(&spool_dir(settings), &id, twin)?;
-                    }
-                    warn!(recipient = %r.email, region = %region, error = %e, "email not delivered; `salesbatch deliveries retry` resends it");
-                    ("failed", Some(e), Some(id))
-                }
-            };
-            store
-                .record_delivery(&DeliveryRow {
-                    job: job.to_string(),
-                    as_of,
-                    recipient: r.email.clone(),
-                    region: region.clone(),
-                    run_id,
-                    status: status.to_string(),
-                    attempts,
-                    message_id: Some(message_id),
-                    error,
-                    updated_at: now(),
-                    spool: spooled.clone(),
-                })
-                .await?;
-            // an earlier failure's spooled message is superseded by this send
-            if let Some(old) = previous.and_then(|d| d.spool) {
-                if spooled.as_ref() != Some(&old) {
-                    unspool(&spool_dir(settings), &old);
-                }
+                warn!(recipient = %email, region = %region, error = %e, "email not delivered; `salesbatch deliveries retry` resends it");
+                ("failed", Some(e), Some(id))
+            }
+        };
+        store
+            .record_delivery(&DeliveryRow {
+                job: job.to_string(),
+                as_of,
+                recipient: email.clone(),
+                region: region.clone(),
+                run_id,
+                status: status.to_string(),
+                attempts,
+                message_id: Some(message_id),
+                error,
+                updated_at: now(),
+                spool: spooled.clone(),
+            })
+            .await?;
+        // an earlier failure's spooled message is superseded by this send
+        if let Some(old) = previous.and_then(|d| d.spool) {
+            if spooled.as_ref() != Some(&old) {
+                unspool(&spool_dir(settings), &old);
             }
         }
     }

@@ -62,6 +62,8 @@ pub struct RunOutcome {
     pub counts: RunCounts,
     pub report_dir: Option<PathBuf>,
     pub outbox: Option<PathBuf>,
+    /// a dry run's email preview: how many it wrote, and where
+    pub previewed: Option<(u64, PathBuf)>,
     pub rejections: Vec<Rejection>,
     /// the ingest's notes, which count each file's rejected rows past those
     /// `rejections` lists
@@ -522,6 +524,17 @@ async fn steps(
         no_report = d.no_report;
         outbox = d.outbox;
     }
+    let mut previewed = None;
+    let previewing =
+        job.steps.contains(&Step::Deliver) && !opts.no_email && opts.dry_run && !bundles.is_empty();
+    if let Some(reports) = report_dir.as_ref().filter(|_| previewing) {
+        // ops see who would get what before any email leaves
+        let dir = reports.join("emails");
+        let p = deliver::preview_all(settings, &bundles, &opts.regions, &dir)?;
+        counts.emails_without_report = p.no_report.len() as u64;
+        no_report = p.no_report;
+        previewed = Some((p.written, dir));
+    }
     let status = if counts.rejections > 0
         || counts.emails_failed > 0
         || counts.emails_without_workbooks > 0
@@ -538,6 +551,7 @@ async fn steps(
         counts,
         report_dir,
         outbox,
+        previewed,
         rejections: summary.rejections,
         notes: summary.notes,
         no_report,
