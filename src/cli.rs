@@ -462,6 +462,12 @@ async fn run_job_cmd(
     } else if let Some(emails) = emails_line(c) {
         println!("emails: {emails}");
     }
+    if let Some((removed, before)) = outcome.reports_removed.filter(|(n, _)| *n > 0) {
+        println!(
+            "old reports: {} dated before {before} removed (`keep_reports_days`)",
+            counted(removed, "folder", "folders")
+        );
+    }
     if let Some((written, dir)) = &outcome.previewed {
         println!(
             "emails: {} previewed in {} (a dry run sends none)",

@@ -58,6 +58,24 @@ fn tiers_out_of_order_and_bad_cron_are_both_reported() {
     );
 }
 
+/// `keep_reports_days` (an addition to SPEC §3) is a job's; 0 would keep
+/// nothing but the night's own reports, and is refused with the way to
+/// keep them all.
+#[test]
+fn keep_reports_days_is_at_least_one() {
+    let job = |days: u32| {
+        format!("[[jobs]]\nname = \"n\"\ncron = \"0 30 2 * * *\"\nkeep_reports_days = {days}\n")
+    };
+    let ok = config::load_str(Path::new("k.toml"), &job(90)).expect("valid");
+    assert_eq!(ok.config.jobs[0].keep_reports_days, Some(90));
+    let err = config::load_str(Path::new("k.toml"), &job(0)).expect_err("0");
+    let lines: Vec<String> = err.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        ["k.toml:4: `jobs[0].keep_reports_days`: must be at least 1 (leave it out to keep every report)"]
+    );
+}
+
 /// `delimiter` (an addition to SPEC §3) belongs to `csv` sources and takes
 /// a name, not a character: a tab is hard to see in a TOML file.
 #[test]

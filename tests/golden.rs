@@ -18,7 +18,7 @@ fn fixture() -> PathBuf {
 
 /// The fixture's config and inbox in a folder of their own, as the run
 /// writes its warehouse and reports beside the config.
-fn copied() -> tempfile::TempDir {
+pub fn copied() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(
         fixture().join("salesbatch.toml"),
@@ -47,7 +47,7 @@ fn salesbatch(dir: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-fn run_nightly(dir: &Path) -> String {
+pub fn run_nightly(dir: &Path) -> String {
     let run = salesbatch(dir, &["run", "nightly", "--as-of", AS_OF]);
     let out = text(&run);
     // the one rejected row makes the run degraded
@@ -381,6 +381,59 @@ fn the_mini_fixture_reports_the_numbers_computed_by_hand() {
     let again = run_nightly(dir.path());
     assert!(again.contains("0 files loaded, 6 skipped"), "{again}");
     assert_exports_as_expected(dir.path());
+}
+
+/// `keep_reports_days = 5`: after a run, the job's report folders dated
+/// more than 5 days before today go, the dry runs' too, and a date folder
+/// left empty with them. The boundary day stays, as do the run's own
+/// as-of date (2026-11-20, older than that: a rerun of an old date keeps
+/// what it wrote), another job's folder of an old date, a folder not named
+/// by a date alone, and the outbox.
+#[test]
+fn old_reports_are_removed_after_a_run_as_keep_reports_days_says() {
+    let dir = copied();
+    let toml = dir.path().join("salesbatch.toml");
+    let config = std::fs::read_to_string(&toml).unwrap().replace(
+        "name = \"nightly\"\n",
+        "name = \"nightly\"\nkeep_reports_days = 5\n",
+    );
+    std::fs::write(&toml, config).unwrap();
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .date_naive();
+    let day = |back: u64| (today - chrono::Days::new(back)).to_string();
+    let out = dir.path().join("out");
+    let folders = [
+        format!("{}/nightly", day(6)),
+        format!("{}/nightly", day(400)),
+        format!("{}/monthly", day(400)),
+        format!("{}/nightly", day(5)),
+        format!("dry-run/{}/nightly", day(6)),
+        format!("{}-old/nightly", day(400)),
+    ];
+    for folder in &folders {
+        std::fs::create_dir_all(out.join(folder)).unwrap();
+        std::fs::write(out.join(folder).join("national.html"), "<p>old</p>").unwrap();
+    }
+    let said = run_nightly(dir.path());
+    assert!(
+        said.contains(&format!(
+            "old reports: 3 folders dated before {} removed (`keep_reports_days`)",
+            day(5)
+        )),
+        "{said}"
+    );
+    let left = |folder: &str| out.join(folder).exists();
+    assert!(!left(&day(6)), "an emptied date folder goes");
+    assert!(
+        !left(&folders[1]) && left(&folders[2]),
+        "another job's stays"
+    );
+    assert!(left(&folders[3]), "the boundary day stays");
+    assert!(!left(&folders[4]), "dry runs go too");
+    assert!(left(&folders[5]), "not a report folder");
+    assert!(left(&format!("{AS_OF}/nightly/national.html")));
+    assert!(left("outbox"));
 }
 
 /// The plain-text part of the national email in `outbox`.

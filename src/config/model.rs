@@ -526,6 +526,11 @@ pub struct JobConfig {
     pub steps: Vec<Step>,
     #[serde(default)]
     pub catch_up: bool,
+    /// after each run, this job's report folders (`out/<as-of>/<job>/`,
+    /// and dry runs') dated more than this many days before today are
+    /// removed; unset keeps them all
+    #[serde(default)]
+    pub keep_reports_days: Option<u32>,
 }
 
 fn all_steps() -> Vec<Step> {

@@ -479,6 +479,12 @@ fn check_jobs(c: &mut Checker<'_>, config: &Config, tz: Option<chrono_tz::Tz>) {
         if job.steps.is_empty() {
             c.err(&at("steps"), "must list at least one step");
         }
+        if job.keep_reports_days == Some(0) {
+            c.err(
+                &at("keep_reports_days"),
+                "must be at least 1 (leave it out to keep every report)",
+            );
+        }
     }
 }
 

@@ -64,6 +64,9 @@ pub struct RunOutcome {
     pub outbox: Option<PathBuf>,
     /// a dry run's email preview: how many it wrote, and where
     pub previewed: Option<(u64, PathBuf)>,
+    /// `keep_reports_days`: how many old report folders the run removed,
+    /// and the date they were older than
+    pub reports_removed: Option<(usize, NaiveDate)>,
     pub rejections: Vec<Rejection>,
     /// the ingest's notes, which count each file's rejected rows past those
     /// `rejections` lists
@@ -535,6 +538,10 @@ async fn steps(
         no_report = p.no_report;
         previewed = Some((p.written, dir));
     }
+    let reports_removed = match job.keep_reports_days {
+        Some(days) if !opts.dry_run => Some(prune_reports(settings, job, as_of, days)),
+        _ => None,
+    };
     let status = if counts.rejections > 0
         || counts.emails_failed > 0
         || counts.emails_without_workbooks > 0
@@ -552,6 +559,7 @@ async fn steps(
         report_dir,
         outbox,
         previewed,
+        reports_removed,
         rejections: summary.rejections,
         notes: summary.notes,
         no_report,
@@ -559,6 +567,25 @@ async fn steps(
         quality_from: borrowed
             .map(|b| (b.run.run_id, ingest::rejected_rows(&b.rejections, &b.notes))),
     })
+}
+
+/// Removes the job's report folders older than `days` before today (in
+/// the configured timezone), keeping `as_of`'s; a folder that cannot be
+/// removed is left, with a warning: housekeeping never fails a run.
+fn prune_reports(
+    settings: &Settings,
+    job: &JobConfig,
+    as_of: NaiveDate,
+    days: u32,
+) -> (usize, NaiveDate) {
+    let today = chrono::Utc::now().with_timezone(&settings.tz).date_naive();
+    let before = today - chrono::Days::new(u64::from(days));
+    let pruned = report::retention::prune(&settings.output_dir(), &job.name, before, as_of);
+    for (folder, e) in &pruned.failed {
+        warn!(folder = %folder.display(), error = %e, "cannot remove an old report folder");
+    }
+    info!(removed = pruned.removed.len(), %before, "old reports removed");
+    (pruned.removed.len(), before)
 }
 
 /// The data quality of another run: what a run that ingests nothing shows.

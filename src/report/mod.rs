@@ -8,6 +8,7 @@ pub mod chart;
 pub mod export;
 pub mod html;
 pub mod i18n;
+pub mod retention;
 pub mod tables;
 pub mod xlsx;
 
