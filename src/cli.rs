@@ -613,6 +613,28 @@ async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
             println!("smtp: {e}");
         }
     }
+    // a job's period only changes the period line; any job will do
+    let period = settings
+        .config
+        .jobs
+        .first()
+        .map_or(config::Period::Mtd, |job| job.period);
+    let rules = crate::jobs::rules_for(settings, period);
+    match crate::report::check_templates(settings, &rules, yesterday(settings.tz)) {
+        Ok(custom) if custom.is_empty() => println!("templates: built-in"),
+        Ok(custom) => println!(
+            "templates: ok ({})",
+            custom
+                .iter()
+                .map(|p| format!("`{}`", p.display()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Err(e) => {
+            problems += 1;
+            println!("templates: {}", error_chain(e.as_ref()));
+        }
+    }
     for s in &settings.config.sources {
         for note in scaled_money_columns(s) {
             println!("source `{}`: note: {note}", s.name);

@@ -328,6 +328,7 @@ fn demo_runs_end_to_end_and_is_idempotent() {
     assert_eq!(code, Some(0), "{out}");
     for line in [
         "warehouse: ok",
+        "templates: built-in",
         "source `erp`: sql via `SALESBATCH_DEMO_ERP_URL`: connected",
         "source `distributor-flow`: 15 files match `inbox/flow/*.xlsx`",
         "source `reps`: 1 file matches `inbox/reps/*.xlsx`",
@@ -369,6 +370,41 @@ fn check_fails(lab: &crate::ingest::Lab, env: &[(&str, &str)]) -> String {
     let (code, out) = check_lab(lab, env);
     assert_eq!(code, Some(1), "{out}");
     out
+}
+
+/// `check` renders a user's templates as a run would, for a region and
+/// the national scope of a made-up computation with a row in every
+/// section: a good override is named; one that names what the reports do
+/// not give, inside a section's rows, fails with the file and the name.
+#[test]
+fn check_renders_the_templates_in_templates_dir() {
+    let lab = crate::ingest::Lab::new();
+    lab.settings(&format!("templates_dir = \"tpl\"\n{G_SOURCE}"));
+    lab.write(
+        "tpl/report.txt",
+        "{{ title }}\n{% for r in top_reps %}{{ r.name }} {{ r.kpi }}\n{% endfor %}\
+         {% for row in worst_gaps.rows %}{{ row[0] }}\n{% endfor %}"
+            .as_bytes(),
+    );
+    let (code, out) = check_lab(&lab, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    let txt = lab.path("tpl/report.txt");
+    assert!(
+        out.lines()
+            .any(|l| l == format!("templates: ok (`{}`)", txt.display())),
+        "{out}"
+    );
+    // a typo in a field of the ranking's rows: only a row shows it
+    lab.write(
+        "tpl/report.txt",
+        "{{ title }}\n{% for r in top_reps %}{{ r.nmae }}\n{% endfor %}".as_bytes(),
+    );
+    let out = check_fails(&lab, &[]);
+    let line = out.lines().find(|l| l.starts_with("templates: ")).unwrap();
+    assert!(
+        line.starts_with("templates: rendering `report.txt`: ") && line.contains("nmae"),
+        "{out}"
+    );
 }
 
 /// `check` notes a money column whose header names 万 or 千元 (amounts load

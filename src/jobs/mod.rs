@@ -89,6 +89,11 @@ pub struct UnknownRegions {
 }
 
 pub fn rules_of(settings: &Settings, job: &JobConfig) -> Rules {
+    rules_for(settings, job.period)
+}
+
+/// The config's rules over `period`.
+pub fn rules_for(settings: &Settings, period: crate::config::Period) -> Rules {
     let c = &settings.config;
     Rules {
         tiering: c.tiering.clone(),
@@ -96,7 +101,7 @@ pub fn rules_of(settings: &Settings, job: &JobConfig) -> Rules {
         visits: c.visits.clone(),
         scorecard: c.scorecard.weights.clone(),
         development: c.development.event,
-        period: job.period,
+        period,
     }
 }
 

@@ -15,6 +15,12 @@ use super::tables::{Report, Table, Value};
 
 const DEFAULT_TEMPLATE: &str = include_str!("../../report-templates/report.html");
 const DEFAULT_TEXT_TEMPLATE: &str = include_str!("../../report-templates/report.txt");
+/// The templates a user may override in `templates_dir`, with the
+/// built-in text of each.
+pub const TEMPLATES: [(&str, &str); 2] = [
+    ("report.html", DEFAULT_TEMPLATE),
+    ("report.txt", DEFAULT_TEXT_TEMPLATE),
+];
 /// Rows shown per table in the page; the workbook has them all.
 const PAGE_ROWS: usize = 20;
 /// The worst-gaps section lists this many of the highest tiers (A and B).
@@ -115,10 +121,7 @@ fn html_table<'r>(
 impl Renderer {
     pub fn new(templates_dir: &Path) -> anyhow::Result<Self> {
         let mut tera = Tera::new();
-        for (name, built_in) in [
-            ("report.html", DEFAULT_TEMPLATE),
-            ("report.txt", DEFAULT_TEXT_TEMPLATE),
-        ] {
+        for (name, built_in) in TEMPLATES {
             tera.add_raw_template(name, built_in)
                 .with_context(|| format!("built-in template `{name}`"))?;
             let custom = templates_dir.join(name);

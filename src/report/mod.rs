@@ -9,6 +9,7 @@ pub mod export;
 pub mod html;
 pub mod i18n;
 pub mod retention;
+mod sample;
 pub mod tables;
 pub mod xlsx;
 
@@ -40,6 +41,40 @@ pub struct Bundle {
     pub charts: Vec<(String, Vec<u8>)>,
     /// the national bundle also carries the data-quality workbook
     pub quality_xlsx: Option<PathBuf>,
+}
+
+/// For `check`: loads the templates as a run does (a user's file in
+/// `templates_dir` over the built-in one of its name) and renders each, for
+/// a region and for the national scope of a made-up computation with a
+/// row in every section, so a template that does not parse or names what
+/// the reports do not give fails now, not at night. Returns the user's
+/// files it checked.
+pub fn check_templates(
+    settings: &Settings,
+    rules: &Rules,
+    as_of: chrono::NaiveDate,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let dir = settings.templates_dir();
+    let custom = html::TEMPLATES
+        .iter()
+        .map(|(name, _)| dir.join(name))
+        .filter(|p| p.is_file())
+        .collect();
+    let renderer = html::Renderer::new(&dir)?;
+    let labels = i18n::Labels(settings.config.locale);
+    let c = sample::computed(rules, as_of);
+    let quality = Quality {
+        rejections: &[],
+        notes: &[],
+        from: None,
+    };
+    for scope in [Scope::Region(sample::REGION.into()), Scope::National] {
+        let report = tables::build(&scope, &c, rules, &quality, labels);
+        renderer.render(&report, labels, false)?;
+        renderer.render(&report, labels, true)?;
+        renderer.render_text(&report, labels)?;
+    }
+    Ok(custom)
 }
 
 /// Regions present in the results (customers' and reps' regions), sorted.
