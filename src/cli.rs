@@ -13,6 +13,28 @@ use crate::jobs::{self, RunOptions, RunStatus};
 use crate::text::backticked;
 use crate::{deliver, report, warehouse};
 
+/// `println!` for a command's output, which does not panic when the
+/// reader has gone (`salesbatch history | head`): the rest is dropped and
+/// the command ends as it would have, exit code included.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        written(std::io::Write::write_fmt(
+            &mut std::io::stdout().lock(),
+            format_args!("{}\n", format_args!($($arg)*)),
+        ))
+    };
+}
+
+/// What `outln!` does with a failed write: a closed pipe is the reader's
+/// choice; anything else (a full disk under `> file`) is worth a warning.
+fn written(result: std::io::Result<()>) {
+    if let Err(e) = result {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            tracing::warn!(error = %e, "cannot write to standard output");
+        }
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "salesbatch",
@@ -181,7 +203,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let as_of = as_of.unwrap_or_else(|| yesterday(chrono_tz::Asia::Shanghai));
             let config_path = crate::demo::write(&dir, customers, seed, as_of)?;
-            println!("demo written to {}", dir.display());
+            outln!("demo written to {}", dir.display());
             if no_run {
                 return Ok(ExitCode::Success);
             }
@@ -222,11 +244,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = open_store(&settings).await?;
             if json {
                 for r in store.runs(limit).await? {
-                    println!("{}", history_json(&r));
+                    outln!("{}", history_json(&r));
                 }
                 return Ok(ExitCode::Success);
             }
-            println!(
+            outln!(
                 "{:>6}  {} {:<10}  {:<20}  {:>8}  {:<9}  {:>7}  counts",
                 "run",
                 padded("job", 12),
@@ -248,7 +270,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 };
                 // which run's rejections and notes its reports showed
                 let quality = r.quality_run.map_or(String::new(), |q| format!("#{q}"));
-                println!(
+                outln!(
                     "{:>6}  {} {:<10}  {:<20}  {:>8}  {:<9}  {:>7}  {}",
                     r.run_id,
                     padded(&r.job, 12),
@@ -276,7 +298,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if action.is_some() {
                 return retry_deliveries(&settings, store.as_ref()).await;
             }
-            println!(
+            outln!(
                 "{:<10} {} {} {} {:<7} {:>3}  {:<50}  error",
                 "as_of",
                 padded("job", 10),
@@ -287,7 +309,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "message_id"
             );
             for d in store.deliveries(failed).await? {
-                println!(
+                outln!(
                     "{:<10} {} {} {} {:<7} {:>3}  {:<50}  {}",
                     d.as_of,
                     padded(&d.job, 10),
@@ -437,22 +459,22 @@ async fn run_job_cmd(
         }
     }
     let c = &outcome.counts;
-    println!(
+    outln!(
         "run {} `{job}` as of {as_of}: {}",
         outcome.run_id,
         counts_line(c)
     );
     if let Some((run_id, rejections)) = outcome.quality_from {
-        println!(
+        outln!(
             "data quality: as ingested by run {run_id}, {} (this run ingested nothing)",
             counted(rejections, "rejection", "rejections")
         );
     }
     if let Some(dir) = &outcome.report_dir {
-        println!("reports: {}", dir.display());
+        outln!("reports: {}", dir.display());
     }
     if let Some(outbox) = &outcome.outbox {
-        println!(
+        outln!(
             "emails: {} written to {} ({} already sent, {} failed)",
             c.emails_sent,
             outbox.display(),
@@ -460,16 +482,16 @@ async fn run_job_cmd(
             c.emails_failed
         );
     } else if let Some(emails) = emails_line(c) {
-        println!("emails: {emails}");
+        outln!("emails: {emails}");
     }
     if let Some((removed, before)) = outcome.reports_removed.filter(|(n, _)| *n > 0) {
-        println!(
+        outln!(
             "old reports: {} dated before {before} removed (`keep_reports_days`)",
             counted(removed, "folder", "folders")
         );
     }
     if let Some((written, dir)) = &outcome.previewed {
-        println!(
+        outln!(
             "emails: {} previewed in {} (a dry run sends none)",
             written,
             dir.display()
@@ -584,7 +606,7 @@ fn counted(n: impl TryInto<u64> + Copy + std::fmt::Display, one: &str, many: &st
 
 async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
     let mut problems = 0;
-    println!(
+    outln!(
         "config {}: ok ({}, {}, {})",
         settings.path.display(),
         counted(settings.config.sources.len(), "source", "sources"),
@@ -593,24 +615,24 @@ async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
     );
     let store = match open_store(settings).await {
         Ok(s) => {
-            println!("warehouse: ok");
+            outln!("warehouse: ok");
             Some(s)
         }
         Err(e) => {
             problems += 1;
-            println!("warehouse: {}", error_chain(e.as_ref()));
+            outln!("warehouse: {}", error_chain(e.as_ref()));
             None
         }
     };
     match crate::deliver::check_smtp(settings).await {
-        Ok(None) => println!(
+        Ok(None) => outln!(
             "smtp: none: emails are written to `{}`",
             settings.output_dir().join("outbox").display()
         ),
-        Ok(Some(ok)) => println!("smtp: ok: {ok}"),
+        Ok(Some(ok)) => outln!("smtp: ok: {ok}"),
         Err(e) => {
             problems += 1;
-            println!("smtp: {e}");
+            outln!("smtp: {e}");
         }
     }
     // a job's period only changes the period line; any job will do
@@ -621,8 +643,8 @@ async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
         .map_or(config::Period::Mtd, |job| job.period);
     let rules = crate::jobs::rules_for(settings, period);
     match crate::report::check_templates(settings, &rules, yesterday(settings.tz)) {
-        Ok(custom) if custom.is_empty() => println!("templates: built-in"),
-        Ok(custom) => println!(
+        Ok(custom) if custom.is_empty() => outln!("templates: built-in"),
+        Ok(custom) => outln!(
             "templates: ok ({})",
             custom
                 .iter()
@@ -632,12 +654,12 @@ async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
         ),
         Err(e) => {
             problems += 1;
-            println!("templates: {}", error_chain(e.as_ref()));
+            outln!("templates: {}", error_chain(e.as_ref()));
         }
     }
     for s in &settings.config.sources {
         for note in scaled_money_columns(s) {
-            println!("source `{}`: note: {note}", s.name);
+            outln!("source `{}`: note: {note}", s.name);
         }
         match s.kind {
             config::SourceKind::Sql => {
@@ -645,21 +667,21 @@ async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
                 match std::env::var(var) {
                     Ok(url) => match crate::ingest::check_query(s, &url).await {
                         Ok(refused) => {
-                            println!("source `{}`: sql via `{var}`: connected", s.name);
+                            outln!("source `{}`: sql via `{var}`: connected", s.name);
                             if let Some(refused) = refused {
                                 problems += 1;
-                                println!("source {refused}");
+                                outln!("source {refused}");
                             }
                         }
                         Err(e) => {
                             problems += 1;
                             // the URL may hold a password: name the variable only
-                            println!("source `{}`: cannot connect via `{var}`: {e}", s.name);
+                            outln!("source `{}`: cannot connect via `{var}`: {e}", s.name);
                         }
                     },
                     Err(_) => {
                         problems += 1;
-                        println!(
+                        outln!(
                             "source `{}`: environment variable `{var}` is not set",
                             s.name
                         );
@@ -668,7 +690,7 @@ async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
             }
             _ => {
                 let found = crate::ingest::source_files(settings, s);
-                println!(
+                outln!(
                     "source `{}`: {} `{}`",
                     s.name,
                     counted(found.files.len(), "file matches", "files match"),
@@ -677,15 +699,17 @@ async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
                 for u in &found.unreadable {
                     problems += 1;
                     let what = if u.directory { "directory" } else { "file" };
-                    println!(
+                    outln!(
                         "source `{}`: cannot read {what} `{}`: {}",
-                        s.name, u.path, u.error
+                        s.name,
+                        u.path,
+                        u.error
                     );
                 }
                 let checked = crate::ingest::check_files(settings, s, &found.files);
                 for (copy, earlier) in checked.copies {
                     problems += 1;
-                    println!(
+                    outln!(
                         "source `{}`: `{copy}` has the same content as `{earlier}`; \
                          a run loads only one of them",
                         s.name
@@ -693,12 +717,12 @@ async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
                 }
                 for refused in checked.refused {
                     problems += 1;
-                    println!("source {refused}");
+                    outln!("source {refused}");
                 }
                 // a note, as for money in 万: reading the first sheet only
                 // may be what the user wants
                 for (file, message) in checked.unread_sheets {
-                    println!("source `{}`: file `{file}`: note: {message}", s.name);
+                    outln!("source `{}`: file `{file}`: note: {message}", s.name);
                 }
             }
         }
@@ -709,7 +733,7 @@ async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
             // before the first run every region would be named as missing, a
             // false alarm on the day a config is written
             if !settings.config.recipients.is_empty() {
-                println!(
+                outln!(
                     "recipients: regions not checked: the warehouse holds no customer or rep \
                      yet (the first run loads them)"
                 );
@@ -718,7 +742,7 @@ async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
             for r in &settings.config.recipients {
                 for region in r.regions.iter().filter(|x| *x != "*") {
                     if !regions.contains(region) {
-                        println!("recipient {}: region `{region}` has no master row", r.email);
+                        outln!("recipient {}: region `{region}` has no master row", r.email);
                     }
                 }
             }
@@ -816,7 +840,7 @@ async fn retry_deliveries(
     store: &dyn warehouse::Store,
 ) -> anyhow::Result<ExitCode> {
     let spooled = deliver::retry_spooled(settings, store).await?;
-    println!(
+    outln!(
         "{} resent, {} still failing{}",
         spooled.sent,
         spooled.failed,
@@ -846,7 +870,7 @@ async fn retry_deliveries(
             jobs::run_locked(settings, store, &cfg, as_of, &RunOptions::default()).await?;
         let c = &outcome.counts;
         degraded |= c.emails_failed > 0 || c.emails_without_workbooks > 0;
-        println!(
+        outln!(
             "{job} {as_of}: rebuilt, {} resent, {} still failing{}",
             c.emails_sent,
             c.emails_failed,

@@ -647,6 +647,38 @@ fn a_dry_run_previews_each_recipients_email_and_sends_none() {
     assert!(!lab.demo.join("out/spool").exists());
 }
 
+/// A reader that stops reading (`salesbatch history | head -1`) does not
+/// make a command panic: what is left unprinted is dropped and the command
+/// ends with its own exit code, a run's degraded 3 included.
+#[test]
+fn a_closed_standard_output_is_no_panic() {
+    let lab = DemoLab::new(2);
+    for (args, code) in [
+        (&["history"][..], 0),
+        (&["deliveries"], 0),
+        (
+            &["run", "nightly", "--as-of", "2026-11-19", "--no-email"],
+            3,
+        ),
+    ] {
+        let mut child = bin()
+            .arg("--config")
+            .arg(&lab.config)
+            .args(args)
+            .env("SALESBATCH_DEMO_ERP_URL", &lab.erp)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // closed before the command has written anything
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
 /// The night of 2026-11-19 with nothing listening on the lab's port: its
 /// four emails fail and are spooled. The spool's folder.
 fn a_night_with_the_server_down(lab: &DemoLab) -> PathBuf {
