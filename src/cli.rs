@@ -781,12 +781,14 @@ async fn export(
                      no region; all are listed",
                 );
             }
-            report::export::rejections(out, &store.rejections(run_id).await?)?;
+            report::export::rejections(out, &store.rejections(run_id).await?)
+                .or_else(reader_gone)?;
             return Ok(ExitCode::Success);
         }
         ExportKind::Tiers => {
             let run = computed_run(store.as_ref(), as_of).await?;
-            report::export::tiers(out, &store.tiers_of(run.run_id).await?, &mut kept)?;
+            report::export::tiers(out, &store.tiers_of(run.run_id).await?, &mut kept)
+                .or_else(reader_gone)?;
         }
         ExportKind::VisitGaps | ExportKind::Scorecard | ExportKind::Development => {
             let run = computed_run(store.as_ref(), as_of).await?;
@@ -799,7 +801,7 @@ async fn export(
                 .snapshot_doc(run.run_id, kind)
                 .await?
                 .context("snapshot missing")?;
-            report::export::document(out, kind, &doc, &mut kept)?;
+            report::export::document(out, kind, &doc, &mut kept).or_else(reader_gone)?;
         }
     }
     // as `kubectl get -n typo` does: a note, and still success, since a
@@ -814,6 +816,25 @@ async fn export(
         );
     }
     Ok(ExitCode::Success)
+}
+
+/// An export whose reader stopped reading (`| head`) has done what was
+/// asked: a closed pipe is no error, as for `outln!`.
+fn reader_gone<E: Into<anyhow::Error>>(e: E) -> anyhow::Result<()> {
+    let e = e.into();
+    let broken = |io: &std::io::Error| io.kind() == std::io::ErrorKind::BrokenPipe;
+    // the csv crate's error holds the io error without naming it a source
+    let closed = e.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(broken)
+            || cause
+                .downcast_ref::<csv::Error>()
+                .is_some_and(|c| matches!(c.kind(), csv::ErrorKind::Io(io) if broken(io)))
+    });
+    if closed {
+        Ok(())
+    } else {
+        Err(e)
+    }
 }
 
 async fn computed_run(
