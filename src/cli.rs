@@ -77,6 +77,7 @@ pub enum Command {
     Check,
     /// Run a job once for one date.
     Run {
+        /// The job's `name` in `[[jobs]]`.
         job: String,
         /// Date to compute (default: yesterday in the configured timezone).
         #[arg(long)]
@@ -84,12 +85,15 @@ pub enum Command {
         /// Only these regions' reports (repeatable; `*` = national).
         #[arg(long = "region")]
         regions: Vec<String>,
+        /// Write the reports but send no email (the ledger is untouched).
         #[arg(long)]
         no_email: bool,
+        /// Send again the emails the ledger records as sent for this date.
         #[arg(long)]
         resend: bool,
-        /// Compute and render to `out/dry-run/`, and write the emails there
-        /// instead of sending them; store nothing.
+        /// Read no file and store nothing: compute from the warehouse as it
+        /// is, render to `out/dry-run/`, and write there the email each
+        /// recipient would get instead of sending it.
         #[arg(long)]
         dry_run: bool,
     },
@@ -97,6 +101,7 @@ pub enum Command {
     Serve,
     /// Past runs.
     History {
+        /// How many runs, newest first.
         #[arg(long, default_value_t = 20)]
         limit: i64,
         /// One JSON object a run, for scripts, instead of the table.
@@ -105,14 +110,20 @@ pub enum Command {
     },
     /// CSV of a computed table to stdout.
     Export {
+        /// The table to write, its columns under their English canonical
+        /// names.
         what: ExportKind,
+        /// The as-of date to export (default: yesterday in the configured
+        /// timezone).
         #[arg(long)]
         as_of: Option<NaiveDate>,
+        /// Only these regions' rows (repeatable).
         #[arg(long = "region")]
         regions: Vec<String>,
     },
     /// The email ledger; `deliveries retry` resends failed emails.
     Deliveries {
+        /// Only the emails that failed (what `deliveries retry` resends).
         #[arg(long)]
         failed: bool,
         #[command(subcommand)]
@@ -120,10 +131,13 @@ pub enum Command {
     },
     /// Write a runnable demo and run the nightly job on it once.
     Demo {
+        /// Folder to write the demo into (config, inbox files, ERP database).
         #[arg(long, default_value = "demo")]
         dir: PathBuf,
+        /// How many customers the demo's masters and sales cover.
         #[arg(long, default_value_t = 60)]
         customers: u32,
+        /// Seed of the demo's random data: the same seed writes the same files.
         #[arg(long, default_value_t = 7)]
         seed: u64,
         /// Date the demo data ends on and the run computes (default: yesterday).
@@ -146,6 +160,7 @@ pub enum ExportKind {
 
 #[derive(Debug, Subcommand)]
 pub enum DeliveriesAction {
+    /// Resend every failed email, as it was built (from the spool).
     Retry,
 }
 
@@ -908,6 +923,33 @@ async fn retry_deliveries(
 #[cfg(test)]
 mod tests {
     use super::{error_chain, history_counts};
+
+    /// `--help` explains every command, argument and flag: ops read it on
+    /// the server, where the README is not.
+    #[test]
+    fn every_command_and_flag_has_help() {
+        fn bare(cmd: &clap::Command, path: &str, found: &mut Vec<String>) {
+            if cmd.get_about().is_none() && path.contains(' ') {
+                found.push(path.to_string());
+            }
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.get_help().is_none() && !matches!(id, "help" | "version") {
+                    found.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|c| c.get_name() != "help") {
+                bare(sub, &format!("{path} {}", sub.get_name()), found);
+            }
+        }
+        let mut found = Vec::new();
+        bare(
+            &<super::Cli as clap::CommandFactory>::command(),
+            "salesbatch",
+            &mut found,
+        );
+        assert!(found.is_empty(), "without help: {found:?}");
+    }
 
     /// A run still going has stored `{}`: nothing is said yet. An older
     /// run's counts lack the keys added since: they read as 0. Text that is
