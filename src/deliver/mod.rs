@@ -244,11 +244,11 @@ pub fn preview_all(
     {
         let message_id = format!("<dry-run.{}@salesbatch>", uuid::Uuid::new_v4());
         let raw = build_message(&from, &to, bundle, &message_id)?.formatted();
-        let stem = match &bundle.scope {
-            Scope::National => "national".to_string(),
-            Scope::Region(r) => crate::report::file_stem(r),
-        };
-        let path = dir.join(format!("{}_{stem}.eml", crate::report::file_stem(&email)));
+        let path = dir.join(format!(
+            "{}_{}.eml",
+            crate::report::file_stem(&email),
+            bundle.scope.file_stem()
+        ));
         std::fs::write(&path, raw).with_context(|| format!("cannot write `{}`", path.display()))?;
         preview.written += 1;
     }

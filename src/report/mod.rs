@@ -184,10 +184,7 @@ impl ScopeJob<'_> {
     fn render(&self, scope: &Scope) -> anyhow::Result<Bundle> {
         let (dir, labels) = (self.dir, self.labels);
         let report = tables::build(scope, self.c, self.rules, self.quality, labels);
-        let stem = match scope {
-            Scope::Region(r) => file_stem(r),
-            Scope::National => "national".into(),
-        };
+        let stem = scope.file_stem();
         let xlsx = dir.join(format!("{stem}.xlsx"));
         xlsx::write(&report, &xlsx, labels)?;
         let page = self.renderer.render(&report, labels, false)?;

@@ -34,6 +34,15 @@ impl Scope {
             Scope::National => "*",
         }
     }
+
+    /// The stem of the scope's report files (`华东.xlsx`, `national.html`)
+    /// and of the emails a dry run writes for it.
+    pub fn file_stem(&self) -> String {
+        match self {
+            Scope::Region(r) => super::file_stem(r),
+            Scope::National => "national".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
