@@ -135,27 +135,41 @@ impl Renderer {
         Ok(Self { tera })
     }
 
-    /// Renders the page; `email` swaps the CSS bars for the inline chart image
-    /// (`cid:` references the email resolves).
-    pub fn render(&self, report: &Report, labels: Labels, email: bool) -> anyhow::Result<String> {
-        self.tera
-            .render("report.html", &context(report, labels, email))
-            .context("rendering `report.html`")
-    }
-
-    /// Renders the email's plain-text part: the page's sections as lines.
-    pub fn render_text(&self, report: &Report, labels: Labels) -> anyhow::Result<String> {
-        self.tera
-            .render("report.txt", &context(report, labels, true))
-            .context("rendering `report.txt`")
+    /// Renders a scope's page, its email body (the page with the charts as
+    /// `cid:` images the email resolves, where the page draws CSS bars) and
+    /// the email's plain-text part, from one context: its tables walk every
+    /// row of the scope (a national gap list holds most customers), so it
+    /// is built once, not per output.
+    pub fn render(&self, report: &Report, labels: Labels) -> anyhow::Result<Rendered> {
+        let mut ctx = context(report, labels);
+        let mut render = |name: &str, email: bool| {
+            ctx.insert("email", &email);
+            self.tera
+                .render(name, &ctx)
+                .with_context(|| format!("rendering `{name}`"))
+        };
+        Ok(Rendered {
+            page: render("report.html", false)?,
+            email_html: render("report.html", true)?,
+            email_text: render("report.txt", true)?,
+        })
     }
 }
 
-/// What both templates are given: the page's sections, each cut to
-/// `PAGE_ROWS`, as display text.
-fn context(report: &Report, labels: Labels, email: bool) -> Context {
+/// A scope's rendered templates.
+pub struct Rendered {
+    /// the saved, self-contained page
+    pub page: String,
+    /// the email's HTML body
+    pub email_html: String,
+    /// the email's plain-text part
+    pub email_text: String,
+}
+
+/// What both templates are given, but for `email`: the page's sections,
+/// each cut to `PAGE_ROWS`, as display text.
+fn context(report: &Report, labels: Labels) -> Context {
     let mut ctx = Context::new();
-    ctx.insert("email", &email);
     ctx.insert(
         "tier_chart",
         &format!("cid:{}", super::chart::TIER_CHART_CID),

@@ -70,9 +70,7 @@ pub fn check_templates(
     };
     for scope in [Scope::Region(sample::REGION.into()), Scope::National] {
         let report = tables::build(&scope, &c, rules, &quality, labels);
-        renderer.render(&report, labels, false)?;
-        renderer.render(&report, labels, true)?;
-        renderer.render_text(&report, labels)?;
+        renderer.render(&report, labels)?;
     }
     Ok(custom)
 }
@@ -187,12 +185,10 @@ impl ScopeJob<'_> {
         let stem = scope.file_stem();
         let xlsx = dir.join(format!("{stem}.xlsx"));
         xlsx::write(&report, &xlsx, labels)?;
-        let page = self.renderer.render(&report, labels, false)?;
+        let rendered = self.renderer.render(&report, labels)?;
         let html = dir.join(format!("{stem}.html"));
-        std::fs::write(&html, &page)
+        std::fs::write(&html, &rendered.page)
             .with_context(|| format!("cannot write `{}`", html.display()))?;
-        let html_body = self.renderer.render(&report, labels, true)?;
-        let text_body = self.renderer.render_text(&report, labels)?;
         let counts: Vec<u64> = report.tier_counts.iter().map(|t| t.2).collect();
         let mut charts = vec![(
             chart::TIER_CHART_CID.to_string(),
@@ -221,8 +217,8 @@ impl ScopeJob<'_> {
             scope: scope.clone(),
             xlsx,
             html,
-            html_body,
-            text_body,
+            html_body: rendered.email_html,
+            text_body: rendered.email_text,
             charts,
             quality_xlsx,
         })
