@@ -589,8 +589,8 @@ fn prune_reports(
     for (folder, e) in &pruned.failed {
         warn!(folder = %folder.display(), error = %e, "cannot remove an old report folder");
     }
-    info!(removed = pruned.removed.len(), %before, "old reports removed");
-    (pruned.removed.len(), before)
+    info!(removed = pruned.removed, %before, "old reports removed");
+    (pruned.removed, before)
 }
 
 /// The data quality of another run: what a run that ingests nothing shows.

@@ -12,8 +12,8 @@ use chrono::NaiveDate;
 /// What a retention pass removed, and what it could not.
 #[derive(Debug, Default)]
 pub struct Pruned {
-    /// the removed `<date>/<job>` folders
-    pub removed: Vec<PathBuf>,
+    /// how many `<date>/<job>` folders were removed
+    pub removed: usize,
     /// folders that could not be removed, with why
     pub failed: Vec<(PathBuf, std::io::Error)>,
 }
@@ -45,7 +45,7 @@ pub fn prune(output_dir: &Path, job: &str, before: NaiveDate, keep: NaiveDate) -
             }
             match std::fs::remove_dir_all(&folder) {
                 Ok(()) => {
-                    pruned.removed.push(folder);
+                    pruned.removed += 1;
                     // only when no other job's reports are left in it
                     let _ = std::fs::remove_dir(&day);
                 }
