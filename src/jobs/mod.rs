@@ -510,8 +510,18 @@ async fn steps(
     }
     let mut outbox = None;
     let mut no_report = Vec::new();
-    if job.steps.contains(&Step::Deliver) && !opts.no_email && !opts.dry_run && !bundles.is_empty()
-    {
+    let mut previewed = None;
+    let emails = job.steps.contains(&Step::Deliver) && !opts.no_email && !bundles.is_empty();
+    if emails && opts.dry_run {
+        // ops see who would get what before any email leaves
+        if let Some(reports) = &report_dir {
+            let dir = reports.join("emails");
+            let p = deliver::preview_all(settings, &bundles, &opts.regions, &dir)?;
+            counts.emails_without_report = p.no_report.len() as u64;
+            no_report = p.no_report;
+            previewed = Some((p.written, dir));
+        }
+    } else if emails {
         stage(opts, "emails");
         let d = deliver::deliver_all(
             settings,
@@ -531,17 +541,6 @@ async fn steps(
         counts.emails_without_report = d.no_report.len() as u64;
         no_report = d.no_report;
         outbox = d.outbox;
-    }
-    let mut previewed = None;
-    let previewing =
-        job.steps.contains(&Step::Deliver) && !opts.no_email && opts.dry_run && !bundles.is_empty();
-    if let Some(reports) = report_dir.as_ref().filter(|_| previewing) {
-        // ops see who would get what before any email leaves
-        let dir = reports.join("emails");
-        let p = deliver::preview_all(settings, &bundles, &opts.regions, &dir)?;
-        counts.emails_without_report = p.no_report.len() as u64;
-        no_report = p.no_report;
-        previewed = Some((p.written, dir));
     }
     let reports_removed = match job.keep_reports_days {
         Some(days) if !opts.dry_run => Some(prune_reports(settings, job, as_of, days)),
