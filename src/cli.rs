@@ -29,10 +29,15 @@ macro_rules! outln {
 /// choice; anything else (a full disk under `> file`) is worth a warning.
 fn written(result: std::io::Result<()>) {
     if let Err(e) = result {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
+        if !reader_gone(&e) {
             tracing::warn!(error = %e, "cannot write to standard output");
         }
     }
+}
+
+/// Whether a write failed because the reader of the pipe has gone.
+fn reader_gone(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::BrokenPipe
 }
 
 #[derive(Debug, Parser)]
@@ -797,13 +802,13 @@ async fn export(
                 );
             }
             report::export::rejections(out, &store.rejections(run_id).await?)
-                .or_else(reader_gone)?;
+                .or_else(unless_reader_gone)?;
             return Ok(ExitCode::Success);
         }
         ExportKind::Tiers => {
             let run = computed_run(store.as_ref(), as_of).await?;
             report::export::tiers(out, &store.tiers_of(run.run_id).await?, &mut kept)
-                .or_else(reader_gone)?;
+                .or_else(unless_reader_gone)?;
         }
         ExportKind::VisitGaps | ExportKind::Scorecard | ExportKind::Development => {
             let run = computed_run(store.as_ref(), as_of).await?;
@@ -816,7 +821,7 @@ async fn export(
                 .snapshot_doc(run.run_id, kind)
                 .await?
                 .context("snapshot missing")?;
-            report::export::document(out, kind, &doc, &mut kept).or_else(reader_gone)?;
+            report::export::document(out, kind, &doc, &mut kept).or_else(unless_reader_gone)?;
         }
     }
     // as `kubectl get -n typo` does: a note, and still success, since a
@@ -835,15 +840,15 @@ async fn export(
 
 /// An export whose reader stopped reading (`| head`) has done what was
 /// asked: a closed pipe is no error, as for `outln!`.
-fn reader_gone<E: Into<anyhow::Error>>(e: E) -> anyhow::Result<()> {
-    let e = e.into();
-    let broken = |io: &std::io::Error| io.kind() == std::io::ErrorKind::BrokenPipe;
+fn unless_reader_gone(e: anyhow::Error) -> anyhow::Result<()> {
     // the csv crate's error holds the io error without naming it a source
     let closed = e.chain().any(|cause| {
-        cause.downcast_ref::<std::io::Error>().is_some_and(broken)
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(reader_gone)
             || cause
                 .downcast_ref::<csv::Error>()
-                .is_some_and(|c| matches!(c.kind(), csv::ErrorKind::Io(io) if broken(io)))
+                .is_some_and(|c| matches!(c.kind(), csv::ErrorKind::Io(io) if reader_gone(io)))
     });
     if closed {
         Ok(())
