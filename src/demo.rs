@@ -207,7 +207,6 @@ pub fn write(dir: &Path, customers: u32, seed: u64, as_of: NaiveDate) -> anyhow:
     csv_out.push(["销售日期", "终端编码", "品规编码", "数量", "销售金额"].join(","));
     for k in (0..=HISTORY_MONTHS).rev() {
         let month = m.offset(-k);
-        let last = if k == 0 { as_of.day() } else { month.days() };
         let mut flow = Writer::new(&["日期", "客户编码", "产品编码", "数量", "金额"])?;
         for (ci, c) in custs.iter().enumerate() {
             if c.first_month < 0 || k > c.first_month {
@@ -215,7 +214,13 @@ pub fn write(dir: &Path, customers: u32, seed: u64, as_of: NaiveDate) -> anyhow:
             }
             let lines = rng.random_range(1..4);
             for _ in 0..lines {
-                let day = rng.random_range(1..=last);
+                let day = rng.random_range(1..=month.days());
+                // the month's lines fall across all its days and only those
+                // up to as-of exist yet: a run on the 1st shows one day's
+                // sales, not a month's crowded into a day
+                if k == 0 && day > as_of.day() {
+                    continue;
+                }
                 let date = NaiveDate::from_ymd_opt(month.year, month.month, day).unwrap_or(as_of);
                 let product = format!(
                     "P{:02}",
@@ -299,12 +304,13 @@ pub fn write(dir: &Path, customers: u32, seed: u64, as_of: NaiveDate) -> anyhow:
     let mut w = Writer::new(&["拜访日期", "代表编码", "客户编码", "拜访类型", "结果"])?;
     for k in [1, 0] {
         let month = m.offset(-k);
-        let last = if k == 0 { as_of.day() } else { month.days() };
         for c in &custs {
             for _ in 0..rng.random_range(0..5) {
-                let date =
-                    NaiveDate::from_ymd_opt(month.year, month.month, rng.random_range(1..=last))
-                        .unwrap_or(as_of);
+                let day = rng.random_range(1..=month.days());
+                if k == 0 && day > as_of.day() {
+                    continue;
+                }
+                let date = NaiveDate::from_ymd_opt(month.year, month.month, day).unwrap_or(as_of);
                 let kind = if rng.random_bool(0.8) {
                     "face_to_face"
                 } else {

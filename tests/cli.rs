@@ -354,6 +354,45 @@ columns = { invoice_date = "日期", customer_id = "客户编码", product_id = 
 
 /// Runs `check` on the lab's config with `env` set: its exit code and
 /// output.
+/// The quick start run on the 1st of a month (the default as-of right after a
+/// month turns) shows one day's sales and visits, not a whole month's crowded
+/// into that day: the demo's month-to-date is as far into the month as as-of.
+#[test]
+fn demo_on_the_first_of_a_month_holds_one_days_sales() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    let out = bin()
+        .args(["demo", "--as-of", "2026-12-01", "--dir"])
+        .arg(&demo)
+        .env_remove("SALESBATCH_DEMO_ERP_URL")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let scorecard = bin()
+        .arg("--config")
+        .arg(demo.join("salesbatch.toml"))
+        .args(["export", "scorecard", "--as-of", "2026-12-01"])
+        .output()
+        .unwrap();
+    assert!(scorecard.status.success(), "{}", text(&scorecard));
+    let mut rows = csv::Reader::from_reader(scorecard.stdout.as_slice());
+    let headers = rows.headers().unwrap().clone();
+    let column = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let (sales, target) = (column("sales"), column("sales_target"));
+    let (mut total_sales, mut total_target, mut reps) = (0.0, 0.0, 0);
+    for row in rows.records() {
+        let row = row.unwrap();
+        total_sales += row[sales].parse::<f64>().unwrap();
+        total_target += row[target].parse::<f64>().unwrap();
+        reps += 1;
+    }
+    assert_eq!(reps, 9);
+    // targets are 105 % of a month's sales: one day of 31 is about 3 % of
+    // them; a month crowded into the 1st made it about 80 %
+    let share = total_sales / total_target;
+    assert!(share > 0.0 && share < 0.15, "{share}");
+}
+
 fn check_lab(lab: &crate::ingest::Lab, env: &[(&str, &str)]) -> (Option<i32>, String) {
     let check = bin()
         .arg("--config")
