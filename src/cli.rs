@@ -269,7 +269,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::Success);
             }
             outln!(
-                "{:>6}  {} {:<10}  {:<20}  {:>8}  {:<9}  {:>7}  counts",
+                "{:>6}  {} {:<10}  {:<25}  {:>8}  {:<9}  {:>7}  counts",
                 "run",
                 padded("job", 12),
                 "as_of",
@@ -279,8 +279,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "quality"
             );
             for r in store.runs(limit).await? {
+                let started_at = warehouse::parse_timestamp(&r.started_at);
+                // in `timezone`, as cron, as-of and the reports' "开始于" are:
+                // a 02:30 run in Shanghai is not shown as 18:30 the day before
+                let started = started_at.map_or_else(
+                    || r.started_at.clone(),
+                    |t| {
+                        t.with_timezone(&settings.tz)
+                            .format("%Y-%m-%dT%H:%M:%S%:z")
+                            .to_string()
+                    },
+                );
                 let secs = match (
-                    warehouse::parse_timestamp(&r.started_at),
+                    started_at,
                     r.finished_at
                         .as_deref()
                         .and_then(warehouse::parse_timestamp),
@@ -291,11 +302,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 // which run's rejections and notes its reports showed
                 let quality = r.quality_run.map_or(String::new(), |q| format!("#{q}"));
                 outln!(
-                    "{:>6}  {} {:<10}  {:<20}  {:>8}  {:<9}  {:>7}  {}",
+                    "{:>6}  {} {:<10}  {:<25}  {:>8}  {:<9}  {:>7}  {}",
                     r.run_id,
                     padded(&r.job, 12),
                     r.as_of,
-                    r.started_at,
+                    started,
                     secs,
                     r.status,
                     quality,

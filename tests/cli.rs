@@ -225,6 +225,19 @@ fn demo_runs_end_to_end_and_is_idempotent() {
     let history = export(&["history"]);
     let runs: Vec<&str> = history.lines().skip(1).collect();
     assert_eq!(runs.len(), 2, "{history}");
+    // started in the configured time zone (Asia/Shanghai), as the stored
+    // UTC start of the same run says
+    let started = runs[0].split_whitespace().nth(3).unwrap();
+    assert!(started.ends_with("+08:00"), "{history}");
+    let started = chrono::DateTime::parse_from_rfc3339(started).unwrap();
+    let newest = export(&["history", "--json"]);
+    let newest: serde_json::Value = serde_json::from_str(newest.lines().next().unwrap()).unwrap();
+    let stored = newest["started_at"].as_str().unwrap();
+    assert!(stored.ends_with('Z'), "{stored}");
+    assert_eq!(
+        started,
+        chrono::DateTime::parse_from_rfc3339(stored).unwrap()
+    );
     assert!(
         runs[0]
             .trim_start()
@@ -1725,17 +1738,19 @@ fn a_job_without_ingest_reports_the_data_quality_of_the_latest_ingest() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).to_string()
     };
-    // the run named, with its start as `history` records it (UTC), told in
-    // the configured time zone (Asia/Shanghai by default)
+    // the run named, with its start as `history` shows it, in the
+    // configured time zone (Asia/Shanghai by default)
     let from = |run_id: u32| {
         let history = history();
         let line = history
             .lines()
             .find(|l| l.split_whitespace().next() == Some(&run_id.to_string()))
             .unwrap_or_else(|| panic!("{history}"));
-        let utc = line.split_whitespace().nth(3).unwrap();
-        let started = chrono::NaiveDateTime::parse_from_str(utc, "%Y-%m-%dT%H:%M:%SZ").unwrap()
-            + chrono::Duration::hours(8);
+        let local = line.split_whitespace().nth(3).unwrap();
+        assert!(local.ends_with("+08:00"), "{history}");
+        let started = chrono::DateTime::parse_from_rfc3339(local)
+            .unwrap()
+            .naive_local();
         format!(
             "<tr><th>数据质量取自</th><td>运行 #{run_id}（作业 load，数据截至 2026-11-20，开始于 {}）</td></tr>",
             started.format("%Y-%m-%d %H:%M")
