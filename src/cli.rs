@@ -84,7 +84,8 @@ pub enum Command {
     Run {
         /// The job's `name` in `[[jobs]]`.
         job: String,
-        /// Date to compute (default: yesterday in the configured timezone).
+        /// Date to compute (default: yesterday in the configured timezone;
+        /// up to today).
         #[arg(long)]
         as_of: Option<NaiveDate>,
         /// Only these regions' reports (repeatable; `*` = national).
@@ -178,9 +179,28 @@ pub enum ExitCode {
     Degraded = 3,
 }
 
+fn today(tz: chrono_tz::Tz) -> NaiveDate {
+    chrono::Utc::now().with_timezone(&tz).date_naive()
+}
+
 fn yesterday(tz: chrono_tz::Tz) -> NaiveDate {
-    let today = chrono::Utc::now().with_timezone(&tz).date_naive();
+    let today = today(tz);
     today.pred_opt().unwrap_or(today)
+}
+
+/// A `run --as-of` after today in `timezone` (a mistyped year, most often)
+/// would report days with no data yet as if they were over, and leave a
+/// snapshot and an `out/` folder dated in the future; today itself may be
+/// run, for a report of the day so far.
+fn future_as_of(settings: &Settings, as_of: Option<NaiveDate>) -> Option<String> {
+    let today = today(settings.tz);
+    as_of.filter(|d| *d > today).map(|d| {
+        format!(
+            "error: `--as-of {d}` is after today ({today} in `{}`): a day not yet over has no \
+             data to report; give a date up to {today}",
+            settings.config.timezone
+        )
+    })
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<Settings> {
@@ -240,6 +260,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dry_run,
         } => {
             let settings = load(&cli.config)?;
+            if let Some(message) = future_as_of(&settings, as_of) {
+                say(tracing::Level::ERROR, &message);
+                return Ok(ExitCode::Usage);
+            }
             run_job_cmd(
                 &settings,
                 &job,

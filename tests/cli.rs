@@ -406,6 +406,43 @@ fn demo_on_the_first_of_a_month_holds_one_days_sales() {
     assert!(share > 0.0 && share < 0.15, "{share}");
 }
 
+/// `run --as-of` a day after today in `timezone` (a mistyped year) is a
+/// usage error that runs nothing; today itself runs, for the day so far.
+#[test]
+fn a_run_as_of_a_day_not_yet_begun_is_refused() {
+    let lab = crate::ingest::Lab::new();
+    lab.settings("timezone = \"Asia/Shanghai\"");
+    let today = (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive();
+    let run = |as_of: chrono::NaiveDate| {
+        bin()
+            .arg("--config")
+            .arg(lab.path("salesbatch.toml"))
+            .args(["run", "load", "--as-of", &as_of.to_string()])
+            .output()
+            .unwrap()
+    };
+    let later = today + chrono::Duration::days(2);
+    let refused = run(later);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr),
+        format!(
+            "error: `--as-of {later}` is after today ({today} in `Asia/Shanghai`): a day not \
+             yet over has no data to report; give a date up to {today}\n"
+        )
+    );
+    assert!(refused.stdout.is_empty());
+    assert!(!lab.path("data").exists(), "nothing ran");
+    let ran = run(today);
+    assert_eq!(ran.status.code(), Some(0), "{}", text(&ran));
+    assert!(
+        text(&ran).contains(&format!("run 1 `load` as of {today}: ")),
+        "{}",
+        text(&ran)
+    );
+    assert!(lab.path("data").exists());
+}
+
 fn check_lab(lab: &crate::ingest::Lab, env: &[(&str, &str)]) -> (Option<i32>, String) {
     let check = bin()
         .arg("--config")
