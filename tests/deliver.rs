@@ -461,6 +461,7 @@ fn check_tries_the_mail_server_and_sends_nothing() {
 /// Python): its HTML body, its plain-text body and the names of its
 /// attached workbooks.
 pub struct Read {
+    pub subject: String,
     pub html: String,
     pub text: String,
     pub workbooks: Vec<String>,
@@ -474,6 +475,7 @@ pub fn body_and_workbooks(mail: &str) -> Read {
             "import email, sys\n\
              from email import policy\n\
              m = email.message_from_string(sys.stdin.read(), policy=policy.default)\n\
+             print(m['subject'])\n\
              names = [a.get_filename() or '' for a in m.iter_attachments()]\n\
              print('\\n'.join(n for n in names if n.endswith('.xlsx')))\n\
              print('---')\n\
@@ -494,9 +496,11 @@ pub fn body_and_workbooks(mail: &str) -> Read {
     let out = python.wait_with_output().unwrap();
     assert!(out.status.success());
     let out = String::from_utf8(out.stdout).unwrap();
+    let (subject, out) = out.split_once('\n').unwrap();
     let (names, bodies) = out.split_once("---\n").unwrap();
     let (html, text) = bodies.rsplit_once("\n---\n").unwrap();
     Read {
+        subject: subject.to_string(),
         html: html.to_string(),
         // a text part's lines end in CRLF on the wire (RFC 2046 §4.1.1)
         text: text.replace("\r\n", "\n"),

@@ -438,15 +438,88 @@ fn old_reports_are_removed_after_a_run_as_keep_reports_days_says() {
 
 /// The plain-text part of the national email in `outbox`.
 fn national_email_text(outbox: &Path) -> String {
-    let mut texts: Vec<String> = std::fs::read_dir(outbox)
+    national_email(outbox, "销售日报 · 全国 · ").text
+}
+
+/// The one email in `outbox` whose subject starts with `title`.
+fn national_email(outbox: &Path, title: &str) -> crate::deliver::Read {
+    let mut mails: Vec<crate::deliver::Read> = std::fs::read_dir(outbox)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "eml"))
-        .map(|p| crate::deliver::body_and_workbooks(&std::fs::read_to_string(p).unwrap()).text)
-        .filter(|t| t.starts_with("销售日报 · 全国 · "))
+        .map(|p| crate::deliver::body_and_workbooks(&std::fs::read_to_string(p).unwrap()))
+        .filter(|m| m.subject.starts_with(title))
         .collect();
-    assert_eq!(texts.len(), 1, "{texts:?}");
-    texts.remove(0)
+    assert_eq!(mails.len(), 1, "{title}");
+    mails.remove(0)
+}
+
+/// A `previous_month` job run as of 2026-11-20 reports October 2026, every
+/// number as EXPECTED.md works it out ("A `previous_month` job"); the tiers,
+/// which the scoring window before as-of's month sets, are the mtd run's.
+#[test]
+fn a_previous_month_job_reports_the_month_before_as_computed_by_hand() {
+    let dir = copied();
+    let config = dir.path().join("salesbatch.toml");
+    let toml = std::fs::read_to_string(&config).unwrap();
+    assert!(toml.contains("period = \"mtd\""));
+    std::fs::write(
+        &config,
+        toml.replace("period = \"mtd\"", "period = \"previous_month\""),
+    )
+    .unwrap();
+    run_nightly(dir.path());
+    let export = |what: &str| {
+        let got = salesbatch(dir.path(), &["export", what, "--as-of", AS_OF]);
+        assert_eq!(got.status.code(), Some(0), "{}", text(&got));
+        String::from_utf8(got.stdout).unwrap()
+    };
+    assert_eq!(
+        export("scorecard"),
+        "rep_id,region,sales,sales_target,expected_sales,sales_achievement,active_customers,\
+         new_customers,new_customer_target,visit_attainment,visit_coverage,visit_pace,\
+         avg_satisfaction,kpi,rank\n\
+         R2,华东,3000.00,,,,1,0,,1.0000,1.0000,1.0000,70.0000,90.0000,1\n\
+         R1,华东,8700.00,99999.0000,99999.0000,0.0870,2,0,9.0000,0.0000,0.0000,0.0000,85.0000,\
+         12.8500,2\n\
+         R3,华北,900.00,,,,2,1,,,,,,,1\n"
+    );
+    assert_eq!(
+        export("visit-gaps"),
+        "customer_id,region,rep_id,tier,target,actual,gap\n\
+         C2,华东,R1,B,3,0,3\n\
+         C1,华东,R1,C,2,0,2\n\
+         C3,华东,R2,D,1,1,0\n\
+         C4,华北,R3,E,0,0,0\n\
+         C6,华东,R2,E,0,0,0\n\
+         C7,华北,R3,E,0,0,0\n"
+    );
+    assert_eq!(
+        export("development"),
+        "rep_id,region,new_customers,new_customer_target,achievement\n\
+         R1,华东,0,9.0000,0.0000\n\
+         R2,华东,0,,\n\
+         R3,华北,1,,\n"
+    );
+    assert_eq!(
+        export("tiers"),
+        std::fs::read_to_string(fixture().join("expected/tiers.csv")).unwrap()
+    );
+    // titled as the month's report, with the month as its period
+    let page =
+        std::fs::read_to_string(dir.path().join("out/2026-11-20/nightly/national.html")).unwrap();
+    assert!(
+        page.contains("<h1>销售月报 · 全国 · 2026-10</h1>"),
+        "{page}"
+    );
+    assert!(page.contains("2026-10-01 – 2026-10-31"), "{page}");
+    let mail = national_email(&dir.path().join("out/outbox"), "销售月报 · 全国 · 2026-10");
+    assert_eq!(mail.subject, "销售月报 · 全国 · 2026-10");
+    assert!(
+        mail.text.starts_with("销售月报 · 全国 · 2026-10\n"),
+        "{}",
+        mail.text
+    );
 }
 
 /// Gives C3 a prospect score of 20 in the customer master: its score goes

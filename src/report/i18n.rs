@@ -15,6 +15,7 @@ const LABELS: &[(&str, &str, &str)] = &[
     ("quality", "数据质量", "Data quality"),
     ("national", "全国", "National"),
     ("report_title", "销售日报", "Sales report"),
+    ("report_title_month", "销售月报", "Monthly sales report"),
     ("as_of", "数据截至", "As of"),
     ("period", "考核期间", "Period"),
     ("region", "大区", "Region"),

@@ -593,13 +593,23 @@ pub fn build(
         Scope::Region(r) => r.clone(),
         Scope::National => labels.get("national").to_string(),
     };
-    Report {
-        title: format!(
-            "{} · {} · {}",
+    // a `previous_month` job's period ends before its as-of: its report is
+    // the month's (销售月报 · 华东 · 2026-10), not the as-of day's
+    let title = if c.period.end < c.as_of {
+        format!(
+            "{} · {scope_name} · {}",
+            labels.get("report_title_month"),
+            c.period.start.format("%Y-%m")
+        )
+    } else {
+        format!(
+            "{} · {scope_name} · {}",
             labels.get("report_title"),
-            scope_name,
             c.as_of
-        ),
+        )
+    };
+    Report {
+        title,
         scope_name,
         national: *scope == Scope::National,
         as_of: c.as_of,
