@@ -126,6 +126,10 @@ pub enum Command {
         /// Only these regions' rows (repeatable).
         #[arg(long = "region")]
         regions: Vec<String>,
+        /// The job whose run to export, when several jobs (of different
+        /// periods) computed the date.
+        #[arg(long)]
+        job: Option<String>,
     },
     /// The email ledger; `deliveries retry` resends failed emails.
     Deliveries {
@@ -343,9 +347,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             what,
             as_of,
             regions,
+            job,
         } => {
             let settings = load(&cli.config)?;
-            export(&settings, what, as_of, &regions).await
+            export(&settings, what, as_of, &regions, job.as_deref()).await
         }
         Command::Deliveries { failed, action } => {
             let settings = load(&cli.config)?;
@@ -815,6 +820,7 @@ async fn export(
     what: ExportKind,
     as_of: Option<NaiveDate>,
     regions: &[String],
+    job: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     let store = open_store(settings).await?;
     let as_of = as_of.unwrap_or_else(|| yesterday(settings.tz));
@@ -824,9 +830,11 @@ async fn export(
         ExportKind::Rejections => {
             // an ingest-only job computes nothing, yet its rejections are the
             // ones to export; a run without ingest exports those it reported
-            let Some(run_id) = store.quality_run_for(as_of).await? else {
+            let Some(run_id) = store.quality_run_for(as_of, job).await? else {
+                let of_job = job.map_or(String::new(), |j| format!(" of job `{j}`"));
                 bail!(
-                    "no run for {as_of} has data quality; run a job with `--as-of {as_of}` first"
+                    "no run{of_job} for {as_of} has data quality; run a job with `--as-of {as_of}` \
+                     first"
                 );
             };
             if !regions.is_empty() {
@@ -841,12 +849,12 @@ async fn export(
             return Ok(ExitCode::Success);
         }
         ExportKind::Tiers => {
-            let run = computed_run(store.as_ref(), as_of).await?;
+            let run = computed_run(store.as_ref(), as_of, job).await?;
             report::export::tiers(out, &store.tiers_of(run.run_id).await?, &mut kept)
                 .or_else(unless_reader_gone)?;
         }
         ExportKind::VisitGaps | ExportKind::Scorecard | ExportKind::Development => {
-            let run = computed_run(store.as_ref(), as_of).await?;
+            let run = computed_run(store.as_ref(), as_of, job).await?;
             let kind = match what {
                 ExportKind::VisitGaps => "visits",
                 ExportKind::Scorecard => "scorecard",
@@ -892,13 +900,38 @@ fn unless_reader_gone(e: anyhow::Error) -> anyhow::Result<()> {
     }
 }
 
+/// The run to export for `as_of`: `job`'s latest, or the only job's. Two
+/// jobs of different periods (a nightly `mtd` and a monthly
+/// `previous_month` run on the 1st both compute the last day of the month)
+/// hold different numbers for the same date: exporting whichever ran last
+/// would hand a script the wrong month without a word.
 async fn computed_run(
     store: &dyn warehouse::Store,
     as_of: NaiveDate,
+    job: Option<&str>,
 ) -> anyhow::Result<warehouse::RunRow> {
-    match store.snapshot_run(as_of).await? {
-        Some(run) => Ok(run),
-        None => bail!("no computed run for {as_of}; run a job with `--as-of {as_of}` first"),
+    let mut runs = store.snapshot_runs(as_of).await?;
+    if let Some(job) = job {
+        let Some(at) = runs.iter().position(|r| r.job == job) else {
+            let others = if runs.is_empty() {
+                String::new()
+            } else {
+                format!(" (computed by {})", backticked(runs.iter().map(|r| &r.job)))
+            };
+            bail!(
+                "no computed run of job `{job}` for {as_of}{others}; run `{job}` with \
+                 `--as-of {as_of}` first"
+            );
+        };
+        return Ok(runs.swap_remove(at));
+    }
+    match runs.len() {
+        0 => bail!("no computed run for {as_of}; run a job with `--as-of {as_of}` first"),
+        1 => Ok(runs.remove(0)),
+        n => bail!(
+            "{n} jobs computed {as_of} ({}), each over its own period; choose one with `--job`",
+            backticked(runs.iter().map(|r| &r.job))
+        ),
     }
 }
 

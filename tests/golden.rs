@@ -454,6 +454,17 @@ fn national_email(outbox: &Path, title: &str) -> crate::deliver::Read {
     mails.remove(0)
 }
 
+/// The mini fixture's scorecard for October 2026, a `previous_month` run as
+/// of 2026-11-20 (EXPECTED.md, "A `previous_month` job").
+const OCTOBER_SCORECARD: &str =
+    "rep_id,region,sales,sales_target,expected_sales,sales_achievement,active_customers,\
+         new_customers,new_customer_target,visit_attainment,visit_coverage,visit_pace,\
+         avg_satisfaction,kpi,rank\n\
+         R2,华东,3000.00,,,,1,0,,1.0000,1.0000,1.0000,70.0000,90.0000,1\n\
+         R1,华东,8700.00,99999.0000,99999.0000,0.0870,2,0,9.0000,0.0000,0.0000,0.0000,85.0000,\
+         12.8500,2\n\
+         R3,华北,900.00,,,,2,1,,,,,,,1\n";
+
 /// A `previous_month` job run as of 2026-11-20 reports October 2026, every
 /// number as EXPECTED.md works it out ("A `previous_month` job"); the tiers,
 /// which the scoring window before as-of's month sets, are the mtd run's.
@@ -474,16 +485,7 @@ fn a_previous_month_job_reports_the_month_before_as_computed_by_hand() {
         assert_eq!(got.status.code(), Some(0), "{}", text(&got));
         String::from_utf8(got.stdout).unwrap()
     };
-    assert_eq!(
-        export("scorecard"),
-        "rep_id,region,sales,sales_target,expected_sales,sales_achievement,active_customers,\
-         new_customers,new_customer_target,visit_attainment,visit_coverage,visit_pace,\
-         avg_satisfaction,kpi,rank\n\
-         R2,华东,3000.00,,,,1,0,,1.0000,1.0000,1.0000,70.0000,90.0000,1\n\
-         R1,华东,8700.00,99999.0000,99999.0000,0.0870,2,0,9.0000,0.0000,0.0000,0.0000,85.0000,\
-         12.8500,2\n\
-         R3,华北,900.00,,,,2,1,,,,,,,1\n"
-    );
+    assert_eq!(export("scorecard"), OCTOBER_SCORECARD);
     assert_eq!(
         export("visit-gaps"),
         "customer_id,region,rep_id,tier,target,actual,gap\n\
@@ -519,6 +521,65 @@ fn a_previous_month_job_reports_the_month_before_as_computed_by_hand() {
         mail.text.starts_with("销售月报 · 全国 · 2026-10\n"),
         "{}",
         mail.text
+    );
+}
+
+/// A nightly `mtd` job and a monthly `previous_month` one both computing
+/// 2026-11-20: `export` will not pick one of their different numbers on
+/// its own; `--job` names the run, and `rejections` follows the job's data
+/// quality.
+#[test]
+fn export_names_the_job_when_two_computed_the_date() {
+    let dir = copied();
+    let config = dir.path().join("salesbatch.toml");
+    let mut toml = std::fs::read_to_string(&config).unwrap();
+    toml.push_str(
+        "\n[[jobs]]\nname = \"monthly\"\ncron = \"0 0 3 1 * *\"\nperiod = \"previous_month\"\n\
+         steps = [\"compute\", \"report\"]\n",
+    );
+    std::fs::write(&config, toml).unwrap();
+    run_nightly(dir.path());
+    let monthly = salesbatch(dir.path(), &["run", "monthly", "--as-of", AS_OF]);
+    assert_eq!(monthly.status.code(), Some(0), "{}", text(&monthly));
+    let export = |args: &[&str]| salesbatch(dir.path(), &[&["export"], args].concat());
+
+    let either = export(&["scorecard", "--as-of", AS_OF]);
+    assert_eq!(either.status.code(), Some(1), "{}", text(&either));
+    assert_eq!(
+        String::from_utf8_lossy(&either.stderr),
+        "error: 2 jobs computed 2026-11-20 (`monthly`, `nightly`), each over its own period; \
+         choose one with `--job`\n"
+    );
+    assert!(either.stdout.is_empty());
+
+    let stdout = |o: std::process::Output| {
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let expected = |name: &str| {
+        std::fs::read_to_string(fixture().join("expected").join(format!("{name}.csv"))).unwrap()
+    };
+    assert_eq!(
+        stdout(export(&["scorecard", "--as-of", AS_OF, "--job", "nightly"])),
+        expected("scorecard")
+    );
+    assert_eq!(
+        stdout(export(&["scorecard", "--as-of", AS_OF, "--job", "monthly"])),
+        OCTOBER_SCORECARD
+    );
+    // the monthly run ingested nothing: it shows the nightly run's quality
+    for job in ["nightly", "monthly"] {
+        assert_eq!(
+            stdout(export(&["rejections", "--as-of", AS_OF, "--job", job])),
+            expected("rejections")
+        );
+    }
+    let unknown = export(&["tiers", "--as-of", AS_OF, "--job", "weekly"]);
+    assert_eq!(unknown.status.code(), Some(1), "{}", text(&unknown));
+    assert_eq!(
+        String::from_utf8_lossy(&unknown.stderr),
+        "error: no computed run of job `weekly` for 2026-11-20 (computed by `monthly`, \
+         `nightly`); run `weekly` with `--as-of 2026-11-20` first\n"
     );
 }
 

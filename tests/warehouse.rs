@@ -586,6 +586,50 @@ on_both_warehouses!(
     postgres_previous_snapshot_names_its_rules_tiers
 );
 
+/// Both backends: the runs to export for a date are each job's latest run
+/// that saved a snapshot, newest first; a run that saved none (failed
+/// before its snapshot) and another date's runs are not among them.
+async fn each_jobs_latest_computed_run_of_a_date(lab: &Lab, wh: &Wh<'_>) {
+    let settings = lab.settings("");
+    let store = Lab::store(&settings, wh).await;
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+    let tier = |id: &str| crate::metrics::tier(id, "华东", "R1", "A");
+    let computed = async |job: &str, as_of: chrono::NaiveDate| {
+        let run = store.start_run(job, as_of, "{}").await.unwrap();
+        store
+            .save_snapshot(run, as_of, &[tier("C1")], &[("scorecard", "[]".into())])
+            .await
+            .unwrap();
+        run
+    };
+    assert!(store.snapshot_runs(day).await.unwrap().is_empty());
+    let _first_nightly = computed("nightly", day).await;
+    let monthly = computed("monthly", day).await;
+    let nightly = computed("nightly", day).await;
+    let _failed = store.start_run("monthly", day, "{}").await.unwrap();
+    let _next_day = computed("nightly", day.succ_opt().unwrap()).await;
+    let runs: Vec<(i64, String)> = store
+        .snapshot_runs(day)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.run_id, r.job))
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            (nightly, "nightly".to_string()),
+            (monthly, "monthly".to_string())
+        ]
+    );
+}
+
+on_both_warehouses!(
+    each_jobs_latest_computed_run_of_a_date,
+    sqlite_each_jobs_latest_computed_run_of_a_date,
+    postgres_each_jobs_latest_computed_run_of_a_date
+);
+
 /// Both backends: a run's saved data quality makes it a quality run; a run
 /// without ingest finds the latest one before it and links to it, which
 /// `export rejections` follows; the notes carried for a source are those of
@@ -628,13 +672,13 @@ async fn quality_runs_are_found_linked_and_carried(lab: &Lab, wh: &Wh<'_>) {
     ];
 
     let load = store.start_run("load", day, "{}").await.unwrap();
-    assert_eq!(store.quality_run_for(day).await.unwrap(), None);
+    assert_eq!(store.quality_run_for(day, None).await.unwrap(), None);
     assert!(store.latest_quality_run(None).await.unwrap().is_none());
     store
         .save_quality(load, std::slice::from_ref(&rejection), &notes)
         .await
         .unwrap();
-    assert_eq!(store.quality_run_for(day).await.unwrap(), Some(load));
+    assert_eq!(store.quality_run_for(day, None).await.unwrap(), Some(load));
     assert_eq!(store.notes(load).await.unwrap(), notes);
     assert_eq!(
         store.rejections(load).await.unwrap(),
@@ -666,15 +710,31 @@ async fn quality_runs_are_found_linked_and_carried(lab: &Lab, wh: &Wh<'_>) {
 
     // the next ingest saved no notes: none are carried from before it
     let reload = store.start_run("load", day, "{}").await.unwrap();
-    assert_eq!(store.quality_run_for(day).await.unwrap(), Some(load));
+    assert_eq!(store.quality_run_for(day, None).await.unwrap(), Some(load));
     store.save_quality(reload, &[], &[]).await.unwrap();
-    assert_eq!(store.quality_run_for(day).await.unwrap(), Some(reload));
+    assert_eq!(
+        store.quality_run_for(day, None).await.unwrap(),
+        Some(reload)
+    );
+    // one job's: the report runs still show the first load's
+    assert_eq!(
+        store.quality_run_for(day, Some("load")).await.unwrap(),
+        Some(reload)
+    );
+    assert_eq!(
+        store.quality_run_for(day, Some("report")).await.unwrap(),
+        Some(load)
+    );
+    assert_eq!(
+        store.quality_run_for(day, Some("nosuch")).await.unwrap(),
+        None
+    );
     assert!(store.source_notes("flow").await.unwrap().is_empty());
     assert!(store.rejections(reload).await.unwrap().is_empty());
     assert_eq!(store.notes(load).await.unwrap(), notes);
     // another date's runs are not that date's
     let other = day.succ_opt().unwrap();
-    assert_eq!(store.quality_run_for(other).await.unwrap(), None);
+    assert_eq!(store.quality_run_for(other, None).await.unwrap(), None);
 }
 
 on_both_warehouses!(

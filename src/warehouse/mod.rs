@@ -256,8 +256,10 @@ pub trait Store: Send + Sync {
         error: Option<&str>,
     ) -> Result<()>;
     async fn runs(&self, limit: i64) -> Result<Vec<RunRow>>;
-    /// The latest run for `as_of` that saved a snapshot.
-    async fn snapshot_run(&self, as_of: NaiveDate) -> Result<Option<RunRow>>;
+    /// Each job's latest run for `as_of` that saved a snapshot, newest
+    /// first: jobs of different periods (`mtd`, `previous_month`) may
+    /// compute the same date.
+    async fn snapshot_runs(&self, as_of: NaiveDate) -> Result<Vec<RunRow>>;
     /// Stores what the run's ingest found (its rejected rows and its notes
     /// on loaded files) and makes the run its own data-quality run, in one
     /// transaction.
@@ -275,8 +277,9 @@ pub trait Store: Send + Sync {
     /// Records that `run_id`, which ran no ingest, shows the data quality
     /// of `quality_run`.
     async fn link_quality(&self, run_id: i64, quality_run: i64) -> Result<()>;
-    /// The data-quality run of the latest run for `as_of` that has one.
-    async fn quality_run_for(&self, as_of: NaiveDate) -> Result<Option<i64>>;
+    /// The data-quality run of the latest run for `as_of` that has one,
+    /// among `job`'s runs when given.
+    async fn quality_run_for(&self, as_of: NaiveDate, job: Option<&str>) -> Result<Option<i64>>;
     /// The notes on `source`'s files saved by the latest data-quality run:
     /// an unchanged file is not parsed again, but what its notes say holds.
     async fn source_notes(&self, source: &str) -> Result<Vec<FileNote>>;

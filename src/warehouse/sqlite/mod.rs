@@ -181,14 +181,15 @@ impl Store for SqliteStore {
         Ok(rows.iter().map(run_row).collect())
     }
 
-    async fn snapshot_run(&self, as_of: NaiveDate) -> Result<Option<RunRow>> {
-        let row = sqlx::query(select_runs!(
-            "WHERE as_of = ? AND run_id IN (SELECT run_id FROM metric_snapshots) ORDER BY run_id DESC LIMIT 1"
+    async fn snapshot_runs(&self, as_of: NaiveDate) -> Result<Vec<RunRow>> {
+        let rows = sqlx::query(select_runs!(
+            "WHERE run_id IN (SELECT MAX(run_id) FROM runs WHERE as_of = ? \
+             AND run_id IN (SELECT run_id FROM metric_snapshots) GROUP BY job) ORDER BY run_id DESC"
         ))
         .bind(as_of)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(row.as_ref().map(run_row))
+        Ok(rows.iter().map(run_row).collect())
     }
 
     async fn save_quality(
@@ -268,12 +269,13 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn quality_run_for(&self, as_of: NaiveDate) -> Result<Option<i64>> {
+    async fn quality_run_for(&self, as_of: NaiveDate, job: Option<&str>) -> Result<Option<i64>> {
         let id = sqlx::query_scalar(
-            "SELECT quality_run FROM runs WHERE as_of = ? AND quality_run IS NOT NULL \
-             ORDER BY run_id DESC LIMIT 1",
+            "SELECT quality_run FROM runs WHERE as_of = ?1 AND quality_run IS NOT NULL \
+             AND (?2 IS NULL OR job = ?2) ORDER BY run_id DESC LIMIT 1",
         )
         .bind(as_of)
+        .bind(job)
         .fetch_optional(&self.pool)
         .await?;
         Ok(id)
