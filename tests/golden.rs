@@ -1168,3 +1168,71 @@ fn a_region_no_row_has_is_named_by_run_and_export() {
          all are listed\n"
     );
 }
+
+/// Each printed page of a PDF as (width, height) in points, from the page
+/// objects LibreOffice writes uncompressed.
+fn pdf_pages(pdf: &[u8]) -> Vec<(f64, f64)> {
+    let text = String::from_utf8_lossy(pdf);
+    text.split("endobj")
+        .filter(|object| {
+            object
+                .match_indices("/Type/Page")
+                .any(|(at, m)| !object[at + m.len()..].starts_with('s'))
+        })
+        .map(|page| {
+            let boxed = page
+                .split("/MediaBox")
+                .nth(1)
+                .expect("a page has a MediaBox");
+            let numbers: Vec<f64> = boxed
+                .trim_start()
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .map(|n| n.parse().unwrap())
+                .collect();
+            (numbers[2] - numbers[0], numbers[3] - numbers[1])
+        })
+        .collect()
+}
+
+/// A region's workbook as LibreOffice prints it: every page A4; the
+/// Summary and the data-quality note upright; each of the five tables in
+/// landscape on one page, the 16-column scorecard included (scaled to one
+/// page wide); each table's header row repeated on every page, and the
+/// title and page number in the footer.
+#[test]
+fn a_workbook_prints_on_a4_each_table_one_page_wide() {
+    let Some(soffice) = crate::ingest::soffice() else {
+        crate::ingest::require("LibreOffice (soffice)", false);
+        return;
+    };
+    let dir = copied();
+    run_nightly(dir.path());
+    let workbook = dir.path().join("out/2026-11-20/nightly/华东.xlsx");
+    let pdf_dir = dir.path().join("pdf");
+    crate::ingest::convert(&soffice, &workbook, "pdf", &pdf_dir);
+    let pages = pdf_pages(&std::fs::read(pdf_dir.join("华东.pdf")).unwrap());
+    // A4 is 595.3 × 841.9 points
+    let a4 = |(w, h): (f64, f64)| (w.min(h) - 595.3).abs() < 1.0 && (w.max(h) - 841.9).abs() < 1.0;
+    assert!(pages.iter().all(|p| a4(*p)), "{pages:?}");
+    let landscape = pages.iter().filter(|(w, h)| w > h).count();
+    assert_eq!((pages.len(), landscape), (7, 5), "{pages:?}");
+
+    let book = zip_member(&workbook, "xl/workbook.xml");
+    for sheet in ["客户分级", "分级变动", "拜访缺口", "业绩考核", "客户开发"] {
+        assert!(
+            book.contains(&format!("\">{sheet}!$1:$1</definedName>")),
+            "no header row repeated on `{sheet}`: {book}"
+        );
+    }
+    let scorecard = zip_member(&workbook, "xl/worksheets/sheet5.xml");
+    assert!(
+        scorecard.contains(
+            "<oddFooter>&amp;L销售日报 · 华东 · 2026-11-20&amp;R第 &amp;P 页，共 &amp;N 页</oddFooter>"
+        ),
+        "{scorecard}"
+    );
+}

@@ -16,6 +16,8 @@ const LABELS: &[(&str, &str, &str)] = &[
     ("national", "全国", "National"),
     ("report_title", "销售日报", "Sales report"),
     ("report_title_month", "销售月报", "Monthly sales report"),
+    // Excel's footer codes: &P the page, &N the pages
+    ("page_of", "第 &P 页，共 &N 页", "Page &P of &N"),
     ("as_of", "数据截至", "As of"),
     ("period", "考核期间", "Period"),
     ("region", "大区", "Region"),

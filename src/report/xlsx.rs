@@ -1,7 +1,9 @@
 //! Excel writer (rust_xlsxwriter): typed numbers and dates, number formats,
 //! frozen headers, autofilters, widths, conditional formats on gaps and
-//! achievement, and a native chart on the Summary sheet. Input text is
-//! always written with `write_string`, so `=HYPERLINK(…)` stays text.
+//! achievement, a native chart on the Summary sheet, and a page setup for
+//! printing (A4, tables landscape and one page wide, header row on every
+//! page, title and page number in the footer). Input text is always
+//! written with `write_string`, so `=HYPERLINK(…)` stays text.
 
 use std::path::Path;
 
@@ -23,6 +25,8 @@ struct Formats {
     date: Format,
     bad: Format,
     warn: Format,
+    /// each printed page's footer (see `print_setup`)
+    footer: String,
 }
 
 impl Formats {
@@ -42,8 +46,43 @@ impl Formats {
             warn: Format::new()
                 .set_font_color(0x009C5700)
                 .set_background_color(0x00FFEB9C),
+            footer: String::new(),
         }
     }
+
+    /// With the footer of `report`'s printed pages: its title on the left,
+    /// the page number on the right.
+    fn for_report(report: &Report, labels: Labels) -> Self {
+        Self {
+            // `&` starts a code in Excel's header and footer language
+            footer: format!(
+                "&L{}&R{}",
+                report.title.replace('&', "&&"),
+                labels.get("page_of")
+            ),
+            ..Self::new()
+        }
+    }
+}
+
+/// Paper size 9 in Excel's list: A4, the paper of the first users' offices.
+const A4: u8 = 9;
+
+/// How a sheet prints: on A4, scaled to one page wide (a manager printing
+/// the 16-column scorecard got it cut across pages), tables in landscape
+/// with their header row repeated on every page, and the report's title
+/// and the page number in the footer.
+fn print_setup(ws: &mut Worksheet, table_header: Option<u32>, f: &Formats) -> anyhow::Result<()> {
+    ws.set_paper_size(A4);
+    ws.set_print_fit_to_pages(1, 0);
+    if let Some(row) = table_header {
+        ws.set_landscape();
+        ws.set_repeat_rows(row, row).map_err(xl)?;
+    }
+    if !f.footer.is_empty() {
+        ws.set_footer(&f.footer);
+    }
+    Ok(())
 }
 
 // by value: it is used as a `map_err` adapter
@@ -156,6 +195,7 @@ fn fill_table(
 ) -> anyhow::Result<u32> {
     let last_row = write_rows(ws, table, labels, f, (first_row, 0))?;
     let last_col = u16::try_from(table.columns.len().saturating_sub(1))?;
+    print_setup(ws, Some(first_row), f)?;
     ws.set_freeze_panes(first_row + 1, 0).map_err(xl)?;
     ws.autofilter(first_row, 0, last_row.max(first_row + 1), last_col)
         .map_err(xl)?;
@@ -291,11 +331,12 @@ fn summary_chart(
 /// Writes a scope's workbook: Summary, tiers, changes, gaps, scorecard,
 /// development, data quality.
 pub fn write(report: &Report, path: &Path, labels: Labels) -> anyhow::Result<()> {
-    let f = Formats::new();
+    let f = Formats::for_report(report, labels);
     let mut wb = new_workbook(report);
     {
         let ws = wb.add_worksheet();
         ws.set_name(labels.get("summary")).map_err(xl)?;
+        print_setup(ws, None, &f)?;
         ws.set_column_width(0, 24).map_err(xl)?;
         ws.set_column_width(1, 18).map_err(xl)?;
         ws.set_column_width(2, 14).map_err(xl)?;
@@ -423,6 +464,7 @@ pub fn write(report: &Report, path: &Path, labels: Labels) -> anyhow::Result<()>
         set_widths(ws, &[(&report.quality, 0)])?;
         fill_table(ws, &report.quality, labels, &f, 0)?;
     } else {
+        print_setup(ws, None, &f)?;
         ws.set_column_width(0, 20).map_err(xl)?;
         let count = report
             .headline
@@ -451,7 +493,7 @@ pub fn write_quality(
     path: &Path,
     labels: Labels,
 ) -> anyhow::Result<()> {
-    let f = Formats::new();
+    let f = Formats::for_report(report, labels);
     let mut wb = new_workbook(report);
     write_table(&mut wb, &report.quality, labels, &f)?;
     write_table(&mut wb, notes, labels, &f)?;
