@@ -1236,3 +1236,58 @@ fn a_workbook_prints_on_a4_each_table_one_page_wide() {
         "{scorecard}"
     );
 }
+
+/// `export --excel` writes what Excel opens right: a UTF-8 byte-order mark
+/// first (without one, Excel on Chinese Windows reads GBK and garbles
+/// 华东), and a rejected value that Excel would run as a formula marked as
+/// text with `'`; numbers, negative ones included, are untouched. Without
+/// `--excel` the export is the data as it is.
+#[test]
+fn export_for_excel_has_a_bom_and_keeps_formulas_as_text() {
+    let dir = copied();
+    let sales = dir.path().join("inbox/sales.csv");
+    let text_before = std::fs::read_to_string(&sales).unwrap();
+    let formula = r#"=HYPERLINK("http://x.example/","C99")"#;
+    let hostile = format!("2026-10-18,\"{}\",P1,5,5000,", formula.replace('"', "\"\""));
+    assert!(text_before.contains("2026-10-18,C99,P1,5,5000,"));
+    std::fs::write(
+        &sales,
+        text_before.replace("2026-10-18,C99,P1,5,5000,", &hostile),
+    )
+    .unwrap();
+    run_nightly(dir.path());
+    let export = |args: &[&str]| {
+        let got = salesbatch(
+            dir.path(),
+            &[&["export"], args, &["--as-of", AS_OF]].concat(),
+        );
+        assert_eq!(got.status.code(), Some(0), "{}", text(&got));
+        got.stdout
+    };
+    const BOM: &[u8] = b"\xef\xbb\xbf";
+    let value = |csv: &[u8]| -> String {
+        let mut rows = csv::Reader::from_reader(csv);
+        let column = rows
+            .headers()
+            .unwrap()
+            .iter()
+            .position(|h| h == "value")
+            .unwrap();
+        let row = rows.records().next().unwrap().unwrap();
+        row[column].to_string()
+    };
+
+    let for_excel = export(&["rejections", "--excel"]);
+    let rest = for_excel
+        .strip_prefix(BOM)
+        .expect("a byte-order mark first");
+    assert_eq!(value(rest), format!("'{formula}"));
+    let as_is = export(&["rejections"]);
+    assert!(!as_is.starts_with(BOM));
+    assert_eq!(value(&as_is), formula);
+
+    // tiers: Chinese regions and negative growth (-0.0500) as they are
+    let expected = std::fs::read(fixture().join("expected/tiers.csv")).unwrap();
+    assert_eq!(export(&["tiers", "--excel"]), [BOM, &expected].concat());
+    assert_eq!(export(&["tiers"]), expected);
+}

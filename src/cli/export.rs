@@ -15,6 +15,7 @@ pub(super) async fn export(
     as_of: Option<NaiveDate>,
     regions: &[String],
     job: Option<&str>,
+    excel: bool,
 ) -> anyhow::Result<ExitCode> {
     let store = open_store(settings).await?;
     let as_of = as_of.unwrap_or_else(|| yesterday(settings.tz));
@@ -38,13 +39,13 @@ pub(super) async fn export(
                      no region; all are listed",
                 );
             }
-            report::export::rejections(out, &store.rejections(run_id).await?)
+            report::export::rejections(out, excel, &store.rejections(run_id).await?)
                 .or_else(unless_reader_gone)?;
             return Ok(ExitCode::Success);
         }
         ExportKind::Tiers => {
             let run = computed_run(store.as_ref(), as_of, job).await?;
-            report::export::tiers(out, &store.tiers_of(run.run_id).await?, &mut kept)
+            report::export::tiers(out, excel, &store.tiers_of(run.run_id).await?, &mut kept)
                 .or_else(unless_reader_gone)?;
         }
         ExportKind::VisitGaps | ExportKind::Scorecard | ExportKind::Development => {
@@ -58,7 +59,8 @@ pub(super) async fn export(
                 .snapshot_doc(run.run_id, kind)
                 .await?
                 .context("snapshot missing")?;
-            report::export::document(out, kind, &doc, &mut kept).or_else(unless_reader_gone)?;
+            report::export::document(out, excel, kind, &doc, &mut kept)
+                .or_else(unless_reader_gone)?;
         }
     }
     // as `kubectl get -n typo` does: a note, and still success, since a

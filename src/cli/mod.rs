@@ -138,6 +138,11 @@ pub enum Command {
         /// periods) computed the date.
         #[arg(long)]
         job: Option<String>,
+        /// For opening in Excel: a UTF-8 byte-order mark first, so Chinese
+        /// text is not garbled, and text Excel would run as a formula
+        /// (`=`, `+`, `-`, `@`) kept as text with a leading `'`.
+        #[arg(long)]
+        excel: bool,
     },
     /// The email ledger; `deliveries retry` resends failed emails.
     Deliveries {
@@ -289,9 +294,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             as_of,
             regions,
             job,
+            excel,
         } => {
             let settings = load(&cli.config)?;
-            export(&settings, what, as_of, &regions, job.as_deref()).await
+            export(&settings, what, as_of, &regions, job.as_deref(), excel).await
         }
         Command::Deliveries { failed, action } => {
             let settings = load(&cli.config)?;

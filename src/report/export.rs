@@ -1,5 +1,7 @@
-//! `export`: CSV to stdout with the English canonical column names.
+//! `export`: CSV to stdout with the English canonical column names; for
+//! scripts as it is, or made to open in Excel (`--excel`).
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::io::Write;
 
@@ -48,12 +50,70 @@ impl<'a> Regions<'a> {
     }
 }
 
+/// An export's CSV writer: as the data is, or, for Excel, with a UTF-8
+/// byte-order mark first (Excel on Chinese Windows reads a CSV without one
+/// as GBK and garbles every Chinese name) and each text that Excel would
+/// run as a formula kept as text (see `for_excel`).
+pub struct Csv<W: Write> {
+    writer: csv::Writer<W>,
+    excel: bool,
+}
+
+impl<W: Write> Csv<W> {
+    pub fn new(mut out: W, excel: bool) -> anyhow::Result<Self> {
+        if excel {
+            out.write_all("\u{feff}".as_bytes())?;
+        }
+        Ok(Self {
+            writer: csv::Writer::from_writer(out),
+            excel,
+        })
+    }
+
+    pub fn write_record<I, T>(&mut self, record: I) -> csv::Result<()>
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        for field in record {
+            let field = field.as_ref();
+            let field = if self.excel {
+                for_excel(field)
+            } else {
+                Cow::Borrowed(field)
+            };
+            self.writer.write_field(field.as_bytes())?;
+        }
+        // no field: ends the record
+        self.writer.write_record(None::<&[u8]>)
+    }
+
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.writer.flush()
+    }
+}
+
+/// A field as Excel should show it: text starting with `=`, `+`, `-`, `@`
+/// or a tab or carriage return is a formula to Excel (a rejected value
+/// `=HYPERLINK(…)` from a hostile file would run when HQ opens the
+/// rejections), so it gets Excel's text mark `'` in front, as OWASP's
+/// advice on CSV injection has it; a number (`-300.00`) stays a number.
+pub fn for_excel(field: &str) -> Cow<'_, str> {
+    let formula = field.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if formula && field.trim().parse::<f64>().is_err() {
+        Cow::Owned(format!("'{field}"))
+    } else {
+        Cow::Borrowed(field)
+    }
+}
+
 pub fn tiers(
     out: impl Write,
+    excel: bool,
     rows: &[TierResult],
     regions: &mut Regions<'_>,
 ) -> anyhow::Result<()> {
-    let mut w = csv::Writer::from_writer(out);
+    let mut w = Csv::new(out, excel)?;
     w.write_record([
         "customer_id",
         "region",
@@ -96,8 +156,8 @@ pub fn tiers(
     Ok(())
 }
 
-pub fn rejections(out: impl Write, rows: &[Rejection]) -> anyhow::Result<()> {
-    let mut w = csv::Writer::from_writer(out);
+pub fn rejections(out: impl Write, excel: bool, rows: &[Rejection]) -> anyhow::Result<()> {
+    let mut w = Csv::new(out, excel)?;
     w.write_record([
         "source", "file", "sheet", "row", "cell", "column", "value", "reason", "detail",
     ])?;
@@ -125,6 +185,7 @@ pub fn rejections(out: impl Write, rows: &[Rejection]) -> anyhow::Result<()> {
 /// Flattens a stored snapshot document (visits, scorecard, development).
 pub fn document(
     out: impl Write,
+    excel: bool,
     kind: &str,
     json: &str,
     regions: &mut Regions<'_>,
@@ -133,7 +194,7 @@ pub fn document(
         development::DevelopmentReport, scorecard::RepScore, visits::VisitReport,
     };
     let f = |v: Option<f64>| v.map(|x| fixed(x, 4)).unwrap_or_default();
-    let mut w = csv::Writer::from_writer(out);
+    let mut w = Csv::new(out, excel)?;
     match kind {
         "visits" => {
             let v: VisitReport = serde_json::from_str(json)?;
@@ -219,4 +280,29 @@ pub fn document(
     }
     w.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::for_excel;
+
+    #[test]
+    fn text_excel_would_run_is_marked_and_numbers_are_not() {
+        for (field, shown) in [
+            ("=1+1", "'=1+1"),
+            ("+86 138 0000", "'+86 138 0000"),
+            ("-cmd", "'-cmd"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("\rx", "'\rx"),
+            ("-300.00", "-300.00"),
+            ("+5", "+5"),
+            ("-0.0500", "-0.0500"),
+            ("华东", "华东"),
+            ("a=b", "a=b"),
+            ("", ""),
+        ] {
+            assert_eq!(for_excel(field), shown, "{field:?}");
+        }
+    }
 }
