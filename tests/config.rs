@@ -76,6 +76,23 @@ fn keep_reports_days_is_at_least_one() {
     );
 }
 
+/// `[warehouse] keep_snapshots_days` (an addition to SPEC §3): 0 is refused
+/// with the way to keep every snapshot.
+#[test]
+fn keep_snapshots_days_is_at_least_one() {
+    let warehouse = |days: u32| {
+        format!("[warehouse]\nurl = \"sqlite://data/w.db\"\nkeep_snapshots_days = {days}\n")
+    };
+    let ok = config::load_str(Path::new("k.toml"), &warehouse(400)).expect("valid");
+    assert_eq!(ok.config.warehouse.keep_snapshots_days, Some(400));
+    let err = config::load_str(Path::new("k.toml"), &warehouse(0)).expect_err("0");
+    let lines: Vec<String> = err.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        ["k.toml:3: `warehouse.keep_snapshots_days`: must be at least 1 (leave it out to keep every snapshot)"]
+    );
+}
+
 /// `delimiter` (an addition to SPEC §3) belongs to `csv` sources and takes
 /// a name, not a character: a tab is hard to see in a TOML file.
 #[test]

@@ -1291,3 +1291,65 @@ fn export_for_excel_has_a_bom_and_keeps_formulas_as_text() {
     assert_eq!(export(&["tiers", "--excel"]), [BOM, &expected].concat());
     assert_eq!(export(&["tiers"]), expected);
 }
+
+/// `[warehouse] keep_snapshots_days`: after a run, the snapshots of runs
+/// dated before the cutoff are gone (their export says so; `history` keeps
+/// the runs), and a rerun of a date leaves one snapshot for it.
+#[test]
+fn snapshots_older_than_keep_snapshots_days_go_after_a_run() {
+    let dir = copied();
+    let config = dir.path().join("salesbatch.toml");
+    let toml = std::fs::read_to_string(&config).unwrap();
+    let url = "url = \"sqlite://data/warehouse.db\"\n";
+    assert!(toml.contains(url));
+    std::fs::write(
+        &config,
+        toml.replace(url, &format!("{url}keep_snapshots_days = 5\n")),
+    )
+    .unwrap();
+    let today = (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive();
+    let (old, recent) = (
+        (today - chrono::Days::new(10)).to_string(),
+        (today - chrono::Days::new(1)).to_string(),
+    );
+    let run = |as_of: &str| {
+        let run = salesbatch(
+            dir.path(),
+            &["run", "nightly", "--as-of", as_of, "--no-email"],
+        );
+        assert_eq!(run.status.code(), Some(3), "{}", text(&run));
+    };
+    let export = |as_of: &str| salesbatch(dir.path(), &["export", "tiers", "--as-of", as_of]);
+    let runs_with_snapshots = || {
+        let db = rusqlite::Connection::open(dir.path().join("data/warehouse.db")).unwrap();
+        let runs_in = |table: &str| -> Vec<i64> {
+            db.prepare(&format!(
+                "SELECT DISTINCT run_id FROM {table} ORDER BY run_id"
+            ))
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+        };
+        let runs = runs_in("tier_snapshots");
+        assert_eq!(runs, runs_in("metric_snapshots"));
+        runs
+    };
+
+    run(&old);
+    assert_eq!(export(&old).status.code(), Some(0));
+    run(&recent);
+    assert_eq!(runs_with_snapshots(), [2]);
+    let gone = export(&old);
+    assert_eq!(gone.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&gone.stderr),
+        format!("error: no computed run for {old}; run a job with `--as-of {old}` first\n")
+    );
+    assert_eq!(export(&recent).status.code(), Some(0));
+    run(&recent);
+    assert_eq!(runs_with_snapshots(), [3]);
+    let history = salesbatch(dir.path(), &["history"]);
+    assert_eq!(String::from_utf8_lossy(&history.stdout).lines().count(), 4);
+}

@@ -630,6 +630,74 @@ on_both_warehouses!(
     postgres_each_jobs_latest_computed_run_of_a_date
 );
 
+/// Both backends: pruning keeps the snapshots an export or a comparison
+/// can still read: a run's own, whatever its date, and the latest of each
+/// other job and date not before the cutoff; it removes the superseded runs
+/// of the same job and date, and with a cutoff every run dated before it.
+async fn snapshots_no_one_reads_are_pruned(lab: &Lab, wh: &Wh<'_>) {
+    let settings = lab.settings("");
+    let store = Lab::store(&settings, wh).await;
+    let day = |d: u32| chrono::NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+    let tier = |id: &str| crate::metrics::tier(id, "华东", "R1", "A");
+    let computed = async |job: &str, as_of: chrono::NaiveDate| {
+        let run = store.start_run(job, as_of, "{}").await.unwrap();
+        store
+            .save_snapshot(
+                run,
+                as_of,
+                &[tier("C1"), tier("C2")],
+                &[("scorecard", "[]".into())],
+            )
+            .await
+            .unwrap();
+        run
+    };
+    let old = computed("nightly", day(1)).await;
+    let superseded = computed("nightly", day(5)).await;
+    let monthly = computed("monthly", day(5)).await;
+    let rerun = computed("nightly", day(5)).await;
+    // a rerun supersedes only its own job's earlier run of the date
+    assert_eq!(store.prune_snapshots(rerun, None).await.unwrap(), 1);
+    assert!(store.tiers_of(superseded).await.unwrap().is_empty());
+    assert_eq!(store.tiers_of(rerun).await.unwrap().len(), 2);
+    assert_eq!(store.tiers_of(old).await.unwrap().len(), 2);
+    assert!(store
+        .snapshot_doc(superseded, "scorecard")
+        .await
+        .unwrap()
+        .is_none());
+
+    let latest = computed("nightly", day(10)).await;
+    // a rerun of an old date keeps its own snapshot, and prunes nothing
+    // after it
+    assert_eq!(store.prune_snapshots(old, Some(day(3))).await.unwrap(), 0);
+    assert_eq!(store.tiers_of(old).await.unwrap().len(), 2);
+    assert_eq!(
+        store.prune_snapshots(latest, Some(day(3))).await.unwrap(),
+        1
+    );
+    assert!(store.tiers_of(old).await.unwrap().is_empty());
+    assert!(store.snapshot_runs(day(1)).await.unwrap().is_empty());
+    let kept: Vec<i64> = store
+        .snapshot_runs(day(5))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.run_id)
+        .collect();
+    assert_eq!(kept, [rerun, monthly]);
+    assert_eq!(
+        store.prune_snapshots(latest, Some(day(3))).await.unwrap(),
+        0
+    );
+}
+
+on_both_warehouses!(
+    snapshots_no_one_reads_are_pruned,
+    sqlite_snapshots_no_one_reads_are_pruned,
+    postgres_snapshots_no_one_reads_are_pruned
+);
+
 /// Both backends: a run's saved data quality makes it a quality run; a run
 /// without ingest finds the latest one before it and links to it, which
 /// `export rejections` follows; the notes carried for a source are those of

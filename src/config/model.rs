@@ -64,6 +64,12 @@ pub enum Locale {
 pub struct WarehouseConfig {
     pub url: Option<String>,
     pub url_env: Option<String>,
+    /// after each run, the snapshots (computed tiers and tables, about 90 MB
+    /// a run at 200,000 customers) of runs dated more than this many days
+    /// before today are removed; unset keeps them all. A run's snapshots
+    /// superseded by a later run of its job and date go in any case.
+    #[serde(default)]
+    pub keep_snapshots_days: Option<u32>,
 }
 
 impl Default for WarehouseConfig {
@@ -71,6 +77,7 @@ impl Default for WarehouseConfig {
         Self {
             url: Some("sqlite://data/warehouse.db".into()),
             url_env: None,
+            keep_snapshots_days: None,
         }
     }
 }

@@ -153,6 +153,12 @@ pub fn validate(file: &Path, text: &str, config: &Config) -> (Option<chrono_tz::
 
 fn check_warehouse(c: &mut Checker<'_>, config: &Config) {
     let wh = &config.warehouse;
+    if wh.keep_snapshots_days == Some(0) {
+        c.err(
+            &k(&["warehouse", "keep_snapshots_days"]),
+            "must be at least 1 (leave it out to keep every snapshot)",
+        );
+    }
     if wh.url.is_some() && wh.url_env.is_some() {
         c.err(
             &k(&["warehouse"]),

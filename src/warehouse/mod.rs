@@ -301,6 +301,13 @@ pub trait Store: Send + Sync {
         tiers: &[TierResult],
         docs: &[(&str, String)],
     ) -> Result<()>;
+    /// Removes, in one transaction, the snapshots (tiers and documents) of
+    /// the runs before `run_id` that no export or comparison reads any
+    /// more: those of `run_id`'s own job and as-of date, which `run_id`
+    /// supersedes, and, with `before`, those of every run dated before it.
+    /// `run_id`'s own are kept whatever its date. Returns how many runs'
+    /// snapshots went.
+    async fn prune_snapshots(&self, run_id: i64, before: Option<NaiveDate>) -> Result<u64>;
     async fn tiers_of(&self, run_id: i64) -> Result<Vec<TierResult>>;
     /// The run of the latest tier snapshot dated before `as_of`.
     async fn previous_snapshot_run(&self, as_of: NaiveDate) -> Result<Option<RunRow>>;

@@ -854,6 +854,29 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn prune_snapshots(&self, run_id: i64, before: Option<NaiveDate>) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let doomed: Vec<i64> = sqlx::query_scalar(
+            "SELECT r.run_id FROM runs r, runs this WHERE this.run_id = $1 \
+             AND r.run_id < this.run_id AND r.run_id IN (SELECT run_id FROM metric_snapshots) \
+             AND ((r.job = this.job AND r.as_of = this.as_of) OR r.as_of < $2::date)",
+        )
+        .bind(run_id)
+        .bind(before)
+        .fetch_all(&mut *tx)
+        .await?;
+        for run in &doomed {
+            for sql in [
+                "DELETE FROM tier_snapshots WHERE run_id = $1",
+                "DELETE FROM metric_snapshots WHERE run_id = $1",
+            ] {
+                sqlx::query(sql).bind(run).execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(doomed.len() as u64)
+    }
+
     async fn tiers_of(&self, run_id: i64) -> Result<Vec<TierResult>> {
         let rows: Vec<String> = sqlx::query_scalar(
             "SELECT payload FROM tier_snapshots WHERE run_id = $1 ORDER BY customer_id",
