@@ -64,8 +64,8 @@ pub enum Locale {
 pub struct WarehouseConfig {
     pub url: Option<String>,
     pub url_env: Option<String>,
-    /// after each run, the snapshots (computed tiers and tables, about 90 MB
-    /// a run at 200,000 customers) of runs dated more than this many days
+    /// after each run, the snapshots (computed tiers and tables, about 100
+    /// MB a run at 200,000 customers) of runs dated more than this many days
     /// before today are removed; unset keeps them all. A run's snapshots
     /// superseded by a later run of its job and date go in any case.
     #[serde(default)]

@@ -451,7 +451,7 @@ async fn steps(
             let started = std::time::Instant::now();
             store.save_snapshot(run_id, as_of, &c.tiers, &docs).await?;
             info!(elapsed_ms = millis_since(started), "snapshot saved");
-            prune_snapshots(settings, store, run_id).await?;
+            prune_snapshots(settings, store, run_id).await;
         }
         computed = Some(c);
     }
@@ -577,22 +577,22 @@ async fn steps(
 /// Removes the snapshots no export or tier comparison reads any more: the
 /// earlier runs' of this job and date, and, with `keep_snapshots_days`,
 /// those dated that many days before today (in the configured timezone).
-/// At 200,000 customers a snapshot is about 90 MB, every night.
-async fn prune_snapshots(
-    settings: &Settings,
-    store: &dyn Store,
-    run_id: i64,
-) -> anyhow::Result<()> {
+/// At 200,000 customers a snapshot is about 100 MB, every night. Like the
+/// reports' retention, housekeeping that fails is a warning, not a failed
+/// run: the pruning rolls back and the next run tries again.
+async fn prune_snapshots(settings: &Settings, store: &dyn Store, run_id: i64) {
     let before = settings.config.warehouse.keep_snapshots_days.map(|days| {
         chrono::Utc::now().with_timezone(&settings.tz).date_naive()
             - chrono::Days::new(u64::from(days))
     });
     let started = std::time::Instant::now();
-    let runs = store.prune_snapshots(run_id, before).await?;
-    if runs > 0 {
-        info!(runs, before = ?before, elapsed_ms = millis_since(started), "old snapshots removed");
+    match store.prune_snapshots(run_id, before).await {
+        Ok(0) => {}
+        Ok(runs) => {
+            info!(runs, before = ?before, elapsed_ms = millis_since(started), "old snapshots removed");
+        }
+        Err(e) => warn!(error = %e, "cannot remove old snapshots; the next run tries again"),
     }
-    Ok(())
 }
 
 /// Removes the job's report folders older than `days` before today (in
