@@ -1353,3 +1353,69 @@ fn snapshots_older_than_keep_snapshots_days_go_after_a_run() {
     let history = salesbatch(dir.path(), &["history"]);
     assert_eq!(String::from_utf8_lossy(&history.stdout).lines().count(), 4);
 }
+
+/// Each page of a PDF as PyMuPDF reads it: (width, height, text).
+fn pdf_text_pages(pdf: &Path) -> Option<Vec<(f64, f64, String)>> {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-W",
+            "ignore",
+            "-c",
+            "import json, sys\n\
+             import fitz\n\
+             print(json.dumps([[p.rect.width, p.rect.height, p.get_text()] for p in fitz.open(sys.argv[1])]))",
+        ])
+        .arg(pdf)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        crate::ingest::require("PyMuPDF (python3 -m pip install pymupdf)", false);
+        return None;
+    }
+    let pages: Vec<(f64, f64, String)> = serde_json::from_slice(&out.stdout).unwrap();
+    Some(pages)
+}
+
+/// The national page printed from Chromium: landscape A4, and the
+/// ranking's last columns on paper. Its scroll box (for phones) used to cut
+/// them off: R1's satisfaction (85.00) and KPI (32.25) were missing.
+#[test]
+fn the_report_page_prints_its_wide_tables_whole() {
+    let Some(chromium) = crate::report::chromium() else {
+        return;
+    };
+    let dir = copied();
+    run_nightly(dir.path());
+    let page = dir.path().join("out/2026-11-20/nightly/national.html");
+    let pdf = dir.path().join("national.pdf");
+    let profile = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--disable-gpu",
+            "--no-first-run",
+            "--no-sandbox",
+            "--no-pdf-header-footer",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--print-to-pdf={}", pdf.display()))
+        .arg(format!("file://{}", page.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success() && pdf.exists());
+    let Some(pages) = pdf_text_pages(&pdf) else {
+        return;
+    };
+    for (w, h, _) in &pages {
+        assert!(
+            (w - 841.9).abs() < 1.0 && (h - 595.3).abs() < 1.0,
+            "not landscape A4: {w} × {h}"
+        );
+    }
+    // R1 张三's ranking row ends: visit pace, satisfaction, KPI
+    // (EXPECTED.md: 1.2 → 120.0 %, 85, 32.25)
+    let text: String = pages.iter().map(|(_, _, t)| t.as_str()).collect();
+    assert!(text.contains("120.0%\n85.00\n32.25\n"), "{text}");
+}

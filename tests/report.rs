@@ -961,7 +961,7 @@ fn headline_numbers_by_hand() {
 // ------------------------------------------------------------- browser
 
 /// Headless Chromium, or `None` after `require` allowed the test to skip.
-fn chromium() -> Option<PathBuf> {
+pub fn chromium() -> Option<PathBuf> {
     let found = crate::ingest::installed(&[
         "/usr/bin/chromium",
         "/usr/bin/chromium-browser",
