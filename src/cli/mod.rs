@@ -196,12 +196,8 @@ pub enum ExitCode {
     Degraded = 3,
 }
 
-fn today(tz: chrono_tz::Tz) -> NaiveDate {
-    chrono::Utc::now().with_timezone(&tz).date_naive()
-}
-
 fn yesterday(tz: chrono_tz::Tz) -> NaiveDate {
-    let today = today(tz);
+    let today = config::today_in(tz);
     today.pred_opt().unwrap_or(today)
 }
 

@@ -8,7 +8,7 @@ use anyhow::bail;
 use chrono::NaiveDate;
 
 use super::summary::{counted, counts_line, emails_line};
-use super::{open_store, say, today, yesterday, ExitCode};
+use super::{open_store, say, yesterday, ExitCode};
 use crate::config::Settings;
 use crate::jobs::{self, RunOptions, RunStatus};
 use crate::text::backticked;
@@ -18,7 +18,7 @@ use crate::text::backticked;
 /// snapshot and an `out/` folder dated in the future; today itself may be
 /// run, for a report of the day so far.
 pub(super) fn future_as_of(settings: &Settings, as_of: Option<NaiveDate>) -> Option<String> {
-    let today = today(settings.tz);
+    let today = settings.today();
     as_of.filter(|d| *d > today).map(|d| {
         format!(
             "error: `--as-of {d}` is after today ({today} in `{}`): a day not yet over has no \

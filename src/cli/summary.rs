@@ -116,19 +116,12 @@ pub(super) async fn history(
         "quality"
     );
     for r in store.runs(limit).await? {
-        let started_at = warehouse::parse_timestamp(&r.started_at);
         // in `timezone`, as cron, as-of and the reports' "开始于" are:
         // a 02:30 run in Shanghai is not shown as 18:30 the day before
-        let started = started_at.map_or_else(
-            || r.started_at.clone(),
-            |t| {
-                t.with_timezone(&settings.tz)
-                    .format("%Y-%m-%dT%H:%M:%S%:z")
-                    .to_string()
-            },
-        );
+        let started =
+            warehouse::local_timestamp(&r.started_at, settings.tz, "%Y-%m-%dT%H:%M:%S%:z");
         let secs = match (
-            started_at,
+            warehouse::parse_timestamp(&r.started_at),
             r.finished_at
                 .as_deref()
                 .and_then(warehouse::parse_timestamp),

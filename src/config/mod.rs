@@ -67,7 +67,17 @@ pub struct Settings {
     pub tz: chrono_tz::Tz,
 }
 
+/// Today's date in `tz`: what as-of dates and retention count from.
+pub fn today_in(tz: chrono_tz::Tz) -> chrono::NaiveDate {
+    chrono::Utc::now().with_timezone(&tz).date_naive()
+}
+
 impl Settings {
+    /// Today's date in the configured `timezone`.
+    pub fn today(&self) -> chrono::NaiveDate {
+        today_in(self.tz)
+    }
+
     pub fn resolve(&self, p: &Path) -> PathBuf {
         if p.is_absolute() {
             p.to_path_buf()

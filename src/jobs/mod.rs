@@ -581,10 +581,11 @@ async fn steps(
 /// reports' retention, housekeeping that fails is a warning, not a failed
 /// run: the pruning rolls back and the next run tries again.
 async fn prune_snapshots(settings: &Settings, store: &dyn Store, run_id: i64) {
-    let before = settings.config.warehouse.keep_snapshots_days.map(|days| {
-        chrono::Utc::now().with_timezone(&settings.tz).date_naive()
-            - chrono::Days::new(u64::from(days))
-    });
+    let before = settings
+        .config
+        .warehouse
+        .keep_snapshots_days
+        .map(|days| settings.today() - chrono::Days::new(u64::from(days)));
     let started = std::time::Instant::now();
     match store.prune_snapshots(run_id, before).await {
         Ok(0) => {}
@@ -604,8 +605,7 @@ fn prune_reports(
     as_of: NaiveDate,
     days: u32,
 ) -> (usize, NaiveDate) {
-    let today = chrono::Utc::now().with_timezone(&settings.tz).date_naive();
-    let before = today - chrono::Days::new(u64::from(days));
+    let before = settings.today() - chrono::Days::new(u64::from(days));
     let pruned = report::retention::prune(&settings.output_dir(), &job.name, before, as_of);
     for (folder, e) in &pruned.failed {
         warn!(folder = %folder.display(), error = %e, "cannot remove an old report folder");
@@ -651,14 +651,7 @@ async fn borrowed_quality(
         notes = notes.len(),
         "data quality taken from the latest ingest"
     );
-    let started = crate::warehouse::parse_timestamp(&run.started_at).map_or_else(
-        || run.started_at.clone(),
-        |t| {
-            t.with_timezone(&settings.tz)
-                .format("%Y-%m-%d %H:%M")
-                .to_string()
-        },
-    );
+    let started = crate::warehouse::local_timestamp(&run.started_at, settings.tz, "%Y-%m-%d %H:%M");
     Ok(Some(Borrowed {
         run: report::QualitySource {
             run_id: run.run_id,

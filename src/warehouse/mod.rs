@@ -436,6 +436,15 @@ pub fn parse_timestamp(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         .map(|t| t.and_utc())
 }
 
+/// A stored (UTC) timestamp as a person in `tz` reads it, in `format`;
+/// the stored text as it is when it does not parse.
+pub fn local_timestamp(stored: &str, tz: chrono_tz::Tz, format: &str) -> String {
+    parse_timestamp(stored).map_or_else(
+        || stored.to_string(),
+        |t| t.with_timezone(&tz).format(format).to_string(),
+    )
+}
+
 pub fn now() -> String {
     timestamp(chrono::Utc::now())
 }
