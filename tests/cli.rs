@@ -36,6 +36,20 @@ pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_salesbatch"))
 }
 
+/// Writes the demo as of `as_of` in `dir/demo` and runs it once, as the
+/// quick start does (exit 3: its inbox holds three dirty rows).
+pub fn demo_in(dir: &std::path::Path, as_of: &str) -> PathBuf {
+    let demo = dir.join("demo");
+    let out = bin()
+        .args(["demo", "--as-of", as_of, "--dir"])
+        .arg(&demo)
+        .env_remove("SALESBATCH_DEMO_ERP_URL")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    demo
+}
+
 #[test]
 fn invalid_config_exits_2_and_names_both_problems() {
     let dir = tempfile::tempdir().unwrap();
@@ -373,14 +387,7 @@ columns = { invoice_date = "日期", customer_id = "客户编码", product_id = 
 #[test]
 fn demo_on_the_first_of_a_month_holds_one_days_sales() {
     let dir = tempfile::tempdir().unwrap();
-    let demo = dir.path().join("demo");
-    let out = bin()
-        .args(["demo", "--as-of", "2026-12-01", "--dir"])
-        .arg(&demo)
-        .env_remove("SALESBATCH_DEMO_ERP_URL")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let demo = demo_in(dir.path(), "2026-12-01");
     let scorecard = bin()
         .arg("--config")
         .arg(demo.join("salesbatch.toml"))

@@ -97,14 +97,7 @@ fn header<'a>(mail: &'a str, name: &str) -> &'a str {
 
 /// Writes and runs the demo (as of 2026-11-20) in `dir/demo`.
 fn demo_in(dir: &Path) -> PathBuf {
-    let demo = dir.join("demo");
-    let out = bin()
-        .args(["demo", "--as-of", "2026-11-20", "--dir"])
-        .arg(&demo)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    demo
+    crate::cli::demo_in(dir, "2026-11-20")
 }
 
 /// Each row's status starts in the terminal column of the header's

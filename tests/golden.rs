@@ -47,6 +47,21 @@ fn salesbatch(dir: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Replaces `from`, which must be there, with `to` in the copied fixture's
+/// `file`.
+fn edit(dir: &Path, file: &str, from: &str, to: &str) {
+    let path = dir.join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "no `{from}` in {file}");
+    std::fs::write(&path, text.replace(from, to)).unwrap();
+}
+
+/// The standard output of a command that must succeed.
+fn succeeded(out: std::process::Output) -> Vec<u8> {
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    out.stdout
+}
+
 pub fn run_nightly(dir: &Path) -> String {
     let run = salesbatch(dir, &["run", "nightly", "--as-of", AS_OF]);
     let out = text(&run);
@@ -471,19 +486,16 @@ const OCTOBER_SCORECARD: &str =
 #[test]
 fn a_previous_month_job_reports_the_month_before_as_computed_by_hand() {
     let dir = copied();
-    let config = dir.path().join("salesbatch.toml");
-    let toml = std::fs::read_to_string(&config).unwrap();
-    assert!(toml.contains("period = \"mtd\""));
-    std::fs::write(
-        &config,
-        toml.replace("period = \"mtd\"", "period = \"previous_month\""),
-    )
-    .unwrap();
+    edit(
+        dir.path(),
+        "salesbatch.toml",
+        "period = \"mtd\"",
+        "period = \"previous_month\"",
+    );
     run_nightly(dir.path());
     let export = |what: &str| {
         let got = salesbatch(dir.path(), &["export", what, "--as-of", AS_OF]);
-        assert_eq!(got.status.code(), Some(0), "{}", text(&got));
-        String::from_utf8(got.stdout).unwrap()
+        String::from_utf8(succeeded(got)).unwrap()
     };
     assert_eq!(export("scorecard"), OCTOBER_SCORECARD);
     assert_eq!(
@@ -552,10 +564,7 @@ fn export_names_the_job_when_two_computed_the_date() {
     );
     assert!(either.stdout.is_empty());
 
-    let stdout = |o: std::process::Output| {
-        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-        String::from_utf8(o.stdout).unwrap()
-    };
+    let stdout = |o: std::process::Output| String::from_utf8(succeeded(o)).unwrap();
     let expected = |name: &str| {
         std::fs::read_to_string(fixture().join("expected").join(format!("{name}.csv"))).unwrap()
     };
@@ -1169,35 +1178,6 @@ fn a_region_no_row_has_is_named_by_run_and_export() {
     );
 }
 
-/// Each printed page of a PDF as (width, height) in points, from the page
-/// objects LibreOffice writes uncompressed.
-fn pdf_pages(pdf: &[u8]) -> Vec<(f64, f64)> {
-    let text = String::from_utf8_lossy(pdf);
-    text.split("endobj")
-        .filter(|object| {
-            object
-                .match_indices("/Type/Page")
-                .any(|(at, m)| !object[at + m.len()..].starts_with('s'))
-        })
-        .map(|page| {
-            let boxed = page
-                .split("/MediaBox")
-                .nth(1)
-                .expect("a page has a MediaBox");
-            let numbers: Vec<f64> = boxed
-                .trim_start()
-                .trim_start_matches('[')
-                .split(']')
-                .next()
-                .unwrap()
-                .split_whitespace()
-                .map(|n| n.parse().unwrap())
-                .collect();
-            (numbers[2] - numbers[0], numbers[3] - numbers[1])
-        })
-        .collect()
-}
-
 /// A region's workbook as LibreOffice prints it: every page A4; the
 /// Summary and the data-quality note upright; each of the five tables in
 /// landscape on one page, the 16-column scorecard included (scaled to one
@@ -1214,12 +1194,15 @@ fn a_workbook_prints_on_a4_each_table_one_page_wide() {
     let workbook = dir.path().join("out/2026-11-20/nightly/华东.xlsx");
     let pdf_dir = dir.path().join("pdf");
     crate::ingest::convert(&soffice, &workbook, "pdf", &pdf_dir);
-    let pages = pdf_pages(&std::fs::read(pdf_dir.join("华东.pdf")).unwrap());
+    let Some(pages) = pdf_text_pages(&pdf_dir.join("华东.pdf")) else {
+        return;
+    };
     // A4 is 595.3 × 841.9 points
     let a4 = |(w, h): (f64, f64)| (w.min(h) - 595.3).abs() < 1.0 && (w.max(h) - 841.9).abs() < 1.0;
-    assert!(pages.iter().all(|p| a4(*p)), "{pages:?}");
-    let landscape = pages.iter().filter(|(w, h)| w > h).count();
-    assert_eq!((pages.len(), landscape), (7, 5), "{pages:?}");
+    let sizes: Vec<(f64, f64)> = pages.iter().map(|(w, h, _)| (*w, *h)).collect();
+    assert!(sizes.iter().all(|p| a4(*p)), "{sizes:?}");
+    let landscape = sizes.iter().filter(|(w, h)| w > h).count();
+    assert_eq!((sizes.len(), landscape), (7, 5), "{sizes:?}");
 
     let book = zip_member(&workbook, "xl/workbook.xml");
     for sheet in ["客户分级", "分级变动", "拜访缺口", "业绩考核", "客户开发"] {
@@ -1245,24 +1228,20 @@ fn a_workbook_prints_on_a4_each_table_one_page_wide() {
 #[test]
 fn export_for_excel_has_a_bom_and_keeps_formulas_as_text() {
     let dir = copied();
-    let sales = dir.path().join("inbox/sales.csv");
-    let text_before = std::fs::read_to_string(&sales).unwrap();
     let formula = r#"=HYPERLINK("http://x.example/","C99")"#;
     let hostile = format!("2026-10-18,\"{}\",P1,5,5000,", formula.replace('"', "\"\""));
-    assert!(text_before.contains("2026-10-18,C99,P1,5,5000,"));
-    std::fs::write(
-        &sales,
-        text_before.replace("2026-10-18,C99,P1,5,5000,", &hostile),
-    )
-    .unwrap();
+    edit(
+        dir.path(),
+        "inbox/sales.csv",
+        "2026-10-18,C99,P1,5,5000,",
+        &hostile,
+    );
     run_nightly(dir.path());
     let export = |args: &[&str]| {
-        let got = salesbatch(
+        succeeded(salesbatch(
             dir.path(),
             &[&["export"], args, &["--as-of", AS_OF]].concat(),
-        );
-        assert_eq!(got.status.code(), Some(0), "{}", text(&got));
-        got.stdout
+        ))
     };
     const BOM: &[u8] = b"\xef\xbb\xbf";
     let value = |csv: &[u8]| -> String {
@@ -1298,15 +1277,13 @@ fn export_for_excel_has_a_bom_and_keeps_formulas_as_text() {
 #[test]
 fn snapshots_older_than_keep_snapshots_days_go_after_a_run() {
     let dir = copied();
-    let config = dir.path().join("salesbatch.toml");
-    let toml = std::fs::read_to_string(&config).unwrap();
     let url = "url = \"sqlite://data/warehouse.db\"\n";
-    assert!(toml.contains(url));
-    std::fs::write(
-        &config,
-        toml.replace(url, &format!("{url}keep_snapshots_days = 5\n")),
-    )
-    .unwrap();
+    edit(
+        dir.path(),
+        "salesbatch.toml",
+        url,
+        &format!("{url}keep_snapshots_days = 5\n"),
+    );
     let today = (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive();
     let (old, recent) = (
         (today - chrono::Days::new(10)).to_string(),

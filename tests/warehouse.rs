@@ -586,6 +586,26 @@ on_both_warehouses!(
     postgres_previous_snapshot_names_its_rules_tiers
 );
 
+/// A run of `job` that computed `as_of` and saved a snapshot of `customers`
+/// (all tier A in 华东) and a scorecard, as a run's compute step does.
+async fn computed_run(
+    store: &dyn salesbatch::warehouse::Store,
+    job: &str,
+    as_of: chrono::NaiveDate,
+    customers: &[&str],
+) -> i64 {
+    let run = store.start_run(job, as_of, "{}").await.unwrap();
+    let tiers: Vec<_> = customers
+        .iter()
+        .map(|id| crate::metrics::tier(id, "华东", "R1", "A"))
+        .collect();
+    store
+        .save_snapshot(run, as_of, &tiers, &[("scorecard", "[]".into())])
+        .await
+        .unwrap();
+    run
+}
+
 /// Both backends: the runs to export for a date are each job's latest run
 /// that saved a snapshot, newest first; a run that saved none (failed
 /// before its snapshot) and another date's runs are not among them.
@@ -593,15 +613,7 @@ async fn each_jobs_latest_computed_run_of_a_date(lab: &Lab, wh: &Wh<'_>) {
     let settings = lab.settings("");
     let store = Lab::store(&settings, wh).await;
     let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
-    let tier = |id: &str| crate::metrics::tier(id, "华东", "R1", "A");
-    let computed = async |job: &str, as_of: chrono::NaiveDate| {
-        let run = store.start_run(job, as_of, "{}").await.unwrap();
-        store
-            .save_snapshot(run, as_of, &[tier("C1")], &[("scorecard", "[]".into())])
-            .await
-            .unwrap();
-        run
-    };
+    let computed = async |job: &str, as_of| computed_run(store.as_ref(), job, as_of, &["C1"]).await;
     assert!(store.snapshot_runs(day).await.unwrap().is_empty());
     let _first_nightly = computed("nightly", day).await;
     let monthly = computed("monthly", day).await;
@@ -638,20 +650,8 @@ async fn snapshots_no_one_reads_are_pruned(lab: &Lab, wh: &Wh<'_>) {
     let settings = lab.settings("");
     let store = Lab::store(&settings, wh).await;
     let day = |d: u32| chrono::NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
-    let tier = |id: &str| crate::metrics::tier(id, "华东", "R1", "A");
-    let computed = async |job: &str, as_of: chrono::NaiveDate| {
-        let run = store.start_run(job, as_of, "{}").await.unwrap();
-        store
-            .save_snapshot(
-                run,
-                as_of,
-                &[tier("C1"), tier("C2")],
-                &[("scorecard", "[]".into())],
-            )
-            .await
-            .unwrap();
-        run
-    };
+    let computed =
+        async |job: &str, as_of| computed_run(store.as_ref(), job, as_of, &["C1", "C2"]).await;
     let old = computed("nightly", day(1)).await;
     let superseded = computed("nightly", day(5)).await;
     let monthly = computed("monthly", day(5)).await;
