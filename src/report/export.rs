@@ -54,13 +54,13 @@ impl<'a> Regions<'a> {
 /// byte-order mark first (Excel on Chinese Windows reads a CSV without one
 /// as GBK and garbles every Chinese name) and each text that Excel would
 /// run as a formula kept as text (see `for_excel`).
-pub struct Csv<W: Write> {
+struct Csv<W: Write> {
     writer: csv::Writer<W>,
     excel: bool,
 }
 
 impl<W: Write> Csv<W> {
-    pub fn new(mut out: W, excel: bool) -> anyhow::Result<Self> {
+    fn new(mut out: W, excel: bool) -> anyhow::Result<Self> {
         if excel {
             out.write_all("\u{feff}".as_bytes())?;
         }
@@ -70,7 +70,7 @@ impl<W: Write> Csv<W> {
         })
     }
 
-    pub fn write_record<I, T>(&mut self, record: I) -> csv::Result<()>
+    fn write_record<I, T>(&mut self, record: I) -> csv::Result<()>
     where
         I: IntoIterator<Item = T>,
         T: AsRef<str>,
@@ -88,7 +88,7 @@ impl<W: Write> Csv<W> {
         self.writer.write_record(None::<&[u8]>)
     }
 
-    pub fn flush(&mut self) -> std::io::Result<()> {
+    fn flush(&mut self) -> std::io::Result<()> {
         self.writer.flush()
     }
 }
@@ -98,7 +98,7 @@ impl<W: Write> Csv<W> {
 /// `=HYPERLINK(…)` from a hostile file would run when HQ opens the
 /// rejections), so it gets Excel's text mark `'` in front, as OWASP's
 /// advice on CSV injection has it; a number (`-300.00`) stays a number.
-pub fn for_excel(field: &str) -> Cow<'_, str> {
+fn for_excel(field: &str) -> Cow<'_, str> {
     let formula = field.starts_with(['=', '+', '-', '@', '\t', '\r']);
     if formula && field.trim().parse::<f64>().is_err() {
         Cow::Owned(format!("'{field}"))
