@@ -1327,8 +1327,39 @@ fn snapshots_older_than_keep_snapshots_days_go_after_a_run() {
     assert_eq!(export(&recent).status.code(), Some(0));
     run(&recent);
     assert_eq!(runs_with_snapshots(), [3]);
+
+    // a pruning the warehouse refuses (here a trigger on the table deleted
+    // last) rolls back whole, warns, and leaves the run as it was
+    let refuse = |on: bool| {
+        let db = rusqlite::Connection::open(dir.path().join("data/warehouse.db")).unwrap();
+        db.execute_batch(if on {
+            "CREATE TRIGGER keep BEFORE DELETE ON metric_snapshots \
+             BEGIN SELECT RAISE(ABORT, 'snapshots are kept'); END"
+        } else {
+            "DROP TRIGGER keep"
+        })
+        .unwrap();
+    };
+    refuse(true);
+    let refused = salesbatch(
+        dir.path(),
+        &["run", "nightly", "--as-of", &recent, "--no-email"],
+    );
+    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.lines().any(|l| l.contains(" WARN ")
+            && l.contains("cannot remove old snapshots; the next run tries again")
+            && l.contains("snapshots are kept")),
+        "{stderr}"
+    );
+    assert_eq!(runs_with_snapshots(), [3, 4]);
+    assert_eq!(export(&recent).status.code(), Some(0));
+    refuse(false);
+    run(&recent);
+    assert_eq!(runs_with_snapshots(), [5]);
     let history = salesbatch(dir.path(), &["history"]);
-    assert_eq!(String::from_utf8_lossy(&history.stdout).lines().count(), 4);
+    assert_eq!(String::from_utf8_lossy(&history.stdout).lines().count(), 6);
 }
 
 /// Each page of a PDF as PyMuPDF reads it: (width, height, text).

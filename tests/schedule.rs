@@ -15,7 +15,16 @@ fn start_serve(
     lab: &Lab,
     settings: &salesbatch::config::Settings,
 ) -> (std::path::PathBuf, std::process::Child) {
-    let log = lab.path("serve.log");
+    start_serve_logging_to(lab, settings, "serve.log")
+}
+
+/// Starts `serve` on the lab's config, logging at INFO to `log` in the lab.
+fn start_serve_logging_to(
+    lab: &Lab,
+    settings: &salesbatch::config::Settings,
+    log: &str,
+) -> (std::path::PathBuf, std::process::Child) {
+    let log = lab.path(log);
     let child = bin()
         .arg("--config")
         .arg(&settings.path)
@@ -234,4 +243,78 @@ fn serve_reloads_its_config_on_sighup() {
     for line in logged.lines().filter(|l| l.contains("run finished")) {
         assert!(line.contains(" job{job=tick run_id="), "{line}");
     }
+}
+
+/// Two `serve` instances on one warehouse (SPEC §7: a job runs once, never
+/// twice) run each fire of a per-second job once. The job lock alone let
+/// the later instance run a fire again when the earlier's run had already
+/// ended: here a compute on an empty warehouse ends in milliseconds.
+#[test]
+fn two_instances_run_each_fire_once() {
+    let lab = Lab::new();
+    let settings = lab
+        .settings("[[jobs]]\nname = \"tick\"\ncron = \"*/2 * * * * *\"\nsteps = [\"compute\"]\n");
+    let (first_log, mut first) = start_serve(&lab, &settings);
+    let (second_log, mut second) = start_serve_logging_to(&lab, &settings, "serve-2.log");
+    let taken = "this fire was taken by another instance";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let logs = || {
+        [&first_log, &second_log]
+            .map(|log| std::fs::read_to_string(log).unwrap_or_default())
+            .join("\n")
+    };
+    // until each instance has left a fire to the other, twice over
+    while [&first_log, &second_log].iter().any(|log| {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .matches(taken)
+            .count()
+            < 2
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "no fire left to the other:\n{}",
+            logs()
+        );
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "serve exited:\n{}",
+            logs()
+        );
+        assert!(
+            second.try_wait().unwrap().is_none(),
+            "serve exited:\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stops_on_sigterm(&mut first);
+    stops_on_sigterm(&mut second);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (runs, fires): (Vec<String>, i64) = rt.block_on(async {
+        let pool = lab.warehouse().await;
+        let runs = sqlx::query_scalar("SELECT started_at FROM runs WHERE job = 'tick'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        let fires = sqlx::query_scalar("SELECT COUNT(*) FROM job_fires WHERE job = 'tick'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        (runs, fires)
+    });
+    let logs = logs();
+    // every run is a fire's; a fire whose lock was held runs nothing
+    assert!(!runs.is_empty(), "{logs}");
+    assert!(
+        runs.len() as i64 <= fires,
+        "{} runs for {fires} fires:\n{logs}",
+        runs.len()
+    );
+    assert_eq!(
+        fires as usize,
+        runs.len() + logs.matches("the previous run is still going").count(),
+        "{logs}"
+    );
 }

@@ -810,3 +810,41 @@ on_both_warehouses!(
     sqlite_quality_runs_are_found_linked_and_carried,
     postgres_quality_runs_are_found_linked_and_carried
 );
+
+/// Both backends: a scheduled fire is claimed once; a second claim of the
+/// same job and instant names the first holder, and other jobs or instants
+/// are claims of their own.
+async fn a_fire_is_claimed_once(lab: &Lab, wh: &Wh<'_>) {
+    let settings = lab.settings("");
+    let store = Lab::store(&settings, wh).await;
+    let at = "2026-11-30T18:30:00Z";
+    assert_eq!(store.claim_fire("nightly", at, "1@a").await.unwrap(), None);
+    assert_eq!(
+        store
+            .claim_fire("nightly", at, "2@b")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("1@a")
+    );
+    assert_eq!(store.claim_fire("monthly", at, "2@b").await.unwrap(), None);
+    let next = "2026-12-01T18:30:00Z";
+    assert_eq!(
+        store.claim_fire("nightly", next, "2@b").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .claim_fire("nightly", next, "1@a")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("2@b")
+    );
+}
+
+on_both_warehouses!(
+    a_fire_is_claimed_once,
+    sqlite_a_fire_is_claimed_once,
+    postgres_a_fire_is_claimed_once
+);

@@ -259,6 +259,11 @@ fn cpu_bound<T>(work: impl FnOnce() -> T) -> T {
     }
 }
 
+/// This process as a claim of a scheduled fire names it: `pid@host`.
+pub fn this_process() -> String {
+    format!("{}@{}", std::process::id(), hostname())
+}
+
 /// The lock holder a run on this host writes: `pid@host:start:nonce`.
 fn holder_id(pid: u32, start: &str, nonce: &str) -> String {
     format!("{pid}@{}:{start}:{nonce}", hostname())

@@ -5,13 +5,15 @@
 //! UTC offset changes (the scheduler keeps the offset it saw at creation, so
 //! a DST switch would shift every later fire by an hour), and shutdown waits
 //! for running jobs instead of abandoning them. SIGHUP rereads the config
-//! and re-creates the jobs from it, as `systemctl reload` expects.
+//! and re-creates the jobs from it, as `systemctl reload` expects. Each
+//! fire is claimed in the warehouse first, so instances sharing it run a
+//! fire once (the job lock alone only keeps runs from overlapping).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{NaiveDate, Offset, Utc};
+use chrono::{NaiveDate, Offset, Timelike, Utc};
 use tracing::{error, info, warn};
 
 use crate::config::{JobConfig, Settings};
@@ -54,6 +56,28 @@ pub fn previous_fire(
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// The fire of `expr` a tick at `now` stands for: the occurrence nearest
+/// to it. A scheduler's tick comes a little after its instant, or on
+/// another instance whose clock runs behind a little before it; either way
+/// it names the same fire, which the instances claim (`Store::claim_fire`).
+fn fire_of_tick(
+    expr: &str,
+    tz: chrono_tz::Tz,
+    now: chrono::DateTime<Utc>,
+) -> Option<chrono::DateTime<Utc>> {
+    let cron = parser().parse(expr).ok()?;
+    // cron instants are whole seconds; croner would keep the fraction
+    let local = now.with_timezone(&tz).with_nanosecond(0)?;
+    let before = cron.find_previous_occurrence(&local, true).ok();
+    let after = cron.find_next_occurrence(&local, false).ok();
+    let nearest = match (before, after) {
+        (Some(b), Some(a)) if a - local < local - b => a,
+        (Some(b), _) => b,
+        (None, a) => a?,
+    };
+    Some(nearest.with_timezone(&Utc))
+}
+
 /// Counts running jobs so shutdown can wait for them.
 #[derive(Clone, Default)]
 struct Running(Arc<AtomicUsize>);
@@ -76,8 +100,16 @@ impl Drop for RunningGuard {
     }
 }
 
-/// One fire: opens the warehouse and runs the job under its lock.
-async fn fire(settings: Arc<Settings>, job: JobConfig, as_of: NaiveDate, running: Running) {
+/// One fire: opens the warehouse, claims the fire (`claim`: its instant,
+/// or the instant and ` catch-up`) and runs the job under its lock. A fire
+/// another instance claimed first is left to it.
+async fn fire(
+    settings: Arc<Settings>,
+    job: JobConfig,
+    as_of: NaiveDate,
+    claim: String,
+    running: Running,
+) {
     let _guard = running.enter();
     let store = match crate::cli::open_store(&settings).await {
         Ok(st) => st,
@@ -86,6 +118,20 @@ async fn fire(settings: Arc<Settings>, job: JobConfig, as_of: NaiveDate, running
             return;
         }
     };
+    match store
+        .claim_fire(&job.name, &claim, &jobs::this_process())
+        .await
+    {
+        Ok(None) => {}
+        Ok(Some(holder)) => {
+            info!(job = %job.name, fire = %claim, %holder, "this fire was taken by another instance");
+            return;
+        }
+        Err(e) => {
+            error!(job = %job.name, error = %crate::cli::error_chain(&e), "cannot claim the fire in the warehouse");
+            return;
+        }
+    }
     match jobs::run_locked(
         &settings,
         store.as_ref(),
@@ -116,8 +162,11 @@ fn make_job(
         cron.as_str(),
         settings.tz,
         move |_, _| {
-            let as_of = as_of_for(Utc::now(), s.tz);
-            Box::pin(fire(s.clone(), job.clone(), as_of, running.clone()))
+            let now = Utc::now();
+            let at = fire_of_tick(&job.cron, s.tz, now).unwrap_or(now);
+            let as_of = as_of_for(at, s.tz);
+            let claim = crate::warehouse::timestamp(at);
+            Box::pin(fire(s.clone(), job.clone(), as_of, claim, running.clone()))
         },
     )?)
 }
@@ -145,7 +194,14 @@ async fn catch_up(settings: &Arc<Settings>, running: &Running) -> anyhow::Result
             .any(|r| r.job == job.name && r.as_of == as_of && r.status != "failed");
         if !done {
             info!(job = %job.name, missed = %at, %as_of, "catching up a missed fire");
-            tokio::spawn(fire(settings.clone(), job.clone(), as_of, running.clone()));
+            let claim = format!("{} catch-up", crate::warehouse::timestamp(at));
+            tokio::spawn(fire(
+                settings.clone(),
+                job.clone(),
+                as_of,
+                claim,
+                running.clone(),
+            ));
         }
     }
     Ok(())
@@ -323,6 +379,29 @@ mod tests {
             as_of_for(at, tz),
             NaiveDate::from_ymd_opt(2026, 11, 19).unwrap()
         );
+    }
+
+    #[test]
+    fn a_tick_a_little_early_or_late_stands_for_the_same_fire() {
+        let tz = chrono_tz::Asia::Shanghai;
+        let at = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        // the 02:30 Shanghai fire of 2026-12-01 is 18:30 UTC on 2026-11-30
+        for tick in [
+            "2026-11-30T18:29:59.400Z",
+            "2026-11-30T18:30:00Z",
+            "2026-11-30T18:30:02.700Z",
+        ] {
+            let fire = fire_of_tick("0 30 2 * * *", tz, at(tick)).unwrap();
+            assert_eq!(fire, at("2026-11-30T18:30:00Z"), "{tick}");
+            assert_eq!(as_of_for(fire, tz).to_string(), "2026-11-30");
+        }
+        // a per-second job: each tick is its own fire
+        let fire = fire_of_tick("* * * * * *", tz, at("2026-11-30T18:30:04.200Z"));
+        assert_eq!(fire, Some(at("2026-11-30T18:30:04Z")));
     }
 
     #[test]

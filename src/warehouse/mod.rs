@@ -343,6 +343,10 @@ pub trait Store: Send + Sync {
     async fn refresh_lock(&self, job: &str, holder: &str) -> Result<()>;
     /// Who holds the job's lock, if anyone.
     async fn lock_holder(&self, job: &str) -> Result<Option<String>>;
+    /// Claims one scheduled fire of `job` (`fire`: its cron instant) for
+    /// `holder`: `None` when this call claimed it, else who did first, so
+    /// that instances sharing the warehouse run each fire once.
+    async fn claim_fire(&self, job: &str, fire: &str, holder: &str) -> Result<Option<String>>;
     /// Whether processes on other machines may use this warehouse (so a lock
     /// can only be judged dead by its age).
     fn is_shared(&self) -> bool {

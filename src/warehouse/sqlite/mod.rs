@@ -494,6 +494,29 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn claim_fire(&self, job: &str, fire: &str, holder: &str) -> Result<Option<String>> {
+        let claimed = sqlx::query(
+            "INSERT INTO job_fires (job, fire_at, holder, claimed_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (job, fire_at) DO NOTHING",
+        )
+        .bind(job)
+        .bind(fire)
+        .bind(holder)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        if claimed.rows_affected() == 1 {
+            return Ok(None);
+        }
+        Ok(Some(
+            sqlx::query_scalar("SELECT holder FROM job_fires WHERE job = ? AND fire_at = ?")
+                .bind(job)
+                .bind(fire)
+                .fetch_one(&self.pool)
+                .await?,
+        ))
+    }
+
     async fn unlock(&self, job: &str, holder: &str) -> Result<()> {
         sqlx::query("DELETE FROM job_locks WHERE job = ? AND holder = ?")
             .bind(job)
