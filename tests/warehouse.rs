@@ -848,3 +848,32 @@ on_both_warehouses!(
     sqlite_a_fire_is_claimed_once,
     postgres_a_fire_is_claimed_once
 );
+
+/// Processes opening a new SQLite warehouse together (two `serve`
+/// instances started at once, a manual run beside a starting daemon) all
+/// open it: they take turns to migrate it. sqlx locks PostgreSQL's
+/// migrations only, and here some failed with `duplicate column name` or
+/// `database is locked`.
+#[test]
+fn processes_opening_a_new_warehouse_together_all_open_it() {
+    for _ in 0..3 {
+        let lab = Lab::new();
+        let settings = lab.settings("");
+        let children: Vec<_> = (0..6)
+            .map(|_| {
+                bin()
+                    .arg("--config")
+                    .arg(&settings.path)
+                    .arg("history")
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        }
+    }
+}

@@ -31,6 +31,12 @@ const CHUNK: usize = 1_000;
 mod inputs;
 mod load;
 
+/// What stopped a warehouse from opening, before it is reported.
+enum Opening {
+    Connect(sqlx::Error),
+    Migrate(sqlx::migrate::MigrateError),
+}
+
 pub struct SqliteStore {
     pool: SqlitePool,
     /// the database file, for the in-thread readers of [`inputs`]
@@ -65,13 +71,50 @@ impl SqliteStore {
                 .pragma("cache_size", "-65536")
                 .pragma("temp_store", "memory")
                 .foreign_keys(false);
+        let pool = Self::connect_and_migrate(&path, options)
+            .await
+            .map_err(|e| match e {
+                Opening::Connect(e) => connect(e),
+                Opening::Migrate(e) => e.into(),
+            })?;
+        Ok(Self { pool, path })
+    }
+
+    /// Connects and migrates while holding `<database>-open.lock`, so that
+    /// processes opening the warehouse together (two `serve` instances
+    /// started at once, a manual run beside a starting daemon) take turns.
+    /// sqlx locks PostgreSQL's migrations but not SQLite's: two processes
+    /// both applied migration 2 and one failed (`duplicate column name`),
+    /// and turning a new database to WAL, which takes it whole, was refused
+    /// to the other (`database is locked`, busy_timeout or not).
+    async fn connect_and_migrate(
+        path: &std::path::Path,
+        options: SqliteConnectOptions,
+    ) -> std::result::Result<SqlitePool, Opening> {
+        let mut lock_path = path.as_os_str().to_owned();
+        lock_path.push("-open.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Opening::Connect(sqlx::Error::Io(e)))?;
+        // released when `lock` is dropped, at the end of this function
+        let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
+            .await
+            .map_err(|e| Opening::Connect(sqlx::Error::Io(std::io::Error::other(e))))?
+            .map_err(|e| Opening::Connect(sqlx::Error::Io(e)))?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
             .await
-            .map_err(connect)?;
-        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool, path })
+            .map_err(Opening::Connect)?;
+        if let Err(e) = sqlx::migrate!("migrations/sqlite").run(&pool).await {
+            pool.close().await;
+            return Err(Opening::Migrate(e));
+        }
+        drop(lock);
+        Ok(pool)
     }
 
     /// Runs `work` on the database file with rusqlite, on a blocking thread.
