@@ -43,6 +43,40 @@ fn every_problem_is_reported_with_its_line() {
     );
 }
 
+/// SPEC §3: every problem at once. A value serde refuses (an enum
+/// variant, a number written as text, in a required key or an optional
+/// one, in an array) is reported and the parse goes on with a value of the
+/// wanted type in its place, so the unknown keys and stage-two problems
+/// after it are reported too; what follows from the stand-in (weights that
+/// no longer sum to 1; a source judged as the stand-in dataset, so its
+/// `sheet` waits for the next `check`) is not.
+#[test]
+fn values_serde_refuses_do_not_hide_the_other_problems() {
+    let text = "locale = \"fr\"\n\
+        [[sources]]\nname = \"s\"\ndataset = \"sale\"\nkind = \"csv\"\npath = \"in/*\"\n\
+        sheet = \"x\"\ncolumns = { invoice_date = \"d\", customer_id = \"c\", product_id = \"p\", amount = \"a\" }\n\
+        [[jobs]]\nname = \"n\"\ncron = \"0 30 2 * *\"\nsteps = [\"ingest\", \"mail\"]\n\
+        [tiering.weights]\nsales = 0.6\ngrowth = 0.2\ncoverage = 0.1\nloyalty = 0.1\nprospect = \"0.1\"\n\
+        [smtp]\nhost = \"h\"\nport = \"587\"\nfrom = \"x <a@b.c>\"\npasword_env = \"P\"\n";
+    let err = config::load_str(Path::new("v.toml"), text).expect_err("invalid");
+    let lines: Vec<String> = err.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "v.toml:1: `locale`: unknown variant `fr`, expected `zh-CN` or `en`",
+            "v.toml:4: `sources[0].dataset`: unknown variant `sale`, expected one of \
+             `reps`, `customers`, `sales`, `visits`, `targets`, `satisfaction`",
+            "v.toml:11: `jobs[0].cron`: `0 30 2 * *` has 5 fields; expected 6 (sec min hour day month weekday)",
+            "v.toml:12: `jobs[0].steps[1]`: unknown variant `mail`, expected one of \
+             `ingest`, `compute`, `report`, `deliver`",
+            "v.toml:18: `tiering.weights.prospect`: invalid type: string \"0.1\", expected f64",
+            "v.toml:21: `smtp.port`: invalid type: string \"587\", expected u16",
+            "v.toml:23: `smtp.pasword_env`: unknown field `pasword_env`, expected one of \
+             `host`, `port`, `security`, `username_env`, `password_env`, `from`, `timeout_secs`",
+        ]
+    );
+}
+
 #[test]
 fn tiers_out_of_order_and_bad_cron_are_both_reported() {
     let text = "[[tiering.tiers]]\nname = \"A\"\nmin_score = 50\nmonthly_visits = 1\n[[tiering.tiers]]\nname = \"B\"\nmin_score = 60\nmonthly_visits = 1\n\n[[jobs]]\nname = \"n\"\ncron = \"0 30 2 * *\"\n";

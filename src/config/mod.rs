@@ -137,8 +137,13 @@ pub fn load(path: &Path) -> Result<Settings, ConfigError> {
 }
 
 pub fn load_str(path: &Path, text: &str) -> Result<Settings, ConfigError> {
-    let (config, mut problems) = validate::parse(path, text);
+    let validate::Parsed {
+        config,
+        mut problems,
+        blanked,
+    } = validate::parse(path, text);
     let Some(config) = config else {
+        problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
         return Err(ConfigError { problems });
     };
     let base_dir = path
@@ -152,7 +157,23 @@ pub fn load_str(path: &Path, text: &str) -> Result<Settings, ConfigError> {
         })
         .to_path_buf();
     let (tz, more) = validate::validate(path, text, &config);
-    problems.extend(more);
+    // a stand-in took a refused value's place: what stage two says of it,
+    // of the table it sits in (weights that no longer sum to 1) or, for a
+    // source's `dataset` and `kind`, which the rules of its other keys
+    // depend on, of the whole source follows from the problem already
+    // reported
+    let follows_from_blanked = |p: &Problem| {
+        let within = |key: &str, of: &str| {
+            key == of || key.starts_with(&format!("{of}.")) || key.starts_with(&format!("{of}["))
+        };
+        blanked.iter().any(|b| {
+            within(&p.key, b)
+                || b.rsplit_once('.').is_some_and(|(table, key)| {
+                    p.key == table || (matches!(key, "dataset" | "kind") && within(&p.key, table))
+                })
+        })
+    };
+    problems.extend(more.into_iter().filter(|p| !follows_from_blanked(p)));
     if !problems.is_empty() {
         problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
         return Err(ConfigError { problems });

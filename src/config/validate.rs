@@ -9,37 +9,111 @@ use super::model::{Config, Dataset, RankBands, SourceConfig, SourceKind, ValueBa
 use super::spans::{display_path, line_of_offset, Seg, SpanIndex};
 use super::Problem;
 
-/// Deserializes `text`. An unknown key does not stop the parse: it is reported,
-/// cut out of a scratch copy of the text, and parsing resumes, so that one run
-/// of `check` lists every unknown key together with the validation problems.
-pub fn parse(path: &Path, text: &str) -> (Option<Config>, Vec<Problem>) {
-    let mut problems = Vec::new();
+/// Deserializes `text`. A problem serde finds at a key does not stop the
+/// parse: it is reported, the key is cut out of a scratch copy of the text,
+/// and parsing resumes, so that one run of `check` lists every unknown key
+/// and refused value (`locale = "fr"`, `port = "587"`) together with the
+/// validation problems. A refused value's key is returned among the keys
+/// `blanked`: its default stood in for it, so what stage two says of it (or
+/// of its table) is not the user's problem, and a required one stops the
+/// parse (`missing field`, already reported as the refused value).
+pub fn parse(path: &Path, text: &str) -> Parsed {
+    let mut parsed = Parsed::default();
     let mut scratch = text.to_string();
     for _ in 0..100 {
         let err = match toml::from_str::<Config>(&scratch) {
-            Ok(config) => return (Some(config), problems),
+            Ok(config) => {
+                parsed.config = Some(config);
+                return parsed;
+            }
             Err(err) => err,
         };
         let index = SpanIndex::new(&scratch);
         let span = err.span();
-        let key_path = span
+        let mut key_path = span
             .as_ref()
             .map(|s| index.path_at(s.start))
             .unwrap_or_default();
         let message = err.message().trim().to_string();
-        problems.push(Problem {
+        if let Some(field) = missing_field(&message) {
+            if parsed
+                .blanked
+                .iter()
+                .any(|b| b.rsplit('.').next() == Some(field))
+            {
+                return parsed;
+            }
+        }
+        parsed.problems.push(Problem {
             file: path.to_path_buf(),
             line: span.as_ref().map(|s| line_of_offset(&scratch, s.start)),
             key: display_path(&key_path),
             message: message.clone(),
         });
-        let resumable = message.starts_with("unknown field");
-        match (resumable, index.entry_range(&key_path)) {
-            (true, Some((start, end))) => blank(&mut scratch, start, end),
-            _ => return (None, problems),
+        let refused_value = !message.starts_with("unknown field");
+        // the value of the type serde wanted stands in for a refused one, so
+        // that a required key does not stop the parse
+        if let (true, Some(span), Some(stand_in)) = (refused_value, &span, stand_in(&message)) {
+            if !key_path.is_empty() && !scratch[span.clone()].contains(['\n', '=']) {
+                while matches!(key_path.last(), Some(Seg::Index(_))) {
+                    key_path.pop();
+                }
+                parsed.blanked.push(display_path(&key_path));
+                scratch.replace_range(span.clone(), &stand_in);
+                continue;
+            }
         }
+        // a refused array element takes its whole array with it
+        while matches!(key_path.last(), Some(Seg::Index(_))) {
+            key_path.pop();
+        }
+        let Some((start, end)) = index.entry_range(&key_path) else {
+            return parsed;
+        };
+        if refused_value {
+            parsed.blanked.push(display_path(&key_path));
+        }
+        blank(&mut scratch, start, end);
     }
-    (None, problems)
+    parsed
+}
+
+/// A TOML value of the kind serde's message says it expected (its first
+/// variant for an enum), or `None` when the message names no such kind.
+fn stand_in(message: &str) -> Option<String> {
+    let expected = message.rsplit_once("expected ")?.1.trim();
+    if let Some(rest) = expected
+        .strip_prefix("one of `")
+        .or_else(|| expected.strip_prefix('`'))
+    {
+        let variant = rest.split('`').next()?;
+        return Some(format!("{variant:?}"));
+    }
+    let stand_in = match expected {
+        "f32" | "f64" | "a float" => "0.0",
+        "u8" | "u16" | "u32" | "u64" | "usize" | "i8" | "i16" | "i32" | "i64" | "isize"
+        | "an integer" => "0",
+        "a boolean" => "false",
+        "a string" => "\"\"",
+        "a sequence" | "an array" => "[]",
+        _ => return None,
+    };
+    Some(stand_in.to_string())
+}
+
+/// What [`parse`] made of a config file.
+#[derive(Default)]
+pub struct Parsed {
+    /// `None` when a problem left nothing to deserialize.
+    pub config: Option<Config>,
+    pub problems: Vec<Problem>,
+    /// Keys whose refused values were cut out (defaults stand in for them).
+    pub blanked: Vec<String>,
+}
+
+/// The field of serde's "missing field `x`".
+fn missing_field(message: &str) -> Option<&str> {
+    message.strip_prefix("missing field `")?.split('`').next()
 }
 
 /// Replaces the whole lines covering `start..end` with spaces, keeping line
