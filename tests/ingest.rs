@@ -3980,3 +3980,33 @@ mod coercion {
         assert_eq!(parse_number_text("7."), Some(7.0));
     }
 }
+
+/// Two runs ingesting the same changed file at once (a nightly and a
+/// monthly job both fired at 02:30 on the 1st, or a manual run beside the
+/// daemon) leave one copy of its rows, on either warehouse.
+async fn concurrent_loads_scenario(lab: &Lab, wh: &Wh<'_>) {
+    let mut csv = String::from("date,customer,product,amount\n");
+    for i in 0..20_000 {
+        csv.push_str(&format!("2026-10-{:02},C1,P{},1\n", i % 28 + 1, i % 7));
+    }
+    let settings = lab.settings(&csv_sales_source("c", "", ENGLISH_COLUMNS));
+    for round in 0..3 {
+        // a changed file each round: every run loads it
+        lab.write(
+            "in/c/flow.csv",
+            format!("{csv}2026-10-01,C2,P0,{round}\n").as_bytes(),
+        );
+        let (a, b) = tokio::join!(
+            lab.ingest_into(&settings, wh),
+            lab.ingest_into(&settings, wh)
+        );
+        assert!(a.files_loaded + b.files_loaded >= 1, "round {round}");
+        assert_eq!(lab.sales_in(wh, "c").await.len(), 20_001, "round {round}");
+    }
+}
+
+on_both_warehouses!(
+    concurrent_loads_scenario,
+    concurrent_loads_of_a_file_leave_one_copy,
+    concurrent_loads_of_a_file_leave_one_copy_on_postgresql
+);

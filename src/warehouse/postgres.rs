@@ -348,6 +348,17 @@ impl Store for PgStore {
         mut rx: mpsc::Receiver<Batch>,
     ) -> Result<LoadOutcome> {
         let mut tx = self.pool.begin().await?;
+        // Two runs loading the same source at once (a nightly and a monthly
+        // job fired together, a manual run beside the daemon) each deleted
+        // the rows they saw and inserted theirs: the one that waited on the
+        // other's row locks did not see its new rows, and both copies
+        // stayed. Loads of a source take turns until commit; the one that
+        // waited then deletes what the first stored. Two-key form: its key
+        // space is apart from sqlx's one-key migration lock.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('salesbatch.load'), hashtext($1))")
+            .bind(&load.source)
+            .execute(&mut *tx)
+            .await?;
         delete_replaced(&mut tx, &load).await?;
         let mut loaded = 0u64;
         // ids come from a sequence other sessions share: this load's rows
