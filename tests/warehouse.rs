@@ -417,14 +417,18 @@ async fn a_run_whose_render_holds_its_thread_keeps_its_lock_fresh() {
         let unchanged = tokio::task::spawn_blocking(move || watcher.join().unwrap())
             .await
             .unwrap();
-        if took > std::time::Duration::from_secs(3) {
+        if took > std::time::Duration::from_secs(4) {
             break (took, unchanged);
         }
-        assert!(loops < 64_000, "a run never lasted 3 s: {took:?}");
+        assert!(loops < 128_000, "a run never lasted 4 s: {took:?}");
         loops *= 2;
     };
+    // the render is nearly all of the run: a heartbeat it stalled leaves
+    // the row unchanged for most of it, where one that ticks leaves it
+    // unchanged for about a second (whole seconds), more on a machine the
+    // other tests keep busy (2.5 s of 5.9 s seen in CI)
     assert!(
-        unchanged < std::time::Duration::from_millis(2000),
+        unchanged < took / 2,
         "the lock was not refreshed for {unchanged:?} of a {took:?} run"
     );
     db.drop().await;
