@@ -77,6 +77,42 @@ fn values_serde_refuses_do_not_hide_the_other_problems() {
     );
 }
 
+/// `encoding` takes the labels users write for SPEC §3's three encodings:
+/// upper case, and `gb2312`/`cp936` for GBK (which is what decodes them).
+#[test]
+fn encoding_takes_the_labels_users_write() {
+    let source = |encoding: &str| {
+        format!(
+            "[[sources]]\nname = \"s\"\ndataset = \"sales\"\nkind = \"csv\"\npath = \"in/*\"\n\
+             encoding = \"{encoding}\"\ncolumns = {{ invoice_date = \"d\", customer_id = \"c\", \
+             product_id = \"p\", amount = \"a\" }}\n"
+        )
+    };
+    for (label, encoding) in [
+        ("utf-8", config::Encoding::Utf8),
+        ("UTF-8", config::Encoding::Utf8),
+        ("utf8", config::Encoding::Utf8),
+        ("gbk", config::Encoding::Gbk),
+        ("GBK", config::Encoding::Gbk),
+        ("gb2312", config::Encoding::Gbk),
+        ("GB2312", config::Encoding::Gbk),
+        ("cp936", config::Encoding::Gbk),
+        ("gb18030", config::Encoding::Gb18030),
+        ("GB18030", config::Encoding::Gb18030),
+    ] {
+        let loaded = config::load_str(Path::new("e.toml"), &source(label)).expect(label);
+        assert_eq!(loaded.config.sources[0].encoding, Some(encoding), "{label}");
+    }
+    let err = config::load_str(Path::new("e.toml"), &source("big5")).expect_err("big5");
+    assert!(
+        err.to_string().contains(
+            "e.toml:6: `sources[0].encoding`: unknown variant `big5`, expected one of \
+             `utf-8`, `gbk`, `gb18030`"
+        ),
+        "{err}"
+    );
+}
+
 #[test]
 fn tiers_out_of_order_and_bad_cron_are_both_reported() {
     let text = "[[tiering.tiers]]\nname = \"A\"\nmin_score = 50\nmonthly_visits = 1\n[[tiering.tiers]]\nname = \"B\"\nmin_score = 60\nmonthly_visits = 1\n\n[[jobs]]\nname = \"n\"\ncron = \"0 30 2 * *\"\n";

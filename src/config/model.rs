@@ -174,7 +174,11 @@ pub enum SourceKind {
     Sql,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+/// A `csv` source's `encoding`. Read in any letter case and under the
+/// other labels users write for GBK (`gb2312`, `cp936`: the WHATWG Encoding
+/// Standard, which encoding_rs follows, decodes them as GBK, a superset of
+/// GB2312).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub enum Encoding {
     #[default]
     #[serde(rename = "utf-8")]
@@ -183,6 +187,21 @@ pub enum Encoding {
     Gbk,
     #[serde(rename = "gb18030")]
     Gb18030,
+}
+
+impl<'de> Deserialize<'de> for Encoding {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let label = String::deserialize(deserializer)?;
+        match label.to_ascii_lowercase().as_str() {
+            "utf-8" | "utf8" => Ok(Self::Utf8),
+            "gbk" | "gb2312" | "cp936" => Ok(Self::Gbk),
+            "gb18030" => Ok(Self::Gb18030),
+            _ => Err(serde::de::Error::unknown_variant(
+                &label,
+                &["utf-8", "gbk", "gb18030"],
+            )),
+        }
+    }
 }
 
 /// The field separator of a `csv` source (`delimiter`, an addition to
