@@ -31,10 +31,19 @@ const CHUNK: usize = 1_000;
 mod inputs;
 mod load;
 
-/// What stopped a warehouse from opening, before it is reported.
-enum Opening {
-    Connect(sqlx::Error),
-    Migrate(sqlx::migrate::MigrateError),
+/// Waits for, and holds until dropped, the exclusive lock on
+/// `<database>-open.lock` (the file stays: deleting a lock file races).
+async fn open_lock(database: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let mut lock_path = database.as_os_str().to_owned();
+    lock_path.push("-open.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)?;
+    tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 pub struct SqliteStore {
@@ -71,50 +80,24 @@ impl SqliteStore {
                 .pragma("cache_size", "-65536")
                 .pragma("temp_store", "memory")
                 .foreign_keys(false);
-        let pool = Self::connect_and_migrate(&path, options)
+        // Processes opening the warehouse together (two `serve` instances
+        // started at once, a manual run beside a starting daemon) take
+        // turns. sqlx locks PostgreSQL's migrations but not SQLite's: two
+        // processes both applied migration 2 and one failed (`duplicate
+        // column name`), and turning a new database to WAL, which takes it
+        // whole, was refused to the other (`database is locked`,
+        // busy_timeout or not).
+        let turn = open_lock(&path)
             .await
-            .map_err(|e| match e {
-                Opening::Connect(e) => connect(e),
-                Opening::Migrate(e) => e.into(),
-            })?;
-        Ok(Self { pool, path })
-    }
-
-    /// Connects and migrates while holding `<database>-open.lock`, so that
-    /// processes opening the warehouse together (two `serve` instances
-    /// started at once, a manual run beside a starting daemon) take turns.
-    /// sqlx locks PostgreSQL's migrations but not SQLite's: two processes
-    /// both applied migration 2 and one failed (`duplicate column name`),
-    /// and turning a new database to WAL, which takes it whole, was refused
-    /// to the other (`database is locked`, busy_timeout or not).
-    async fn connect_and_migrate(
-        path: &std::path::Path,
-        options: SqliteConnectOptions,
-    ) -> std::result::Result<SqlitePool, Opening> {
-        let mut lock_path = path.as_os_str().to_owned();
-        lock_path.push("-open.lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Opening::Connect(sqlx::Error::Io(e)))?;
-        // released when `lock` is dropped, at the end of this function
-        let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
-            .await
-            .map_err(|e| Opening::Connect(sqlx::Error::Io(std::io::Error::other(e))))?
-            .map_err(|e| Opening::Connect(sqlx::Error::Io(e)))?;
+            .map_err(|e| connect(sqlx::Error::Io(e)))?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
             .await
-            .map_err(Opening::Connect)?;
-        if let Err(e) = sqlx::migrate!("migrations/sqlite").run(&pool).await {
-            pool.close().await;
-            return Err(Opening::Migrate(e));
-        }
-        drop(lock);
-        Ok(pool)
+            .map_err(connect)?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        drop(turn);
+        Ok(Self { pool, path })
     }
 
     /// Runs `work` on the database file with rusqlite, on a blocking thread.
