@@ -137,12 +137,9 @@ pub fn load(path: &Path) -> Result<Settings, ConfigError> {
 }
 
 pub fn load_str(path: &Path, text: &str) -> Result<Settings, ConfigError> {
-    let validate::Parsed {
-        config,
-        mut problems,
-        blanked,
-    } = validate::parse(path, text);
-    let Some(config) = config else {
+    let mut parsed = validate::parse(path, text);
+    let mut problems = std::mem::take(&mut parsed.problems);
+    let Some(config) = parsed.config.take() else {
         problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
         return Err(ConfigError { problems });
     };
@@ -157,23 +154,10 @@ pub fn load_str(path: &Path, text: &str) -> Result<Settings, ConfigError> {
         })
         .to_path_buf();
     let (tz, more) = validate::validate(path, text, &config);
-    // a stand-in took a refused value's place: what stage two says of it,
-    // of the table it sits in (weights that no longer sum to 1) or, for a
-    // source's `dataset` and `kind`, which the rules of its other keys
-    // depend on, of the whole source follows from the problem already
-    // reported
-    let follows_from_blanked = |p: &Problem| {
-        let within = |key: &str, of: &str| {
-            key == of || key.starts_with(&format!("{of}.")) || key.starts_with(&format!("{of}["))
-        };
-        blanked.iter().any(|b| {
-            within(&p.key, b)
-                || b.rsplit_once('.').is_some_and(|(table, key)| {
-                    p.key == table || (matches!(key, "dataset" | "kind") && within(&p.key, table))
-                })
-        })
-    };
-    problems.extend(more.into_iter().filter(|p| !follows_from_blanked(p)));
+    problems.extend(
+        more.into_iter()
+            .filter(|p| !parsed.follows_from_stand_in(p)),
+    );
     if !problems.is_empty() {
         problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
         return Err(ConfigError { problems });

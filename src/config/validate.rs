@@ -14,9 +14,10 @@ use super::Problem;
 /// and parsing resumes, so that one run of `check` lists every unknown key
 /// and refused value (`locale = "fr"`, `port = "587"`) together with the
 /// validation problems. A refused value's key is returned among the keys
-/// `blanked`: its default stood in for it, so what stage two says of it (or
-/// of its table) is not the user's problem, and a required one stops the
-/// parse (`missing field`, already reported as the refused value).
+/// `blanked`: a value of the wanted type stood in for it, or the entry was
+/// cut (then a required one stops the parse: its `missing field` is already
+/// reported as the refused value), so what stage two says of it is not the
+/// user's problem ([`Parsed::follows_from_stand_in`]).
 pub fn parse(path: &Path, text: &str) -> Parsed {
     let mut parsed = Parsed::default();
     let mut scratch = text.to_string();
@@ -51,21 +52,18 @@ pub fn parse(path: &Path, text: &str) -> Parsed {
             message: message.clone(),
         });
         let refused_value = !message.starts_with("unknown field");
+        // a refused array element stands for its whole array
+        while matches!(key_path.last(), Some(Seg::Index(_))) {
+            key_path.pop();
+        }
         // the value of the type serde wanted stands in for a refused one, so
         // that a required key does not stop the parse
         if let (true, Some(span), Some(stand_in)) = (refused_value, &span, stand_in(&message)) {
             if !key_path.is_empty() && !scratch[span.clone()].contains(['\n', '=']) {
-                while matches!(key_path.last(), Some(Seg::Index(_))) {
-                    key_path.pop();
-                }
                 parsed.blanked.push(display_path(&key_path));
                 scratch.replace_range(span.clone(), &stand_in);
                 continue;
             }
-        }
-        // a refused array element takes its whole array with it
-        while matches!(key_path.last(), Some(Seg::Index(_))) {
-            key_path.pop();
         }
         let Some((start, end)) = index.entry_range(&key_path) else {
             return parsed;
@@ -109,6 +107,25 @@ pub struct Parsed {
     pub problems: Vec<Problem>,
     /// Keys whose refused values were cut out (defaults stand in for them).
     pub blanked: Vec<String>,
+}
+
+impl Parsed {
+    /// Whether stage two says `problem` only because a stand-in took a
+    /// refused value's place: of that key, of the table it sits in (weights
+    /// that no longer sum to 1) or, for a source's `dataset` and `kind`,
+    /// which the rules of its other keys depend on, of the whole source.
+    pub fn follows_from_stand_in(&self, problem: &Problem) -> bool {
+        let within = |key: &str, of: &str| {
+            key == of || key.starts_with(&format!("{of}.")) || key.starts_with(&format!("{of}["))
+        };
+        self.blanked.iter().any(|b| {
+            within(&problem.key, b)
+                || b.rsplit_once('.').is_some_and(|(table, key)| {
+                    problem.key == table
+                        || (matches!(key, "dataset" | "kind") && within(&problem.key, table))
+                })
+        })
+    }
 }
 
 /// The field of serde's "missing field `x`".
