@@ -147,7 +147,15 @@ impl Lab {
 
     /// Makes every load look like one from before row ranges were recorded.
     pub async fn forget_row_ranges(&self, wh: &Wh<'_>) {
-        let sql = "UPDATE ingested_files SET first_row_id = NULL, last_row_id = NULL";
+        self.exec_in(
+            wh,
+            "UPDATE ingested_files SET first_row_id = NULL, last_row_id = NULL",
+        )
+        .await;
+    }
+
+    /// Runs one statement on the warehouse `wh`.
+    pub async fn exec_in(&self, wh: &Wh<'_>, sql: &'static str) {
         match wh {
             Wh::Sqlite => {
                 let pool = self.warehouse().await;
@@ -160,6 +168,24 @@ impl Lab {
                 pool.close().await;
             }
         }
+    }
+
+    /// The one text column `sql` selects from the warehouse `wh`, sorted
+    /// in Rust (PostgreSQL's collation may not order by bytes).
+    pub async fn texts_in(&self, wh: &Wh<'_>, sql: &'static str) -> Vec<String> {
+        let mut texts: Vec<String> = match wh {
+            Wh::Sqlite => {
+                let pool = self.warehouse().await;
+                sqlx::query_scalar(sql).fetch_all(&pool).await
+            }
+            Wh::Postgres(url) => {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                sqlx::query_scalar(sql).fetch_all(&pool).await
+            }
+        }
+        .unwrap();
+        texts.sort();
+        texts
     }
 
     pub async fn warehouse(&self) -> sqlx::SqlitePool {

@@ -816,12 +816,13 @@ on_both_warehouses!(
 );
 
 /// Both backends: a scheduled fire is claimed once; a second claim of the
-/// same job and instant names the first holder, and other jobs or instants
-/// are claims of their own.
+/// same job and fire names the first holder, and other jobs or fires are
+/// claims of their own. A job's claim prunes its claims made more than
+/// `KEEP_FIRE_CLAIMS_DAYS` ago, and no other job's.
 async fn a_fire_is_claimed_once(lab: &Lab, wh: &Wh<'_>) {
     let settings = lab.settings("");
     let store = Lab::store(&settings, wh).await;
-    let at = "2026-11-30T18:30:00Z";
+    let at = "2026-12-01T02:30:00 Asia/Shanghai";
     assert_eq!(store.claim_fire("nightly", at, "1@a").await.unwrap(), None);
     assert_eq!(
         store
@@ -832,7 +833,7 @@ async fn a_fire_is_claimed_once(lab: &Lab, wh: &Wh<'_>) {
         Some("1@a")
     );
     assert_eq!(store.claim_fire("monthly", at, "2@b").await.unwrap(), None);
-    let next = "2026-12-01T18:30:00Z";
+    let next = "2026-12-02T02:30:00 Asia/Shanghai";
     assert_eq!(
         store.claim_fire("nightly", next, "2@b").await.unwrap(),
         None
@@ -844,6 +845,41 @@ async fn a_fire_is_claimed_once(lab: &Lab, wh: &Wh<'_>) {
             .unwrap()
             .as_deref(),
         Some("2@b")
+    );
+
+    let cutoff = salesbatch::warehouse::fire_claims_cutoff();
+    assert!(cutoff.as_str() > "2026-08-01T00:00:00Z", "{cutoff}");
+    lab.exec_in(
+        wh,
+        "INSERT INTO job_fires (job, fire_at, holder, claimed_at) VALUES \
+         ('nightly', '2026-01-01T02:30:00 Asia/Shanghai', '9@old', '2026-01-01T00:00:00Z'), \
+         ('nightly', '2026-01-02T02:30:00 Asia/Shanghai catch-up', '9@old', '2026-01-02T00:00:00Z'), \
+         ('monthly', '2026-01-01T02:30:00 Asia/Shanghai', '9@old', '2026-01-01T00:00:00Z')",
+    )
+    .await;
+    let all = "SELECT job || ' ' || fire_at FROM job_fires";
+    assert_eq!(lab.texts_in(wh, all).await.len(), 6);
+    // a claim that loses prunes nothing; the next that wins does
+    assert!(store
+        .claim_fire("nightly", next, "3@c")
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(lab.texts_in(wh, all).await.len(), 6);
+    let third = "2026-12-03T02:30:00 Asia/Shanghai";
+    assert_eq!(
+        store.claim_fire("nightly", third, "1@a").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        lab.texts_in(wh, all).await,
+        [
+            "monthly 2026-01-01T02:30:00 Asia/Shanghai",
+            "monthly 2026-12-01T02:30:00 Asia/Shanghai",
+            "nightly 2026-12-01T02:30:00 Asia/Shanghai",
+            "nightly 2026-12-02T02:30:00 Asia/Shanghai",
+            "nightly 2026-12-03T02:30:00 Asia/Shanghai",
+        ]
     );
 }
 

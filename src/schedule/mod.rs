@@ -66,8 +66,9 @@ fn fire_of_tick(
     now: chrono::DateTime<Utc>,
 ) -> Option<chrono::DateTime<Utc>> {
     let cron = parser().parse(expr).ok()?;
-    // cron instants are whole seconds; croner would keep the fraction
-    let local = now.with_timezone(&tz).with_nanosecond(0)?;
+    // cron instants are whole seconds; croner would keep the fraction. In
+    // UTC: chrono refuses to change a local time the clocks pass twice
+    let local = now.with_nanosecond(0)?.with_timezone(&tz);
     let before = cron.find_previous_occurrence(&local, true).ok();
     let after = cron.find_next_occurrence(&local, false).ok();
     let nearest = match (before, after) {
@@ -76,6 +77,15 @@ fn fire_of_tick(
         (None, a) => a?,
     };
     Some(nearest.with_timezone(&Utc))
+}
+
+/// The name a fire at `at` is claimed under: its local wall time in `tz`
+/// (`2026-12-01T02:30:00 Asia/Shanghai`). Not the instant: on the night
+/// the clocks go back, a cron time inside the repeated hour comes twice,
+/// an hour apart, and cron runs it once (the scheduler, re-created for the
+/// new offset, ticks again at the second one).
+fn fire_name(at: chrono::DateTime<Utc>, tz: chrono_tz::Tz) -> String {
+    format!("{} {tz}", at.with_timezone(&tz).format("%Y-%m-%dT%H:%M:%S"))
 }
 
 /// Counts running jobs so shutdown can wait for them.
@@ -100,9 +110,9 @@ impl Drop for RunningGuard {
     }
 }
 
-/// One fire: opens the warehouse, claims the fire (`claim`: its instant,
-/// or the instant and ` catch-up`) and runs the job under its lock. A fire
-/// another instance claimed first is left to it.
+/// One fire: opens the warehouse, claims the fire (`claim`: its
+/// `fire_name`, or that and ` catch-up`) and runs the job under its lock.
+/// A fire another instance claimed first is left to it.
 async fn fire(
     settings: Arc<Settings>,
     job: JobConfig,
@@ -123,6 +133,10 @@ async fn fire(
         .await
     {
         Ok(None) => {}
+        Ok(Some(holder)) if holder == jobs::this_process() => {
+            info!(job = %job.name, fire = %claim, "this fire already ran here: its local time came twice (the clocks went back)");
+            return;
+        }
         Ok(Some(holder)) => {
             info!(job = %job.name, fire = %claim, %holder, "this fire was taken by another instance");
             return;
@@ -165,7 +179,7 @@ fn make_job(
             let now = Utc::now();
             let at = fire_of_tick(&job.cron, s.tz, now).unwrap_or(now);
             let as_of = as_of_for(at, s.tz);
-            let claim = crate::warehouse::timestamp(at);
+            let claim = fire_name(at, s.tz);
             Box::pin(fire(s.clone(), job.clone(), as_of, claim, running.clone()))
         },
     )?)
@@ -194,7 +208,7 @@ async fn catch_up(settings: &Arc<Settings>, running: &Running) -> anyhow::Result
             .any(|r| r.job == job.name && r.as_of == as_of && r.status != "failed");
         if !done {
             info!(job = %job.name, missed = %at, %as_of, "catching up a missed fire");
-            let claim = format!("{} catch-up", crate::warehouse::timestamp(at));
+            let claim = format!("{} catch-up", fire_name(at, settings.tz));
             tokio::spawn(fire(
                 settings.clone(),
                 job.clone(),
@@ -402,6 +416,26 @@ mod tests {
         // a per-second job: each tick is its own fire
         let fire = fire_of_tick("* * * * * *", tz, at("2026-11-30T18:30:04.200Z"));
         assert_eq!(fire, Some(at("2026-11-30T18:30:04Z")));
+    }
+
+    #[test]
+    fn the_repeated_hour_of_a_dst_fall_back_is_one_fire() {
+        // Europe/Berlin goes back from 03:00 CEST to 02:00 CET on
+        // 2026-10-25: 02:30 local is 00:30 UTC and again 01:30 UTC
+        let tz = chrono_tz::Europe::Berlin;
+        let at = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        let first = fire_of_tick("0 30 2 * * *", tz, at("2026-10-25T00:30:00.300Z")).unwrap();
+        let second = fire_of_tick("0 30 2 * * *", tz, at("2026-10-25T01:30:00.300Z")).unwrap();
+        assert_eq!(fire_name(first, tz), "2026-10-25T02:30:00 Europe/Berlin");
+        assert_eq!(fire_name(second, tz), fire_name(first, tz));
+        assert_eq!(as_of_for(second, tz), as_of_for(first, tz));
+        // the next day's fire is a fire of its own
+        let next = fire_of_tick("0 30 2 * * *", tz, at("2026-10-26T01:30:00Z")).unwrap();
+        assert_eq!(fire_name(next, tz), "2026-10-26T02:30:00 Europe/Berlin");
     }
 
     #[test]

@@ -345,7 +345,8 @@ pub trait Store: Send + Sync {
     async fn lock_holder(&self, job: &str) -> Result<Option<String>>;
     /// Claims one scheduled fire of `job` (`fire`: its cron instant) for
     /// `holder`: `None` when this call claimed it, else who did first, so
-    /// that instances sharing the warehouse run each fire once.
+    /// that instances sharing the warehouse run each fire once. A claim
+    /// prunes the job's claims older than `KEEP_FIRE_CLAIMS_DAYS`.
     async fn claim_fire(&self, job: &str, fire: &str, holder: &str) -> Result<Option<String>>;
     /// Whether processes on other machines may use this warehouse (so a lock
     /// can only be judged dead by its age).
@@ -451,6 +452,16 @@ pub fn local_timestamp(stored: &str, tz: chrono_tz::Tz, format: &str) -> String 
 
 pub fn now() -> String {
     timestamp(chrono::Utc::now())
+}
+
+/// Days a fire's claim is kept (`Store::claim_fire`). A claim only has to
+/// outlive the ticks of its own fire, a few seconds apart; the rest is for
+/// an operator asking which instance took a recent fire.
+pub const KEEP_FIRE_CLAIMS_DAYS: i64 = 90;
+
+/// Claims made before this are pruned when a job claims its next fire.
+pub fn fire_claims_cutoff() -> String {
+    timestamp(chrono::Utc::now() - chrono::Duration::days(KEEP_FIRE_CLAIMS_DAYS))
 }
 
 /// The reason stored as text back to its variant.

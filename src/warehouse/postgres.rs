@@ -1003,6 +1003,11 @@ impl Store for PgStore {
         .execute(&self.pool)
         .await?;
         if claimed.rows_affected() == 1 {
+            sqlx::query("DELETE FROM job_fires WHERE job = $1 AND claimed_at < $2")
+                .bind(job)
+                .bind(super::fire_claims_cutoff())
+                .execute(&self.pool)
+                .await?;
             return Ok(None);
         }
         Ok(Some(

@@ -532,6 +532,11 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await?;
         if claimed.rows_affected() == 1 {
+            sqlx::query("DELETE FROM job_fires WHERE job = ? AND claimed_at < ?")
+                .bind(job)
+                .bind(super::fire_claims_cutoff())
+                .execute(&self.pool)
+                .await?;
             return Ok(None);
         }
         Ok(Some(
