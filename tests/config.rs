@@ -146,6 +146,38 @@ fn keep_reports_days_is_at_least_one() {
     );
 }
 
+/// A job's name is its reports' folder (`out/<as-of>/<job>/`): a name
+/// that would write them elsewhere, or that no folder can have, is
+/// refused, and so is `(ingest)`, the name of the lock ingest steps take
+/// turns on. Chinese names, spaces and parentheses inside are fine.
+#[test]
+fn a_job_name_must_be_a_folder_name() {
+    let jobs = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| format!("[[jobs]]\nname = \"{n}\"\ncron = \"0 30 2 * * *\"\n"))
+            .collect::<String>()
+    };
+    let ok =
+        config::load_str(Path::new("j.toml"), &jobs(&["夜间 日报", "月报(上月)"])).expect("valid");
+    assert_eq!(ok.config.jobs.len(), 2);
+    let bad = ["../../etc", "a/b", "", " nightly", "x\\t", "(ingest)", "ok"];
+    let err = config::load_str(Path::new("j.toml"), &jobs(&bad)).expect_err("bad names");
+    let lines: Vec<String> = err.problems.iter().map(ToString::to_string).collect();
+    let folder = "cannot name the job's report folder: leave out / \\ : * ? \" < > |, control characters, and dots or spaces at either end";
+    assert_eq!(
+        lines,
+        [
+            format!("j.toml:2: `jobs[0].name`: `../../etc` {folder}"),
+            format!("j.toml:5: `jobs[1].name`: `a/b` {folder}"),
+            format!("j.toml:8: `jobs[2].name`: `` {folder}"),
+            format!("j.toml:11: `jobs[3].name`: ` nightly` {folder}"),
+            format!("j.toml:14: `jobs[4].name`: `x\\t` {folder}"),
+            "j.toml:17: `jobs[5].name`: `(ingest)` is reserved for the lock ingest steps take turns on; name the job otherwise".to_string(),
+        ]
+    );
+}
+
 /// `[warehouse] keep_snapshots_days` (an addition to SPEC §3): 0 is refused
 /// with the way to keep every snapshot.
 #[test]

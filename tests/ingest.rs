@@ -4036,3 +4036,67 @@ on_both_warehouses!(
     concurrent_loads_of_a_file_leave_one_copy,
     concurrent_loads_of_a_file_leave_one_copy_on_postgresql
 );
+
+/// Runs of two jobs that both ingest, started together (a nightly and a
+/// monthly job fired at 02:30 on the 1st), take turns to ingest: the
+/// second finds the first's files loaded and skips them, so a changed file
+/// is parsed and loaded once, not by both; the turn is released after.
+async fn jobs_ingesting_together_scenario(lab: &Lab, wh: &Wh<'_>) {
+    let mut csv = String::from("date,customer,product,amount\n");
+    for i in 0..20_000 {
+        csv.push_str(&format!("2026-10-{:02},C1,P{},1\n", i % 28 + 1, i % 7));
+    }
+    let settings = lab.settings(&format!(
+        "{}[[jobs]]\nname = \"monthly-load\"\ncron = \"0 30 2 1 * *\"\nsteps = [\"ingest\"]\n",
+        csv_sales_source("c", "", ENGLISH_COLUMNS)
+    ));
+    let job = |name: &str| {
+        settings
+            .config
+            .jobs
+            .iter()
+            .find(|j| j.name == name)
+            .unwrap()
+            .clone()
+    };
+    let (nightly, monthly) = (job("load"), job("monthly-load"));
+    let (a_store, b_store) = (
+        Lab::store(&settings, wh).await,
+        Lab::store(&settings, wh).await,
+    );
+    let as_of = chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+    let opts = salesbatch::jobs::RunOptions::default();
+    for round in 0..3 {
+        lab.write(
+            "in/c/flow.csv",
+            format!("{csv}2026-10-01,C2,P0,{round}\n").as_bytes(),
+        );
+        let (a, b) = tokio::join!(
+            salesbatch::jobs::run_locked(&settings, a_store.as_ref(), &nightly, as_of, &opts),
+            salesbatch::jobs::run_locked(&settings, b_store.as_ref(), &monthly, as_of, &opts)
+        );
+        let (a, b) = (a.unwrap().counts, b.unwrap().counts);
+        // reps, customers and the sales file the first time; then only the
+        // sales file changes
+        let changed = if round == 0 { 3 } else { 1 };
+        assert_eq!(a.files_loaded + b.files_loaded, changed, "round {round}");
+        assert_eq!(
+            a.files_skipped + b.files_skipped,
+            2 * 3 - changed,
+            "round {round}"
+        );
+        assert_eq!(lab.sales_in(wh, "c").await.len(), 20_001, "round {round}");
+        assert!(
+            lab.texts_in(wh, "SELECT job FROM job_locks")
+                .await
+                .is_empty(),
+            "round {round}"
+        );
+    }
+}
+
+on_both_warehouses!(
+    jobs_ingesting_together_scenario,
+    jobs_ingesting_together_take_turns,
+    jobs_ingesting_together_take_turns_on_postgresql
+);

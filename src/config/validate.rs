@@ -570,6 +570,32 @@ fn check_jobs(c: &mut Checker<'_>, config: &Config, tz: Option<chrono_tz::Tz>) {
         if !names.insert(job.name.as_str()) {
             c.err(&at("name"), format!("duplicate job name `{}`", job.name));
         }
+        if job.name == crate::jobs::INGEST_TURN {
+            c.err(
+                &at("name"),
+                format!(
+                    "`{}` is reserved for the lock ingest steps take turns on; name the job otherwise",
+                    job.name
+                ),
+            );
+        } else if crate::report::file_stem(&job.name) != job.name {
+            // the job's reports go to `<output_dir>/<as-of>/<job>/`: a `/`
+            // or `..` would write them elsewhere
+            c.err(
+                &at("name"),
+                format!(
+                    "`{}` cannot name the job's report folder: leave out / \\ : * ? \" < > |, control characters, and dots or spaces at either end",
+                    job.name
+                        .chars()
+                        .map(|ch| if ch.is_control() {
+                            ch.escape_default().to_string()
+                        } else {
+                            ch.to_string()
+                        })
+                        .collect::<String>()
+                ),
+            );
+        }
         if let Err(e) = crate::schedule::parse_cron(&job.cron, tz.unwrap_or(chrono_tz::UTC)) {
             c.err(&at("cron"), e);
         }

@@ -153,42 +153,8 @@ pub async fn run_locked_with_heartbeat(
     if opts.dry_run {
         return run_job(settings, store, job, as_of, opts).await;
     }
-    let pid = std::process::id();
-    let holder = holder_id(
-        pid,
-        &process_start(pid).unwrap_or_default(),
-        &uuid::Uuid::new_v4().simple().to_string(),
-    );
-    // a holder on this machine is judged by its process: alive → refused,
-    // gone → freed now. A holder on another machine is judged by the age of
-    // its heartbeat on a shared warehouse; an embedded one is never used by
-    // two machines, so such a lock was left by an earlier container.
-    if let Some(old) = store.lock_holder(&job.name).await? {
-        match holder_alive_here(&old) {
-            Some(true) => {
-                return Err(JobLocked {
-                    job: job.name.clone(),
-                }
-                .into())
-            }
-            Some(false) => {
-                tracing::warn!(job = %job.name, holder = %old, "taking over the lock of a process that died");
-                store.unlock(&job.name, &old).await?;
-            }
-            None if !store.is_shared() => {
-                tracing::warn!(job = %job.name, holder = %old, "taking over a lock left by another host");
-                store.unlock(&job.name, &old).await?;
-            }
-            None => {}
-        }
-    }
-    let stale = if store.is_shared() {
-        crate::warehouse::timestamp(chrono::Utc::now() - LOCK_STALE_AFTER)
-    } else {
-        // an embedded warehouse has no holders elsewhere: never stale by age
-        String::new()
-    };
-    if !store.try_lock(&job.name, &holder, &stale).await? {
+    let holder = new_holder();
+    if try_acquire(store, &job.name, &holder).await?.is_some() {
         return Err(JobLocked {
             job: job.name.clone(),
         }
@@ -206,6 +172,115 @@ pub async fn run_locked_with_heartbeat(
         tracing::warn!(job = %job.name, error = %e, "cannot release the job lock; it expires on its own");
     }
     result
+}
+
+/// A holder for a lock taken now by this process.
+fn new_holder() -> String {
+    let pid = std::process::id();
+    holder_id(
+        pid,
+        &process_start(pid).unwrap_or_default(),
+        &uuid::Uuid::new_v4().simple().to_string(),
+    )
+}
+
+/// Tries to take the warehouse lock `name` (a row of `job_locks`) for
+/// `holder`: `None` once taken, else who holds it. A holder on this machine
+/// is judged by its process: alive, it keeps the lock; gone, the lock is
+/// freed now. A holder on another machine is judged by the age of its
+/// heartbeat on a shared warehouse; an embedded one is never used by two
+/// machines, so such a lock was left by an earlier container. A live
+/// holder is found by a read, so polling it never waits on SQLite's write
+/// lock (which a long load holds).
+async fn try_acquire(
+    store: &dyn Store,
+    name: &str,
+    holder: &str,
+) -> anyhow::Result<Option<String>> {
+    if let Some(old) = store.lock_holder(name).await? {
+        match holder_alive_here(&old) {
+            Some(true) => return Ok(Some(old)),
+            Some(false) => {
+                tracing::warn!(lock = name, holder = %old, "taking over the lock of a process that died");
+                store.unlock(name, &old).await?;
+            }
+            None if !store.is_shared() => {
+                tracing::warn!(lock = name, holder = %old, "taking over a lock left by another host");
+                store.unlock(name, &old).await?;
+            }
+            None => {}
+        }
+    }
+    let stale = if store.is_shared() {
+        crate::warehouse::timestamp(chrono::Utc::now() - LOCK_STALE_AFTER)
+    } else {
+        // an embedded warehouse has no holders elsewhere: never stale by age
+        String::new()
+    };
+    if store.try_lock(name, holder, &stale).await? {
+        return Ok(None);
+    }
+    Ok(Some(store.lock_holder(name).await?.unwrap_or_default()))
+}
+
+/// The warehouse lock ingest steps take turns on: a `job_locks` row under
+/// a name config validation keeps jobs from having.
+pub const INGEST_TURN: &str = "(ingest)";
+/// How often a run waiting for its turn to ingest looks again...
+const INGEST_TURN_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+/// ...and how often it says it is still waiting.
+const INGEST_WAIT_WARNING: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// A run's turn to ingest, held until `release`. Runs of different jobs
+/// (a nightly and a monthly job fired together on the 1st, a manual run
+/// beside the daemon, several instances) ingest one after another: the
+/// later one then finds the files already loaded and skips them, instead
+/// of parsing and loading each a second time, and on SQLite never waits
+/// on the other's load transaction past `busy_timeout` (which failed the
+/// run, `database is locked`).
+struct IngestTurn {
+    holder: String,
+    heartbeat: Option<LockHeartbeat>,
+}
+
+impl IngestTurn {
+    async fn wait(store: &dyn Store) -> anyhow::Result<Self> {
+        let holder = new_holder();
+        let started = std::time::Instant::now();
+        let mut warned_at = started;
+        let mut said = false;
+        while let Some(other) = try_acquire(store, INGEST_TURN, &holder).await? {
+            if !said {
+                info!(holder = %other, "another run is ingesting; this run's ingest waits for it to finish");
+                said = true;
+            } else if warned_at.elapsed() >= INGEST_WAIT_WARNING {
+                warned_at = std::time::Instant::now();
+                warn!(
+                    holder = %other,
+                    waited_s = started.elapsed().as_secs(),
+                    "still waiting for another run's ingest to finish"
+                );
+            }
+            tokio::time::sleep(INGEST_TURN_POLL).await;
+        }
+        if said {
+            info!(
+                waited_ms = millis_since(started),
+                "the other run's ingest finished; this run's ingest starts"
+            );
+        }
+        let heartbeat = store
+            .detached()
+            .map(|owned| LockHeartbeat::start(owned, INGEST_TURN, &holder, LOCK_HEARTBEAT));
+        Ok(Self { holder, heartbeat })
+    }
+
+    async fn release(self, store: &dyn Store) {
+        drop(self.heartbeat);
+        if let Err(e) = store.unlock(INGEST_TURN, &self.holder).await {
+            warn!(error = %e, "cannot release the ingest turn; it expires on its own");
+        }
+    }
 }
 
 /// Refreshes a job's lock every `every` on a task of its own until dropped.
@@ -390,12 +465,19 @@ async fn steps(
     let ingests = job.steps.contains(&Step::Ingest) && !opts.dry_run;
     if ingests {
         stage(opts, "ingest");
-        summary = ingest::run_with_progress(settings, store, opts.progress.as_ref())
-            .await
-            .context("ingest failed")?;
-        store
-            .save_quality(run_id, &summary.rejections, &summary.notes)
-            .await?;
+        let turn = IngestTurn::wait(store).await?;
+        let ingested = async {
+            let summary = ingest::run_with_progress(settings, store, opts.progress.as_ref())
+                .await
+                .context("ingest failed")?;
+            store
+                .save_quality(run_id, &summary.rejections, &summary.notes)
+                .await?;
+            anyhow::Ok(summary)
+        }
+        .await;
+        turn.release(store).await;
+        summary = ingested?;
         counts.files_loaded = summary.files_loaded;
         counts.files_skipped = summary.files_skipped;
         counts.files_refused = summary.files_refused;

@@ -5,7 +5,6 @@
 //! statement in-thread is several times cheaper (docs/PERFORMANCE.md).
 
 use std::path::Path;
-use std::time::Duration;
 
 use chrono::Datelike;
 use chrono::NaiveDate;
@@ -429,7 +428,7 @@ pub(super) fn load_file(
     rx: &mut mpsc::Receiver<Batch>,
 ) -> rusqlite::Result<LoadOutcome> {
     let mut conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.busy_timeout(super::BUSY_TIMEOUT)?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "cache_size", -65_536)?;
     conn.pragma_update(None, "temp_store", "memory")?;

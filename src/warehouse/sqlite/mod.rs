@@ -28,6 +28,15 @@ use crate::metrics::{Inputs, PeriodRange};
 /// Rows per multi-row INSERT: 13 binds × 1,000 stays far below SQLite's 32,766.
 const CHUNK: usize = 1_000;
 
+/// How long a statement waits for another connection's write lock before
+/// it fails (`database is locked`). Loads take turns (`jobs::IngestTurn`),
+/// but a run's other writes (its run row, job lock, snapshot) still wait
+/// on whatever file another run is loading, and one file's transaction
+/// lasts as long as its parse: over half a minute for a 20-million-line
+/// CSV export at the 557,000 rows/s docs/PERFORMANCE.md measured. sqlx's
+/// 5 s, or the 30 s used before, failed a run beside such a load.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(300);
+
 mod inputs;
 mod load;
 
@@ -75,7 +84,7 @@ impl SqliteStore {
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(30))
+                .busy_timeout(BUSY_TIMEOUT)
                 // index maintenance on millions of rows thrashes the default 2 MB cache
                 .pragma("cache_size", "-65536")
                 .pragma("temp_store", "memory")
