@@ -527,6 +527,45 @@ fn check_notes_an_amount_column_headed_in_wan_yuan() {
     );
 }
 
+/// `check` notes a `previous_month` job fired on the 1st: its as-of date
+/// is the last day of the month just ended, so it reports the month before
+/// that (SPEC §5). Not a problem (exit 0), and no note for such a job
+/// fired later in the month or for an `mtd` job on the 1st.
+#[test]
+fn check_notes_a_previous_month_job_fired_on_the_first() {
+    use chrono::{Datelike as _, Timelike as _};
+    let lab = crate::ingest::Lab::new();
+    lab.settings(
+        "[[jobs]]\nname = \"monthly\"\ncron = \"0 30 2 1 * *\"\nperiod = \"previous_month\"\n\
+         [[jobs]]\nname = \"monthly-5th\"\ncron = \"0 0 8 5 * *\"\nperiod = \"previous_month\"\n\
+         [[jobs]]\nname = \"month-end\"\ncron = \"0 30 2 1 * *\"\nperiod = \"mtd\"\n",
+    );
+    let (code, out) = check_lab(&lab, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    // the next 02:30 on a 1st in Shanghai (the default timezone)
+    let now = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai);
+    let today = now.date_naive();
+    let fired = if today.day() == 1 && (now.hour(), now.minute()) < (2, 30) {
+        today
+    } else {
+        today.with_day(1).unwrap() + chrono::Months::new(1)
+    };
+    let as_of = fired.pred_opt().unwrap();
+    let reported = as_of.with_day(1).unwrap() - chrono::Months::new(1);
+    let notes: Vec<&str> = out.lines().filter(|l| l.contains("note:")).collect();
+    assert_eq!(
+        notes,
+        [format!(
+            "job `monthly`: note: it fires on the 1st, and a `previous_month` run reports the \
+             month before its as-of date's: the fire of {fired} computes as of {as_of} and \
+             reports {}, not the month just ended; for that, fire it on the 2nd or later, or \
+             use `period = \"mtd\"` on the 1st",
+            reported.format("%Y-%m")
+        )],
+        "{out}"
+    );
+}
+
 /// `check` names the files of a fact source that a run would refuse as
 /// copies; a master file repeated is no problem (the later row wins), nor
 /// is a repeated file without data rows.

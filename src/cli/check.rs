@@ -31,6 +31,26 @@ fn scaled_money_columns(source: &config::SourceConfig) -> Vec<String> {
         .collect()
 }
 
+/// A `previous_month` job fired on the 1st: its as-of date is the last
+/// day of the month just ended, and SPEC §5's previous month is the one
+/// before the as-of's month, so the report sent on 1 December covers
+/// October. A note, not a problem: that may be what is wanted.
+fn previous_month_on_a_first(settings: &Settings, job: &config::JobConfig) -> Option<String> {
+    if job.period != config::Period::PreviousMonth {
+        return None;
+    }
+    let at = crate::schedule::next_fire_on_a_first(&job.cron, settings.tz, chrono::Utc::now())?;
+    let as_of = crate::schedule::as_of_for(at, settings.tz);
+    let fired = at.with_timezone(&settings.tz).date_naive();
+    let reported = crate::metrics::YearMonth::of(as_of).offset(-1);
+    Some(format!(
+        "it fires on the 1st, and a `previous_month` run reports the month before its \
+         as-of date's: the fire of {fired} computes as of {as_of} and reports {reported}, \
+         not the month just ended; for that, fire it on the 2nd or later, or use \
+         `period = \"mtd\"` on the 1st"
+    ))
+}
+
 pub(super) async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
     let mut problems = 0;
     outln!(
@@ -82,6 +102,11 @@ pub(super) async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
         Err(e) => {
             problems += 1;
             outln!("templates: {}", error_chain(e.as_ref()));
+        }
+    }
+    for job in &settings.config.jobs {
+        if let Some(note) = previous_month_on_a_first(settings, job) {
+            outln!("job `{}`: note: {note}", job.name);
         }
     }
     for s in &settings.config.sources {

@@ -39,7 +39,7 @@ pub fn parse_cron(expr: &str, tz: chrono_tz::Tz) -> Result<(), String> {
 }
 
 /// The as-of date a fire at `at` computes: the day before, in `tz`.
-fn as_of_for(at: chrono::DateTime<Utc>, tz: chrono_tz::Tz) -> NaiveDate {
+pub fn as_of_for(at: chrono::DateTime<Utc>, tz: chrono_tz::Tz) -> NaiveDate {
     let day = at.with_timezone(&tz).date_naive();
     day.pred_opt().unwrap_or(day)
 }
@@ -54,6 +54,34 @@ pub fn previous_fire(
     cron.find_previous_occurrence(&now.with_timezone(&tz), true)
         .ok()
         .map(|t| t.with_timezone(&Utc))
+}
+
+/// The next fire of `expr` after `now` that falls on the 1st of a month
+/// in `tz`, looking a year ahead: a `previous_month` job fired then
+/// computes the day before, the last day of the month just ended, and so
+/// reports the month before that one (`check` notes it).
+pub fn next_fire_on_a_first(
+    expr: &str,
+    tz: chrono_tz::Tz,
+    now: chrono::DateTime<Utc>,
+) -> Option<chrono::DateTime<Utc>> {
+    let cron = parser().parse(expr).ok()?;
+    let this_month = crate::metrics::YearMonth::of(now.with_timezone(&tz).date_naive());
+    (0..=12).find_map(|k| {
+        let first = this_month.offset(k).first_day();
+        let fire = if k == 0 {
+            // today may be the 1st, with fires still to come
+            cron.find_next_occurrence(&now.with_timezone(&tz), false)
+        } else {
+            let midnight = first
+                .and_hms_opt(0, 0, 0)?
+                .and_local_timezone(tz)
+                .earliest()?;
+            cron.find_next_occurrence(&midnight, true)
+        }
+        .ok()?;
+        (fire.date_naive() == first).then(|| fire.with_timezone(&Utc))
+    })
 }
 
 /// The fire of `expr` a tick at `now` stands for: the occurrence nearest
@@ -436,6 +464,42 @@ mod tests {
         // the next day's fire is a fire of its own
         let next = fire_of_tick("0 30 2 * * *", tz, at("2026-10-26T01:30:00Z")).unwrap();
         assert_eq!(fire_name(next, tz), "2026-10-26T02:30:00 Europe/Berlin");
+    }
+
+    #[test]
+    fn the_next_fire_on_a_first_is_found_a_year_ahead() {
+        let tz = chrono_tz::Asia::Shanghai;
+        let at = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        // 1 December, 10:00 in Shanghai: today's 02:30 is past
+        let now = at("2026-12-01T02:00:00Z");
+        let next = |expr: &str| next_fire_on_a_first(expr, tz, now).map(|t| t.to_rfc3339());
+        assert_eq!(
+            next("0 30 2 1 * *").as_deref(),
+            Some("2026-12-31T18:30:00+00:00")
+        );
+        // a daily job fires on the 1st too; an hourly one still today
+        assert_eq!(
+            next("0 30 2 * * *").as_deref(),
+            Some("2026-12-31T18:30:00+00:00")
+        );
+        assert_eq!(
+            next("0 0 * * * *").as_deref(),
+            Some("2026-12-01T03:00:00+00:00")
+        );
+        // only in March: the 1st of March 2027
+        assert_eq!(
+            next("0 0 6 1 3 *").as_deref(),
+            Some("2027-02-28T22:00:00+00:00")
+        );
+        assert_eq!(next("0 0 8 5 * *"), None);
+        assert_eq!(
+            next("0 0 8 * * 1-5").as_deref(),
+            Some("2027-01-01T00:00:00+00:00")
+        );
     }
 
     #[test]
