@@ -209,6 +209,19 @@ fn serve_reloads_its_config_on_sighup() {
     let settings = lab.settings(&job("0 0 6 1 1 *"));
     let (log, mut child) = start_serve(&lab, &settings);
     wait_for_log(&log, "cron=0 0 6 1 1 *", 1, &mut child);
+    // the line names the next fire and the period it computes: an `mtd`
+    // job on 1 January covers the December before
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let scheduled = logged
+        .lines()
+        .find(|l| l.contains("job scheduled job=tick "))
+        .unwrap();
+    assert!(
+        scheduled.contains("-01-01T06:00:00 next_period=")
+            && scheduled.contains("-12-01..")
+            && scheduled.ends_with("-12-31"),
+        "{scheduled}"
+    );
 
     let text = std::fs::read_to_string(&settings.path).unwrap();
     std::fs::write(&settings.path, text.replace("0 0 6 1 1 *", "every second")).unwrap();

@@ -84,6 +84,25 @@ pub fn next_fire_on_a_first(
     })
 }
 
+/// The next fire of `job` after `now`, as local time in `tz`, and the
+/// period it computes: what an operator reads in `serve`'s log to see that
+/// a `previous_month` job fired on the 1st reports the month before last.
+fn next_fire_and_period(
+    job: &JobConfig,
+    tz: chrono_tz::Tz,
+    now: chrono::DateTime<Utc>,
+) -> Option<(String, crate::metrics::PeriodRange)> {
+    let cron = parser().parse(&job.cron).ok()?;
+    let fire = cron
+        .find_next_occurrence(&now.with_timezone(&tz), false)
+        .ok()?;
+    let as_of = as_of_for(fire.with_timezone(&Utc), tz);
+    Some((
+        fire.format("%Y-%m-%dT%H:%M:%S").to_string(),
+        crate::metrics::PeriodRange::new(as_of, job.period),
+    ))
+}
+
 /// The fire of `expr` a tick at `now` stands for: the occurrence nearest
 /// to it. A scheduler's tick comes a little after its instant, or on
 /// another instance whose clock runs behind a little before it; either way
@@ -285,7 +304,11 @@ async fn schedule_all(
     }
     for job in &settings.config.jobs {
         ids.push(sched.add(make_job(settings, job, running)?).await?);
-        info!(job = %job.name, cron = %job.cron, tz = %settings.tz, "job scheduled");
+        let (next_fire, next_period) = next_fire_and_period(job, settings.tz, Utc::now())
+            .map_or_else(Default::default, |(fire, period)| {
+                (fire, format!("{}..{}", period.start, period.end))
+            });
+        info!(job = %job.name, cron = %job.cron, tz = %settings.tz, %next_fire, %next_period, "job scheduled");
     }
     Ok(())
 }
@@ -499,6 +522,38 @@ mod tests {
         assert_eq!(
             next("0 0 8 * * 1-5").as_deref(),
             Some("2027-01-01T00:00:00+00:00")
+        );
+    }
+
+    #[test]
+    fn the_next_fire_names_the_period_it_computes() {
+        use crate::config::Period;
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-01T02:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let job = |cron: &str, period| JobConfig {
+            name: "j".into(),
+            cron: cron.into(),
+            period,
+            steps: Vec::new(),
+            catch_up: false,
+            keep_reports_days: None,
+        };
+        let next = |job: JobConfig| {
+            let (fire, p) = next_fire_and_period(&job, chrono_tz::Asia::Shanghai, now).unwrap();
+            format!("{fire} {}..{}", p.start, p.end)
+        };
+        assert_eq!(
+            next(job("0 30 2 * * *", Period::Mtd)),
+            "2026-12-02T02:30:00 2026-12-01..2026-12-01"
+        );
+        assert_eq!(
+            next(job("0 30 2 1 * *", Period::PreviousMonth)),
+            "2027-01-01T02:30:00 2026-11-01..2026-11-30"
+        );
+        assert_eq!(
+            next(job("0 30 2 1 * *", Period::Mtd)),
+            "2027-01-01T02:30:00 2026-12-01..2026-12-31"
         );
     }
 
