@@ -181,7 +181,7 @@ async fn fire(
     {
         Ok(None) => {}
         Ok(Some(holder)) if holder == jobs::this_process() => {
-            info!(job = %job.name, fire = %claim, "this fire already ran here: its local time came twice (the clocks went back)");
+            info!(job = %job.name, fire = %claim, "this instance already took this fire; a second tick for it (the clocks went back, or a reload at its time) runs nothing");
             return;
         }
         Ok(Some(holder)) => {

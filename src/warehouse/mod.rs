@@ -343,7 +343,8 @@ pub trait Store: Send + Sync {
     async fn refresh_lock(&self, job: &str, holder: &str) -> Result<()>;
     /// Who holds the job's lock, if anyone.
     async fn lock_holder(&self, job: &str) -> Result<Option<String>>;
-    /// Claims one scheduled fire of `job` (`fire`: its cron instant) for
+    /// Claims one scheduled fire of `job` (`fire`: its name, the local wall
+    /// time and zone `schedule` gives it) for
     /// `holder`: `None` when this call claimed it, else who did first, so
     /// that instances sharing the warehouse run each fire once. A claim
     /// prunes the job's claims older than `KEEP_FIRE_CLAIMS_DAYS`.
@@ -455,8 +456,9 @@ pub fn now() -> String {
 }
 
 /// Days a fire's claim is kept (`Store::claim_fire`). A claim only has to
-/// outlive the ticks of its own fire, a few seconds apart; the rest is for
-/// an operator asking which instance took a recent fire.
+/// outlive the ticks of its own fire, seconds apart (an hour the night the
+/// clocks go back); the rest is for an operator asking which instance took
+/// a recent fire.
 pub const KEEP_FIRE_CLAIMS_DAYS: i64 = 90;
 
 /// Claims made before this are pruned when a job claims its next fire.
