@@ -4007,14 +4007,21 @@ mod coercion {
     }
 }
 
-/// Two runs ingesting the same changed file at once (a nightly and a
-/// monthly job both fired at 02:30 on the 1st, or a manual run beside the
-/// daemon) leave one copy of its rows, on either warehouse.
-async fn concurrent_loads_scenario(lab: &Lab, wh: &Wh<'_>) {
+/// A sales CSV of 20,000 lines of customer C1, enough that two loads of
+/// it started together overlap.
+fn twenty_thousand_lines() -> String {
     let mut csv = String::from("date,customer,product,amount\n");
     for i in 0..20_000 {
         csv.push_str(&format!("2026-10-{:02},C1,P{},1\n", i % 28 + 1, i % 7));
     }
+    csv
+}
+
+/// Two runs ingesting the same changed file at once (a nightly and a
+/// monthly job both fired at 02:30 on the 1st, or a manual run beside the
+/// daemon) leave one copy of its rows, on either warehouse.
+async fn concurrent_loads_scenario(lab: &Lab, wh: &Wh<'_>) {
+    let csv = twenty_thousand_lines();
     let settings = lab.settings(&csv_sales_source("c", "", ENGLISH_COLUMNS));
     for round in 0..3 {
         // a changed file each round: every run loads it
@@ -4042,10 +4049,7 @@ on_both_warehouses!(
 /// second finds the first's files loaded and skips them, so a changed file
 /// is parsed and loaded once, not by both; the turn is released after.
 async fn jobs_ingesting_together_scenario(lab: &Lab, wh: &Wh<'_>) {
-    let mut csv = String::from("date,customer,product,amount\n");
-    for i in 0..20_000 {
-        csv.push_str(&format!("2026-10-{:02},C1,P{},1\n", i % 28 + 1, i % 7));
-    }
+    let csv = twenty_thousand_lines();
     let settings = lab.settings(&format!(
         "{}[[jobs]]\nname = \"monthly-load\"\ncron = \"0 30 2 1 * *\"\nsteps = [\"ingest\"]\n",
         csv_sales_source("c", "", ENGLISH_COLUMNS)

@@ -42,7 +42,9 @@ fn previous_month_on_a_first(settings: &Settings, job: &config::JobConfig) -> Op
     let at = crate::schedule::next_fire_on_a_first(&job.cron, settings.tz, chrono::Utc::now())?;
     let as_of = crate::schedule::as_of_for(at, settings.tz);
     let fired = at.with_timezone(&settings.tz).date_naive();
-    let reported = crate::metrics::YearMonth::of(as_of).offset(-1);
+    let reported = crate::metrics::YearMonth::of(
+        crate::metrics::PeriodRange::new(as_of, config::Period::PreviousMonth).start,
+    );
     Some(format!(
         "it fires on the 1st, and a `previous_month` run reports the month before its \
          as-of date's: the fire of {fired} computes as of {as_of} and reports {reported}, \

@@ -430,14 +430,19 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    /// An RFC 3339 instant as UTC.
+    fn utc(s: &str) -> chrono::DateTime<Utc> {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
     #[test]
     fn the_missed_fire_is_the_latest_one_in_the_configured_timezone() {
         let tz = chrono_tz::Asia::Shanghai;
         // 2026-11-21 01:00 in Shanghai = 2026-11-20 17:00 UTC: the 02:30 fire
         // of the 20th (18:30 UTC on the 19th) is the latest one
-        let now = chrono::DateTime::parse_from_rfc3339("2026-11-20T17:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
+        let now = utc("2026-11-20T17:00:00Z");
         let at = previous_fire("0 30 2 * * *", tz, now).unwrap();
         assert_eq!(at.to_rfc3339(), "2026-11-19T18:30:00+00:00");
         assert_eq!(
@@ -449,24 +454,19 @@ mod tests {
     #[test]
     fn a_tick_a_little_early_or_late_stands_for_the_same_fire() {
         let tz = chrono_tz::Asia::Shanghai;
-        let at = |s: &str| {
-            chrono::DateTime::parse_from_rfc3339(s)
-                .unwrap()
-                .with_timezone(&Utc)
-        };
         // the 02:30 Shanghai fire of 2026-12-01 is 18:30 UTC on 2026-11-30
         for tick in [
             "2026-11-30T18:29:59.400Z",
             "2026-11-30T18:30:00Z",
             "2026-11-30T18:30:02.700Z",
         ] {
-            let fire = fire_of_tick("0 30 2 * * *", tz, at(tick)).unwrap();
-            assert_eq!(fire, at("2026-11-30T18:30:00Z"), "{tick}");
+            let fire = fire_of_tick("0 30 2 * * *", tz, utc(tick)).unwrap();
+            assert_eq!(fire, utc("2026-11-30T18:30:00Z"), "{tick}");
             assert_eq!(as_of_for(fire, tz).to_string(), "2026-11-30");
         }
         // a per-second job: each tick is its own fire
-        let fire = fire_of_tick("* * * * * *", tz, at("2026-11-30T18:30:04.200Z"));
-        assert_eq!(fire, Some(at("2026-11-30T18:30:04Z")));
+        let fire = fire_of_tick("* * * * * *", tz, utc("2026-11-30T18:30:04.200Z"));
+        assert_eq!(fire, Some(utc("2026-11-30T18:30:04Z")));
     }
 
     #[test]
@@ -474,31 +474,21 @@ mod tests {
         // Europe/Berlin goes back from 03:00 CEST to 02:00 CET on
         // 2026-10-25: 02:30 local is 00:30 UTC and again 01:30 UTC
         let tz = chrono_tz::Europe::Berlin;
-        let at = |s: &str| {
-            chrono::DateTime::parse_from_rfc3339(s)
-                .unwrap()
-                .with_timezone(&Utc)
-        };
-        let first = fire_of_tick("0 30 2 * * *", tz, at("2026-10-25T00:30:00.300Z")).unwrap();
-        let second = fire_of_tick("0 30 2 * * *", tz, at("2026-10-25T01:30:00.300Z")).unwrap();
+        let first = fire_of_tick("0 30 2 * * *", tz, utc("2026-10-25T00:30:00.300Z")).unwrap();
+        let second = fire_of_tick("0 30 2 * * *", tz, utc("2026-10-25T01:30:00.300Z")).unwrap();
         assert_eq!(fire_name(first, tz), "2026-10-25T02:30:00 Europe/Berlin");
         assert_eq!(fire_name(second, tz), fire_name(first, tz));
         assert_eq!(as_of_for(second, tz), as_of_for(first, tz));
         // the next day's fire is a fire of its own
-        let next = fire_of_tick("0 30 2 * * *", tz, at("2026-10-26T01:30:00Z")).unwrap();
+        let next = fire_of_tick("0 30 2 * * *", tz, utc("2026-10-26T01:30:00Z")).unwrap();
         assert_eq!(fire_name(next, tz), "2026-10-26T02:30:00 Europe/Berlin");
     }
 
     #[test]
     fn the_next_fire_on_a_first_is_found_a_year_ahead() {
         let tz = chrono_tz::Asia::Shanghai;
-        let at = |s: &str| {
-            chrono::DateTime::parse_from_rfc3339(s)
-                .unwrap()
-                .with_timezone(&Utc)
-        };
         // 1 December, 10:00 in Shanghai: today's 02:30 is past
-        let now = at("2026-12-01T02:00:00Z");
+        let now = utc("2026-12-01T02:00:00Z");
         let next = |expr: &str| next_fire_on_a_first(expr, tz, now).map(|t| t.to_rfc3339());
         assert_eq!(
             next("0 30 2 1 * *").as_deref(),
@@ -528,9 +518,7 @@ mod tests {
     #[test]
     fn the_next_fire_names_the_period_it_computes() {
         use crate::config::Period;
-        let now = chrono::DateTime::parse_from_rfc3339("2026-12-01T02:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
+        let now = utc("2026-12-01T02:00:00Z");
         let job = |cron: &str, period| JobConfig {
             name: "j".into(),
             cron: cron.into(),
@@ -562,12 +550,8 @@ mod tests {
         // Europe/Berlin leaves summer time on 2026-10-25: 02:30 local is
         // 00:30 UTC before and 01:30 UTC after
         let tz = chrono_tz::Europe::Berlin;
-        let before = chrono::DateTime::parse_from_rfc3339("2026-10-24T12:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        let after = chrono::DateTime::parse_from_rfc3339("2026-10-26T12:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
+        let before = utc("2026-10-24T12:00:00Z");
+        let after = utc("2026-10-26T12:00:00Z");
         let a = previous_fire("0 30 2 * * *", tz, before).unwrap();
         let b = previous_fire("0 30 2 * * *", tz, after).unwrap();
         assert_eq!(a.to_rfc3339(), "2026-10-24T00:30:00+00:00");
