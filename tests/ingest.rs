@@ -845,6 +845,91 @@ async fn a_header_below_the_row_read_as_header_is_pointed_at() {
     assert!(lab.sales("title").await.is_empty());
 }
 
+/// A header in two rows (多级表头): `日期` and `产品编码` merged down over
+/// rows 2–3, `销售` over `数量` and `金额`, `客户` over `客户编码` and
+/// `客户名称`, a title in row 1; the rows from row 4.
+fn two_row_header_workbook(path: &Path) {
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet().set_name("流向").unwrap();
+    let plain = Format::new();
+    ws.write(0, 0, "十月流向").unwrap();
+    ws.merge_range(1, 0, 2, 0, "日期", &plain).unwrap();
+    ws.merge_range(1, 1, 1, 2, "客户", &plain).unwrap();
+    ws.merge_range(1, 3, 2, 3, "产品编码", &plain).unwrap();
+    ws.merge_range(1, 4, 1, 5, "销售", &plain).unwrap();
+    for (c, h) in [(1, "客户编码"), (2, "客户名称"), (4, "数量"), (5, "金额")] {
+        ws.write(2, c, h).unwrap();
+    }
+    ws.write_row(3, 0, ["2026-10-01", "C1", "某医院", "P1"])
+        .unwrap();
+    ws.write_row(3, 4, [1.0, 5.0]).unwrap();
+    ws.write_row(4, 0, ["2026-10-02", "C2", "某医院", "P2"])
+        .unwrap();
+    ws.write_row(4, 4, [1.0, 7.5]).unwrap();
+    wb.save(path).unwrap();
+}
+
+#[tokio::test]
+async fn a_header_in_two_rows_reads_the_labels_merged_down_into_it() {
+    let lab = Lab::new();
+    std::fs::create_dir_all(lab.path("in/two")).unwrap();
+    two_row_header_workbook(&lab.path("in/two/a.xlsx"));
+    std::fs::create_dir_all(lab.path("in/unset")).unwrap();
+    two_row_header_workbook(&lab.path("in/unset/a.xlsx"));
+    // `客户` spans two columns: a group label, not a column's header
+    std::fs::create_dir_all(lab.path("in/group")).unwrap();
+    two_row_header_workbook(&lab.path("in/group/a.xlsx"));
+    let mut sources = vec![
+        flow_xlsx_source("two", "header_row = 3\n"),
+        flow_xlsx_source("unset", ""),
+        format!(
+            "[[sources]]\nname = \"group\"\ndataset = \"sales\"\nkind = \"excel\"\npath = \"in/group/*.xlsx\"\nheader_row = 3\n\
+             columns = {{ invoice_date = \"日期\", customer_id = \"客户\", product_id = \"产品编码\", amount = \"金额\" }}\n"
+        ),
+    ];
+    // what LibreOffice writes of the same sheet: xls (merges from calamine),
+    // ods (from its content.xml) and its own xlsx
+    let office = soffice();
+    if let Some(soffice) = &office {
+        let made = lab.path("made");
+        std::fs::create_dir_all(&made).unwrap();
+        two_row_header_workbook(&made.join("a.xlsx"));
+        for (to, dir) in [
+            ("xls", "in/lo-xls"),
+            ("ods", "in/lo-ods"),
+            ("xlsx:Calc MS Excel 2007 XML", "in/lo-xlsx"),
+        ] {
+            convert(soffice, &made.join("a.xlsx"), to, &lab.path(dir));
+        }
+        sources.push(flow_source("lo-xls", "in/lo-xls/*.xls"));
+        sources.push(flow_source("lo-ods", "in/lo-ods/*.ods"));
+        sources.push(flow_source("lo-xlsx", "in/lo-xlsx/*.xlsx"));
+    } else {
+        require("LibreOffice (soffice)", false);
+    }
+    let settings = lab.settings(&sources.concat());
+    let summary = lab.ingest(&settings).await;
+    assert_eq!(
+        rejections(&summary),
+        vec![
+            "`unset`: in/unset/a.xlsx [流向] column `日期, 客户编码, 产品编码, 金额`: missing column \
+             (row 1, the first non-empty row, was read as the header; row 3 heads every mapped \
+             column: set `header_row = 3` on the source)",
+            "`group`: in/group/a.xlsx [流向] column `客户`: missing column",
+        ]
+    );
+    let loaded = vec![
+        row("2026-10-01", "C1", "P1", 5.0),
+        row("2026-10-02", "C2", "P2", 7.5),
+    ];
+    assert_eq!(lab.sales("two").await, loaded);
+    if office.is_some() {
+        assert_eq!(lab.sales("lo-xls").await, loaded);
+        assert_eq!(lab.sales("lo-ods").await, loaded);
+        assert_eq!(lab.sales("lo-xlsx").await, loaded);
+    }
+}
+
 fn flow_workbook(path: &Path) {
     let mut wb = Workbook::new();
     let ws = wb.add_worksheet().set_name("流向").unwrap();
@@ -2713,7 +2798,7 @@ fn merged_cells_workbook(path: &Path) {
 /// cell only), with a detail naming the block and the cell that holds the
 /// value; a cell merely left empty keeps the bare reason, and a merged
 /// totals row keeps its own detail. Read from the xlsx and, where
-/// LibreOffice is installed, from the same sheet saved as xls.
+/// LibreOffice is installed, from the same sheet saved as xls and ods.
 #[tokio::test]
 async fn a_required_cell_inside_merged_cells_is_named_as_such() {
     let lab = Lab::new();
@@ -2725,6 +2810,9 @@ async fn a_required_cell_inside_merged_cells_is_named_as_such() {
         std::fs::create_dir_all(lab.path("in/m-xls")).unwrap();
         convert(&soffice, &xlsx, "xls", &lab.path("in/m-xls"));
         sources.push(("m-xls", "xls"));
+        std::fs::create_dir_all(lab.path("in/m-ods")).unwrap();
+        convert(&soffice, &xlsx, "ods", &lab.path("in/m-ods"));
+        sources.push(("m-ods", "ods"));
     } else {
         require("LibreOffice (soffice)", false);
     }

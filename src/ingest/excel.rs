@@ -206,7 +206,9 @@ pub fn read(
             let mut $cells = $wb.worksheet_cells_reader(&name).map_err(cannot_open)?;
             let dims = $cells.dimensions();
             check_dimensions(dims.start, dims.end)?;
-            stream(&name, epoch, header_row, visitor, || $next)?;
+            let asm = RowAssembler::new(header_row)
+                .with_merges(Box::new(|| merged_cells(path, &name).unwrap_or_default()));
+            stream(&name, epoch, asm, visitor, || $next)?;
             Ok(name)
         }};
     }
@@ -227,22 +229,23 @@ pub fn read(
         Format::Xls => {
             let mut wb: Xls<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
             let epoch = Epoch::declared(wb.has_1904_epoch());
-            read_range(&mut wb, sheet, epoch, header_row, visitor)
+            read_range(path, &mut wb, sheet, epoch, header_row, visitor)
         }
         Format::Ods => {
             // ods date cells are ISO text; a bare number in a date column
             // counts from the file's null date, which calamine does not expose
             let epoch = guard::ods_content(path)?;
             let mut wb: Ods<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
-            read_range(&mut wb, sheet, epoch, header_row, visitor)
+            read_range(path, &mut wb, sheet, epoch, header_row, visitor)
         }
     }
 }
 
 /// The merged cells of `sheet`: for xlsx and xls, the formats whose
-/// merges calamine reads; none for xlsb and ods. An xlsx lists its merges
-/// after its cells, so this inflates the sheet a second time (see
-/// `merges`), only to explain rows already read. That comes first: the
+/// merges calamine reads, and ods, whose `merges` reads; none for xlsb.
+/// They explain rows already read, or fill a header in two rows: an xlsx
+/// lists its merges after its cells, so this inflates the sheet a second
+/// time (see `merges`). The xlsx fast path comes first: the
 /// file has just passed `guard::sniff` for its read, and the fast path
 /// holds a bounded window of the sheet whatever the file declares; only
 /// where it gives up (not an xlsx, or a package it cannot follow) is the
@@ -260,7 +263,8 @@ pub fn merged_cells(path: &Path, sheet: &str) -> Result<Vec<MergedBlock>, FileEr
             let wb: Xls<BufReader<File>> = open_workbook(path).map_err(cannot_open)?;
             wb.merge_cells_by_sheet_name(sheet).map_err(cannot_open)?
         }
-        Format::Xlsb | Format::Ods => Vec::new(),
+        Format::Ods => return Ok(merges::ods_merges(path, sheet).unwrap_or_default()),
+        Format::Xlsb => Vec::new(),
     };
     Ok(merged.into_iter().map(|d| (d.start, d.end)).collect())
 }
@@ -307,11 +311,10 @@ type NextCell = Result<Option<((u32, u32), Cell)>, FileError>;
 fn stream(
     sheet: &str,
     epoch: Epoch,
-    header_row: Option<u32>,
+    mut asm: RowAssembler<'_>,
     visitor: &mut dyn Visitor,
     mut next: impl FnMut() -> NextCell,
 ) -> Result<(), FileError> {
-    let mut asm = RowAssembler::new(header_row);
     let mut row: Vec<Cell> = Vec::new();
     let mut current: Option<u32> = None;
     while let Some(((r, c), value)) = next()? {
@@ -337,6 +340,7 @@ fn stream(
 }
 
 fn read_range<R>(
+    path: &Path,
     wb: &mut R,
     sheet: Option<&str>,
     epoch: Epoch,
@@ -370,7 +374,8 @@ where
     }
     let start_row = range.start().map_or(0, |s| s.0);
     let start_col = range.start().map_or(0, |s| s.1) as usize;
-    let mut asm = RowAssembler::new(header_row);
+    let mut asm = RowAssembler::new(header_row)
+        .with_merges(Box::new(|| merged_cells(path, &name).unwrap_or_default()));
     let mut buf: Vec<Cell> = Vec::new();
     for (i, r) in range.rows().enumerate() {
         buf.clear();
@@ -389,5 +394,7 @@ where
         )?;
     }
     asm.finish("sheet")?;
+    // its merges closure borrows `name`
+    drop(asm);
     Ok(name)
 }

@@ -1,12 +1,13 @@
-//! The merged cells of an xlsx sheet, read without parsing its cells. An
-//! xlsx lists a sheet's merges after its cells, and calamine finds them by
-//! parsing every XML event of the sheet, which costs about as much as
-//! reading the cells again (docs/PERFORMANCE.md). The merges only explain
-//! rows already read (`ingest::explain_merged_cells`), so this inflates the
-//! sheet's part and searches its bytes for the `mergeCells` element, then
-//! parses only that element. Whatever it cannot follow (a package laid out
-//! in a way it does not know, a malformed element) returns `None`, and the
-//! caller asks calamine.
+//! The merged cells of an xlsx sheet, read without parsing its cells, and
+//! those of an ods sheet, which calamine does not read. An xlsx lists a
+//! sheet's merges after its cells, and calamine finds them by parsing every
+//! XML event of the sheet, which costs about as much as reading the cells
+//! again (docs/PERFORMANCE.md). The merges only explain rows already read
+//! (`ingest::explain_merged_cells`) or fill a header in two rows, so this
+//! inflates the sheet's part and searches its bytes for the `mergeCells`
+//! element, then parses only that element. Whatever it cannot follow (a
+//! package laid out in a way it does not know, a malformed element)
+//! returns `None`, and the caller asks calamine.
 
 use std::io::{BufReader, Read, Seek};
 use std::path::Path;
@@ -234,11 +235,131 @@ fn position(address: &str) -> Option<(u32, u32)> {
     Some((row - 1, column))
 }
 
+/// The merged cells of the sheet named `sheet` of the ods at `path`, which
+/// calamine does not expose: an ods marks them on the first cell
+/// (`table:number-rows-spanned`, `table:number-columns-spanned`), counting
+/// rows and columns with their repeats. Blocks past Excel's limits are
+/// dropped, as for an xlsx. The file has passed `guard::ods_content`,
+/// which bounds what its repeats expand to.
+pub fn ods_merges(path: &Path, sheet: &str) -> Option<Vec<MergedBlock>> {
+    let file = std::fs::File::open(path).ok()?;
+    let mut zip = zip::ZipArchive::new(BufReader::new(file)).ok()?;
+    let content = zip.by_name("content.xml").ok()?;
+    ods_merges_in(BufReader::new(content), sheet)
+}
+
+fn ods_merges_in(content: impl std::io::BufRead, sheet: &str) -> Option<Vec<MergedBlock>> {
+    let mut xml = quick_xml::Reader::from_reader(content);
+    let mut buf = Vec::new();
+    let mut inside = false;
+    let mut merges = Vec::new();
+    // 0-based row and column of the next row and cell
+    let (mut row, mut col) = (0_u64, 0_u64);
+    let mut row_repeats = 1;
+    loop {
+        let event = xml.read_event_into(&mut buf).ok()?;
+        let (e, empty) = match &event {
+            Event::Start(e) => (e, false),
+            Event::Empty(e) => (e, true),
+            Event::End(e) if inside && e.name().as_ref() == "table:table" => return Some(merges),
+            Event::End(e) if inside && e.name().as_ref() == "table:table-row" => {
+                row = row.saturating_add(row_repeats);
+                buf.clear();
+                continue;
+            }
+            Event::Eof => return None,
+            _ => {
+                buf.clear();
+                continue;
+            }
+        };
+        match e.name().as_ref() {
+            "table:table" if !empty => {
+                inside = inside
+                    || e.try_get_attribute("table:name")
+                        .ok()
+                        .flatten()
+                        .and_then(|a| value(&a))
+                        .is_some_and(|name| name == sheet);
+            }
+            "table:table-row" if inside => {
+                col = 0;
+                row_repeats = repeats(e, "table:number-rows-repeated");
+                if empty {
+                    row = row.saturating_add(row_repeats);
+                }
+            }
+            "table:table-cell" if inside => {
+                let rows = repeats(e, "table:number-rows-spanned");
+                let cols = repeats(e, "table:number-columns-spanned");
+                if rows > 1 || cols > 1 {
+                    let last = (row.saturating_add(rows - 1), col.saturating_add(cols - 1));
+                    if last.0 < u64::from(MAX_ROWS) && last.1 < u64::from(MAX_COLS) {
+                        // both below Excel's limits, which fit a u32
+                        #[allow(clippy::cast_possible_truncation)]
+                        merges.push(((row as u32, col as u32), (last.0 as u32, last.1 as u32)));
+                    }
+                }
+                col = col.saturating_add(repeats(e, "table:number-columns-repeated"));
+            }
+            "table:covered-table-cell" if inside => {
+                col = col.saturating_add(repeats(e, "table:number-columns-repeated"));
+            }
+            _ => {}
+        }
+        buf.clear();
+    }
+}
+
+/// A count attribute of an ods element: 1 when absent or unreadable, and
+/// never more than Excel's rows, so that sums stay far from overflowing.
+fn repeats(e: &BytesStart<'_>, name: &str) -> u64 {
+    e.try_get_attribute(name)
+        .ok()
+        .flatten()
+        .and_then(|a| a.value.trim().parse::<u64>().ok())
+        .unwrap_or(1)
+        .clamp(1, u64::from(MAX_ROWS))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{block, merges_in, xlsx_merges};
+    use super::{block, merges_in, ods_merges_in, xlsx_merges};
 
     const SHEET: &str = r#"<?xml version="1.0"?><worksheet xmlns="x"><sheetData><row r="1"><c r="A1" t="inlineStr"><is><t>mergeCells</t></is></c><c r="B1" t="inlineStr"><is><t>x mergeCells="1"</t></is></c></row></sheetData><mergeCells count="3"><mergeCell ref="A2:A4"/><mergeCell ref="C5"/><mergeCell ref="B6:D6"></mergeCell></mergeCells><pageMargins left="0.7"/></worksheet>"#;
+
+    /// An ods marks merged cells on their first cell; rows and columns
+    /// count with their repeats, in row groups and header rows too, and
+    /// only the named sheet's are given.
+    #[test]
+    fn ods_merges_count_repeated_rows_and_columns() {
+        let content = r#"<office:document-content><office:body><office:spreadsheet>
+            <table:table table:name="说明"><table:table-row><table:table-cell table:number-columns-spanned="3"/></table:table-row></table:table>
+            <table:table table:name="流 &amp; 向">
+              <table:table-header-rows><table:table-row table:number-rows-repeated="2"><table:table-cell/></table:table-row></table:table-header-rows>
+              <table:table-row-group>
+                <table:table-row>
+                  <table:table-cell table:number-columns-repeated="2"/>
+                  <table:table-cell table:number-rows-spanned="2" table:number-columns-spanned="1" office:value-type="string"><text:p>日期</text:p></table:table-cell>
+                  <table:table-cell table:number-columns-spanned="2" table:number-rows-spanned="1"><text:p>销售</text:p></table:table-cell>
+                  <table:covered-table-cell/>
+                  <table:table-cell table:number-columns-spanned="1"/>
+                </table:table-row>
+              </table:table-row-group>
+              <table:table-row/>
+              <table:table-row><table:table-cell table:number-rows-spanned="9999999"/><table:table-cell table:number-rows-spanned="3"/></table:table-row>
+            </table:table>
+        </office:spreadsheet></office:body></office:document-content>"#;
+        assert_eq!(
+            ods_merges_in(content.as_bytes(), "流 & 向"),
+            Some(vec![((2, 2), (3, 2)), ((2, 3), (2, 4)), ((4, 1), (6, 1))])
+        );
+        assert_eq!(
+            ods_merges_in(content.as_bytes(), "说明"),
+            Some(vec![((0, 0), (0, 2))])
+        );
+        assert_eq!(ods_merges_in(content.as_bytes(), "流向"), None);
+    }
 
     /// The element is found whatever the read size (a name split across
     /// reads included), the same letters in text are passed over, and a

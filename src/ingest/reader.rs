@@ -1,7 +1,10 @@
 //! The contract between a format reader and the row pipeline: a reader finds
 //! the header, then hands over each row's cells in file order.
 
+use std::collections::VecDeque;
+
 use super::coerce::{Cell, Epoch};
+use super::record::MergedBlock;
 use crate::text::backticked;
 
 /// Why a whole file was refused.
@@ -114,12 +117,29 @@ fn uncalculated_message(cell: &str, formula: Option<&str>, placeholder: bool) ->
 /// a file that is refused anyway.
 const HEADER_SEARCH_ROWS: u32 = 30;
 
+/// How many non-empty rows above the header are kept for the merged cells
+/// of a header in two rows (`RowAssembler::with_merges`). A title block and
+/// an upper header row take a few; a label merged down over more rows than
+/// this is not seen.
+const ROWS_KEPT_ABOVE: usize = 30;
+
+/// The merged cells of the sheet being read, asked for only when its
+/// header lacks mapped columns.
+pub type MergesOf<'m> = Box<dyn FnMut() -> Vec<MergedBlock> + 'm>;
+
 /// Tracks header detection and blank-row skipping for a row-by-row reader.
-pub struct RowAssembler {
+pub struct RowAssembler<'m> {
     header_row: Option<u32>,
     max_col: Option<usize>,
     /// the header read lacked mapped columns
     searching: Option<Searching>,
+    /// where the sheet's merged cells come from: a workbook's, not a CSV's
+    merges: Option<MergesOf<'m>>,
+    /// the merged cells, once asked for
+    merged: Option<Vec<MergedBlock>>,
+    /// the text of the last non-empty rows before the header, with their
+    /// 1-based numbers (kept only where there are merged cells to ask for)
+    above: VecDeque<(u64, Vec<String>)>,
 }
 
 /// The refusal of a header that lacked mapped columns, while the rows below
@@ -133,13 +153,28 @@ struct Searching {
     left: u32,
 }
 
-impl RowAssembler {
+impl<'m> RowAssembler<'m> {
     pub fn new(header_row: Option<u32>) -> Self {
         Self {
             header_row,
             max_col: None,
             searching: None,
+            merges: None,
+            merged: None,
+            above: VecDeque::new(),
         }
+    }
+
+    /// A header in two rows, as Chinese sales sheets often have: group
+    /// labels (`销售`) over the columns they span, and the labels of the
+    /// other columns (`日期`) merged down over both rows, so that the lower
+    /// row, read as the header, is blank under them. Such a blank header
+    /// cell takes the text of the merged cells it lies in, when they start
+    /// in a row above and span its column alone. `merges` is asked only
+    /// when a header lacks mapped columns.
+    pub fn with_merges(mut self, merges: MergesOf<'m>) -> Self {
+        self.merges = Some(merges);
+        self
     }
 
     /// Whether the header has been read and matched.
@@ -162,13 +197,21 @@ impl RowAssembler {
         cells: &[Cell],
     ) -> Result<(), FileError> {
         let blank = cells.iter().all(Cell::is_blank);
-        if let Some(searching) = &mut self.searching {
+        if self.searching.is_some() {
             if blank {
                 return Ok(());
             }
             // the file is refused whatever this row holds; the visitor's
             // mapping is never used for a row
-            if visitor.header(sheet, epoch, &header_text(cells)).is_ok() {
+            let header = header_text(cells);
+            let heads_all = self
+                .match_header(visitor, sheet, epoch, row, &header)
+                .is_ok();
+            self.keep_above(row, header);
+            let Some(searching) = &mut self.searching else {
+                return Ok(());
+            };
+            if heads_all {
                 return Err(FileError::HeaderFurtherDown {
                     missing: std::mem::take(&mut searching.missing),
                     taken: searching.taken,
@@ -188,7 +231,8 @@ impl RowAssembler {
                 None => !blank,
             };
             if is_header {
-                match visitor.header(sheet, epoch, &header_text(cells)) {
+                let header = header_text(cells);
+                match self.match_header(visitor, sheet, epoch, row, &header) {
                     Ok(max_col) => self.max_col = Some(max_col),
                     Err(FileError::MissingColumn { missing, near }) => {
                         self.searching = Some(Searching {
@@ -197,9 +241,12 @@ impl RowAssembler {
                             taken: row,
                             left: HEADER_SEARCH_ROWS,
                         });
+                        self.keep_above(row, header);
                     }
                     Err(e) => return Err(e),
                 }
+            } else if !blank && self.merges.is_some() {
+                self.keep_above(row, header_text(cells));
             }
             return Ok(());
         }
@@ -224,6 +271,76 @@ impl RowAssembler {
                 "the {what} is empty: no header row"
             ))),
         }
+    }
+
+    /// Offers `header` (row `row`) to the visitor; when it lacks mapped
+    /// columns, again with its blank cells filled from merged cells above
+    /// (`with_merges`), whose refusal, if any, then stands.
+    fn match_header(
+        &mut self,
+        visitor: &mut dyn Visitor,
+        sheet: &str,
+        epoch: Epoch,
+        row: u64,
+        header: &[String],
+    ) -> Result<usize, FileError> {
+        let first = visitor.header(sheet, epoch, header);
+        if !matches!(first, Err(FileError::MissingColumn { .. })) || self.above.is_empty() {
+            return first;
+        }
+        match self.filled_from_merges(row, header) {
+            Some(filled) => visitor.header(sheet, epoch, &filled),
+            None => first,
+        }
+    }
+
+    /// `header` (row `row`) with each blank cell that lies in merged cells
+    /// starting in a kept row above and spanning that column alone given
+    /// their text; `None` when no cell is filled.
+    fn filled_from_merges(&mut self, row: u64, header: &[String]) -> Option<Vec<String>> {
+        let merges = self.merges.as_mut()?;
+        let merged = self.merged.get_or_insert_with(merges);
+        let at = u32::try_from(row.checked_sub(1)?).ok()?;
+        let mut filled = header.to_vec();
+        let mut any = false;
+        for &((first_row, first_col), (last_row, last_col)) in merged.iter() {
+            if first_col != last_col || first_row >= at || last_row < at {
+                continue;
+            }
+            let column = first_col as usize;
+            if filled
+                .get(column)
+                .is_some_and(|h| !super::coerce::trim(h).is_empty())
+            {
+                continue;
+            }
+            let top = u64::from(first_row) + 1;
+            let Some(text) = self
+                .above
+                .iter()
+                .find(|(number, _)| *number == top)
+                .and_then(|(_, cells)| cells.get(column))
+                .filter(|t| !super::coerce::trim(t).is_empty())
+            else {
+                continue;
+            };
+            if filled.len() <= column {
+                filled.resize(column + 1, String::new());
+            }
+            filled[column].clone_from(text);
+            any = true;
+        }
+        any.then_some(filled)
+    }
+
+    fn keep_above(&mut self, row: u64, header: Vec<String>) {
+        if self.merges.is_none() {
+            return;
+        }
+        if self.above.len() == ROWS_KEPT_ABOVE {
+            self.above.pop_front();
+        }
+        self.above.push_back((row, header));
     }
 
     /// No row below heads every mapped column: the header's own refusal.
