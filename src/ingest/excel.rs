@@ -1,5 +1,6 @@
 //! Excel-family reader (xlsx, xlsm, xlsb, xls, ods) on calamine, chosen by
-//! the file's content rather than its extension. xlsx/xlsb are streamed cell
+//! the file's content rather than its extension; Excel 2003 XML goes to
+//! `xml2003`, which shares the sheet choice and row assembly below. xlsx/xlsb are streamed cell
 //! by cell; a sheet declaring more than Excel's 1,048,576 ×
 //! 16,384 cells is refused before anything is allocated for it; xls and the zip
 //! containers first pass the checks in `guard`.
@@ -31,7 +32,7 @@ fn cannot_open(e: impl std::fmt::Display) -> FileError {
 /// The sheet to read: the one `wanted` names, else the first worksheet the
 /// user sees in Excel, that is the first visible one: a hidden lookup sheet
 /// or a chart sheet placed first is not "the first sheet" to them.
-fn pick_sheet(sheets: &[Sheet], wanted: Option<&str>) -> Result<String, FileError> {
+pub(super) fn pick_sheet(sheets: &[Sheet], wanted: Option<&str>) -> Result<String, FileError> {
     if let Some(w) = wanted {
         let trimmed = w.trim();
         // a workbook cannot hold two sheets whose names differ only in case
@@ -70,7 +71,7 @@ fn pick_sheet(sheets: &[Sheet], wanted: Option<&str>) -> Result<String, FileErro
 
 /// The worksheets the user sees in Excel besides `chosen`, in tab order: a
 /// workbook of one sheet a month looks, to its user, like all of its data.
-fn other_worksheets(sheets: &[Sheet], chosen: &str) -> Vec<String> {
+pub(super) fn other_worksheets(sheets: &[Sheet], chosen: &str) -> Vec<String> {
     sheets
         .iter()
         .filter(|s| {
@@ -84,7 +85,7 @@ fn other_worksheets(sheets: &[Sheet], chosen: &str) -> Vec<String> {
 /// `Visitor::other_sheet`), as `header_of` reads it. Only a note depends
 /// on them, so a sheet that fails to read, or panics the parser, is
 /// skipped and the file's load goes on.
-fn visit_other_sheets(
+pub(super) fn visit_other_sheets(
     others: Vec<String>,
     visitor: &mut dyn Visitor,
     mut header_of: impl FnMut(&str) -> Result<Vec<Cell>, FileError>,
@@ -99,7 +100,7 @@ fn visit_other_sheets(
 /// The cells of a sheet's header row as `RowAssembler` finds it without
 /// searching further down: row `header_row`, else the first non-empty row.
 /// Reads no further than that row.
-fn header_cells(
+pub(super) fn header_cells(
     header_row: Option<u32>,
     mut next: impl FnMut() -> NextCell,
 ) -> Result<Vec<Cell>, FileError> {
@@ -136,7 +137,7 @@ fn listed(sheets: &[Sheet]) -> String {
     crate::text::backticked(sheets.iter().map(|s| &s.name))
 }
 
-fn check_dimensions(start: (u32, u32), end: (u32, u32)) -> Result<(), FileError> {
+pub(super) fn check_dimensions(start: (u32, u32), end: (u32, u32)) -> Result<(), FileError> {
     let rows = u64::from(end.0.saturating_sub(start.0)) + 1;
     let cols = u64::from(end.1.saturating_sub(start.1)) + 1;
     if end.0 >= MAX_ROWS
@@ -231,6 +232,7 @@ pub fn read(
             let epoch = Epoch::declared(wb.has_1904_epoch());
             read_range(path, &mut wb, sheet, epoch, header_row, visitor)
         }
+        Format::Xml2003 => super::xml2003::read(path, sheet, header_row, visitor),
         Format::Ods => {
             // ods date cells are ISO text; a bare number in a date column
             // counts from the file's null date, which calamine does not expose
@@ -264,6 +266,7 @@ pub fn merged_cells(path: &Path, sheet: &str) -> Result<Vec<MergedBlock>, FileEr
             wb.merge_cells_by_sheet_name(sheet).map_err(cannot_open)?
         }
         Format::Ods => return Ok(merges::ods_merges(path, sheet).unwrap_or_default()),
+        Format::Xml2003 => return super::xml2003::merges(path, sheet),
         Format::Xlsb => Vec::new(),
     };
     Ok(merged.into_iter().map(|d| (d.start, d.end)).collect())
@@ -305,10 +308,10 @@ fn next_xlsx_cell(cells: &mut XlsxCellReader<'_, BufReader<File>>, placeholders:
 }
 
 /// The next cell of a stream and its 0-based (row, column), or its end.
-type NextCell = Result<Option<((u32, u32), Cell)>, FileError>;
+pub(super) type NextCell = Result<Option<((u32, u32), Cell)>, FileError>;
 
 /// Groups a cell stream (row-major, as sheets store it) into rows.
-fn stream(
+pub(super) fn stream(
     sheet: &str,
     epoch: Epoch,
     mut asm: RowAssembler<'_>,

@@ -26,7 +26,8 @@ fn refuse(msg: String) -> FileError {
     FileError::CannotOpen(msg)
 }
 
-/// The workbook formats calamine reads, as a file's content shows them.
+/// The workbook formats read (by calamine, but for Excel 2003 XML), as a
+/// file's content shows them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// xlsx, xlsm and their templates: a zip with `xl/workbook.xml`;
@@ -39,6 +40,9 @@ pub enum Format {
     Xls,
     /// OpenDocument: a zip whose `mimetype` says spreadsheet
     Ods,
+    /// an Excel 2003 XML spreadsheet (SpreadsheetML): XML text, read by
+    /// `xml2003`, not calamine
+    Xml2003,
 }
 
 const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
@@ -67,6 +71,7 @@ pub fn sniff(path: &Path) -> Result<Format, FileError> {
             xls_dimensions(path)?;
             Ok(Format::Xls)
         }
+        None if super::xml2003::is_xml2003(&head) => Ok(Format::Xml2003),
         None => Err(refuse(not_a_workbook(&head))),
     }
 }
@@ -127,11 +132,6 @@ fn not_a_workbook(head: &[u8]) -> String {
     if text.contains("<html") || text.contains("<!doctype html") || text.starts_with("<table") {
         return format!(
             "the file is an HTML page, not a workbook, as ERP \"Excel\" exports often are: {SAVE_AS_XLSX}"
-        );
-    }
-    if text.contains("urn:schemas-microsoft-com:office:spreadsheet") {
-        return format!(
-            "the file is an Excel 2003 XML spreadsheet, which calamine does not read: {SAVE_AS_XLSX}"
         );
     }
     let first_line = text.lines().next().unwrap_or_default();

@@ -16,6 +16,7 @@ pub mod reader;
 pub mod record;
 pub mod sql;
 mod sql_source;
+pub mod xml2003;
 
 pub use self::check::{check_files, check_query, FileProblems};
 pub use self::files::{source_files, SourceFiles, Unreadable};

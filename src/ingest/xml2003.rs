@@ -1,0 +1,620 @@
+//! Excel 2003 XML spreadsheets (SpreadsheetML): what many .NET and Java
+//! ERP and report tools export as "Excel", under an `.xls` name, and what
+//! Excel and LibreOffice open (LibreOffice's filter `MS Excel 2003 XML`).
+//! calamine does not read them, so this streams the XML with quick-xml:
+//! a first pass lists the sheets (names, visibility, the 1904 date
+//! system) so that the sheet is chosen as for any workbook, and a second
+//! one hands the chosen sheet's cells to the same row assembly as the
+//! other formats. Merged cells are marked on their first cell
+//! (`ss:MergeAcross`, `ss:MergeDown`) and collected on the way.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::rc::Rc;
+
+use calamine::{Sheet, SheetType, SheetVisible};
+use chrono::NaiveDateTime;
+use quick_xml::events::{BytesStart, Event};
+
+use super::coerce::{Cell, Epoch};
+use super::excel::{check_dimensions, header_cells, pick_sheet, visit_other_sheets, NextCell};
+use super::excel::{other_worksheets, MAX_COLS, MAX_ROWS};
+use super::reader::{FileError, RowAssembler, Visitor};
+use super::record::{column_letters, MergedBlock};
+
+/// The most text a cell may hold, in UTF-8 bytes: Excel's 32,767
+/// characters at 4 bytes each. A longer text is no cell a spreadsheet
+/// program wrote, and holding it would let one file take any memory.
+const MAX_CELL_BYTES: usize = 32_767 * 4;
+
+/// Whether the first bytes of a file are those of an Excel 2003 XML
+/// spreadsheet: its namespace (or its processing instruction) near the
+/// start. The markers are ASCII, so a GBK file needs no decoding here.
+pub fn is_xml2003(head: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(head);
+    text.contains("urn:schemas-microsoft-com:office:spreadsheet")
+        || text.contains("progid=\"Excel.Sheet\"")
+}
+
+/// Reads one sheet (`sheet`, else the first visible worksheet) of the
+/// spreadsheet at `path`; returns the sheet's name.
+pub fn read(
+    path: &Path,
+    sheet: Option<&str>,
+    header_row: Option<u32>,
+    visitor: &mut dyn Visitor,
+) -> Result<String, FileError> {
+    let book = Book::scan(path)?;
+    let name = pick_sheet(&book.sheets, sheet)?;
+    visitor.sheet(&name);
+    if sheet.is_none() {
+        let others = other_worksheets(&book.sheets, &name);
+        visit_other_sheets(others, visitor, |other| {
+            let mut cells = SheetCells::open(path, other)?;
+            header_cells(header_row, || cells.next_cell())
+        });
+    }
+    let mut cells = SheetCells::open(path, &name)?;
+    // the merges of the rows read so far, which are all a header needs
+    let merges = Rc::clone(&cells.merges);
+    let asm = RowAssembler::new(header_row).with_merges(Box::new(move || merges.borrow().clone()));
+    super::excel::stream(&name, book.epoch, asm, visitor, || cells.next_cell())?;
+    Ok(name)
+}
+
+/// The merged cells of the sheet `sheet`, read anew.
+pub fn merges(path: &Path, sheet: &str) -> Result<Vec<MergedBlock>, FileError> {
+    let mut cells = SheetCells::open(path, sheet)?;
+    while cells.next_cell()?.is_some() {}
+    let merged = cells.merges.borrow().clone();
+    Ok(merged)
+}
+
+/// What the first pass learns of a spreadsheet.
+struct Book {
+    sheets: Vec<Sheet>,
+    epoch: Epoch,
+}
+
+impl Book {
+    fn scan(path: &Path) -> Result<Self, FileError> {
+        let mut xml = reader(path)?;
+        let mut buf = Vec::new();
+        let mut sheets = Vec::new();
+        let mut date1904 = false;
+        // inside `<Visible>` of a sheet's options
+        let mut in_visible = false;
+        loop {
+            match xml
+                .read_event_into(&mut buf)
+                .map_err(|e| malformed(&xml, &e))?
+            {
+                Event::Start(e) | Event::Empty(e) => match e.local_name().as_ref() {
+                    "Worksheet" => sheets.push(Sheet {
+                        name: attribute(&e, "Name").unwrap_or_default(),
+                        typ: SheetType::WorkSheet,
+                        visible: SheetVisible::Visible,
+                    }),
+                    "Date1904" => date1904 = true,
+                    "Visible" => in_visible = true,
+                    _ => {}
+                },
+                Event::Text(t) if in_visible => {
+                    let hidden = match t.trim() {
+                        "SheetHidden" => Some(SheetVisible::Hidden),
+                        "SheetVeryHidden" => Some(SheetVisible::VeryHidden),
+                        _ => None,
+                    };
+                    if let (Some(hidden), Some(sheet)) = (hidden, sheets.last_mut()) {
+                        sheet.visible = hidden;
+                    }
+                }
+                Event::End(e) if e.local_name().as_ref() == "Visible" => in_visible = false,
+                Event::Eof => break,
+                _ => {}
+            }
+            buf.clear();
+        }
+        Ok(Self {
+            sheets,
+            epoch: Epoch::declared(date1904),
+        })
+    }
+}
+
+type Xml = quick_xml::Reader<Box<dyn BufRead>>;
+
+/// The file as UTF-8 XML: decoded from the encoding its declaration names
+/// (`GB2312`, `GBK`: some Chinese exporters write one) or its BOM.
+fn reader(path: &Path) -> Result<Xml, FileError> {
+    let head = super::guard::first_bytes(path, 512).map_err(|e| cannot_open(&e))?;
+    let declared = declared_encoding(&head);
+    let file = File::open(path).map_err(|e| cannot_open(&e))?;
+    let text: Box<dyn BufRead> = match declared {
+        Some(encoding) if encoding != encoding_rs::UTF_8 => Box::new(BufReader::new(
+            encoding_rs_io::DecodeReaderBytesBuilder::new()
+                .encoding(Some(encoding))
+                .build(file),
+        )),
+        _ => Box::new(BufReader::new(file)),
+    };
+    let mut xml = quick_xml::Reader::from_reader(text);
+    xml.config_mut().trim_text(false);
+    Ok(xml)
+}
+
+/// The encoding an XML declaration names, if encoding_rs knows it.
+fn declared_encoding(head: &[u8]) -> Option<&'static encoding_rs::Encoding> {
+    let text = String::from_utf8_lossy(head);
+    let declaration = text.split_once("?>")?.0;
+    let after = declaration.split_once("encoding=")?.1;
+    let quote = after.chars().next()?;
+    let label = after.get(1..)?.split(quote).next()?;
+    encoding_rs::Encoding::for_label(label.trim().as_bytes())
+}
+
+fn cannot_open(e: &impl std::fmt::Display) -> FileError {
+    FileError::CannotOpen(e.to_string())
+}
+
+fn malformed(xml: &Xml, e: &impl std::fmt::Display) -> FileError {
+    FileError::CannotOpen(format!(
+        "not a well-formed Excel 2003 XML spreadsheet: {e} (at byte {})",
+        xml.buffer_position()
+    ))
+}
+
+/// The value of the attribute whose local name is `name` (`ss:Index` and
+/// `Index` alike), XML escapes resolved.
+fn attribute(e: &BytesStart<'_>, name: &str) -> Option<String> {
+    e.attributes()
+        .flatten()
+        .find(|a| a.key.local_name().as_ref() == name)
+        .and_then(|a| {
+            a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                .ok()
+                .map(std::borrow::Cow::into_owned)
+        })
+}
+
+/// A 1-based index attribute (`ss:Index`) as 0-based, or a count
+/// (`ss:MergeAcross`); `None` when absent, an error when not a number.
+fn number(e: &BytesStart<'_>, name: &str) -> Result<Option<u32>, FileError> {
+    attribute(e, name)
+        .map(|v| {
+            v.trim().parse::<u32>().map_err(|_| {
+                FileError::CannotOpen(format!(
+                    "not a well-formed Excel 2003 XML spreadsheet: `{name}` is `{v}`, not a count"
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// The cells of one sheet, in file order.
+struct SheetCells {
+    xml: Xml,
+    buf: Vec<u8>,
+    at: Cursor,
+    /// the sheet's merged cells read so far
+    merges: Rc<RefCell<Vec<MergedBlock>>>,
+    done: bool,
+}
+
+/// Where the next cell goes: rows and cells carry an index only when they
+/// skip some.
+#[derive(Default)]
+struct Cursor {
+    /// 0-based row of the current `Row`
+    row: Option<u32>,
+    /// 0-based column of the next cell
+    col: u32,
+}
+
+/// A cell being read: its position, formula, type and text so far.
+struct Pending {
+    at: (u32, u32),
+    formula: Option<String>,
+    kind: Option<String>,
+    text: Option<String>,
+}
+
+impl SheetCells {
+    /// Positioned at the start of the sheet `name`.
+    fn open(path: &Path, name: &str) -> Result<Self, FileError> {
+        let mut xml = reader(path)?;
+        let mut buf = Vec::new();
+        let done = loop {
+            match xml
+                .read_event_into(&mut buf)
+                .map_err(|e| malformed(&xml, &e))?
+            {
+                Event::Start(e)
+                    if e.local_name().as_ref() == "Worksheet"
+                        && attribute(&e, "Name").as_deref() == Some(name) =>
+                {
+                    break false;
+                }
+                // `<Worksheet ss:Name="…"/>`: a sheet without cells
+                Event::Empty(e)
+                    if e.local_name().as_ref() == "Worksheet"
+                        && attribute(&e, "Name").as_deref() == Some(name) =>
+                {
+                    break true;
+                }
+                Event::Eof => {
+                    return Err(FileError::CannotOpen(format!("sheet `{name}` not found")));
+                }
+                _ => {}
+            }
+            buf.clear();
+        };
+        Ok(Self {
+            xml,
+            buf,
+            at: Cursor::default(),
+            merges: Rc::default(),
+            done,
+        })
+    }
+
+    fn next_cell(&mut self) -> NextCell {
+        let mut pending: Option<Pending> = None;
+        // inside `<Data>`, and inside a cell's `<Comment>`, whose own
+        // `<Data>` is the comment's text, not the cell's value
+        let mut in_data = false;
+        let mut in_comment = false;
+        while !self.done {
+            self.buf.clear();
+            let event = self
+                .xml
+                .read_event_into(&mut self.buf)
+                .map_err(|e| malformed(&self.xml, &e))?;
+            match event {
+                Event::Start(e) | Event::Empty(e) if e.local_name().as_ref() == "Table" => {
+                    let rows = number(&e, "ExpandedRowCount")?.unwrap_or(0);
+                    let cols = number(&e, "ExpandedColumnCount")?.unwrap_or(0);
+                    check_dimensions((0, 0), (rows.saturating_sub(1), cols.saturating_sub(1)))?;
+                }
+                Event::Start(e) | Event::Empty(e) if e.local_name().as_ref() == "Row" => {
+                    self.at.start_row(&e)?;
+                }
+                Event::Start(e) if e.local_name().as_ref() == "Cell" => {
+                    pending = Some(self.at.start_cell(&e, &self.merges)?);
+                }
+                Event::Empty(e) if e.local_name().as_ref() == "Cell" => {
+                    // a styled empty cell, or the first of empty merged
+                    // cells; a formula without its result
+                    let empty = self.at.start_cell(&e, &self.merges)?;
+                    if let Some(formula) = empty.formula {
+                        return Ok(Some((empty.at, uncalculated(&formula))));
+                    }
+                }
+                Event::Start(e) if e.local_name().as_ref() == "Comment" => in_comment = true,
+                Event::End(e) if e.local_name().as_ref() == "Comment" => in_comment = false,
+                Event::Start(e) if !in_comment && e.local_name().as_ref() == "Data" => {
+                    if let Some(p) = &mut pending {
+                        p.kind = attribute(&e, "Type");
+                        p.text = Some(String::new());
+                        in_data = true;
+                    }
+                }
+                Event::End(e) if !in_comment && e.local_name().as_ref() == "Data" => {
+                    in_data = false;
+                }
+                Event::Text(t) if in_data => {
+                    if let Some(Pending {
+                        text: Some(s), at, ..
+                    }) = &mut pending
+                    {
+                        s.push_str(&t.xml_content(quick_xml::XmlVersion::Implicit1_0));
+                        if s.len() > MAX_CELL_BYTES {
+                            return Err(FileError::CannotOpen(format!(
+                                "cell {}{} holds more text than a cell can (Excel allows 32,767 characters)",
+                                column_letters(at.1 as usize),
+                                at.0 + 1
+                            )));
+                        }
+                    }
+                }
+                Event::GeneralRef(r) if in_data => {
+                    let resolved = entity(&r).ok_or_else(|| {
+                        FileError::CannotOpen(format!(
+                            "not a well-formed Excel 2003 XML spreadsheet: unknown entity `&{};` (at byte {})",
+                            &*r,
+                            self.xml.buffer_position()
+                        ))
+                    })?;
+                    if let Some(Pending { text: Some(s), .. }) = &mut pending {
+                        s.push(resolved);
+                    }
+                }
+                Event::CData(t) if in_data => {
+                    if let Some(Pending { text: Some(s), .. }) = &mut pending {
+                        s.push_str(&t);
+                    }
+                }
+                Event::End(e) if e.local_name().as_ref() == "Cell" => {
+                    if let Some(p) = pending.take() {
+                        if let Some(cell) = p.cell() {
+                            return Ok(Some((p.at, cell)));
+                        }
+                    }
+                }
+                Event::End(e) if e.local_name().as_ref() == "Worksheet" => self.done = true,
+                Event::Eof => self.done = true,
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl Cursor {
+    fn start_row(&mut self, e: &BytesStart<'_>) -> Result<(), FileError> {
+        let next = self.row.map_or(0, |r| r.saturating_add(1));
+        let row = match number(e, "Index")? {
+            // rows come in order, as Excel requires: one placed above the
+            // last would be read out of place
+            Some(index) if index == 0 || index - 1 < next => {
+                return Err(out_of_order("row", index, next));
+            }
+            Some(index) => index - 1,
+            None => next,
+        };
+        if row >= MAX_ROWS {
+            check_dimensions((0, 0), (row, 0))?;
+        }
+        self.row = Some(row);
+        self.col = 0;
+        Ok(())
+    }
+
+    /// Reads a `Cell`'s attributes, records its merged cells and moves the
+    /// column past them.
+    fn start_cell(
+        &mut self,
+        e: &BytesStart<'_>,
+        merges: &RefCell<Vec<MergedBlock>>,
+    ) -> Result<Pending, FileError> {
+        let row = self.row.unwrap_or(0);
+        let col = match number(e, "Index")? {
+            Some(index) if index == 0 || index - 1 < self.col => {
+                return Err(out_of_order("cell", index, self.col));
+            }
+            Some(index) => index - 1,
+            None => self.col,
+        };
+        let across = number(e, "MergeAcross")?.unwrap_or(0);
+        let down = number(e, "MergeDown")?.unwrap_or(0);
+        let last = (row.saturating_add(down), col.saturating_add(across));
+        if last.0 >= MAX_ROWS || last.1 >= MAX_COLS {
+            check_dimensions((0, 0), last)?;
+        }
+        if across > 0 || down > 0 {
+            merges.borrow_mut().push(((row, col), last));
+        }
+        self.col = last.1.saturating_add(1);
+        Ok(Pending {
+            at: (row, col),
+            formula: attribute(e, "Formula"),
+            kind: None,
+            text: None,
+        })
+    }
+}
+
+impl Pending {
+    /// The cell's value as its type says; a formula without a value is
+    /// one with no saved result, as in an xlsx.
+    fn cell(&self) -> Option<Cell> {
+        let Some(text) = &self.text else {
+            return self.formula.as_deref().map(uncalculated);
+        };
+        Some(match self.kind.as_deref() {
+            Some("Number") => text
+                .trim()
+                .parse::<f64>()
+                .map_or_else(|_| Cell::Text(text.clone()), Cell::Number),
+            Some("DateTime") => {
+                date_time(text).map_or_else(|| Cell::Text(text.clone()), Cell::DateTime)
+            }
+            Some("Boolean") => Cell::Bool(text.trim() == "1"),
+            Some("Error") => Cell::Error(text.clone()),
+            _ => Cell::Text(text.clone()),
+        })
+    }
+}
+
+/// A `Row` or `Cell` whose `ss:Index` (1-based) places it before the
+/// next free place (0-based `next`).
+fn out_of_order(what: &str, index: u32, next: u32) -> FileError {
+    FileError::CannotOpen(format!(
+        "not a well-formed Excel 2003 XML spreadsheet: a {what} has `ss:Index` {index}, before {} where the previous one ends",
+        u64::from(next) + 1
+    ))
+}
+
+/// The character an entity reference (`&lt;`, `&#10;`) stands for: XML's
+/// five, or a character reference.
+fn entity(r: &quick_xml::events::BytesRef<'_>) -> Option<char> {
+    if let Ok(Some(c)) = r.resolve_char_ref() {
+        return Some(c);
+    }
+    match &**r {
+        "lt" => Some('<'),
+        "gt" => Some('>'),
+        "amp" => Some('&'),
+        "apos" => Some('\''),
+        "quot" => Some('"'),
+        _ => None,
+    }
+}
+
+fn uncalculated(formula: &str) -> Cell {
+    Cell::Uncalculated {
+        formula: Some(formula.trim_start_matches('=').to_string()),
+        placeholder: false,
+    }
+}
+
+/// `2026-10-01T00:00:00.000`, as SpreadsheetML writes a date cell.
+fn date_time(text: &str) -> Option<NaiveDateTime> {
+    let text = text.trim();
+    NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+        .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"))
+        .ok()
+}
+
+/// Reads everything left of a reader, for tests.
+#[cfg(test)]
+fn all_cells(path: &Path, sheet: &str) -> Vec<((u32, u32), Cell)> {
+    let mut cells = SheetCells::open(path, sheet).unwrap();
+    let mut out = Vec::new();
+    while let Some(cell) = cells.next_cell().unwrap() {
+        out.push(cell);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{all_cells, declared_encoding, merges, Book, Cell};
+    use chrono::NaiveDate;
+
+    const BOOK: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<?mso-application progid="Excel.Sheet"?>
+<Workbook xmlns="urn:schemas-microsoft-com:office:spreadsheet" xmlns:ss="urn:schemas-microsoft-com:office:spreadsheet">
+ <ExcelWorkbook xmlns="urn:schemas-microsoft-com:office:excel"><Date1904/></ExcelWorkbook>
+ <Worksheet ss:Name="说明"><Table><Row><Cell><Data ss:Type="String">x</Data></Cell></Row></Table>
+  <WorksheetOptions xmlns="urn:schemas-microsoft-com:office:excel"><Visible>SheetHidden</Visible></WorksheetOptions></Worksheet>
+ <Worksheet ss:Name="流 &amp; 向"><Table ss:ExpandedColumnCount="5" ss:ExpandedRowCount="9">
+  <Row><Cell ss:MergeDown="1"><Data ss:Type="String">日期</Data></Cell><Cell ss:MergeAcross="1"><Data ss:Type="String">销售</Data></Cell></Row>
+  <Row><Cell ss:Index="2"><Data ss:Type="String">数量</Data></Cell><Cell><Data ss:Type="String">金额</Data></Cell></Row>
+  <Row ss:Index="5"><Cell><Data ss:Type="DateTime">2026-10-01T00:00:00.000</Data></Cell><Cell ss:Index="3"><Data ss:Type="Number">1.5E3</Data><Comment ss:Author="x"><ss:Data xmlns="http://www.w3.org/TR/REC-html40"><B>note</B></ss:Data></Comment></Cell><Cell><Data ss:Type="String">a &lt;b&gt;<B>c</B></Data></Cell></Row>
+  <Row/>
+  <Row><Cell ss:Formula="=1+1"/><Cell><Data ss:Type="Boolean">1</Data></Cell><Cell ss:Formula="=A1"><Data ss:Type="Error">#N/A</Data></Cell></Row>
+ </Table></Worksheet>
+</Workbook>"#;
+
+    fn book() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("book.xls");
+        std::fs::write(&path, BOOK).unwrap();
+        (dir, path)
+    }
+
+    /// Sheets with their visibility and the date system come from the
+    /// first pass; cells from the second, at their indexed positions, with
+    /// merged cells moving the column and recorded.
+    #[test]
+    fn cells_sheets_and_merges_are_read_at_their_positions() {
+        let (_dir, path) = book();
+        let scanned = Book::scan(&path).unwrap();
+        let names: Vec<_> = scanned
+            .sheets
+            .iter()
+            .map(|s| (s.name.as_str(), s.visible))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("说明", calamine::SheetVisible::Hidden),
+                ("流 & 向", calamine::SheetVisible::Visible)
+            ]
+        );
+        assert_eq!(scanned.epoch, super::Epoch::E1904);
+        let date = NaiveDate::from_ymd_opt(2026, 10, 1)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap();
+        assert_eq!(
+            all_cells(&path, "流 & 向"),
+            [
+                ((0, 0), Cell::Text("日期".into())),
+                ((0, 1), Cell::Text("销售".into())),
+                ((1, 1), Cell::Text("数量".into())),
+                ((1, 2), Cell::Text("金额".into())),
+                ((4, 0), Cell::DateTime(date)),
+                ((4, 2), Cell::Number(1500.0)),
+                ((4, 3), Cell::Text("a <b>c".into())),
+                (
+                    (6, 0),
+                    Cell::Uncalculated {
+                        formula: Some("1+1".into()),
+                        placeholder: false
+                    }
+                ),
+                ((6, 1), Cell::Bool(true)),
+                ((6, 2), Cell::Error("#N/A".into())),
+            ]
+        );
+        assert_eq!(
+            merges(&path, "流 & 向").unwrap(),
+            [((0, 0), (1, 0)), ((0, 1), (0, 2))]
+        );
+    }
+
+    /// Rows or cells placed before the last, and a cell holding more text
+    /// than Excel allows, refuse the file instead of being misplaced or
+    /// held whole.
+    #[test]
+    fn misplaced_rows_and_cells_and_giant_text_refuse_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.xls");
+        let sheet = |rows: &str| {
+            format!(
+                r#"<?xml version="1.0"?><Workbook xmlns="urn:schemas-microsoft-com:office:spreadsheet" xmlns:ss="urn:schemas-microsoft-com:office:spreadsheet"><Worksheet ss:Name="S"><Table>{rows}</Table></Worksheet></Workbook>"#
+            )
+        };
+        let error = |rows: &str| {
+            std::fs::write(&path, sheet(rows)).unwrap();
+            let mut cells = super::SheetCells::open(&path, "S").unwrap();
+            loop {
+                match cells.next_cell() {
+                    Ok(Some(_)) => {}
+                    Ok(None) => return None,
+                    Err(e) => return Some(e.to_string()),
+                }
+            }
+        };
+        assert_eq!(
+            error(r#"<Row ss:Index="3"/><Row ss:Index="2"/>"#).as_deref(),
+            Some("not a well-formed Excel 2003 XML spreadsheet: a row has `ss:Index` 2, before 4 where the previous one ends")
+        );
+        assert_eq!(
+            error(r#"<Row><Cell ss:MergeAcross="2"/><Cell ss:Index="2"/></Row>"#).as_deref(),
+            Some("not a well-formed Excel 2003 XML spreadsheet: a cell has `ss:Index` 2, before 4 where the previous one ends")
+        );
+        let giant = format!(
+            r#"<Row><Cell ss:Index="2"><Data ss:Type="String">{}</Data></Cell></Row>"#,
+            "表".repeat(43_690)
+        );
+        assert_eq!(
+            error(&giant).as_deref(),
+            Some("cell B1 holds more text than a cell can (Excel allows 32,767 characters)")
+        );
+        assert_eq!(
+            error(r#"<Row ss:Index="2"><Cell ss:Index="3"/></Row><Row/>"#),
+            None
+        );
+    }
+
+    #[test]
+    fn the_declared_encoding_is_followed() {
+        assert_eq!(
+            declared_encoding(br#"<?xml version="1.0" encoding='GB2312'?><Workbook>"#),
+            Some(encoding_rs::GBK)
+        );
+        assert_eq!(
+            declared_encoding(br#"<?xml version="1.0" encoding="utf-8"?>"#),
+            Some(encoding_rs::UTF_8)
+        );
+        assert_eq!(
+            declared_encoding(br#"<?xml version="1.0"?><Workbook>"#),
+            None
+        );
+    }
+}
