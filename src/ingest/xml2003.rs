@@ -91,6 +91,13 @@ impl Book {
                 .read_event_into(&mut buf)
                 .map_err(|e| malformed(&xml, &e))?
             {
+                // the cells are the second pass's: skipping them here
+                // takes a fraction of parsing them
+                Event::Start(e) if e.local_name().as_ref() == "Table" => {
+                    let table = e.name().as_ref().to_string();
+                    xml.read_to_end_into(quick_xml::name::QName(&table), &mut buf)
+                        .map_err(|e| malformed(&xml, &e))?;
+                }
                 Event::Start(e) | Event::Empty(e) => match e.local_name().as_ref() {
                     "Worksheet" => sheets.push(Sheet {
                         name: attribute(&e, "Name").unwrap_or_default(),
@@ -179,18 +186,59 @@ fn attribute(e: &BytesStart<'_>, name: &str) -> Option<String> {
         })
 }
 
-/// A 1-based index attribute (`ss:Index`) as 0-based, or a count
-/// (`ss:MergeAcross`); `None` when absent, an error when not a number.
+/// A count attribute (`ss:Index`, 1-based, `ss:MergeAcross`); `None`
+/// when absent, an error when not a number.
 fn number(e: &BytesStart<'_>, name: &str) -> Result<Option<u32>, FileError> {
-    attribute(e, name)
-        .map(|v| {
-            v.trim().parse::<u32>().map_err(|_| {
-                FileError::CannotOpen(format!(
-                    "not a well-formed Excel 2003 XML spreadsheet: `{name}` is `{v}`, not a count"
-                ))
-            })
-        })
-        .transpose()
+    attribute(e, name).map(|v| count(name, &v)).transpose()
+}
+
+fn count(name: &str, value: &str) -> Result<u32, FileError> {
+    value.trim().parse::<u32>().map_err(|_| {
+        FileError::CannotOpen(format!(
+            "not a well-formed Excel 2003 XML spreadsheet: `{name}` is `{value}`, not a count"
+        ))
+    })
+}
+
+/// Refuses a table declaring more rows or columns than Excel allows.
+fn check_table(e: &BytesStart<'_>) -> Result<(), FileError> {
+    let rows = number(e, "ExpandedRowCount")?.unwrap_or(0);
+    let cols = number(e, "ExpandedColumnCount")?.unwrap_or(0);
+    check_dimensions((0, 0), (rows.saturating_sub(1), cols.saturating_sub(1)))
+}
+
+/// What a `Cell` says of its place and formula, read in one pass over its
+/// attributes (a cell has a few; this runs once per cell).
+#[derive(Default)]
+struct CellAttributes {
+    /// `ss:Index`, 1-based
+    index: Option<u32>,
+    across: u32,
+    down: u32,
+    formula: Option<String>,
+}
+
+impl CellAttributes {
+    fn of(e: &BytesStart<'_>) -> Result<Self, FileError> {
+        let mut out = Self::default();
+        for a in e.attributes().with_checks(false).flatten() {
+            let name = a.key.local_name();
+            let name = name.as_ref();
+            if !matches!(name, "Index" | "MergeAcross" | "MergeDown" | "Formula") {
+                continue;
+            }
+            let value = a
+                .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                .map_err(|e| cannot_open(&e))?;
+            match name {
+                "Index" => out.index = Some(count(name, &value)?),
+                "MergeAcross" => out.across = count(name, &value)?,
+                "MergeDown" => out.down = count(name, &value)?,
+                _ => out.formula = Some(value.into_owned()),
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// The cells of one sheet, in file order.
@@ -273,37 +321,6 @@ impl SheetCells {
                 .read_event_into(&mut self.buf)
                 .map_err(|e| malformed(&self.xml, &e))?;
             match event {
-                Event::Start(e) | Event::Empty(e) if e.local_name().as_ref() == "Table" => {
-                    let rows = number(&e, "ExpandedRowCount")?.unwrap_or(0);
-                    let cols = number(&e, "ExpandedColumnCount")?.unwrap_or(0);
-                    check_dimensions((0, 0), (rows.saturating_sub(1), cols.saturating_sub(1)))?;
-                }
-                Event::Start(e) | Event::Empty(e) if e.local_name().as_ref() == "Row" => {
-                    self.at.start_row(&e)?;
-                }
-                Event::Start(e) if e.local_name().as_ref() == "Cell" => {
-                    pending = Some(self.at.start_cell(&e, &self.merges)?);
-                }
-                Event::Empty(e) if e.local_name().as_ref() == "Cell" => {
-                    // a styled empty cell, or the first of empty merged
-                    // cells; a formula without its result
-                    let empty = self.at.start_cell(&e, &self.merges)?;
-                    if let Some(formula) = empty.formula {
-                        return Ok(Some((empty.at, uncalculated(&formula))));
-                    }
-                }
-                Event::Start(e) if e.local_name().as_ref() == "Comment" => in_comment = true,
-                Event::End(e) if e.local_name().as_ref() == "Comment" => in_comment = false,
-                Event::Start(e) if !in_comment && e.local_name().as_ref() == "Data" => {
-                    if let Some(p) = &mut pending {
-                        p.kind = attribute(&e, "Type");
-                        p.text = Some(String::new());
-                        in_data = true;
-                    }
-                }
-                Event::End(e) if !in_comment && e.local_name().as_ref() == "Data" => {
-                    in_data = false;
-                }
                 Event::Text(t) if in_data => {
                     if let Some(Pending {
                         text: Some(s), at, ..
@@ -336,14 +353,46 @@ impl SheetCells {
                         s.push_str(&t);
                     }
                 }
-                Event::End(e) if e.local_name().as_ref() == "Cell" => {
-                    if let Some(p) = pending.take() {
-                        if let Some(cell) = p.cell() {
-                            return Ok(Some((p.at, cell)));
+                Event::Start(e) => match e.local_name().as_ref() {
+                    "Row" => self.at.start_row(&e)?,
+                    "Cell" => pending = Some(self.at.start_cell(&e, &self.merges)?),
+                    "Data" if !in_comment => {
+                        if let Some(p) = &mut pending {
+                            p.kind = attribute(&e, "Type");
+                            p.text = Some(String::new());
+                            in_data = true;
                         }
                     }
-                }
-                Event::End(e) if e.local_name().as_ref() == "Worksheet" => self.done = true,
+                    "Comment" => in_comment = true,
+                    "Table" => check_table(&e)?,
+                    _ => {}
+                },
+                Event::Empty(e) => match e.local_name().as_ref() {
+                    "Row" => self.at.start_row(&e)?,
+                    "Cell" => {
+                        // a styled empty cell, or the first of empty merged
+                        // cells; a formula without its result
+                        let empty = self.at.start_cell(&e, &self.merges)?;
+                        if let Some(formula) = empty.formula {
+                            return Ok(Some((empty.at, uncalculated(&formula))));
+                        }
+                    }
+                    "Table" => check_table(&e)?,
+                    _ => {}
+                },
+                Event::End(e) => match e.local_name().as_ref() {
+                    "Data" if !in_comment => in_data = false,
+                    "Cell" => {
+                        if let Some(p) = pending.take() {
+                            if let Some(cell) = p.cell() {
+                                return Ok(Some((p.at, cell)));
+                            }
+                        }
+                    }
+                    "Comment" => in_comment = false,
+                    "Worksheet" => self.done = true,
+                    _ => {}
+                },
                 Event::Eof => self.done = true,
                 _ => {}
             }
@@ -380,15 +429,15 @@ impl Cursor {
         merges: &RefCell<Vec<MergedBlock>>,
     ) -> Result<Pending, FileError> {
         let row = self.row.unwrap_or(0);
-        let col = match number(e, "Index")? {
+        let attributes = CellAttributes::of(e)?;
+        let col = match attributes.index {
             Some(index) if index == 0 || index - 1 < self.col => {
                 return Err(out_of_order("cell", index, self.col));
             }
             Some(index) => index - 1,
             None => self.col,
         };
-        let across = number(e, "MergeAcross")?.unwrap_or(0);
-        let down = number(e, "MergeDown")?.unwrap_or(0);
+        let (across, down) = (attributes.across, attributes.down);
         let last = (row.saturating_add(down), col.saturating_add(across));
         if last.0 >= MAX_ROWS || last.1 >= MAX_COLS {
             check_dimensions((0, 0), last)?;
@@ -399,7 +448,7 @@ impl Cursor {
         self.col = last.1.saturating_add(1);
         Ok(Pending {
             at: (row, col),
-            formula: attribute(e, "Formula"),
+            formula: attributes.formula,
             kind: None,
             text: None,
         })
