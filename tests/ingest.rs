@@ -2059,7 +2059,8 @@ async fn excel_2003_xml_spreadsheets_load_like_the_xlsx() {
  <Worksheet ss:Name="流向">
   <Table>
    <Row><Cell><Data ss:Type="String">十月流向</Data></Cell></Row>
-   <Row ss:Index="3"><Cell ss:MergeDown="1"><Data ss:Type="String">日期</Data></Cell><Cell ss:MergeAcross="1"><Data ss:Type="String">客户</Data></Cell><Cell ss:MergeDown="1"><Data ss:Type="String">产品编码</Data></Cell><Cell><Data ss:Type="String">销售</Data></Cell></Row>
+   <Row ss:Index="3"><Cell><Data ss:Type="String">单位：元</Data></Cell></Row>
+   <Row><Cell ss:MergeDown="1"><Data ss:Type="String">日期</Data></Cell><Cell ss:MergeAcross="1"><Data ss:Type="String">客户</Data></Cell><Cell ss:MergeDown="1"><Data ss:Type="String">产品编码</Data></Cell><Cell><Data ss:Type="String">销售</Data></Cell></Row>
    <Row><Cell ss:Index="2"><Data ss:Type="String">客户编码</Data></Cell><Cell><Data ss:Type="String">客户名称</Data></Cell><Cell ss:Index="5"><Data ss:Type="String">金额</Data></Cell></Row>
    <Row><Cell><Data ss:Type="DateTime">2026-10-05T00:00:00.000</Data></Cell><Cell><Data ss:Type="Number">1001</Data></Cell><Cell><Data ss:Type="String">某医院</Data></Cell><Cell><Data ss:Type="String">P1</Data><Comment><ss:Data xmlns="http://www.w3.org/TR/REC-html40">备注</ss:Data></Comment></Cell><Cell><Data ss:Type="Number">88.5</Data></Cell></Row>
    <Row><Cell><Data ss:Type="String">2026/10/06</Data></Cell><Cell><Data ss:Type="String">X9</Data></Cell><Cell ss:Index="4"><Data ss:Type="String">P2</Data></Cell><Cell><Data ss:Type="Number">5</Data></Cell></Row>
@@ -2069,9 +2070,13 @@ async fn excel_2003_xml_spreadsheets_load_like_the_xlsx() {
     let (gbk, _, unmappable) = encoding_rs::GBK.encode(export);
     assert!(!unmappable);
     lab.write("in/erp/export.xls", &gbk);
+    lab.write("in/erp-unset/export.xls", &gbk);
     let mut sources = vec![format!(
-        "[ingest]\nmax_reject_ratio = 0.5\n{}",
-        flow_source("erp", "in/erp/*.xls").replace("header_row = 3", "header_row = 4")
+        "[ingest]\nmax_reject_ratio = 0.5\n{}{}",
+        flow_source("erp", "in/erp/*.xls").replace("header_row = 3", "header_row = 5"),
+        // the header's merges are read as the rows come: those of row 4
+        // after row 3 was tried as the header
+        flow_source("erp-unset", "in/erp-unset/*.xls").replace("header_row = 3\n", "")
     )];
     let office = soffice();
     if let Some(soffice) = &office {
@@ -2100,7 +2105,12 @@ async fn excel_2003_xml_spreadsheets_load_like_the_xlsx() {
     let summary = lab.ingest(&settings).await;
     assert_eq!(
         rejections(&summary),
-        ["`erp`: in/erp/export.xls [流向] row 6 cell B6 column `客户编码` value `X9`: unknown customer id"]
+        [
+            "`erp`: in/erp/export.xls [流向] row 7 cell B7 column `客户编码` value `X9`: unknown customer id",
+            "`erp-unset`: in/erp-unset/export.xls [流向] column `日期, 客户编码, 产品编码, 金额`: \
+             missing column (row 1, the first non-empty row, was read as the header; row 5 heads \
+             every mapped column: set `header_row = 5` on the source)"
+        ]
     );
     assert_eq!(
         lab.sales("erp").await,

@@ -18,7 +18,7 @@ use calamine::{
 use super::coerce::{Cell, Epoch};
 use super::guard::{self, Format};
 use super::merges;
-use super::reader::{header_text, FileError, RowAssembler, Visitor};
+use super::reader::{header_text, FileError, MergesOf, RowAssembler, Visitor};
 use super::record::MergedBlock;
 
 /// Excel's sheet limits (rows, columns).
@@ -207,8 +207,7 @@ pub fn read(
             let mut $cells = $wb.worksheet_cells_reader(&name).map_err(cannot_open)?;
             let dims = $cells.dimensions();
             check_dimensions(dims.start, dims.end)?;
-            let asm = RowAssembler::new(header_row)
-                .with_merges(Box::new(|| merged_cells(path, &name).unwrap_or_default()));
+            let asm = RowAssembler::new(header_row).with_merges(merges_once(path, &name));
             stream(&name, epoch, asm, visitor, || $next)?;
             Ok(name)
         }};
@@ -270,6 +269,17 @@ pub fn merged_cells(path: &Path, sheet: &str) -> Result<Vec<MergedBlock>, FileEr
         Format::Xlsb => Vec::new(),
     };
     Ok(merged.into_iter().map(|d| (d.start, d.end)).collect())
+}
+
+/// The merged cells of `sheet` for `RowAssembler::with_merges`: read from
+/// the file the first time they are asked for, which reads the whole
+/// sheet's merges (see `merged_cells`), then given again.
+fn merges_once<'a>(path: &'a Path, sheet: &'a str) -> MergesOf<'a> {
+    let mut read: Option<Vec<MergedBlock>> = None;
+    Box::new(move || {
+        read.get_or_insert_with(|| merged_cells(path, sheet).unwrap_or_default())
+            .clone()
+    })
 }
 
 /// The next cell of an xlsx sheet. A formula cell with no saved result is
@@ -377,8 +387,7 @@ where
     }
     let start_row = range.start().map_or(0, |s| s.0);
     let start_col = range.start().map_or(0, |s| s.1) as usize;
-    let mut asm = RowAssembler::new(header_row)
-        .with_merges(Box::new(|| merged_cells(path, &name).unwrap_or_default()));
+    let mut asm = RowAssembler::new(header_row).with_merges(merges_once(path, &name));
     let mut buf: Vec<Cell> = Vec::new();
     for (i, r) in range.rows().enumerate() {
         buf.clear();

@@ -124,7 +124,9 @@ const HEADER_SEARCH_ROWS: u32 = 30;
 const ROWS_KEPT_ABOVE: usize = 30;
 
 /// The merged cells of the sheet being read, asked for only when its
-/// header lacks mapped columns.
+/// header lacks mapped columns: all of them, or those of the rows read so
+/// far (a reader that finds them on the way), so asked again for each row
+/// tried as the header.
 pub type MergesOf<'m> = Box<dyn FnMut() -> Vec<MergedBlock> + 'm>;
 
 /// Tracks header detection and blank-row skipping for a row-by-row reader.
@@ -135,8 +137,6 @@ pub struct RowAssembler<'m> {
     searching: Option<Searching>,
     /// where the sheet's merged cells come from: a workbook's, not a CSV's
     merges: Option<MergesOf<'m>>,
-    /// the merged cells, once asked for
-    merged: Option<Vec<MergedBlock>>,
     /// the text of the last non-empty rows before the header, with their
     /// 1-based numbers (kept only where there are merged cells to ask for)
     above: VecDeque<(u64, Vec<String>)>,
@@ -160,7 +160,6 @@ impl<'m> RowAssembler<'m> {
             max_col: None,
             searching: None,
             merges: None,
-            merged: None,
             above: VecDeque::new(),
         }
     }
@@ -298,12 +297,11 @@ impl<'m> RowAssembler<'m> {
     /// starting in a kept row above and spanning that column alone given
     /// their text; `None` when no cell is filled.
     fn filled_from_merges(&mut self, row: u64, header: &[String]) -> Option<Vec<String>> {
-        let merges = self.merges.as_mut()?;
-        let merged = self.merged.get_or_insert_with(merges);
+        let merged = (self.merges.as_mut()?)();
         let at = u32::try_from(row.checked_sub(1)?).ok()?;
         let mut filled = header.to_vec();
         let mut any = false;
-        for &((first_row, first_col), (last_row, last_col)) in merged.iter() {
+        for &((first_row, first_col), (last_row, last_col)) in &merged {
             if first_col != last_col || first_row >= at || last_row < at {
                 continue;
             }
