@@ -915,7 +915,9 @@ async fn a_header_in_two_rows_reads_the_labels_merged_down_into_it() {
             "`unset`: in/unset/a.xlsx [流向] column `日期, 客户编码, 产品编码, 金额`: missing column \
              (row 1, the first non-empty row, was read as the header; row 3 heads every mapped \
              column: set `header_row = 3` on the source)",
-            "`group`: in/group/a.xlsx [流向] column `客户`: missing column",
+            "`group`: in/group/a.xlsx [流向] column `客户`: missing column (`客户` is a group \
+             label, the merged cells B2:C2 above the header over `客户编码`, `客户名称`: map the \
+             column that holds the value by its own header)",
         ]
     );
     let loaded = vec![

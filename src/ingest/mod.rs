@@ -660,7 +660,11 @@ fn toml_escaped(s: &str) -> String {
 /// The rejection of a whole file (or query result) for `error`.
 fn refusal(source: &SourceConfig, name: &str, sheet: &str, error: FileError) -> Rejection {
     let (reason, column, detail) = match error {
-        FileError::MissingColumn { missing, near } => {
+        FileError::MissingColumn {
+            missing,
+            near,
+            grouped,
+        } => {
             let detail = near
                 .iter()
                 .map(|n| {
@@ -675,6 +679,25 @@ fn refusal(source: &SourceConfig, name: &str, sheet: &str, error: FileError) -> 
                         n.wanted
                     )
                 })
+                .chain(grouped.iter().map(|g| {
+                    let under = g
+                        .under
+                        .iter()
+                        .map(|h| format!("`{h}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    format!(
+                        "`{}` is a group label, the merged cells {} above the header over {}: \
+                         map the column that holds the value by its own header",
+                        g.wanted,
+                        g.block,
+                        if under.is_empty() {
+                            "several columns".to_string()
+                        } else {
+                            under
+                        }
+                    )
+                }))
                 .collect::<Vec<_>>()
                 .join("; ");
             (Reason::MissingColumn, missing.join(", "), detail)

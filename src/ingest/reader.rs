@@ -18,6 +18,8 @@ pub enum FileError {
         /// headers the file has that differ from a missing one only in
         /// what a typist does not see (see `NearMiss`)
         near: Vec<NearMiss>,
+        /// missing headers that are group labels above the header row
+        grouped: Vec<GroupLabel>,
     },
     /// the row read as the header lacks mapped columns, but a row a little
     /// further down heads them all: a title above the table, or a
@@ -70,6 +72,19 @@ pub struct NearMiss {
     pub column: usize,
     /// that column's header
     pub found: String,
+}
+
+/// A mapped header the file lacks as a column's header but holds as a
+/// group label: merged cells above the header row, over several columns
+/// (`客户` over `客户编码` and `客户名称`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupLabel {
+    /// the mapped header
+    pub wanted: String,
+    /// the merged cells, as `B2:C2`
+    pub block: String,
+    /// the headers of the columns under it, in order, blank ones left out
+    pub under: Vec<String>,
 }
 
 pub trait Visitor {
@@ -147,6 +162,7 @@ pub struct RowAssembler<'m> {
 struct Searching {
     missing: Vec<String>,
     near: Vec<NearMiss>,
+    grouped: Vec<GroupLabel>,
     /// the row read as the header
     taken: u64,
     /// how many more rows may be tried
@@ -233,10 +249,15 @@ impl<'m> RowAssembler<'m> {
                 let header = header_text(cells);
                 match self.match_header(visitor, sheet, epoch, row, &header) {
                     Ok(max_col) => self.max_col = Some(max_col),
-                    Err(FileError::MissingColumn { missing, near }) => {
+                    Err(FileError::MissingColumn {
+                        missing,
+                        near,
+                        grouped,
+                    }) => {
                         self.searching = Some(Searching {
                             missing,
                             near,
+                            grouped,
                             taken: row,
                             left: HEADER_SEARCH_ROWS,
                         });
@@ -287,21 +308,93 @@ impl<'m> RowAssembler<'m> {
         if !matches!(first, Err(FileError::MissingColumn { .. })) || self.above.is_empty() {
             return first;
         }
-        match self.filled_from_merges(row, header) {
-            Some(filled) => visitor.header(sheet, epoch, &filled),
+        let Some(merges) = self.merges.as_mut() else {
+            return first;
+        };
+        let merged = merges();
+        let filled = self.filled_from_merges(&merged, row, header);
+        let result = match &filled {
+            Some(filled) => visitor.header(sheet, epoch, filled),
             None => first,
+        };
+        match result {
+            Err(FileError::MissingColumn {
+                missing,
+                near,
+                mut grouped,
+            }) => {
+                let header = filled.as_deref().unwrap_or(header);
+                grouped.extend(self.group_labels(&merged, row, header, &missing));
+                Err(FileError::MissingColumn {
+                    missing,
+                    near,
+                    grouped,
+                })
+            }
+            other => other,
         }
+    }
+
+    /// The `missing` headers that are the text of merged cells starting
+    /// in a kept row above `row` and spanning several columns.
+    fn group_labels(
+        &self,
+        merged: &[MergedBlock],
+        row: u64,
+        header: &[String],
+        missing: &[String],
+    ) -> Vec<GroupLabel> {
+        let mut found = Vec::new();
+        for &((first_row, first_col), (last_row, last_col)) in merged {
+            if first_col == last_col || u64::from(first_row) + 1 >= row {
+                continue;
+            }
+            let Some(text) = self.kept_text(u64::from(first_row) + 1, first_col as usize) else {
+                continue;
+            };
+            let text = super::coerce::trim(text);
+            if let Some(wanted) = missing.iter().find(|m| super::coerce::trim(m) == text) {
+                found.push(GroupLabel {
+                    wanted: wanted.clone(),
+                    block: super::record::block_range((
+                        (first_row, first_col),
+                        (last_row, last_col),
+                    )),
+                    under: (first_col..=last_col)
+                        .filter_map(|c| header.get(c as usize))
+                        .map(|h| super::coerce::trim(h).to_string())
+                        .filter(|h| !h.is_empty())
+                        .collect(),
+                });
+            }
+        }
+        found
+    }
+
+    /// The text of the cell in column `column` of the kept row `row`
+    /// (1-based), when not blank.
+    fn kept_text(&self, row: u64, column: usize) -> Option<&str> {
+        self.above
+            .iter()
+            .find(|(number, _)| *number == row)
+            .and_then(|(_, cells)| cells.get(column))
+            .map(String::as_str)
+            .filter(|t| !super::coerce::trim(t).is_empty())
     }
 
     /// `header` (row `row`) with each blank cell that lies in merged cells
     /// starting in a kept row above and spanning that column alone given
     /// their text; `None` when no cell is filled.
-    fn filled_from_merges(&mut self, row: u64, header: &[String]) -> Option<Vec<String>> {
-        let merged = (self.merges.as_mut()?)();
+    fn filled_from_merges(
+        &self,
+        merged: &[MergedBlock],
+        row: u64,
+        header: &[String],
+    ) -> Option<Vec<String>> {
         let at = u32::try_from(row.checked_sub(1)?).ok()?;
         let mut filled = header.to_vec();
         let mut any = false;
-        for &((first_row, first_col), (last_row, last_col)) in &merged {
+        for &((first_row, first_col), (last_row, last_col)) in merged {
             if first_col != last_col || first_row >= at || last_row < at {
                 continue;
             }
@@ -312,20 +405,13 @@ impl<'m> RowAssembler<'m> {
             {
                 continue;
             }
-            let top = u64::from(first_row) + 1;
-            let Some(text) = self
-                .above
-                .iter()
-                .find(|(number, _)| *number == top)
-                .and_then(|(_, cells)| cells.get(column))
-                .filter(|t| !super::coerce::trim(t).is_empty())
-            else {
+            let Some(text) = self.kept_text(u64::from(first_row) + 1, column) else {
                 continue;
             };
             if filled.len() <= column {
                 filled.resize(column + 1, String::new());
             }
-            filled[column].clone_from(text);
+            text.clone_into(&mut filled[column]);
             any = true;
         }
         any.then_some(filled)
@@ -343,12 +429,16 @@ impl<'m> RowAssembler<'m> {
 
     /// No row below heads every mapped column: the header's own refusal.
     fn give_up(&mut self) -> FileError {
-        let (missing, near) = self
+        let (missing, near, grouped) = self
             .searching
             .take()
-            .map(|s| (s.missing, s.near))
+            .map(|s| (s.missing, s.near, s.grouped))
             .unwrap_or_default();
-        FileError::MissingColumn { missing, near }
+        FileError::MissingColumn {
+            missing,
+            near,
+            grouped,
+        }
     }
 }
 

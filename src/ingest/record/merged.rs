@@ -65,7 +65,7 @@ fn cell_address((row, column): (u32, u32)) -> String {
 }
 
 /// `A2:A4` for a merged block.
-fn block_range((first, last): MergedBlock) -> String {
+pub fn block_range((first, last): MergedBlock) -> String {
     format!("{}:{}", cell_address(first), cell_address(last))
 }
 

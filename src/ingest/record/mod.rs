@@ -15,7 +15,8 @@ use self::hints::{
 };
 pub use self::masters::Masters;
 pub use self::merged::{
-    explain_merged_cells, merged_optional_cells, MergedBlock, MergedLoss, RowRuns, UNMERGE,
+    block_range, explain_merged_cells, merged_optional_cells, MergedBlock, MergedLoss, RowRuns,
+    UNMERGE,
 };
 
 use super::coerce::{self, half_width, Cell, Epoch};
@@ -277,7 +278,11 @@ impl Mapping {
             }
         }
         if !missing.is_empty() {
-            return Err(FileError::MissingColumn { missing, near });
+            return Err(FileError::MissingColumn {
+                missing,
+                near,
+                grouped: Vec::new(),
+            });
         }
         if let Some(e) = ambiguous {
             return Err(e);
