@@ -166,11 +166,19 @@ fn cannot_open(e: &impl std::fmt::Display) -> FileError {
     FileError::CannotOpen(e.to_string())
 }
 
-fn malformed(xml: &Xml, e: &impl std::fmt::Display) -> FileError {
-    FileError::CannotOpen(format!(
-        "not a well-formed Excel 2003 XML spreadsheet: {e} (at byte {})",
-        xml.buffer_position()
-    ))
+/// Why the XML could not be read. Text that is not UTF-8 where the
+/// declaration names no other encoding is most often a GBK export that
+/// does not say so, which is the exporter's to fix.
+fn malformed(xml: &Xml, e: &quick_xml::Error) -> FileError {
+    let at = xml.buffer_position();
+    FileError::CannotOpen(match e {
+        quick_xml::Error::Encoding(_) => format!(
+            "the text is not UTF-8, which the file's XML declaration says or, naming no \
+             encoding, implies (at byte {at}): an export written in GBK must declare \
+             `encoding=\"GBK\"`; open it in Excel or LibreOffice and save it as .xlsx"
+        ),
+        _ => format!("not a well-formed Excel 2003 XML spreadsheet: {e} (at byte {at})"),
+    })
 }
 
 /// The value of the attribute whose local name is `name` (`ss:Index` and
@@ -648,6 +656,41 @@ mod tests {
         assert_eq!(
             error(r#"<Row ss:Index="2"><Cell ss:Index="3"/></Row><Row/>"#),
             None
+        );
+    }
+
+    /// A UTF-8 byte order mark before the declaration, as Windows
+    /// programs write one, and rich text (`<Font>` inside `<Data>`).
+    #[test]
+    fn a_byte_order_mark_and_rich_text_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bom.xls");
+        let book = "\u{feff}<?xml version=\"1.0\"?><Workbook xmlns=\"urn:schemas-microsoft-com:office:spreadsheet\" xmlns:ss=\"urn:schemas-microsoft-com:office:spreadsheet\" xmlns:html=\"http://www.w3.org/TR/REC-html40\"><Worksheet ss:Name=\"S\"><Table><Row><Cell><ss:Data ss:Type=\"String\" xmlns=\"http://www.w3.org/TR/REC-html40\"><Font html:Color=\"#FF0000\">客户</Font>编码</ss:Data></Cell></Row></Table></Worksheet></Workbook>";
+        std::fs::write(&path, book).unwrap();
+        assert!(super::is_xml2003(book.as_bytes()));
+        assert_eq!(Book::scan(&path).unwrap().sheets.len(), 1);
+        assert_eq!(
+            all_cells(&path, "S"),
+            [((0, 0), Cell::Text("客户编码".into()))]
+        );
+    }
+
+    /// GBK text under a declaration naming no encoding (so UTF-8) is
+    /// refused saying so, not as a bare decoding error.
+    #[test]
+    fn gbk_text_declared_as_utf8_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gbk.xls");
+        let book = r#"<?xml version="1.0"?><Workbook xmlns="urn:schemas-microsoft-com:office:spreadsheet" xmlns:ss="urn:schemas-microsoft-com:office:spreadsheet"><Worksheet ss:Name="流向"></Worksheet></Workbook>"#;
+        std::fs::write(&path, encoding_rs::GBK.encode(book).0).unwrap();
+        let Err(error) = Book::scan(&path) else {
+            panic!("read");
+        };
+        assert_eq!(
+            error.to_string(),
+            "the text is not UTF-8, which the file's XML declaration says or, naming no encoding, \
+             implies (at byte 166): an export written in GBK must declare `encoding=\"GBK\"`; open \
+             it in Excel or LibreOffice and save it as .xlsx"
         );
     }
 
