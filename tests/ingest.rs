@@ -1945,7 +1945,9 @@ async fn workbooks_are_read_by_content_and_other_files_named_for_what_they_are()
     flow_workbook(&lab.path("in/x/a-xlsx.xls"));
     lab.write(
         "in/x/b-html.xls",
-        r#"<html xmlns:x="urn:schemas-microsoft-com:office:excel"><body><table><tr><td>日期</td></tr></table></body></html>"#.as_bytes(),
+        // Excel's "Web Page" declares Office namespaces, the spreadsheet's
+        // too: still HTML, not an Excel 2003 XML spreadsheet
+        r#"<html xmlns:x="urn:schemas-microsoft-com:office:excel" xmlns:ss="urn:schemas-microsoft-com:office:spreadsheet"><body><table><tr><td>日期</td></tr></table></body></html>"#.as_bytes(),
     );
     lab.write(
         "in/x/c-tabs.xls",

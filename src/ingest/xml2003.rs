@@ -30,12 +30,16 @@ use super::record::{column_letters, MergedBlock};
 const MAX_CELL_BYTES: usize = 32_767 * 4;
 
 /// Whether the first bytes of a file are those of an Excel 2003 XML
-/// spreadsheet: its namespace (or its processing instruction) near the
-/// start. The markers are ASCII, so a GBK file needs no decoding here.
+/// spreadsheet: its namespace on the `Workbook` element near the start,
+/// in a file that is no HTML page (Excel's "Web Page" exports declare
+/// Office namespaces too, and are refused as HTML). The markers are ASCII,
+/// so a GBK file needs no decoding here.
 pub fn is_xml2003(head: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(head);
-    text.contains("urn:schemas-microsoft-com:office:spreadsheet")
-        || text.contains("progid=\"Excel.Sheet\"")
+    let text = String::from_utf8_lossy(head).to_ascii_lowercase();
+    let start = text.trim_start_matches('\u{feff}').trim_start();
+    !text.contains("<html")
+        && !start.starts_with("<table")
+        && text.contains("urn:schemas-microsoft-com:office:spreadsheet")
 }
 
 /// Reads one sheet (`sheet`, else the first visible worksheet) of the
