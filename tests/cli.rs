@@ -1466,27 +1466,51 @@ fn sheets_workbook(lab: &crate::ingest::Lab, rel: &str, sheets: &[SheetRows]) ->
     path
 }
 
+/// `sheets_workbook` as an Excel 2003 XML spreadsheet, its texts as
+/// strings.
+fn sheets_xml2003(lab: &crate::ingest::Lab, rel: &str, sheets: &[SheetRows]) {
+    let mut xml = String::from(
+        r#"<?xml version="1.0"?><Workbook xmlns="urn:schemas-microsoft-com:office:spreadsheet" xmlns:ss="urn:schemas-microsoft-com:office:spreadsheet" xmlns:x="urn:schemas-microsoft-com:office:excel">"#,
+    );
+    for (name, hidden, rows) in sheets {
+        xml += &format!(r#"<Worksheet ss:Name="{name}"><Table>"#);
+        for (row, texts) in *rows {
+            xml += &format!(r#"<Row ss:Index="{}">"#, row + 1);
+            for text in *texts {
+                xml += &format!(r#"<Cell><Data ss:Type="String">{text}</Data></Cell>"#);
+            }
+            xml += "</Row>";
+        }
+        xml += "</Table>";
+        if *hidden {
+            xml += "<x:WorksheetOptions><x:Visible>SheetHidden</x:Visible></x:WorksheetOptions>";
+        }
+        xml += "</Worksheet>";
+    }
+    xml += "</Workbook>";
+    lab.write(rel, xml.as_bytes());
+}
+
 /// A workbook of one sheet a month: `1月` is read (SPEC §3: the first
 /// sheet when `sheet` is unset), and the other visible sheets headed like
 /// it are named, by `check` as a note (exit code 0) and by the run as a
-/// WARN; a hidden copy and a sheet of notes are not. Read as xlsx and,
+/// WARN; a hidden copy and a sheet of notes are not. Read as xlsx, as
+/// Excel 2003 XML (whose first pass reads every sheet's header row) and,
 /// where LibreOffice is installed, saved as xls and ods.
 #[test]
 fn sheets_headed_like_the_one_read_are_named() {
     let lab = crate::ingest::Lab::new();
     let row = |amount| ["2026-10-01", "C1", "P1", amount];
-    let xlsx = sheets_workbook(
-        &lab,
-        "in/xlsx/flow.xlsx",
-        &[
-            ("1月", false, &[(0, &FLOW_HEADER), (1, &row("5"))]),
-            ("说明", false, &[(0, &["本表为流向，金额单位：元"])]),
-            ("备份", true, &[(0, &FLOW_HEADER)]),
-            ("2月", false, &[(0, &FLOW_HEADER), (1, &row("7"))]),
-            ("3月", false, &[(2, &FLOW_HEADER), (3, &row("9"))]),
-        ],
-    );
-    let mut formats = vec!["xlsx"];
+    let sheets: &[SheetRows] = &[
+        ("1月", false, &[(0, &FLOW_HEADER), (1, &row("5"))]),
+        ("说明", false, &[(0, &["本表为流向，金额单位：元"])]),
+        ("备份", true, &[(0, &FLOW_HEADER)]),
+        ("2月", false, &[(0, &FLOW_HEADER), (1, &row("7"))]),
+        ("3月", false, &[(2, &FLOW_HEADER), (3, &row("9"))]),
+    ];
+    let xlsx = sheets_workbook(&lab, "in/xlsx/flow.xlsx", sheets);
+    sheets_xml2003(&lab, "in/xml/flow.xml", sheets);
+    let mut formats = vec!["xlsx", "xml"];
     if let Some(soffice) = crate::ingest::soffice() {
         for ext in ["xls", "ods"] {
             let dir = lab.path(&format!("in/{ext}"));

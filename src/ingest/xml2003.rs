@@ -9,6 +9,7 @@
 //! (`ss:MergeAcross`, `ss:MergeDown`) and collected on the way.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -50,14 +51,13 @@ pub fn read(
     header_row: Option<u32>,
     visitor: &mut dyn Visitor,
 ) -> Result<String, FileError> {
-    let book = Book::scan(path)?;
+    let mut book = Book::scan(path, sheet.is_none().then_some(header_row))?;
     let name = pick_sheet(&book.sheets, sheet)?;
     visitor.sheet(&name);
     if sheet.is_none() {
         let others = other_worksheets(&book.sheets, &name);
         visit_other_sheets(others, visitor, |other| {
-            let mut cells = SheetCells::open(path, other)?;
-            header_cells(header_row, || cells.next_cell())
+            book.headers.remove(other).unwrap_or_else(|| Ok(Vec::new()))
         });
     }
     let mut cells = SheetCells::open(path, &name)?;
@@ -80,58 +80,95 @@ pub fn merges(path: &Path, sheet: &str) -> Result<Vec<MergedBlock>, FileError> {
 struct Book {
     sheets: Vec<Sheet>,
     epoch: Epoch,
+    /// each sheet's header row as `header_cells` finds it, when asked
+    /// for (no `sheet` configured: the other sheets are looked at)
+    headers: HashMap<String, Result<Vec<Cell>, FileError>>,
+}
+
+/// What the first pass needs of one XML event.
+enum Seen {
+    Table(String),
+    Worksheet(String),
+    Date1904,
+    Visible,
+    Visibility(Option<SheetVisible>),
+    VisibleEnd,
+    Eof,
+    Other,
 }
 
 impl Book {
-    fn scan(path: &Path) -> Result<Self, FileError> {
-        let mut xml = reader(path)?;
-        let mut buf = Vec::new();
-        let mut sheets = Vec::new();
-        let mut date1904 = false;
+    /// The first pass. With `headers` (the source's `header_row`), each
+    /// sheet's header row is read on the way, so that looking at the
+    /// other sheets costs no pass of its own per sheet; the rest of each
+    /// table is skipped.
+    fn scan(path: &Path, headers: Option<Option<u32>>) -> Result<Self, FileError> {
+        let mut cells = SheetCells::new(reader(path)?, false);
+        let mut book = Self {
+            sheets: Vec::new(),
+            epoch: Epoch::declared(false),
+            headers: HashMap::new(),
+        };
         // inside `<Visible>` of a sheet's options
         let mut in_visible = false;
         loop {
-            match xml
-                .read_event_into(&mut buf)
-                .map_err(|e| malformed(&xml, &e))?
+            cells.buf.clear();
+            let seen = match cells
+                .xml
+                .read_event_into(&mut cells.buf)
+                .map_err(|e| malformed(&cells.xml, &e))?
             {
-                // the cells are the second pass's: skipping them here
-                // takes a fraction of parsing them
                 Event::Start(e) if e.local_name().as_ref() == "Table" => {
-                    let table = e.name().as_ref().to_string();
-                    xml.read_to_end_into(quick_xml::name::QName(&table), &mut buf)
-                        .map_err(|e| malformed(&xml, &e))?;
+                    Seen::Table(e.name().as_ref().to_string())
                 }
                 Event::Start(e) | Event::Empty(e) => match e.local_name().as_ref() {
-                    "Worksheet" => sheets.push(Sheet {
-                        name: attribute(&e, "Name").unwrap_or_default(),
-                        typ: SheetType::WorkSheet,
-                        visible: SheetVisible::Visible,
-                    }),
-                    "Date1904" => date1904 = true,
-                    "Visible" => in_visible = true,
-                    _ => {}
+                    "Worksheet" => Seen::Worksheet(attribute(&e, "Name").unwrap_or_default()),
+                    "Date1904" => Seen::Date1904,
+                    "Visible" => Seen::Visible,
+                    _ => Seen::Other,
                 },
-                Event::Text(t) if in_visible => {
-                    let hidden = match t.trim() {
-                        "SheetHidden" => Some(SheetVisible::Hidden),
-                        "SheetVeryHidden" => Some(SheetVisible::VeryHidden),
-                        _ => None,
-                    };
-                    if let (Some(hidden), Some(sheet)) = (hidden, sheets.last_mut()) {
+                Event::Text(t) if in_visible => Seen::Visibility(match t.trim() {
+                    "SheetHidden" => Some(SheetVisible::Hidden),
+                    "SheetVeryHidden" => Some(SheetVisible::VeryHidden),
+                    _ => None,
+                }),
+                Event::End(e) if e.local_name().as_ref() == "Visible" => Seen::VisibleEnd,
+                Event::Eof => Seen::Eof,
+                _ => Seen::Other,
+            };
+            match seen {
+                Seen::Table(table) => {
+                    if let (Some(header_row), Some(sheet)) = (headers, book.sheets.last()) {
+                        cells.restart();
+                        let header = header_cells(header_row, || cells.next_cell());
+                        book.headers.insert(sheet.name.clone(), header);
+                    }
+                    // the cells are the second pass's
+                    if !cells.done {
+                        cells.buf.clear();
+                        cells
+                            .xml
+                            .read_to_end_into(quick_xml::name::QName(&table), &mut cells.buf)
+                            .map_err(|e| malformed(&cells.xml, &e))?;
+                    }
+                }
+                Seen::Worksheet(name) => book.sheets.push(Sheet {
+                    name,
+                    typ: SheetType::WorkSheet,
+                    visible: SheetVisible::Visible,
+                }),
+                Seen::Date1904 => book.epoch = Epoch::declared(true),
+                Seen::Visible => in_visible = true,
+                Seen::Visibility(Some(hidden)) => {
+                    if let Some(sheet) = book.sheets.last_mut() {
                         sheet.visible = hidden;
                     }
                 }
-                Event::End(e) if e.local_name().as_ref() == "Visible" => in_visible = false,
-                Event::Eof => break,
-                _ => {}
+                Seen::VisibleEnd => in_visible = false,
+                Seen::Eof => return Ok(book),
+                Seen::Visibility(None) | Seen::Other => {}
             }
-            buf.clear();
         }
-        Ok(Self {
-            sheets,
-            epoch: Epoch::declared(date1904),
-        })
     }
 }
 
@@ -311,13 +348,25 @@ impl SheetCells {
             }
             buf.clear();
         };
-        Ok(Self {
+        let mut cells = Self::new(xml, done);
+        cells.buf = buf;
+        Ok(cells)
+    }
+
+    fn new(xml: Xml, done: bool) -> Self {
+        Self {
             xml,
-            buf,
+            buf: Vec::new(),
             at: Cursor::default(),
             merges: Rc::default(),
             done,
-        })
+        }
+    }
+
+    /// Ready for the cells of another table, read from where the reader is.
+    fn restart(&mut self) {
+        self.at = Cursor::default();
+        self.done = false;
     }
 
     fn next_cell(&mut self) -> NextCell {
@@ -402,7 +451,9 @@ impl SheetCells {
                         }
                     }
                     "Comment" => in_comment = false,
-                    "Worksheet" => self.done = true,
+                    // what follows a table (its sheet's options) is not
+                    // cells, and the first pass reads it
+                    "Table" | "Worksheet" => self.done = true,
                     _ => {}
                 },
                 Event::Eof => self.done = true,
@@ -573,7 +624,7 @@ mod tests {
     #[test]
     fn cells_sheets_and_merges_are_read_at_their_positions() {
         let (_dir, path) = book();
-        let scanned = Book::scan(&path).unwrap();
+        let scanned = Book::scan(&path, None).unwrap();
         let names: Vec<_> = scanned
             .sheets
             .iter()
@@ -587,6 +638,21 @@ mod tests {
             ]
         );
         assert_eq!(scanned.epoch, super::Epoch::E1904);
+        // read with the header rows: the same sheets, and each one's first
+        // non-empty row; the visibility after the first table still seen
+        let with_headers = Book::scan(&path, Some(None)).unwrap();
+        assert_eq!(with_headers.sheets, scanned.sheets);
+        assert_eq!(
+            with_headers.headers.get("说明"),
+            Some(&Ok(vec![Cell::Text("x".into())]))
+        );
+        assert_eq!(
+            with_headers.headers.get("流 & 向"),
+            Some(&Ok(vec![
+                Cell::Text("日期".into()),
+                Cell::Text("销售".into())
+            ]))
+        );
         let date = NaiveDate::from_ymd_opt(2026, 10, 1)
             .unwrap()
             .and_hms_opt(0, 0, 0)
@@ -672,7 +738,7 @@ mod tests {
         let book = "\u{feff}<?xml version=\"1.0\"?><Workbook xmlns=\"urn:schemas-microsoft-com:office:spreadsheet\" xmlns:ss=\"urn:schemas-microsoft-com:office:spreadsheet\" xmlns:html=\"http://www.w3.org/TR/REC-html40\"><Worksheet ss:Name=\"S\"><Table><Row><Cell><ss:Data ss:Type=\"String\" xmlns=\"http://www.w3.org/TR/REC-html40\"><Font html:Color=\"#FF0000\">客户</Font>编码</ss:Data></Cell></Row></Table></Worksheet></Workbook>";
         std::fs::write(&path, book).unwrap();
         assert!(super::is_xml2003(book.as_bytes()));
-        assert_eq!(Book::scan(&path).unwrap().sheets.len(), 1);
+        assert_eq!(Book::scan(&path, None).unwrap().sheets.len(), 1);
         assert_eq!(
             all_cells(&path, "S"),
             [((0, 0), Cell::Text("客户编码".into()))]
@@ -687,7 +753,7 @@ mod tests {
         let path = dir.path().join("gbk.xls");
         let book = r#"<?xml version="1.0"?><Workbook xmlns="urn:schemas-microsoft-com:office:spreadsheet" xmlns:ss="urn:schemas-microsoft-com:office:spreadsheet"><Worksheet ss:Name="流向"></Worksheet></Workbook>"#;
         std::fs::write(&path, encoding_rs::GBK.encode(book).0).unwrap();
-        let Err(error) = Book::scan(&path) else {
+        let Err(error) = Book::scan(&path, None) else {
             panic!("read");
         };
         assert_eq!(
