@@ -849,8 +849,19 @@ async fn a_header_below_the_row_read_as_header_is_pointed_at() {
 /// rows 2–3, `销售` over `数量` and `金额`, `客户` over `客户编码` and
 /// `客户名称`, a title in row 1; the rows from row 4.
 fn two_row_header_workbook(path: &Path) {
+    two_row_header_sheets(path, &["流向"]);
+}
+
+/// `two_row_header_workbook` with one such sheet for each of `names`.
+fn two_row_header_sheets(path: &Path, names: &[&str]) {
     let mut wb = Workbook::new();
-    let ws = wb.add_worksheet().set_name("流向").unwrap();
+    for name in names {
+        two_row_header_sheet(wb.add_worksheet().set_name(*name).unwrap());
+    }
+    wb.save(path).unwrap();
+}
+
+fn two_row_header_sheet(ws: &mut rust_xlsxwriter::Worksheet) {
     let plain = Format::new();
     ws.write(0, 0, "十月流向").unwrap();
     ws.merge_range(1, 0, 2, 0, "日期", &plain).unwrap();
@@ -866,7 +877,64 @@ fn two_row_header_workbook(path: &Path) {
     ws.write_row(4, 0, ["2026-10-02", "C2", "某医院", "P2"])
         .unwrap();
     ws.write_row(4, 4, [1.0, 7.5]).unwrap();
-    wb.save(path).unwrap();
+}
+
+/// A workbook of one sheet a month, each headed in two rows: the other
+/// sheet is headed like the one read once its header is filled from its
+/// merged cells, and is named in the note a source without `sheet` gives.
+#[tokio::test]
+async fn other_sheets_headed_in_two_rows_are_named_like_the_one_read() {
+    let lab = Lab::new();
+    std::fs::create_dir_all(lab.path("in/m")).unwrap();
+    two_row_header_sheets(&lab.path("in/m/flow.xlsx"), &["10月", "11月"]);
+    // the same as Excel 2003 XML, whose first pass reads the header rows
+    let sheet = |name: &str| {
+        format!(
+            r#"<Worksheet ss:Name="{name}"><Table><Row><Cell><Data ss:Type="String">十月流向</Data></Cell></Row><Row><Cell ss:MergeDown="1"><Data ss:Type="String">日期</Data></Cell><Cell ss:MergeAcross="1"><Data ss:Type="String">客户</Data></Cell><Cell ss:MergeDown="1"><Data ss:Type="String">产品编码</Data></Cell><Cell ss:MergeAcross="1"><Data ss:Type="String">销售</Data></Cell></Row><Row><Cell ss:Index="2"><Data ss:Type="String">客户编码</Data></Cell><Cell><Data ss:Type="String">客户名称</Data></Cell><Cell ss:Index="5"><Data ss:Type="String">数量</Data></Cell><Cell><Data ss:Type="String">金额</Data></Cell></Row><Row><Cell><Data ss:Type="String">2026-10-01</Data></Cell><Cell><Data ss:Type="String">C1</Data></Cell><Cell ss:Index="4"><Data ss:Type="String">P1</Data></Cell><Cell ss:Index="6"><Data ss:Type="Number">5</Data></Cell></Row></Table></Worksheet>"#
+        )
+    };
+    lab.write(
+        "in/x/flow.xls",
+        format!(
+            r#"<?xml version="1.0"?><Workbook xmlns="urn:schemas-microsoft-com:office:spreadsheet" xmlns:ss="urn:schemas-microsoft-com:office:spreadsheet">{}{}</Workbook>"#,
+            sheet("10月"),
+            sheet("11月")
+        )
+        .as_bytes(),
+    );
+    let settings = lab.settings(&format!(
+        "{}{}",
+        flow_xlsx_source("m", "header_row = 3\n"),
+        flow_source("x", "in/x/*.xls").replace("sheet = \"流向\"\n", "")
+    ));
+    let summary = lab.ingest(&settings).await;
+    assert!(summary.rejections.is_empty(), "{:?}", rejections(&summary));
+    let notes: Vec<_> = summary
+        .notes
+        .iter()
+        .map(|n| format!("{} [{}]: {}", n.file, n.sheet, n.note))
+        .collect();
+    let note = "sheet `11月` is headed like `10月` but not read: a source without `sheet` reads \
+                the first sheet only; add a source with `sheet = \"11月\"` if its rows belong in \
+                the warehouse";
+    assert_eq!(
+        notes,
+        [
+            format!("in/m/flow.xlsx [10月]: {note}"),
+            format!("in/x/flow.xls [10月]: {note}")
+        ]
+    );
+    assert_eq!(
+        lab.sales("m").await,
+        vec![
+            row("2026-10-01", "C1", "P1", 5.0),
+            row("2026-10-02", "C2", "P2", 7.5),
+        ]
+    );
+    assert_eq!(
+        lab.sales("x").await,
+        vec![row("2026-10-01", "C1", "P1", 5.0)]
+    );
 }
 
 #[tokio::test]

@@ -65,10 +65,12 @@ pub fn check_files(
             // stops the reader: one row is enough
             Err(FileError::Cancelled)
         }
-        fn other_sheet(&mut self, name: &str, header: &[String]) {
-            if heads_every_mapped_column(self.source, header) {
+        fn other_sheet(&mut self, name: &str, header: &[String]) -> bool {
+            let alike = heads_every_mapped_column(self.source, header);
+            if alike {
                 self.alike_sheets.push(name.to_string());
             }
+            alike
         }
     }
     let max_bytes = settings.config.ingest.max_file_mb.saturating_mul(1 << 20);

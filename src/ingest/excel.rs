@@ -18,7 +18,10 @@ use calamine::{
 use super::coerce::{Cell, Epoch};
 use super::guard::{self, Format};
 use super::merges;
-use super::reader::{header_text, FileError, MergesOf, RowAssembler, Visitor};
+use super::reader::{
+    fill_from_merges, header_text, FileError, MergesOf, RowAssembler, RowsAbove, Visitor,
+    ROWS_KEPT_ABOVE,
+};
 use super::record::MergedBlock;
 
 /// Excel's sheet limits (rows, columns).
@@ -82,19 +85,40 @@ pub(super) fn other_worksheets(sheets: &[Sheet], chosen: &str) -> Vec<String> {
 }
 
 /// Hands `visitor` the header row of each of `others` (see
-/// `Visitor::other_sheet`), as `header_of` reads it. Only a note depends
-/// on them, so a sheet that fails to read, or panics the parser, is
-/// skipped and the file's load goes on.
+/// `Visitor::other_sheet`), as `header_of` reads it, and again with blank
+/// cells filled from the sheet's merged cells (`merges_of`) when it does
+/// not fit as it stands (a header in two rows, as the sheet read may
+/// have). Only a note depends on them, so a sheet that fails to read, or
+/// panics the parser, is skipped and the file's load goes on.
 pub(super) fn visit_other_sheets(
     others: Vec<String>,
     visitor: &mut dyn Visitor,
-    mut header_of: impl FnMut(&str) -> Result<Vec<Cell>, FileError>,
+    mut header_of: impl FnMut(&str) -> Result<HeaderRow, FileError>,
+    mut merges_of: impl FnMut(&str) -> Vec<MergedBlock>,
 ) {
     for other in others {
-        if let Ok(Ok(cells)) = catch_unwind(AssertUnwindSafe(|| header_of(&other))) {
-            visitor.other_sheet(&other, &header_text(&cells));
+        let Ok(Ok(found)) = catch_unwind(AssertUnwindSafe(|| header_of(&other))) else {
+            continue;
+        };
+        let header = header_text(&found.cells);
+        if visitor.other_sheet(&other, &header) || found.above.is_empty() {
+            continue;
+        }
+        let merged = catch_unwind(AssertUnwindSafe(|| merges_of(&other))).unwrap_or_default();
+        if let Some(filled) = fill_from_merges(&merged, found.row, &header, &found.above) {
+            visitor.other_sheet(&other, &filled);
         }
     }
+}
+
+/// A sheet's header row as `header_cells` finds it.
+pub(super) struct HeaderRow {
+    pub cells: Vec<Cell>,
+    /// 1-based
+    pub row: u64,
+    /// the non-empty rows above it (at most `ROWS_KEPT_ABOVE`), for a
+    /// header in two rows
+    pub above: RowsAbove,
 }
 
 /// The cells of a sheet's header row as `RowAssembler` finds it without
@@ -103,24 +127,49 @@ pub(super) fn visit_other_sheets(
 pub(super) fn header_cells(
     header_row: Option<u32>,
     mut next: impl FnMut() -> NextCell,
-) -> Result<Vec<Cell>, FileError> {
+) -> Result<HeaderRow, FileError> {
     let mut row: Vec<Cell> = Vec::new();
+    let mut above = RowsAbove::new();
+    // 0-based number of the row being gathered
     let mut current: Option<u32> = None;
-    while let Some(((r, c), value)) = next()? {
-        let number = u64::from(r) + 1;
-        match header_row {
-            Some(h) if number < u64::from(h) => continue,
-            Some(h) if number > u64::from(h) => break,
-            Some(_) => {}
-            None if current != Some(r) => {
-                if current.is_some() && !row.iter().all(Cell::is_blank) {
-                    break;
+    loop {
+        let item = next()?;
+        if item.as_ref().is_none_or(|((r, _), _)| current != Some(*r)) {
+            // the row gathered so far is complete
+            if let Some(done) = current {
+                let number = u64::from(done) + 1;
+                let blank = row.iter().all(Cell::is_blank);
+                match header_row.map(u64::from) {
+                    Some(h) if number == h => {
+                        return Ok(HeaderRow {
+                            cells: row,
+                            row: h,
+                            above,
+                        })
+                    }
+                    Some(h) if number > h => break,
+                    None if !blank => {
+                        return Ok(HeaderRow {
+                            cells: row,
+                            row: number,
+                            above,
+                        })
+                    }
+                    _ if !blank => {
+                        if above.len() == ROWS_KEPT_ABOVE {
+                            above.pop_front();
+                        }
+                        above.push_back((number, header_text(&row)));
+                    }
+                    _ => {}
                 }
-                row.clear();
-                current = Some(r);
             }
-            None => {}
+            row.clear();
         }
+        let Some(((r, c), value)) = item else {
+            break;
+        };
+        current = Some(r);
         let c = c as usize;
         if c < MAX_COLS as usize {
             if row.len() <= c {
@@ -129,7 +178,12 @@ pub(super) fn header_cells(
             row[c] = value;
         }
     }
-    Ok(row)
+    // no such row: an empty header
+    Ok(HeaderRow {
+        cells: Vec::new(),
+        row: header_row.map_or(0, u64::from),
+        above,
+    })
 }
 
 /// `` `A`, `B` ``: sheet names for a message.
@@ -199,10 +253,15 @@ pub fn read(
             visitor.sheet(&name);
             if sheet.is_none() {
                 let others = other_worksheets($wb.sheets_metadata(), &name);
-                visit_other_sheets(others, visitor, |other| {
-                    let mut $cells = $wb.worksheet_cells_reader(other).map_err(cannot_open)?;
-                    header_cells(header_row, || $next)
-                });
+                visit_other_sheets(
+                    others,
+                    visitor,
+                    |other| {
+                        let mut $cells = $wb.worksheet_cells_reader(other).map_err(cannot_open)?;
+                        header_cells(header_row, || $next)
+                    },
+                    |other| merged_cells(path, other).unwrap_or_default(),
+                );
             }
             let mut $cells = $wb.worksheet_cells_reader(&name).map_err(cannot_open)?;
             let dims = $cells.dimensions();
@@ -370,16 +429,21 @@ where
         // xls and ods hold every sheet in memory once opened: reading
         // another one's header row costs a copy of that sheet, no parsing
         let others = other_worksheets(wb.sheets_metadata(), &name);
-        visit_other_sheets(others, visitor, |other| {
-            let range = wb.worksheet_range(other).map_err(cannot_open)?;
-            let start_row = range.start().map_or(0, |s| s.0);
-            let start_col = range.start().map_or(0, |s| s.1) as usize;
-            let mut cells = range.cells().map(|(r, c, v)| {
-                let at = (start_row + r as u32, (start_col + c) as u32);
-                Ok(Some((at, from_data(v))))
-            });
-            header_cells(header_row, || cells.next().unwrap_or(Ok(None)))
-        });
+        visit_other_sheets(
+            others,
+            visitor,
+            |other| {
+                let range = wb.worksheet_range(other).map_err(cannot_open)?;
+                let start_row = range.start().map_or(0, |s| s.0);
+                let start_col = range.start().map_or(0, |s| s.1) as usize;
+                let mut cells = range.cells().map(|(r, c, v)| {
+                    let at = (start_row + r as u32, (start_col + c) as u32);
+                    Ok(Some((at, from_data(v))))
+                });
+                header_cells(header_row, || cells.next().unwrap_or(Ok(None)))
+            },
+            |other| merged_cells(path, other).unwrap_or_default(),
+        );
     }
     let range = wb.worksheet_range(&name).map_err(cannot_open)?;
     if let (Some(start), Some(end)) = (range.start(), range.end()) {

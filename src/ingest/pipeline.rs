@@ -168,10 +168,12 @@ impl Visitor for Pipeline {
         Ok(())
     }
 
-    fn other_sheet(&mut self, name: &str, header: &[String]) {
-        if heads_every_mapped_column(&self.source, header) {
+    fn other_sheet(&mut self, name: &str, header: &[String]) -> bool {
+        let alike = heads_every_mapped_column(&self.source, header);
+        if alike {
             self.alike_sheets.push(name.to_string());
         }
+        alike
     }
 }
 

@@ -99,8 +99,13 @@ pub trait Visitor {
     /// Called by the workbook reader when no sheet is configured, before
     /// the chosen sheet's rows, once for each other visible worksheet with
     /// the text of its header row (`header_row`, else its first non-empty
-    /// row; empty for an empty sheet). Those sheets are not read.
-    fn other_sheet(&mut self, _name: &str, _header: &[String]) {}
+    /// row; empty for an empty sheet). Those sheets are not read. Returns
+    /// whether the header heads every mapped column; when it does not, the
+    /// reader may offer it again with blank cells filled from merged cells
+    /// above (a header in two rows).
+    fn other_sheet(&mut self, _name: &str, _header: &[String]) -> bool {
+        false
+    }
 }
 
 fn uncalculated_message(cell: &str, formula: Option<&str>, placeholder: bool) -> String {
@@ -136,7 +141,7 @@ const HEADER_SEARCH_ROWS: u32 = 30;
 /// of a header in two rows (`RowAssembler::with_merges`). A title block and
 /// an upper header row take a few; a label merged down over more rows than
 /// this is not seen.
-const ROWS_KEPT_ABOVE: usize = 30;
+pub const ROWS_KEPT_ABOVE: usize = 30;
 
 /// The merged cells of the sheet being read, asked for only when its
 /// header lacks mapped columns: all of them, or those of the rows read so
@@ -154,7 +159,7 @@ pub struct RowAssembler<'m> {
     merges: Option<MergesOf<'m>>,
     /// the text of the last non-empty rows before the header, with their
     /// 1-based numbers (kept only where there are merged cells to ask for)
-    above: VecDeque<(u64, Vec<String>)>,
+    above: RowsAbove,
 }
 
 /// The refusal of a header that lacked mapped columns, while the rows below
@@ -371,50 +376,17 @@ impl<'m> RowAssembler<'m> {
         found
     }
 
-    /// The text of the cell in column `column` of the kept row `row`
-    /// (1-based), when not blank.
-    fn kept_text(&self, row: u64, column: usize) -> Option<&str> {
-        self.above
-            .iter()
-            .find(|(number, _)| *number == row)
-            .and_then(|(_, cells)| cells.get(column))
-            .map(String::as_str)
-            .filter(|t| !super::coerce::trim(t).is_empty())
-    }
-
-    /// `header` (row `row`) with each blank cell that lies in merged cells
-    /// starting in a kept row above and spanning that column alone given
-    /// their text; `None` when no cell is filled.
     fn filled_from_merges(
         &self,
         merged: &[MergedBlock],
         row: u64,
         header: &[String],
     ) -> Option<Vec<String>> {
-        let at = u32::try_from(row.checked_sub(1)?).ok()?;
-        let mut filled = header.to_vec();
-        let mut any = false;
-        for &((first_row, first_col), (last_row, last_col)) in merged {
-            if first_col != last_col || first_row >= at || last_row < at {
-                continue;
-            }
-            let column = first_col as usize;
-            if filled
-                .get(column)
-                .is_some_and(|h| !super::coerce::trim(h).is_empty())
-            {
-                continue;
-            }
-            let Some(text) = self.kept_text(u64::from(first_row) + 1, column) else {
-                continue;
-            };
-            if filled.len() <= column {
-                filled.resize(column + 1, String::new());
-            }
-            text.clone_into(&mut filled[column]);
-            any = true;
-        }
-        any.then_some(filled)
+        fill_from_merges(merged, row, header, &self.above)
+    }
+
+    fn kept_text(&self, row: u64, column: usize) -> Option<&str> {
+        kept_text(&self.above, row, column)
     }
 
     fn keep_above(&mut self, row: u64, header: Vec<String>) {
@@ -440,6 +412,55 @@ impl<'m> RowAssembler<'m> {
             grouped,
         }
     }
+}
+
+/// The rows kept above a header: 1-based number and cells' text.
+pub type RowsAbove = VecDeque<(u64, Vec<String>)>;
+
+/// `header` (row `row`) with each blank cell that lies in merged cells
+/// starting in a kept row above and spanning that column alone given
+/// their text; `None` when no cell is filled.
+pub fn fill_from_merges(
+    merged: &[MergedBlock],
+    row: u64,
+    header: &[String],
+    above: &RowsAbove,
+) -> Option<Vec<String>> {
+    let at = u32::try_from(row.checked_sub(1)?).ok()?;
+    let mut filled = header.to_vec();
+    let mut any = false;
+    for &((first_row, first_col), (last_row, last_col)) in merged {
+        if first_col != last_col || first_row >= at || last_row < at {
+            continue;
+        }
+        let column = first_col as usize;
+        if filled
+            .get(column)
+            .is_some_and(|h| !super::coerce::trim(h).is_empty())
+        {
+            continue;
+        }
+        let Some(text) = kept_text(above, u64::from(first_row) + 1, column) else {
+            continue;
+        };
+        if filled.len() <= column {
+            filled.resize(column + 1, String::new());
+        }
+        text.clone_into(&mut filled[column]);
+        any = true;
+    }
+    any.then_some(filled)
+}
+
+/// The text of the cell in column `column` of the kept row `row`
+/// (1-based), when not blank.
+fn kept_text(above: &RowsAbove, row: u64, column: usize) -> Option<&str> {
+    above
+        .iter()
+        .find(|(number, _)| *number == row)
+        .and_then(|(_, cells)| cells.get(column))
+        .map(String::as_str)
+        .filter(|t| !super::coerce::trim(t).is_empty())
 }
 
 pub(super) fn header_text(cells: &[Cell]) -> Vec<String> {

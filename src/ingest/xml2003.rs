@@ -20,9 +20,11 @@ use chrono::NaiveDateTime;
 use quick_xml::events::{BytesStart, Event};
 
 use super::coerce::{Cell, Epoch};
-use super::excel::{check_dimensions, header_cells, pick_sheet, visit_other_sheets, NextCell};
+use super::excel::{
+    check_dimensions, header_cells, pick_sheet, visit_other_sheets, HeaderRow, NextCell,
+};
 use super::excel::{other_worksheets, MAX_COLS, MAX_ROWS};
-use super::reader::{FileError, RowAssembler, Visitor};
+use super::reader::{FileError, RowAssembler, RowsAbove, Visitor};
 use super::record::{column_letters, MergedBlock};
 
 /// The most text a cell may hold, in UTF-8 bytes: Excel's 32,767
@@ -56,9 +58,25 @@ pub fn read(
     visitor.sheet(&name);
     if sheet.is_none() {
         let others = other_worksheets(&book.sheets, &name);
-        visit_other_sheets(others, visitor, |other| {
-            book.headers.remove(other).unwrap_or_else(|| Ok(Vec::new()))
-        });
+        let Book {
+            headers,
+            header_merges,
+            ..
+        } = &mut book;
+        visit_other_sheets(
+            others,
+            visitor,
+            |other| {
+                headers.remove(other).unwrap_or_else(|| {
+                    Ok(HeaderRow {
+                        cells: Vec::new(),
+                        row: 0,
+                        above: RowsAbove::new(),
+                    })
+                })
+            },
+            |other| header_merges.remove(other).unwrap_or_default(),
+        );
     }
     let mut cells = SheetCells::open(path, &name)?;
     // the merges of the rows read so far, which are all a header needs
@@ -82,7 +100,9 @@ struct Book {
     epoch: Epoch,
     /// each sheet's header row as `header_cells` finds it, when asked
     /// for (no `sheet` configured: the other sheets are looked at)
-    headers: HashMap<String, Result<Vec<Cell>, FileError>>,
+    headers: HashMap<String, Result<HeaderRow, FileError>>,
+    /// each sheet's merged cells in the rows read for its header
+    header_merges: HashMap<String, Vec<MergedBlock>>,
 }
 
 /// What the first pass needs of one XML event.
@@ -108,6 +128,7 @@ impl Book {
             sheets: Vec::new(),
             epoch: Epoch::declared(false),
             headers: HashMap::new(),
+            header_merges: HashMap::new(),
         };
         // inside `<Visible>` of a sheet's options
         let mut in_visible = false;
@@ -142,6 +163,8 @@ impl Book {
                         cells.restart();
                         let header = header_cells(header_row, || cells.next_cell());
                         book.headers.insert(sheet.name.clone(), header);
+                        book.header_merges
+                            .insert(sheet.name.clone(), cells.merges.take());
                     }
                     // the cells are the second pass's
                     if !cells.done {
@@ -367,6 +390,7 @@ impl SheetCells {
     fn restart(&mut self) {
         self.at = Cursor::default();
         self.done = false;
+        self.merges.take();
     }
 
     fn next_cell(&mut self) -> NextCell {
@@ -642,16 +666,22 @@ mod tests {
         // non-empty row; the visibility after the first table still seen
         let with_headers = Book::scan(&path, Some(None)).unwrap();
         assert_eq!(with_headers.sheets, scanned.sheets);
+        let header = |name: &str| match with_headers.headers.get(name) {
+            Some(Ok(found)) => (found.row, found.cells.clone()),
+            _ => panic!("{name}"),
+        };
+        assert_eq!(header("说明"), (1, vec![Cell::Text("x".into())]));
         assert_eq!(
-            with_headers.headers.get("说明"),
-            Some(&Ok(vec![Cell::Text("x".into())]))
+            header("流 & 向"),
+            (
+                1,
+                vec![Cell::Text("日期".into()), Cell::Text("销售".into())]
+            )
         );
+        // the merges of the rows read for the header
         assert_eq!(
-            with_headers.headers.get("流 & 向"),
-            Some(&Ok(vec![
-                Cell::Text("日期".into()),
-                Cell::Text("销售".into())
-            ]))
+            with_headers.header_merges.get("流 & 向").map(Vec::len),
+            Some(2)
         );
         let date = NaiveDate::from_ymd_opt(2026, 10, 1)
             .unwrap()
