@@ -854,6 +854,7 @@ fn two_row_header_workbook(path: &Path) {
 
 /// `two_row_header_workbook` with one such sheet for each of `names`.
 fn two_row_header_sheets(path: &Path, names: &[&str]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let mut wb = Workbook::new();
     for name in names {
         two_row_header_sheet(wb.add_worksheet().set_name(*name).unwrap());
@@ -885,7 +886,6 @@ fn two_row_header_sheet(ws: &mut rust_xlsxwriter::Worksheet) {
 #[tokio::test]
 async fn other_sheets_headed_in_two_rows_are_named_like_the_one_read() {
     let lab = Lab::new();
-    std::fs::create_dir_all(lab.path("in/m")).unwrap();
     two_row_header_sheets(&lab.path("in/m/flow.xlsx"), &["10月", "11月"]);
     // the same as Excel 2003 XML, whose first pass reads the header rows
     let sheet = |name: &str| {
@@ -940,12 +940,9 @@ async fn other_sheets_headed_in_two_rows_are_named_like_the_one_read() {
 #[tokio::test]
 async fn a_header_in_two_rows_reads_the_labels_merged_down_into_it() {
     let lab = Lab::new();
-    std::fs::create_dir_all(lab.path("in/two")).unwrap();
     two_row_header_workbook(&lab.path("in/two/a.xlsx"));
-    std::fs::create_dir_all(lab.path("in/unset")).unwrap();
     two_row_header_workbook(&lab.path("in/unset/a.xlsx"));
     // `客户` spans two columns: a group label, not a column's header
-    std::fs::create_dir_all(lab.path("in/group")).unwrap();
     two_row_header_workbook(&lab.path("in/group/a.xlsx"));
     let mut sources = vec![
         flow_xlsx_source("two", "header_row = 3\n"),

@@ -19,8 +19,8 @@ use super::coerce::{Cell, Epoch};
 use super::guard::{self, Format};
 use super::merges;
 use super::reader::{
-    fill_from_merges, header_text, FileError, MergesOf, RowAssembler, RowsAbove, Visitor,
-    ROWS_KEPT_ABOVE,
+    fill_from_merges, header_text, keep_row_above, FileError, MergesOf, RowAssembler, RowsAbove,
+    Visitor,
 };
 use super::record::MergedBlock;
 
@@ -116,7 +116,7 @@ pub(super) struct HeaderRow {
     pub cells: Vec<Cell>,
     /// 1-based
     pub row: u64,
-    /// the non-empty rows above it (at most `ROWS_KEPT_ABOVE`), for a
+    /// the last non-empty rows above it (see `keep_row_above`), for a
     /// header in two rows
     pub above: RowsAbove,
 }
@@ -155,12 +155,7 @@ pub(super) fn header_cells(
                             above,
                         })
                     }
-                    _ if !blank => {
-                        if above.len() == ROWS_KEPT_ABOVE {
-                            above.pop_front();
-                        }
-                        above.push_back((number, header_text(&row)));
-                    }
+                    _ if !blank => keep_row_above(&mut above, number, header_text(&row)),
                     _ => {}
                 }
             }

@@ -141,7 +141,7 @@ const HEADER_SEARCH_ROWS: u32 = 30;
 /// of a header in two rows (`RowAssembler::with_merges`). A title block and
 /// an upper header row take a few; a label merged down over more rows than
 /// this is not seen.
-pub const ROWS_KEPT_ABOVE: usize = 30;
+const ROWS_KEPT_ABOVE: usize = 30;
 
 /// The merged cells of the sheet being read, asked for only when its
 /// header lacks mapped columns: all of them, or those of the rows read so
@@ -317,7 +317,7 @@ impl<'m> RowAssembler<'m> {
             return first;
         };
         let merged = merges();
-        let filled = self.filled_from_merges(&merged, row, header);
+        let filled = fill_from_merges(&merged, row, header, &self.above);
         let result = match &filled {
             Some(filled) => visitor.header(sheet, epoch, filled),
             None => first,
@@ -354,7 +354,8 @@ impl<'m> RowAssembler<'m> {
             if first_col == last_col || u64::from(first_row) + 1 >= row {
                 continue;
             }
-            let Some(text) = self.kept_text(u64::from(first_row) + 1, first_col as usize) else {
+            let Some(text) = kept_text(&self.above, u64::from(first_row) + 1, first_col as usize)
+            else {
                 continue;
             };
             let text = super::coerce::trim(text);
@@ -376,27 +377,10 @@ impl<'m> RowAssembler<'m> {
         found
     }
 
-    fn filled_from_merges(
-        &self,
-        merged: &[MergedBlock],
-        row: u64,
-        header: &[String],
-    ) -> Option<Vec<String>> {
-        fill_from_merges(merged, row, header, &self.above)
-    }
-
-    fn kept_text(&self, row: u64, column: usize) -> Option<&str> {
-        kept_text(&self.above, row, column)
-    }
-
     fn keep_above(&mut self, row: u64, header: Vec<String>) {
-        if self.merges.is_none() {
-            return;
+        if self.merges.is_some() {
+            keep_row_above(&mut self.above, row, header);
         }
-        if self.above.len() == ROWS_KEPT_ABOVE {
-            self.above.pop_front();
-        }
-        self.above.push_back((row, header));
     }
 
     /// No row below heads every mapped column: the header's own refusal.
@@ -416,6 +400,15 @@ impl<'m> RowAssembler<'m> {
 
 /// The rows kept above a header: 1-based number and cells' text.
 pub type RowsAbove = VecDeque<(u64, Vec<String>)>;
+
+/// Keeps row `row` above a header, dropping the oldest past
+/// `ROWS_KEPT_ABOVE`.
+pub fn keep_row_above(above: &mut RowsAbove, row: u64, text: Vec<String>) {
+    if above.len() == ROWS_KEPT_ABOVE {
+        above.pop_front();
+    }
+    above.push_back((row, text));
+}
 
 /// `header` (row `row`) with each blank cell that lies in merged cells
 /// starting in a kept row above and spanning that column alone given
