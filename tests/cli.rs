@@ -616,7 +616,8 @@ columns = {{ rep_id = "rep", name = "name", region = "region" }}
 /// `check` opens each file of a file source as far as its header (and its
 /// first data row) and names what a run would refuse there, in the run's
 /// words: a missing or ambiguous column, a workbook given to a CSV source, a
-/// sheet the workbook lacks, a file that is no workbook, a formula with no
+/// sheet the workbook lacks, a file that is no workbook (a page without a
+/// table), a formula with no
 /// saved result. A good file is not mentioned.
 #[test]
 fn check_opens_each_file_to_its_header() {
@@ -642,7 +643,10 @@ fn check_opens_each_file_to_its_header() {
     );
     std::fs::create_dir_all(lab.path("in/x")).unwrap();
     wb.save(lab.path("in/x/e.xlsx")).unwrap();
-    lab.write("in/x/f.xlsx", b"<html><body><table></table></body></html>");
+    lab.write(
+        "in/x/f.xlsx",
+        "<html><body><p>无权限导出</p></body></html>".as_bytes(),
+    );
     crate::ingest::formula_workbook(&lab.path("in/x/g.xlsx"), crate::ingest::Saved::Nothing);
     lab.settings(&format!(
         "{G_SOURCE}\n{}",
@@ -667,9 +671,9 @@ fn check_opens_each_file_to_its_header() {
              mapped column: set `header_row = 2` on the source)",
             "source `x`: in/x/e.xlsx: cannot open file (sheet `流向` not found; \
              the workbook has `Sheet1`)",
-            "source `x`: in/x/f.xlsx: cannot open file (the file is an HTML page, not a \
-             workbook, as ERP \"Excel\" exports often are: open it in Excel or LibreOffice \
-             and save it as .xlsx)",
+            "source `x`: in/x/f.xlsx: cannot open file (the file is an HTML page without a \
+             table, not a workbook, as an ERP's \"Excel\" export that failed (a login or error \
+             page) is: export the data again)",
             "source `x`: in/x/g.xlsx [流向] column `金额`: cannot open file (cell E2 holds the \
              formula `=D2*2` but no saved result, as a file written by a program that does \
              not calculate formulas does; open the file in Excel or LibreOffice and save it)",

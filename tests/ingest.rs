@@ -999,7 +999,14 @@ async fn a_header_in_two_rows_reads_the_labels_merged_down_into_it() {
 
 fn flow_workbook(path: &Path) {
     let mut wb = Workbook::new();
-    let ws = wb.add_worksheet().set_name("流向").unwrap();
+    flow_rows(wb.add_worksheet().set_name("流向").unwrap());
+    wb.add_worksheet().set_name("说明").unwrap();
+    wb.save(path).unwrap();
+}
+
+/// The flow workbook's rows (see `flow_expected`): a title, the header in
+/// row 3, then three rows typed in three ways.
+fn flow_rows(ws: &mut rust_xlsxwriter::Worksheet) {
     let date = Format::new().set_num_format("yyyy-mm-dd");
     ws.write(0, 0, "十月流向（经销商甲）").unwrap();
     for (c, h) in ["日期", "客户编码", "产品编码", "数量", "金额"]
@@ -1023,8 +1030,6 @@ fn flow_workbook(path: &Path) {
     ws.write(5, 1, "C3").unwrap();
     ws.write(5, 2, "P1").unwrap();
     ws.write(5, 4, -20).unwrap();
-    wb.add_worksheet().set_name("说明").unwrap();
-    wb.save(path).unwrap();
 }
 
 fn flow_expected() -> Vec<(String, String, String, f64)> {
@@ -2000,7 +2005,8 @@ async fn a_sheet_is_named_regardless_of_case_and_surrounding_space() {
 /// A workbook is read by what it holds, not by its name, as Excel and
 /// LibreOffice open it: an xlsx saved as `.xls`, an ods named `.xlsx`. A file
 /// that holds no workbook is named for what it is (an ERP's "Excel" export
-/// is often an HTML page or text), not reported as a corrupt xls.
+/// is often text, or a page without a table when the export failed), not
+/// reported as a corrupt xls.
 #[tokio::test]
 async fn workbooks_are_read_by_content_and_other_files_named_for_what_they_are() {
     let lab = Lab::new();
@@ -2010,9 +2016,10 @@ async fn workbooks_are_read_by_content_and_other_files_named_for_what_they_are()
     flow_workbook(&lab.path("in/x/a-xlsx.xls"));
     lab.write(
         "in/x/b-html.xls",
-        // Excel's "Web Page" declares Office namespaces, the spreadsheet's
-        // too: still HTML, not an Excel 2003 XML spreadsheet
-        r#"<html xmlns:x="urn:schemas-microsoft-com:office:excel" xmlns:ss="urn:schemas-microsoft-com:office:spreadsheet"><body><table><tr><td>日期</td></tr></table></body></html>"#.as_bytes(),
+        // an export that failed: the ERP's login page under the export's
+        // name. Excel's "Web Page" declares Office namespaces, the
+        // spreadsheet's too: still HTML, not an Excel 2003 XML spreadsheet
+        r#"<html xmlns:x="urn:schemas-microsoft-com:office:excel" xmlns:ss="urn:schemas-microsoft-com:office:spreadsheet"><body><form>会话已过期，请重新登录</form></body></html>"#.as_bytes(),
     );
     lab.write(
         "in/x/c-tabs.xls",
@@ -2084,7 +2091,8 @@ async fn workbooks_are_read_by_content_and_other_files_named_for_what_they_are()
         |file: &str, detail: &str| format!("`flow`: in/x/{file}: cannot open file ({detail})");
     let save = "open it in Excel or LibreOffice and save it as .xlsx";
     for (file, detail) in [
-        ("b-html.xls", format!("the file is an HTML page, not a workbook, as ERP \"Excel\" exports often are: {save}")),
+        // HTML tables are read since session 29
+        ("b-html.xls", "the file is an HTML page without a table, not a workbook, as an ERP's \"Excel\" export that failed (a login or error page) is: export the data again".into()),
         ("c-tabs.xls", format!("the file is tab-separated text, not a workbook: {save}")),
         ("d-unicode.xls", format!("the file is UTF-16 text, what Excel saves as \"Unicode Text\", not a workbook: {save}")),
         // read since session 28, and this one holds no sheet
@@ -2181,6 +2189,77 @@ async fn excel_2003_xml_spreadsheets_load_like_the_xlsx() {
              every mapped column: set `header_row = 5` on the source)"
         ]
     );
+    assert_eq!(
+        lab.sales("erp").await,
+        vec![row("2026-10-05", "1001", "P1", 88.5)]
+    );
+    if office.is_some() {
+        let mut expected = flow_expected();
+        expected.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        assert_eq!(lab.sales("lo").await, expected);
+    }
+}
+
+/// An HTML page saved under an `.xls` name, as many ERPs and web reports
+/// export "Excel": the one LibreOffice writes of a workbook holding a note
+/// sheet and then the flow sheet (a table per sheet, each headed with its
+/// sheet's name, so `sheet = "流向"` picks the second) loads like the flow
+/// workbook, and a hand-written export in the style of Excel's "Web Page"
+/// (GB2312, the sheet named in a comment, `x:num` numbers behind formatted
+/// text, a header in two rows by `rowspan`/`colspan`, `&nbsp;` and `<br>`)
+/// loads its good row and names the bad one's cell.
+#[tokio::test]
+async fn html_pages_named_xls_load_like_the_xlsx() {
+    let lab = Lab::new();
+    let export = r#"<html xmlns:o="urn:schemas-microsoft-com:office:office" xmlns:x="urn:schemas-microsoft-com:office:excel">
+<head><meta http-equiv="Content-Type" content="text/html; charset=gb2312">
+<style>td { mso-number-format: "\@"; } .xl1 { mso-number-format: "yyyy\/mm\/dd"; }</style>
+<!--[if gte mso 9]><xml><x:ExcelWorkbook><x:ExcelWorksheets><x:ExcelWorksheet><x:Name>流向</x:Name></x:ExcelWorksheet></x:ExcelWorksheets></x:ExcelWorkbook></xml><![endif]-->
+</head><body>
+<table border=1>
+<tr><td colspan=5>十月流向</td></tr>
+<tr><td>单位：元</td></tr>
+<tr><th rowspan=2>日期</th><th colspan=2>客户</th><th rowspan="2">产品编码</th><th>销售</th></tr>
+<tr><th>客户编码</th><th>客户&nbsp;名称</th><th>金额</th></tr>
+<tr><td class=xl1 x:num="46300">2026/10/5</td><td x:num>1001</td><td>某医院<br>住院部</td><td>&nbsp;P1 </td><td x:num="88.5">88.50</td></tr>
+<tr><td>2026-10-06</td><td>X9</td><td></td><td>P2</td><td>5</td></tr>
+</table></body></html>"#;
+    let (gbk, _, unmappable) = encoding_rs::GBK.encode(export);
+    assert!(!unmappable);
+    lab.write("in/erp/export.xls", &gbk);
+    let mut sources = vec![format!(
+        "[ingest]\nmax_reject_ratio = 0.5\n{}",
+        flow_source("erp", "in/erp/*.xls").replace("header_row = 3", "header_row = 4"),
+    )];
+    let office = soffice();
+    if let Some(soffice) = &office {
+        std::fs::create_dir_all(lab.path("made")).unwrap();
+        let mut wb = Workbook::new();
+        let note = wb.add_worksheet().set_name("说明").unwrap();
+        note.write(0, 0, "日期：开票日期").unwrap();
+        note.write(1, 0, "金额：含税").unwrap();
+        flow_rows(wb.add_worksheet().set_name("流向").unwrap());
+        wb.save(lab.path("made/流向.xlsx")).unwrap();
+        let made = lab.path("made");
+        convert(soffice, &made.join("流向.xlsx"), "html", &made);
+        let page = std::fs::read_to_string(made.join("流向.html")).unwrap();
+        assert!(
+            page.contains("<em>说明</em>") && page.contains("<em>流向</em>"),
+            "{page}"
+        );
+        std::fs::create_dir_all(lab.path("in/lo")).unwrap();
+        std::fs::rename(made.join("流向.html"), lab.path("in/lo/october.xls")).unwrap();
+        sources.push(flow_source("lo", "in/lo/*.xls"));
+    } else {
+        require("LibreOffice (soffice)", false);
+    }
+    let settings = lab.settings(&sources.concat());
+    let summary = lab.ingest(&settings).await;
+    assert_eq!(
+        rejections(&summary),
+        ["`erp`: in/erp/export.xls [流向] row 6 cell B6 column `客户编码` value `X9`: unknown customer id"]
+    );
+    // serial 46300 is 2026-10-05 (46330 is 2026-11-04)
     assert_eq!(
         lab.sales("erp").await,
         vec![row("2026-10-05", "1001", "P1", 88.5)]

@@ -1,14 +1,18 @@
 //! Excel-family reader (xlsx, xlsm, xlsb, xls, ods) on calamine, chosen by
 //! the file's content rather than its extension; Excel 2003 XML goes to
-//! `xml2003`, which shares the sheet choice and row assembly below. xlsx/xlsb are streamed cell
+//! `xml2003` and HTML tables to `html`, which share the sheet choice and
+//! row assembly below. xlsx/xlsb are streamed cell
 //! by cell; a sheet declaring more than Excel's 1,048,576 ×
 //! 16,384 cells is refused before anything is allocated for it; xls and the zip
 //! containers first pass the checks in `guard`.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::BufReader;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
+use std::rc::Rc;
 
 use calamine::{
     open_workbook, Data, DataRef, Ods, Reader, Sheet, SheetType, SheetVisible, Xls, Xlsb, Xlsx,
@@ -108,6 +112,56 @@ pub(super) fn visit_other_sheets(
         if let Some(filled) = fill_from_merges(&merged, found.row, &header, &found.above) {
             visitor.other_sheet(&other, &filled);
         }
+    }
+}
+
+/// The header rows (and their merged cells) a reader's first pass read
+/// of each sheet, for formats whose sheets are not read one by one
+/// (Excel 2003 XML, HTML): looking at the other sheets then costs no pass
+/// of its own per sheet.
+#[derive(Default)]
+pub(super) struct ScannedHeaders {
+    headers: HashMap<String, (Result<HeaderRow, FileError>, Vec<MergedBlock>)>,
+}
+
+impl ScannedHeaders {
+    pub fn insert(
+        &mut self,
+        sheet: &str,
+        header: Result<HeaderRow, FileError>,
+        merged: Vec<MergedBlock>,
+    ) {
+        self.headers.insert(sheet.to_string(), (header, merged));
+    }
+
+    /// What the first pass read of `sheet`'s header.
+    #[cfg(test)]
+    pub fn get(&self, sheet: &str) -> Option<&(Result<HeaderRow, FileError>, Vec<MergedBlock>)> {
+        self.headers.get(sheet)
+    }
+
+    /// `visit_other_sheets` for the worksheets of `sheets` besides
+    /// `chosen`; a sheet the first pass did not read has no header.
+    pub fn visit_others(self, sheets: &[Sheet], chosen: &str, visitor: &mut dyn Visitor) {
+        let (mut headers, mut merges): (HashMap<_, _>, HashMap<_, _>) = self
+            .headers
+            .into_iter()
+            .map(|(sheet, (header, merged))| ((sheet.clone(), header), (sheet, merged)))
+            .unzip();
+        visit_other_sheets(
+            other_worksheets(sheets, chosen),
+            visitor,
+            |other| {
+                headers.remove(other).unwrap_or_else(|| {
+                    Ok(HeaderRow {
+                        cells: Vec::new(),
+                        row: 0,
+                        above: RowsAbove::new(),
+                    })
+                })
+            },
+            |other| merges.remove(other).unwrap_or_default(),
+        );
     }
 }
 
@@ -286,6 +340,7 @@ pub fn read(
             read_range(path, &mut wb, sheet, epoch, header_row, visitor)
         }
         Format::Xml2003 => super::xml2003::read(path, sheet, header_row, visitor),
+        Format::Html => super::html::read(path, sheet, header_row, visitor),
         Format::Ods => {
             // ods date cells are ISO text; a bare number in a date column
             // counts from the file's null date, which calamine does not expose
@@ -320,6 +375,7 @@ pub fn merged_cells(path: &Path, sheet: &str) -> Result<Vec<MergedBlock>, FileEr
         }
         Format::Ods => return Ok(merges::ods_merges(path, sheet).unwrap_or_default()),
         Format::Xml2003 => return super::xml2003::merges(path, sheet),
+        Format::Html => return super::html::merges(path, sheet),
         Format::Xlsb => Vec::new(),
     };
     Ok(merged.into_iter().map(|d| (d.start, d.end)).collect())
@@ -373,6 +429,31 @@ fn next_xlsx_cell(cells: &mut XlsxCellReader<'_, BufReader<File>>, placeholders:
 
 /// The next cell of a stream and its 0-based (row, column), or its end.
 pub(super) type NextCell = Result<Option<((u32, u32), Cell)>, FileError>;
+
+/// `stream` for a reader that collects the sheet's merged cells as it
+/// reads (`merges`): a header is read with the merges of the rows read so
+/// far, which are all it needs.
+pub(super) fn stream_collecting_merges(
+    sheet: &str,
+    epoch: Epoch,
+    header_row: Option<u32>,
+    merges: Rc<RefCell<Vec<MergedBlock>>>,
+    visitor: &mut dyn Visitor,
+    next: impl FnMut() -> NextCell,
+) -> Result<(), FileError> {
+    let asm = RowAssembler::new(header_row).with_merges(Box::new(move || merges.borrow().clone()));
+    stream(sheet, epoch, asm, visitor, next)
+}
+
+/// All the merged cells of a sheet whose reader collects them as it
+/// reads (`merges`): the rest of the sheet is read through.
+pub(super) fn merges_read_through(
+    merges: &RefCell<Vec<MergedBlock>>,
+    mut next: impl FnMut() -> NextCell,
+) -> Result<Vec<MergedBlock>, FileError> {
+    while next()?.is_some() {}
+    Ok(merges.borrow().clone())
+}
 
 /// Groups a cell stream (row-major, as sheets store it) into rows.
 pub(super) fn stream(

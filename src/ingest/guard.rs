@@ -26,8 +26,8 @@ fn refuse(msg: String) -> FileError {
     FileError::CannotOpen(msg)
 }
 
-/// The workbook formats read (by calamine, but for Excel 2003 XML), as a
-/// file's content shows them.
+/// The workbook formats read (by calamine, but for Excel 2003 XML and HTML
+/// tables), as a file's content shows them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// xlsx, xlsm and their templates: a zip with `xl/workbook.xml`;
@@ -43,6 +43,9 @@ pub enum Format {
     /// an Excel 2003 XML spreadsheet (SpreadsheetML): XML text, read by
     /// `xml2003`, not calamine
     Xml2003,
+    /// an HTML page (or a bare `<table>`), what many ERPs save as "Excel":
+    /// read by `html`
+    Html,
 }
 
 const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
@@ -53,8 +56,9 @@ const SNIFF_BYTES: u64 = 4096;
 
 /// What a file is, by its content, whatever its name says: Excel and
 /// LibreOffice open an xlsx saved under an `.xls` name, so users expect it to
-/// load, and an ERP's "Excel" export is often an HTML page or text named
-/// `.xls`, which deserves a message saying so rather than calamine's.
+/// load, and an ERP's "Excel" export is often an HTML page (read as such)
+/// or text named `.xls`, which deserves a message saying so rather than
+/// calamine's.
 /// A zip or OLE container also passes the checks below before calamine
 /// sees it.
 pub fn sniff(path: &Path) -> Result<Format, FileError> {
@@ -72,6 +76,7 @@ pub fn sniff(path: &Path) -> Result<Format, FileError> {
             Ok(Format::Xls)
         }
         None if super::xml2003::is_xml2003(&head) => Ok(Format::Xml2003),
+        None if super::html::is_html(&head) => Ok(Format::Html),
         None => Err(refuse(not_a_workbook(&head))),
     }
 }
@@ -129,11 +134,6 @@ fn not_a_workbook(head: &[u8]) -> String {
     // the markers sought are ASCII, so GBK text needs no decoding here
     let text = String::from_utf8_lossy(head).to_ascii_lowercase();
     let text = text.trim_start_matches('\u{feff}').trim_start();
-    if text.contains("<html") || text.contains("<!doctype html") || text.starts_with("<table") {
-        return format!(
-            "the file is an HTML page, not a workbook, as ERP \"Excel\" exports often are: {SAVE_AS_XLSX}"
-        );
-    }
     let first_line = text.lines().next().unwrap_or_default();
     if !head.contains(&0) {
         if first_line.contains('\t') {

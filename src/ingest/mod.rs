@@ -9,6 +9,7 @@ pub mod csv;
 pub mod excel;
 mod files;
 pub mod guard;
+pub mod html;
 pub mod listing;
 pub mod merges;
 mod pipeline;

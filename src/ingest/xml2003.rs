@@ -9,7 +9,6 @@
 //! (`ss:MergeAcross`, `ss:MergeDown`) and collected on the way.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -21,10 +20,10 @@ use quick_xml::events::{BytesStart, Event};
 
 use super::coerce::{Cell, Epoch};
 use super::excel::{
-    check_dimensions, header_cells, pick_sheet, visit_other_sheets, HeaderRow, NextCell,
+    check_dimensions, header_cells, merges_read_through, pick_sheet, stream_collecting_merges,
+    NextCell, ScannedHeaders, MAX_COLS, MAX_ROWS,
 };
-use super::excel::{other_worksheets, MAX_COLS, MAX_ROWS};
-use super::reader::{FileError, RowAssembler, RowsAbove, Visitor};
+use super::reader::{FileError, Visitor};
 use super::record::{column_letters, MergedBlock};
 
 /// The most text a cell may hold, in UTF-8 bytes: Excel's 32,767
@@ -35,14 +34,13 @@ const MAX_CELL_BYTES: usize = 32_767 * 4;
 /// Whether the first bytes of a file are those of an Excel 2003 XML
 /// spreadsheet: its namespace on the `Workbook` element near the start,
 /// in a file that is no HTML page (Excel's "Web Page" exports declare
-/// Office namespaces too, and are refused as HTML). The markers are ASCII,
+/// Office namespaces too, and are read as HTML). The markers are ASCII,
 /// so a GBK file needs no decoding here.
 pub fn is_xml2003(head: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(head).to_ascii_lowercase();
-    let start = text.trim_start_matches('\u{feff}').trim_start();
-    !text.contains("<html")
-        && !start.starts_with("<table")
-        && text.contains("urn:schemas-microsoft-com:office:spreadsheet")
+    !super::html::is_html(head)
+        && String::from_utf8_lossy(head)
+            .to_ascii_lowercase()
+            .contains("urn:schemas-microsoft-com:office:spreadsheet")
 }
 
 /// Reads one sheet (`sheet`, else the first visible worksheet) of the
@@ -53,45 +51,25 @@ pub fn read(
     header_row: Option<u32>,
     visitor: &mut dyn Visitor,
 ) -> Result<String, FileError> {
-    let mut book = Book::scan(path, sheet.is_none().then_some(header_row))?;
+    let book = Book::scan(path, sheet.is_none().then_some(header_row))?;
     let name = pick_sheet(&book.sheets, sheet)?;
     visitor.sheet(&name);
     if sheet.is_none() {
-        let others = other_worksheets(&book.sheets, &name);
-        let Book {
-            headers,
-            header_merges,
-            ..
-        } = &mut book;
-        visit_other_sheets(
-            others,
-            visitor,
-            |other| {
-                headers.remove(other).unwrap_or_else(|| {
-                    Ok(HeaderRow {
-                        cells: Vec::new(),
-                        row: 0,
-                        above: RowsAbove::new(),
-                    })
-                })
-            },
-            |other| header_merges.remove(other).unwrap_or_default(),
-        );
+        book.headers.visit_others(&book.sheets, &name, visitor);
     }
     let mut cells = SheetCells::open(path, &name)?;
-    // the merges of the rows read so far, which are all a header needs
     let merges = Rc::clone(&cells.merges);
-    let asm = RowAssembler::new(header_row).with_merges(Box::new(move || merges.borrow().clone()));
-    super::excel::stream(&name, book.epoch, asm, visitor, || cells.next_cell())?;
+    stream_collecting_merges(&name, book.epoch, header_row, merges, visitor, || {
+        cells.next_cell()
+    })?;
     Ok(name)
 }
 
 /// The merged cells of the sheet `sheet`, read anew.
 pub fn merges(path: &Path, sheet: &str) -> Result<Vec<MergedBlock>, FileError> {
     let mut cells = SheetCells::open(path, sheet)?;
-    while cells.next_cell()?.is_some() {}
-    let merged = cells.merges.borrow().clone();
-    Ok(merged)
+    let merges = Rc::clone(&cells.merges);
+    merges_read_through(&merges, || cells.next_cell())
 }
 
 /// What the first pass learns of a spreadsheet.
@@ -100,9 +78,7 @@ struct Book {
     epoch: Epoch,
     /// each sheet's header row as `header_cells` finds it, when asked
     /// for (no `sheet` configured: the other sheets are looked at)
-    headers: HashMap<String, Result<HeaderRow, FileError>>,
-    /// each sheet's merged cells in the rows read for its header
-    header_merges: HashMap<String, Vec<MergedBlock>>,
+    headers: ScannedHeaders,
 }
 
 /// What the first pass needs of one XML event.
@@ -127,8 +103,7 @@ impl Book {
         let mut book = Self {
             sheets: Vec::new(),
             epoch: Epoch::declared(false),
-            headers: HashMap::new(),
-            header_merges: HashMap::new(),
+            headers: ScannedHeaders::default(),
         };
         // inside `<Visible>` of a sheet's options
         let mut in_visible = false;
@@ -162,9 +137,8 @@ impl Book {
                     if let (Some(header_row), Some(sheet)) = (headers, book.sheets.last()) {
                         cells.restart();
                         let header = header_cells(header_row, || cells.next_cell());
-                        book.headers.insert(sheet.name.clone(), header);
-                        book.header_merges
-                            .insert(sheet.name.clone(), cells.merges.take());
+                        book.headers
+                            .insert(&sheet.name, header, cells.merges.take());
                     }
                     // the cells are the second pass's
                     if !cells.done {
@@ -667,7 +641,7 @@ mod tests {
         let with_headers = Book::scan(&path, Some(None)).unwrap();
         assert_eq!(with_headers.sheets, scanned.sheets);
         let header = |name: &str| match with_headers.headers.get(name) {
-            Some(Ok(found)) => (found.row, found.cells.clone()),
+            Some((Ok(found), _)) => (found.row, found.cells.clone()),
             _ => panic!("{name}"),
         };
         assert_eq!(header("说明"), (1, vec![Cell::Text("x".into())]));
@@ -680,7 +654,7 @@ mod tests {
         );
         // the merges of the rows read for the header
         assert_eq!(
-            with_headers.header_merges.get("流 & 向").map(Vec::len),
+            with_headers.headers.get("流 & 向").map(|(_, m)| m.len()),
             Some(2)
         );
         let date = NaiveDate::from_ymd_opt(2026, 10, 1)
