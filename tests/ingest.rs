@@ -1771,6 +1771,24 @@ async fn hostile_files_are_refused_and_the_good_ones_still_load() {
     other.add_worksheet().set_name("Sheet1").unwrap();
     other.add_worksheet().set_name("汇总").unwrap();
     other.save(lab.path("in/x/g-nosheet.xlsx")).unwrap();
+    // HTML "xls" exports: spans reaching past a sheet's 16,384 columns, and
+    // a cell holding more than Excel's 32,767 characters
+    lab.write(
+        "in/x/i-wide.xlsx",
+        format!(
+            "<table><tr>{}</tr></table>",
+            "<td colspan=1000>日期</td>".repeat(17)
+        )
+        .as_bytes(),
+    );
+    lab.write(
+        "in/x/j-giant-cell.xlsx",
+        format!(
+            "<html><table><tr><td>{}</td></tr></table>",
+            "流".repeat(50_000)
+        )
+        .as_bytes(),
+    );
     let settings = lab.settings(&format!(
         "[ingest]\nmax_file_mb = 2\n{}",
         flow_source("flow", "in/x/*.xlsx")
@@ -1816,7 +1834,21 @@ async fn hostile_files_are_refused_and_the_good_ones_still_load() {
             "the workbook is password-protected (encrypted); save it without a password",
         ),
     );
-    assert_eq!(got.len(), 7, "{got:#?}");
+    assert_has(
+        &got,
+        &open(
+            "i-wide.xlsx",
+            "the table reaches cell YCV1, beyond the 1048576 rows × 16384 columns a sheet can hold",
+        ),
+    );
+    assert_has(
+        &got,
+        &open(
+            "j-giant-cell.xlsx",
+            "cell A1 holds more text than a cell can (Excel allows 32,767 characters)",
+        ),
+    );
+    assert_eq!(got.len(), 9, "{got:#?}");
     let mut expected = flow_expected();
     expected.sort_by(|a, b| a.partial_cmp(b).unwrap());
     assert_eq!(lab.sales("flow").await, expected);

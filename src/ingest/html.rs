@@ -22,7 +22,8 @@ use std::path::Path;
 use std::rc::Rc;
 
 use calamine::{Sheet, SheetType, SheetVisible};
-use html5gum::{DefaultEmitter, IoReader, Token, Tokenizer};
+use html5gum::emitters::callback::{Callback, CallbackEmitter, CallbackEvent};
+use html5gum::{IoReader, Span, Tokenizer};
 
 use super::coerce::{Cell, Epoch};
 use super::excel::{
@@ -164,7 +165,124 @@ impl Page {
     }
 }
 
-type Tokens = Tokenizer<IoReader<Box<dyn Read>>, DefaultEmitter>;
+type Tokens = Tokenizer<IoReader<Box<dyn Read>>, CallbackEmitter<Events, Tok>>;
+
+/// The tags the reader acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tag {
+    Table,
+    Row,
+    /// `td`, `th`
+    Cell,
+    Br,
+    /// `p`, `div`, `li`: a line of a cell's text
+    Block,
+    H1,
+    Em,
+}
+
+impl Tag {
+    /// Tag names come lowercased from the tokenizer.
+    fn of(name: &[u8]) -> Option<Self> {
+        Some(match name {
+            b"table" => Self::Table,
+            b"tr" => Self::Row,
+            b"td" | b"th" => Self::Cell,
+            b"br" => Self::Br,
+            b"p" | b"div" | b"li" => Self::Block,
+            b"h1" => Self::H1,
+            b"em" => Self::Em,
+            _ => return None,
+        })
+    }
+}
+
+/// What the reader needs of the page's tokens: a table of 100,000 rows
+/// is a million tags, so no other tag, attribute or string is copied.
+#[derive(Debug)]
+enum Tok {
+    Start {
+        tag: Tag,
+        /// a cell's `rowspan`, `colspan`: 1 when absent
+        spans: (u32, u32),
+        /// a cell's `x:num` or `sdval`
+        number: Option<f64>,
+    },
+    End(Tag),
+    Text(Vec<u8>),
+    /// a string of white space only (between tags, mostly)
+    Space,
+    /// a comment that may name Excel's sheets
+    Comment(Vec<u8>),
+}
+
+/// The attributes of a cell the reader takes.
+#[derive(Clone, Copy)]
+enum Attribute {
+    Rowspan,
+    Colspan,
+    Number,
+}
+
+/// Turns the tokenizer's events into `Tok`s.
+struct Events {
+    open: Option<Tag>,
+    attribute: Option<Attribute>,
+    spans: (u32, u32),
+    number: Option<f64>,
+}
+
+impl Callback<Tok, ()> for Events {
+    fn handle_event(&mut self, event: CallbackEvent<'_>, _span: Span<()>) -> Option<Tok> {
+        match event {
+            CallbackEvent::OpenStartTag { name } => {
+                self.open = Tag::of(name);
+                self.attribute = None;
+                self.spans = (1, 1);
+                self.number = None;
+                None
+            }
+            CallbackEvent::AttributeName { name } => {
+                self.attribute = match (self.open, name) {
+                    (Some(Tag::Cell), b"rowspan") => Some(Attribute::Rowspan),
+                    (Some(Tag::Cell), b"colspan") => Some(Attribute::Colspan),
+                    (Some(Tag::Cell), b"x:num" | b"sdval") => Some(Attribute::Number),
+                    _ => None,
+                };
+                None
+            }
+            CallbackEvent::AttributeValue { value } => {
+                let text = || String::from_utf8_lossy(value).trim().to_string();
+                let span = |most: u32| text().parse::<u32>().map_or(1, |n| n.clamp(1, most));
+                match self.attribute.take() {
+                    Some(Attribute::Rowspan) => self.spans.0 = span(MAX_ROWSPAN),
+                    Some(Attribute::Colspan) => self.spans.1 = span(MAX_COLSPAN),
+                    Some(Attribute::Number) if self.number.is_none() => {
+                        self.number = text().parse::<f64>().ok().filter(|n| n.is_finite());
+                    }
+                    _ => {}
+                }
+                None
+            }
+            CallbackEvent::CloseStartTag { .. } => self.open.take().map(|tag| Tok::Start {
+                tag,
+                spans: self.spans,
+                number: self.number,
+            }),
+            CallbackEvent::EndTag { name } => Tag::of(name).map(Tok::End),
+            CallbackEvent::String { value } => Some(if value.iter().all(u8::is_ascii_whitespace) {
+                Tok::Space
+            } else {
+                Tok::Text(value.to_vec())
+            }),
+            CallbackEvent::Comment { value } => {
+                let names = memchr::memmem::find(value, b"<x:Name>").is_some();
+                names.then(|| Tok::Comment(value.to_vec()))
+            }
+            CallbackEvent::Doctype { .. } | CallbackEvent::Error(_) => None,
+        }
+    }
+}
 
 /// The page's tokens, its text decoded from the charset it declares.
 fn tokens(path: &Path) -> Result<Tokens, FileError> {
@@ -180,7 +298,12 @@ fn tokens(path: &Path) -> Result<Tokens, FileError> {
                 .build(file),
         )
     };
-    let mut emitter = DefaultEmitter::default();
+    let mut emitter = CallbackEmitter::new(Events {
+        open: None,
+        attribute: None,
+        spans: (1, 1),
+        number: None,
+    });
     // the text of `<style>` and `<script>` is not markup
     emitter.naively_switch_states(true);
     Ok(Tokenizer::new_with_emitter(IoReader::new(text), emitter))
@@ -293,7 +416,7 @@ impl TableCells {
         Ok(cells)
     }
 
-    fn token(&mut self) -> Result<Option<Token>, FileError> {
+    fn token(&mut self) -> Result<Option<Tok>, FileError> {
         self.tokens
             .next()
             .transpose()
@@ -308,8 +431,8 @@ impl TableCells {
         let mut heading: Option<Vec<u8>> = None;
         while let Some(token) = self.token()? {
             match token {
-                Token::StartTag(tag) => match tag.name.as_slice() {
-                    b"table" => {
+                Tok::Start { tag, .. } => match tag {
+                    Tag::Table => {
                         self.depth = 1;
                         self.row = None;
                         self.col = 0;
@@ -322,26 +445,23 @@ impl TableCells {
                         );
                         return Ok(true);
                     }
-                    b"h1" => in_h1 = true,
-                    b"em" if in_h1 => {
+                    Tag::H1 => in_h1 = true,
+                    Tag::Em if in_h1 => {
                         in_em = true;
                         heading = Some(Vec::new());
                     }
                     _ => {}
                 },
-                Token::EndTag(tag) => match tag.name.as_slice() {
-                    b"h1" => in_h1 = false,
-                    b"em" => in_em = false,
-                    _ => {}
-                },
-                Token::String(text) if in_em => {
+                Tok::End(Tag::H1) => in_h1 = false,
+                Tok::End(Tag::Em) => in_em = false,
+                Tok::Text(text) if in_em => {
                     if let Some(h) = &mut heading {
                         if h.len() < MAX_CELL_BYTES {
                             h.extend_from_slice(&text);
                         }
                     }
                 }
-                Token::Comment(text) => self.excel_names.extend(excel_names(&text)),
+                Tok::Comment(text) => self.excel_names.extend(excel_names(&text)),
                 _ => {}
             }
         }
@@ -363,43 +483,31 @@ impl TableCells {
                 self.depth = 0;
                 continue;
             };
+            let top = self.depth == 1;
             match token {
-                Token::StartTag(tag) => match tag.name.as_slice() {
-                    b"table" => self.depth += 1,
-                    b"tr" if self.depth == 1 => self.start_row()?,
-                    b"td" | b"th" if self.depth == 1 => {
-                        let span = |name: &[u8], most: u32| {
-                            tag.attributes
-                                .get(name)
-                                .and_then(|v| String::from_utf8_lossy(v).trim().parse::<u32>().ok())
-                                .map_or(1, |n| n.clamp(1, most))
-                        };
-                        let spans = (span(b"rowspan", MAX_ROWSPAN), span(b"colspan", MAX_COLSPAN));
-                        let number = [b"x:num".as_slice(), b"sdval"]
-                            .iter()
-                            .find_map(|name| tag.attributes.get(*name))
-                            .and_then(|v| String::from_utf8_lossy(v).trim().parse::<f64>().ok())
-                            .filter(|n| n.is_finite());
-                        self.start_cell(spans, number)?;
-                    }
-                    b"br" => self.push_break(true),
+                Tok::Start { tag, spans, number } => match tag {
+                    Tag::Table => self.depth += 1,
+                    Tag::Row if top => self.start_row()?,
+                    Tag::Cell if top => self.start_cell(spans, number)?,
+                    Tag::Br => self.push_break(true),
                     // a nested table's cells are lines of the cell holding it
-                    b"td" | b"th" | b"p" | b"div" | b"li" | b"tr" => self.push_break(false),
-                    _ => {}
+                    Tag::Cell | Tag::Row | Tag::Block => self.push_break(false),
+                    Tag::H1 | Tag::Em => {}
                 },
-                Token::EndTag(tag) => match tag.name.as_slice() {
-                    b"table" => {
+                Tok::End(tag) => match tag {
+                    Tag::Table => {
                         self.depth -= 1;
                         if self.depth == 0 {
                             self.close_cell()?;
                         }
                     }
-                    b"td" | b"th" | b"tr" if self.depth == 1 => self.close_cell()?,
-                    b"p" | b"div" => self.push_break(false),
+                    Tag::Cell | Tag::Row if top => self.close_cell()?,
+                    Tag::Block => self.push_break(false),
                     _ => {}
                 },
-                Token::String(text) => self.push_text(&text)?,
-                Token::Comment(_) | Token::Doctype(_) | Token::Error(_) => {}
+                Tok::Text(text) => self.push_text(&text)?,
+                Tok::Space => self.push_text(b" ")?,
+                Tok::Comment(_) => {}
             }
         }
     }
