@@ -1495,12 +1495,44 @@ fn sheets_xml2003(lab: &crate::ingest::Lab, rel: &str, sheets: &[SheetRows]) {
     lab.write(rel, xml.as_bytes());
 }
 
+/// `sheets_workbook` as the HTML page LibreOffice's export makes of it:
+/// each sheet a table headed with its name (a hidden sheet left out).
+fn sheets_html(lab: &crate::ingest::Lab, rel: &str, sheets: &[SheetRows]) {
+    let mut html = String::from("<!DOCTYPE html><html><body>");
+    for (i, (name, hidden, rows)) in sheets.iter().enumerate() {
+        if *hidden {
+            continue;
+        }
+        html += &format!(
+            "<a name=\"table{i}\"><h1>Sheet {}: <em>{name}</em></h1></a><table>",
+            i + 1
+        );
+        let last = rows.iter().map(|(row, _)| *row).max().unwrap_or(0);
+        for row in 0..=last {
+            html += "<tr>";
+            match rows.iter().find(|(r, _)| *r == row) {
+                Some((_, texts)) => {
+                    for text in *texts {
+                        html += &format!("<td>{text}</td>");
+                    }
+                }
+                None => html += "<td><br></td>",
+            }
+            html += "</tr>";
+        }
+        html += "</table>";
+    }
+    html += "</body></html>";
+    lab.write(rel, html.as_bytes());
+}
+
 /// A workbook of one sheet a month: `1月` is read (SPEC §3: the first
 /// sheet when `sheet` is unset), and the other visible sheets headed like
 /// it are named, by `check` as a note (exit code 0) and by the run as a
 /// WARN; a hidden copy and a sheet of notes are not. Read as xlsx, as
-/// Excel 2003 XML (whose first pass reads every sheet's header row) and,
-/// where LibreOffice is installed, saved as xls and ods.
+/// Excel 2003 XML (whose first pass reads every sheet's header row), as
+/// an HTML page (whose other tables are read after the rows) and, where
+/// LibreOffice is installed, saved as xls and ods.
 #[test]
 fn sheets_headed_like_the_one_read_are_named() {
     let lab = crate::ingest::Lab::new();
@@ -1514,7 +1546,8 @@ fn sheets_headed_like_the_one_read_are_named() {
     ];
     let xlsx = sheets_workbook(&lab, "in/xlsx/flow.xlsx", sheets);
     sheets_xml2003(&lab, "in/xml/flow.xml", sheets);
-    let mut formats = vec!["xlsx", "xml"];
+    sheets_html(&lab, "in/html/flow.html", sheets);
+    let mut formats = vec!["xlsx", "xml", "html"];
     if let Some(soffice) = crate::ingest::soffice() {
         for ext in ["xls", "ods"] {
             let dir = lab.path(&format!("in/{ext}"));
@@ -1720,7 +1753,8 @@ fn merged_cells_in_an_optional_column_are_named_when_the_file_loads() {
 /// A workbook whose first sheet is a cover (`说明`) and whose data sheet
 /// comes after it: a source without `sheet` reads the cover and refuses
 /// the file for its missing columns, and the refusal names the sheet that
-/// heads them all, in `check` and in the run; with two such sheets, both.
+/// heads them all, in `check` and in the run; with two such sheets, both;
+/// in an HTML page too, whose other tables are read after the cover.
 #[test]
 fn a_refusal_for_missing_columns_names_the_sheet_that_has_them() {
     let lab = crate::ingest::Lab::new();
@@ -1732,6 +1766,7 @@ fn a_refusal_for_missing_columns_names_the_sheet_that_has_them() {
         "in/c/b.xlsx",
         &[cover, ("1月", false, data), ("2月", false, data)],
     );
+    sheets_html(&lab, "in/c/c.xlsx", &[cover, ("流向", false, data)]);
     lab.settings(&flow_excel_source("c", "in/c/*.xlsx", ""));
     let refused = |file: &str, hint: &str| {
         format!(
@@ -1748,6 +1783,10 @@ fn a_refusal_for_missing_columns_names_the_sheet_that_has_them() {
             "b.xlsx",
             "sheets `1月` and `2月` head every mapped column: set `sheet` on the source to the \
              one to read",
+        ),
+        refused(
+            "c.xlsx",
+            "sheet `流向` heads every mapped column: set `sheet = \"流向\"` on the source",
         ),
     ];
     let out = check_fails(&lab, &[]);

@@ -57,111 +57,124 @@ pub fn is_html(head: &[u8]) -> bool {
 }
 
 /// Reads one table (`sheet`, else the first) of the page at `path`;
-/// returns the name it is known by.
+/// returns the name it is known by. The page is tokenized once, but where
+/// `sheet` names no table of a page of one table (see `find_table`).
 pub fn read(
     path: &Path,
     sheet: Option<&str>,
     header_row: Option<u32>,
     visitor: &mut dyn Visitor,
 ) -> Result<String, FileError> {
-    let page = Page::scan(path, sheet.is_none().then_some(header_row))?;
-    let index = page.pick(sheet)?;
-    let name = page.sheets[index].name.clone();
+    let mut cells = TableCells::new(tokens(path)?);
+    let name = match find_table(&mut cells, sheet)? {
+        Found::Here(name) => name,
+        Found::Only(name) => {
+            cells = TableCells::open(path, 0)?;
+            name
+        }
+    };
     visitor.sheet(&name);
-    if sheet.is_none() {
-        page.headers.visit_others(&page.sheets, &name, visitor);
-    }
-    let mut cells = TableCells::open(path, index)?;
     let merges = Rc::clone(&cells.merges);
-    stream_collecting_merges(
+    let read = stream_collecting_merges(
         &name,
         Epoch::declared(false),
         header_row,
         merges,
         visitor,
         || cells.next_cell(),
-    )?;
-    Ok(name)
+    );
+    // the other tables are looked at after the rows, the page being read
+    // once; only where their headers can matter: the read ended, was
+    // stopped by the visitor, or found the header lacking (the note, or
+    // the refusal, names tables headed like this one)
+    let others_matter = matches!(
+        read,
+        Ok(()) | Err(FileError::Cancelled | FileError::MissingColumn { .. })
+    );
+    if sheet.is_none() && others_matter {
+        let mut sheets = vec![worksheet(name.clone())];
+        let mut headers = ScannedHeaders::default();
+        // a page failing past the table read loses only the note
+        let _ = other_headers(&mut cells, header_row, &mut sheets, &mut headers);
+        headers.visit_others(&sheets, &name, visitor);
+    }
+    read.map(|()| name)
 }
 
 /// The merged cells (`colspan`, `rowspan`) of the table known as `sheet`.
 pub fn merges(path: &Path, sheet: &str) -> Result<Vec<MergedBlock>, FileError> {
-    let page = Page::scan(path, None)?;
-    let index = page.pick(Some(sheet))?;
-    let mut cells = TableCells::open(path, index)?;
+    let mut cells = TableCells::new(tokens(path)?);
+    if let Found::Only(_) = find_table(&mut cells, Some(sheet))? {
+        cells = TableCells::open(path, 0)?;
+    }
     let merges = Rc::clone(&cells.merges);
     merges_read_through(&merges, || cells.next_cell())
 }
 
-/// What the first pass learns of a page.
-struct Page {
-    /// its top-level tables, as sheets
-    sheets: Vec<Sheet>,
-    /// each table's header row as `header_cells` finds it, when asked for
-    /// (no `sheet` configured: the other tables are looked at)
-    headers: ScannedHeaders,
+/// Where `find_table` left the reader.
+enum Found {
+    /// in the table of this name
+    Here(String),
+    /// at the page's end: its only table, of this name, is to be read
+    Only(String),
 }
 
-impl Page {
-    /// The first pass: counts the tables and reads the names Excel's
-    /// export gives them; with `headers` (the source's `header_row`), each
-    /// table's header row too.
-    fn scan(path: &Path, headers: Option<Option<u32>>) -> Result<Self, FileError> {
-        let mut cells = TableCells::new(tokens(path)?);
-        let mut header_rows = Vec::new();
-        let mut count = 0usize;
-        while cells.seek_table()? {
-            count += 1;
-            if let Some(header_row) = headers {
-                let header = header_cells(header_row, || cells.next_cell());
-                header_rows.push((header, cells.merges.take()));
-            }
-            while cells.next_cell()?.is_some() {}
+/// Moves `cells` into the table `sheet` names (as `pick_sheet` matches
+/// names), else the first. A page of one table offers no choice: it is
+/// read whatever `sheet` says, since a source set up for the sheet of its
+/// workbooks must read the ERP's page of the same data, which names no
+/// sheet or another; that is known only at the page's end, so that table
+/// is read in a second pass.
+fn find_table(cells: &mut TableCells, sheet: Option<&str>) -> Result<Found, FileError> {
+    let mut passed = Vec::new();
+    while cells.seek_table()? {
+        let table = [worksheet(cells.table_name())];
+        if sheet.is_none_or(|wanted| pick_sheet(&table, Some(wanted)).is_ok()) {
+            let [table] = table;
+            return Ok(Found::Here(table.name));
         }
-        if count == 0 {
-            return Err(FileError::CannotOpen(
-                "the file is an HTML page without a table, not a workbook, as an ERP's \"Excel\" \
-                 export that failed (a login or error page) is: export the data again"
-                    .into(),
-            ));
-        }
-        // Excel's export names its sheets in a comment in `<head>`; a page
-        // naming as many as it has tables is trusted to name them in order
-        let named = cells.excel_names.len() == count;
-        let sheets: Vec<Sheet> = (0..count)
-            .map(|i| Sheet {
-                name: if named {
-                    cells.excel_names[i].clone()
-                } else {
-                    cells.heading_names[i]
-                        .clone()
-                        .unwrap_or_else(|| format!("Table{}", i + 1))
-                },
-                typ: SheetType::WorkSheet,
-                visible: SheetVisible::Visible,
-            })
-            .collect();
-        let mut headers = ScannedHeaders::default();
-        for (sheet, (header, merged)) in sheets.iter().zip(header_rows) {
-            headers.insert(&sheet.name, header, merged);
-        }
-        Ok(Self { sheets, headers })
+        passed.extend(table);
+        while cells.next_cell()?.is_some() {}
     }
+    match passed.as_mut_slice() {
+        [] => Err(FileError::CannotOpen(
+            "the file is an HTML page without a table, not a workbook, as an ERP's \"Excel\" \
+             export that failed (a login or error page) is: export the data again"
+                .into(),
+        )),
+        [only] => Ok(Found::Only(std::mem::take(&mut only.name))),
+        // none matched: `pick_sheet` lists them
+        _ => Err(pick_sheet(&passed, sheet)
+            .err()
+            .unwrap_or_else(|| FileError::CannotOpen("no table matches `sheet`".into()))),
+    }
+}
 
-    /// The 0-based table `sheet` names. A page of one table offers no
-    /// choice: it is read whatever `sheet` says, since a source set up for
-    /// the sheet of its workbooks must read the ERP's page of the same
-    /// data, which names no sheet or another.
-    fn pick(&self, sheet: Option<&str>) -> Result<usize, FileError> {
-        if self.sheets.len() == 1 {
-            return Ok(0);
-        }
-        let name = pick_sheet(&self.sheets, sheet)?;
-        Ok(self
-            .sheets
-            .iter()
-            .position(|s| s.name == name)
-            .unwrap_or_default())
+/// Reads the header row of each table after the one the reader is in
+/// (whose rest it skips), for `ScannedHeaders::visit_others`.
+fn other_headers(
+    cells: &mut TableCells,
+    header_row: Option<u32>,
+    sheets: &mut Vec<Sheet>,
+    headers: &mut ScannedHeaders,
+) -> Result<(), FileError> {
+    while cells.next_cell()?.is_some() {}
+    while cells.seek_table()? {
+        let name = cells.table_name();
+        let header = header_cells(header_row, || cells.next_cell());
+        headers.insert(&name, header, cells.merges.take());
+        sheets.push(worksheet(name));
+        while cells.next_cell()?.is_some() {}
+    }
+    Ok(())
+}
+
+/// A table as the sheet it stands for.
+fn worksheet(name: String) -> Sheet {
+    Sheet {
+        name,
+        typ: SheetType::WorkSheet,
+        visible: SheetVisible::Visible,
     }
 }
 
@@ -414,6 +427,18 @@ impl TableCells {
             )));
         }
         Ok(cells)
+    }
+
+    /// The name of the table the reader last moved into: the one Excel's
+    /// export gives it in `<head>`, else LibreOffice's heading, else
+    /// `Table1`, `Table2`… by its place in the page.
+    fn table_name(&self) -> String {
+        let index = self.heading_names.len().saturating_sub(1);
+        self.excel_names
+            .get(index)
+            .cloned()
+            .or_else(|| self.heading_names.last().cloned().flatten())
+            .unwrap_or_else(|| format!("Table{}", index + 1))
     }
 
     fn token(&mut self) -> Result<Option<Tok>, FileError> {
@@ -670,7 +695,7 @@ fn excel_names(comment: &[u8]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{page_encoding, Cell, Page, TableCells};
+    use super::{find_table, page_encoding, tokens, Cell, Found, TableCells};
 
     /// Everything left of a table, for tests.
     fn all_cells(path: &std::path::Path, index: usize) -> Vec<((u32, u32), Cell)> {
@@ -732,10 +757,34 @@ mod tests {
         );
     }
 
-    /// Top-level tables are sheets, named by Excel's export where it names
-    /// as many; a page without a table is named as such.
+    /// The names of a page's tables, in page order.
+    fn table_names(path: &std::path::Path) -> Vec<String> {
+        let mut cells = TableCells::new(tokens(path).unwrap());
+        let mut names = Vec::new();
+        while cells.seek_table().unwrap() {
+            names.push(cells.table_name());
+            while cells.next_cell().unwrap().is_some() {}
+        }
+        names
+    }
+
+    /// Where `find_table` stops for `sheet`: the table's name, and whether
+    /// it is the page's only one, found at its end.
+    fn found(path: &std::path::Path, sheet: Option<&str>) -> Result<(String, bool), String> {
+        let mut cells = TableCells::new(tokens(path).unwrap());
+        match find_table(&mut cells, sheet) {
+            Ok(Found::Here(name)) => Ok((name, false)),
+            Ok(Found::Only(name)) => Ok((name, true)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Top-level tables are sheets, named by Excel's export or
+    /// LibreOffice's headings, else by their place; `sheet` picks one by
+    /// name, but for a page of one table; a page without a table is
+    /// named as such.
     #[test]
-    fn tables_are_sheets_named_as_excel_names_them() {
+    fn tables_are_sheets_named_as_office_suites_name_them() {
         let (_dir, path) = page(
             "<html><head><!--[if gte mso 9]><xml><x:ExcelWorkbook><x:ExcelWorksheets>\
              <x:ExcelWorksheet><x:Name>流向</x:Name></x:ExcelWorksheet>\
@@ -743,10 +792,10 @@ mod tests {
              </x:ExcelWorksheets></x:ExcelWorkbook></xml><![endif]--></head>\
              <body><table><tr><td>a</td></tr></table><p>x</p><table><tr><td>b</td></tr></table></body></html>",
         );
-        let scanned = Page::scan(&path, None).unwrap();
-        let names: Vec<_> = scanned.sheets.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["流向", "说明"]);
-        assert_eq!(scanned.pick(Some("说明")).unwrap(), 1);
+        assert_eq!(table_names(&path), ["流向", "说明"]);
+        assert_eq!(found(&path, Some("说明")), Ok(("说明".into(), false)));
+        assert_eq!(found(&path, Some(" 流向 ")), Ok(("流向".into(), false)));
+        assert_eq!(found(&path, None), Ok(("流向".into(), false)));
         assert_eq!(all_cells(&path, 1), [((0, 0), text("b"))]);
 
         // LibreOffice heads each sheet's table
@@ -755,19 +804,22 @@ mod tests {
              <A NAME=\"table0\"><h1>Sheet 1: <em>流向</em></h1></A><table><tr><td>a</td></tr></table>\
              <A NAME=\"table1\"><h1>Sheet 2: <em>说明</em></h1></A><table></table></body>",
         );
-        let scanned = Page::scan(&path, None).unwrap();
-        let names: Vec<_> = scanned.sheets.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["流向", "说明"]);
+        assert_eq!(table_names(&path), ["流向", "说明"]);
 
         let (_dir, path) = page("<table><tr><td>a</td></tr></table><table></table><table></table>");
-        let scanned = Page::scan(&path, None).unwrap();
-        let names: Vec<_> = scanned.sheets.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["Table1", "Table2", "Table3"]);
-        let missing = scanned.pick(Some("流向")).unwrap_err().to_string();
-        assert!(missing.contains("sheet `流向` not found"), "{missing}");
+        assert_eq!(table_names(&path), ["Table1", "Table2", "Table3"]);
+        let missing = found(&path, Some("流向")).unwrap_err();
+        assert!(
+            missing
+                .contains("sheet `流向` not found; the workbook has `Table1`, `Table2`, `Table3`"),
+            "{missing}"
+        );
+
+        let (_dir, path) = page("<table><tr><td>a</td></tr></table>");
+        assert_eq!(found(&path, Some("流向")), Ok(("Table1".into(), true)));
 
         let (_dir, path) = page("<html><body><p>会话已过期，请重新登录</p></body></html>");
-        let refused = Page::scan(&path, None).err().unwrap().to_string();
+        let refused = found(&path, None).unwrap_err();
         assert!(
             refused.contains("an HTML page without a table"),
             "{refused}"

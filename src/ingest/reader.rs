@@ -97,7 +97,10 @@ pub trait Visitor {
     /// Called for each non-empty data row, `row` 1-based as a spreadsheet shows it.
     fn row(&mut self, row: u64, cells: &[Cell]) -> Result<(), FileError>;
     /// Called by the workbook reader when no sheet is configured, before
-    /// the chosen sheet's rows, once for each other visible worksheet with
+    /// the chosen sheet's rows (after them for an HTML page, read in one
+    /// pass, but before the reader returns, even with the header refused
+    /// for a missing column or the rows stopped by `FileError::Cancelled`),
+    /// once for each other visible worksheet with
     /// the text of its header row (`header_row`, else its first non-empty
     /// row; empty for an empty sheet). Those sheets are not read. Returns
     /// whether the header heads every mapped column; when it does not, the
