@@ -98,10 +98,17 @@ impl<W: Write> Csv<W> {
 /// `=HYPERLINK(…)` from a hostile file would run when HQ opens the
 /// rejections), so it gets Excel's text mark `'` in front, as OWASP's
 /// advice on CSV injection has it; a number (`-300.00`) stays a number.
+/// An id of digits that Excel would turn into a number and so change
+/// (`00123` shown as 123, an 18-digit code rounded to 15 digits) is
+/// written `="00123"`, which Excel shows as the text inside, as exports
+/// meant for Excel write it (and as salesbatch's CSV reader reads it).
 fn for_excel(field: &str) -> Cow<'_, str> {
     let formula = field.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let digits = !field.is_empty() && field.bytes().all(|b| b.is_ascii_digit());
     if formula && field.trim().parse::<f64>().is_err() {
         Cow::Owned(format!("'{field}"))
+    } else if digits && ((field.len() > 1 && field.starts_with('0')) || field.len() > 15) {
+        Cow::Owned(format!("=\"{field}\""))
     } else {
         Cow::Borrowed(field)
     }
@@ -287,7 +294,7 @@ mod tests {
     use super::for_excel;
 
     #[test]
-    fn text_excel_would_run_is_marked_and_numbers_are_not() {
+    fn text_excel_would_run_or_change_is_marked_and_numbers_are_not() {
         for (field, shown) in [
             ("=1+1", "'=1+1"),
             ("+86 138 0000", "'+86 138 0000"),
@@ -301,6 +308,12 @@ mod tests {
             ("华东", "华东"),
             ("a=b", "a=b"),
             ("", ""),
+            // ids Excel would change as numbers
+            ("00123", "=\"00123\""),
+            ("440301199001011234", "=\"440301199001011234\""),
+            ("0", "0"),
+            ("123456789012345", "123456789012345"),
+            ("0.50", "0.50"),
         ] {
             assert_eq!(for_excel(field), shown, "{field:?}");
         }
