@@ -641,6 +641,12 @@ fn check_opens_each_file_to_its_header() {
         "in/g/e.csv",
         "十月流向\n日期,客户编码,产品编码,金额\n2026-10-01,C1,P1,5\n".as_bytes(),
     );
+    // an ERP's "Excel" export, an HTML table, given to the CSV source
+    lab.write(
+        "in/g/f.csv",
+        "<html><head><meta charset=\"gb2312\"></head><body><table><tr><td>日期</td></tr></table>"
+            .as_bytes(),
+    );
     std::fs::create_dir_all(lab.path("in/x")).unwrap();
     wb.save(lab.path("in/x/e.xlsx")).unwrap();
     lab.write(
@@ -669,6 +675,9 @@ fn check_opens_each_file_to_its_header() {
             "source `g`: in/g/e.csv column `日期, 客户编码, 产品编码, 金额`: missing column \
              (row 1, the first non-empty row, was read as the header; row 2 heads every \
              mapped column: set `header_row = 2` on the source)",
+            "source `g`: in/g/f.csv: cannot open file (the file is an HTML page, not CSV text, \
+             as ERP \"Excel\" exports often are: read it with a `kind = \"excel\"` source, \
+             which reads its tables)",
             "source `x`: in/x/e.xlsx: cannot open file (sheet `流向` not found; \
              the workbook has `Sheet1`)",
             "source `x`: in/x/f.xlsx: cannot open file (the file is an HTML page without a \

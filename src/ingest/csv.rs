@@ -26,7 +26,7 @@ pub fn read(
 ) -> Result<(), FileError> {
     // a file that cannot be read is refused by the reader below, with the
     // system's reason
-    let head = guard::first_bytes(path, 32).unwrap_or_default();
+    let head = guard::first_bytes(path, 512).unwrap_or_default();
     // decoded as text, a workbook fails on its first bytes with advice
     // about the encoding, which would send the user the wrong way
     if let Some(container) = guard::workbook_container(&head) {
@@ -34,6 +34,14 @@ pub fn read(
             "the file is a workbook, not CSV text: it is {container}; read it with a \
              `kind = \"excel\"` source"
         )));
+    }
+    // and an HTML table, as ERPs export "Excel", as every column missing
+    if super::html::starts_as_html(&head) {
+        return Err(FileError::CannotOpen(
+            "the file is an HTML page, not CSV text, as ERP \"Excel\" exports often are: read \
+             it with a `kind = \"excel\"` source, which reads its tables"
+                .into(),
+        ));
     }
     let sep_line = excel_separator_line(&head);
     let separator = sep_line.unwrap_or(delimiter.unwrap_or_default().byte());

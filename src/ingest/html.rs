@@ -56,6 +56,17 @@ pub fn is_html(head: &[u8]) -> bool {
     text.contains("<html") || text.contains("<!doctype html") || text.starts_with("<table")
 }
 
+/// Whether a file starts as an HTML page or table does (`is_html` with
+/// markup first), for a reader of text, where `<html` further on may be
+/// a value.
+pub fn starts_as_html(head: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(head);
+    text.trim_start_matches('\u{feff}')
+        .trim_start()
+        .starts_with('<')
+        && is_html(head)
+}
+
 /// Reads one table (`sheet`, else the first) of the page at `path`;
 /// returns the name it is known by. The page is tokenized once, but where
 /// `sheet` names no table of a page of one table (see `find_table`).
