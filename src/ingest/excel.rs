@@ -31,6 +31,11 @@ use super::record::MergedBlock;
 /// Excel's sheet limits (rows, columns).
 pub(super) const MAX_ROWS: u32 = 1_048_576;
 pub(super) const MAX_COLS: u32 = 16_384;
+/// The most text a cell may hold, in UTF-8 bytes, for the readers of
+/// text formats (Excel 2003 XML, HTML): Excel's 32,767 characters at 4
+/// bytes each. A longer text is no cell a spreadsheet program wrote, and
+/// holding it would let one file take any memory.
+pub(super) const MAX_CELL_BYTES: usize = 32_767 * 4;
 
 fn cannot_open(e: impl std::fmt::Display) -> FileError {
     FileError::CannotOpen(e.to_string())

@@ -28,14 +28,11 @@ use html5gum::{IoReader, Span, Tokenizer};
 use super::coerce::{Cell, Epoch};
 use super::excel::{
     header_cells, merges_read_through, pick_sheet, stream_collecting_merges, NextCell,
-    ScannedHeaders, MAX_COLS, MAX_ROWS,
+    ScannedHeaders, MAX_CELL_BYTES, MAX_COLS, MAX_ROWS,
 };
 use super::reader::{FileError, Visitor};
 use super::record::{column_letters, MergedBlock};
 
-/// The most text a cell may hold, in UTF-8 bytes: Excel's 32,767
-/// characters at 4 bytes each (as for Excel 2003 XML).
-const MAX_CELL_BYTES: usize = 32_767 * 4;
 /// The spans browsers honour (the HTML standard clamps larger values), so
 /// a hostile `rowspan` cannot reserve a sheet's worth of cells.
 const MAX_COLSPAN: u32 = 1_000;

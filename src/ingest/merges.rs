@@ -85,7 +85,7 @@ fn first_element<T>(
 }
 
 /// An attribute's value with XML escapes resolved.
-fn value(attribute: &Attribute<'_>) -> Option<String> {
+pub(super) fn value(attribute: &Attribute<'_>) -> Option<String> {
     attribute
         .normalized_value(XmlVersion::Implicit1_0)
         .ok()

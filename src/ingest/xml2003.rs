@@ -21,15 +21,10 @@ use quick_xml::events::{BytesStart, Event};
 use super::coerce::{Cell, Epoch};
 use super::excel::{
     check_dimensions, header_cells, merges_read_through, pick_sheet, stream_collecting_merges,
-    NextCell, ScannedHeaders, MAX_COLS, MAX_ROWS,
+    NextCell, ScannedHeaders, MAX_CELL_BYTES, MAX_COLS, MAX_ROWS,
 };
 use super::reader::{FileError, Visitor};
 use super::record::{column_letters, MergedBlock};
-
-/// The most text a cell may hold, in UTF-8 bytes: Excel's 32,767
-/// characters at 4 bytes each. A longer text is no cell a spreadsheet
-/// program wrote, and holding it would let one file take any memory.
-const MAX_CELL_BYTES: usize = 32_767 * 4;
 
 /// Whether the first bytes of a file are those of an Excel 2003 XML
 /// spreadsheet: its namespace on the `Workbook` element near the start,
@@ -225,11 +220,7 @@ fn attribute(e: &BytesStart<'_>, name: &str) -> Option<String> {
     e.attributes()
         .flatten()
         .find(|a| a.key.local_name().as_ref() == name)
-        .and_then(|a| {
-            a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
-                .ok()
-                .map(std::borrow::Cow::into_owned)
-        })
+        .and_then(|a| super::merges::value(&a))
 }
 
 /// A count attribute (`ss:Index`, 1-based, `ss:MergeAcross`); `None`
