@@ -27,6 +27,7 @@ use super::reader::{
     Visitor,
 };
 use super::record::MergedBlock;
+use crate::config::Delimiter;
 
 /// Excel's sheet limits (rows, columns).
 pub(super) const MAX_ROWS: u32 = 1_048_576;
@@ -346,6 +347,11 @@ pub fn read(
         }
         Format::Xml2003 => super::xml2003::read(path, sheet, header_row, visitor),
         Format::Html => super::html::read(path, sheet, header_row, visitor),
+        // text has no sheets: one named in `sheet` is moot, as in a CSV
+        Format::TabText { encoding } => {
+            super::csv::read(path, encoding, Some(Delimiter::Tab), header_row, visitor)?;
+            Ok(String::new())
+        }
         Format::Ods => {
             // ods date cells are ISO text; a bare number in a date column
             // counts from the file's null date, which calamine does not expose
@@ -381,7 +387,7 @@ pub fn merged_cells(path: &Path, sheet: &str) -> Result<Vec<MergedBlock>, FileEr
         Format::Ods => return Ok(merges::ods_merges(path, sheet).unwrap_or_default()),
         Format::Xml2003 => return super::xml2003::merges(path, sheet),
         Format::Html => return super::html::merges(path, sheet),
-        Format::Xlsb => Vec::new(),
+        Format::Xlsb | Format::TabText { .. } => Vec::new(),
     };
     Ok(merged.into_iter().map(|d| (d.start, d.end)).collect())
 }

@@ -46,6 +46,10 @@ pub enum Format {
     /// an HTML page (or a bare `<table>`), what many ERPs save as "Excel":
     /// read by `html`
     Html,
+    /// tab-separated text, what ERPs save as "Excel" and Excel saves as
+    /// "Unicode Text" (UTF-16) or "Text (Tab delimited)": read by `csv`
+    /// with a tab, in `encoding`
+    TabText { encoding: crate::config::Encoding },
 }
 
 const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
@@ -53,6 +57,8 @@ const EMPTY_ZIP_MAGIC: &[u8] = b"PK\x05\x06";
 const OLE_MAGIC: &[u8] = &[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
 /// Enough of a file to tell HTML, XML and delimited text apart.
 const SNIFF_BYTES: u64 = 4096;
+/// Enough of a text file to tell UTF-8 from GB18030 by.
+const TEXT_SNIFF_BYTES: u64 = 64 << 10;
 
 /// What a file is, by its content, whatever its name says: Excel and
 /// LibreOffice open an xlsx saved under an `.xls` name, so users expect it to
@@ -77,6 +83,13 @@ pub fn sniff(path: &Path) -> Result<Format, FileError> {
         }
         None if super::xml2003::is_xml2003(&head) => Ok(Format::Xml2003),
         None if super::html::is_html(&head) => Ok(Format::Html),
+        None if is_tab_text(&head) => {
+            // told from more text than the markers need
+            let start = first_bytes(path, TEXT_SNIFF_BYTES).map_err(|e| refuse(e.to_string()))?;
+            Ok(Format::TabText {
+                encoding: text_encoding(&start),
+            })
+        }
         None => Err(refuse(not_a_workbook(&head))),
     }
 }
@@ -119,31 +132,50 @@ pub fn workbook_container(head: &[u8]) -> Option<&'static str> {
     })
 }
 
+/// Whether the first bytes of a file are tab-separated text: UTF-16 after
+/// its byte order mark (Excel's "Unicode Text"), or text without a NUL
+/// byte holding a tab (not always on its first line: a title may come
+/// first), as Excel opens a file named `.xls` that holds no workbook.
+fn is_tab_text(head: &[u8]) -> bool {
+    if head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]) {
+        return true;
+    }
+    !head.contains(&0) && head.contains(&b'\t')
+}
+
+/// The encoding of text that declares none (as a workbook's content does
+/// not): a byte order mark says (UTF-8, UTF-16: the CSV reader's UTF-8
+/// path decodes after either), else UTF-8 where the first 64 KiB read as
+/// UTF-8 and GB18030 where they do not, which is what Excel on a Chinese
+/// Windows writes text in.
+pub fn text_encoding(head: &[u8]) -> crate::config::Encoding {
+    use crate::config::Encoding;
+    if encoding_rs::Encoding::for_bom(head).is_some() {
+        return Encoding::Utf8;
+    }
+    match std::str::from_utf8(head) {
+        Ok(_) => Encoding::Utf8,
+        // cut mid-character at the end of what was read
+        Err(e) if e.error_len().is_none() => Encoding::Utf8,
+        Err(_) => Encoding::Gb18030,
+    }
+}
+
 /// Names what a file that is neither a zip nor an OLE container holds, and
 /// what to do with it.
 fn not_a_workbook(head: &[u8]) -> String {
-    const SAVE_AS_XLSX: &str = "open it in Excel or LibreOffice and save it as .xlsx";
     if head.is_empty() {
         return "the file is empty: it holds 0 bytes, no workbook".into();
     }
-    if head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]) {
-        return format!(
-            "the file is UTF-16 text, what Excel saves as \"Unicode Text\", not a workbook: {SAVE_AS_XLSX}"
-        );
-    }
+    // tab-separated text, HTML and Excel 2003 XML are read (see `Format`);
     // the markers sought are ASCII, so GBK text needs no decoding here
     let text = String::from_utf8_lossy(head).to_ascii_lowercase();
     let text = text.trim_start_matches('\u{feff}').trim_start();
     let first_line = text.lines().next().unwrap_or_default();
-    if !head.contains(&0) {
-        if first_line.contains('\t') {
-            return format!("the file is tab-separated text, not a workbook: {SAVE_AS_XLSX}");
-        }
-        if first_line.contains(',') {
-            return "the file is comma-separated text, not a workbook: read it with a \
-                    `kind = \"csv\"` source"
-                .into();
-        }
+    if !head.contains(&0) && first_line.contains(',') {
+        return "the file is comma-separated text, not a workbook: read it with a \
+                `kind = \"csv\"` source"
+            .into();
     }
     "not a workbook: the file is neither a zip container, as xlsx, xlsb and ods files are, nor \
      an OLE compound file, as xls files are"
