@@ -13,6 +13,8 @@
 //! behind the text (Excel's `x:num`, LibreOffice's `sdval`) the number is
 //! taken. `colspan`/`rowspan` place the following cells and are recorded
 //! as merged cells, so a header in two rows reads as it does in a workbook.
+//! The page is tokenized once (see `read`): a table is read when the
+//! reader meets it, the other tables' header rows after its rows.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
