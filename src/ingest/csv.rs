@@ -125,20 +125,8 @@ fn decoder(file: File, encoding: Encoding) -> DecodeReaderBytes<File, Vec<u8>> {
 
 /// Whether the start of a file is UTF-8 text with characters beyond ASCII.
 fn reads_as_utf8(path: &Path) -> bool {
-    let mut start = Vec::with_capacity(1 << 16);
-    let read = File::open(path).and_then(|f| f.take(1 << 16).read_to_end(&mut start));
-    if read.is_err() {
-        return false;
-    }
-    let text = match std::str::from_utf8(&start) {
-        Ok(text) => text,
-        // a character cut by the 64 KiB limit
-        Err(e) if e.error_len().is_none() => {
-            std::str::from_utf8(&start[..e.valid_up_to()]).unwrap_or_default()
-        }
-        Err(_) => return false,
-    };
-    !text.is_ascii()
+    let start = guard::first_bytes(path, 1 << 16).unwrap_or_default();
+    guard::reads_as_utf8(&start) && !start.is_ascii()
 }
 
 /// Reads the file with `separator`, skipping its first line when that is

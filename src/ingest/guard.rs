@@ -150,14 +150,20 @@ fn is_tab_text(head: &[u8]) -> bool {
 /// Windows writes text in.
 pub fn text_encoding(head: &[u8]) -> crate::config::Encoding {
     use crate::config::Encoding;
-    if encoding_rs::Encoding::for_bom(head).is_some() {
-        return Encoding::Utf8;
+    if encoding_rs::Encoding::for_bom(head).is_some() || reads_as_utf8(head) {
+        Encoding::Utf8
+    } else {
+        Encoding::Gb18030
     }
+}
+
+/// Whether the start of a file is UTF-8, though perhaps cut mid-character
+/// at the end of what was read: what tells UTF-8 from GB18030 in text
+/// that declares neither.
+pub fn reads_as_utf8(head: &[u8]) -> bool {
     match std::str::from_utf8(head) {
-        Ok(_) => Encoding::Utf8,
-        // cut mid-character at the end of what was read
-        Err(e) if e.error_len().is_none() => Encoding::Utf8,
-        Err(_) => Encoding::Gb18030,
+        Ok(_) => true,
+        Err(e) => e.error_len().is_none(),
     }
 }
 

@@ -348,11 +348,10 @@ fn page_encoding(head: &[u8]) -> &'static encoding_rs::Encoding {
             declared
         };
     }
-    match std::str::from_utf8(head) {
-        Ok(_) => encoding_rs::UTF_8,
-        // cut mid-character at the end of what was read
-        Err(e) if e.error_len().is_none() => encoding_rs::UTF_8,
-        Err(_) => encoding_rs::GB18030,
+    if super::guard::reads_as_utf8(head) {
+        encoding_rs::UTF_8
+    } else {
+        encoding_rs::GB18030
     }
 }
 
@@ -391,9 +390,10 @@ struct TableCells {
     merges: Rc<RefCell<Vec<MergedBlock>>>,
     /// the sheet names Excel's export lists, as met so far
     excel_names: Vec<String>,
-    /// per table met so far, the sheet name LibreOffice's export heads it
-    /// with
-    heading_names: Vec<Option<String>>,
+    /// how many top-level tables the reader has moved into
+    tables_met: usize,
+    /// the sheet name LibreOffice's export heads the current table with
+    heading: Option<String>,
 }
 
 /// A cell being read: where it is, the number its exporter recorded, its
@@ -417,7 +417,8 @@ impl TableCells {
             ready: VecDeque::new(),
             merges: Rc::default(),
             excel_names: Vec::new(),
-            heading_names: Vec::new(),
+            tables_met: 0,
+            heading: None,
         }
     }
 
@@ -443,11 +444,11 @@ impl TableCells {
     /// export gives it in `<head>`, else LibreOffice's heading, else
     /// `Table1`, `Table2`… by its place in the page.
     fn table_name(&self) -> String {
-        let index = self.heading_names.len().saturating_sub(1);
+        let index = self.tables_met.saturating_sub(1);
         self.excel_names
             .get(index)
+            .or(self.heading.as_ref())
             .cloned()
-            .or_else(|| self.heading_names.last().cloned().flatten())
             .unwrap_or_else(|| format!("Table{}", index + 1))
     }
 
@@ -473,11 +474,10 @@ impl TableCells {
                         self.col = 0;
                         self.covered_until.clear();
                         self.merges.take();
-                        self.heading_names.push(
-                            heading
-                                .map(|h| String::from_utf8_lossy(&h).trim().to_string())
-                                .filter(|h| !h.is_empty()),
-                        );
+                        self.tables_met += 1;
+                        self.heading = heading
+                            .map(|h| String::from_utf8_lossy(&h).trim().to_string())
+                            .filter(|h| !h.is_empty());
                         return Ok(true);
                     }
                     Tag::H1 => in_h1 = true,
