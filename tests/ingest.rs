@@ -2136,6 +2136,36 @@ async fn workbooks_are_read_by_content_and_other_files_named_for_what_they_are()
     assert!(lab.sales("csv").await.is_empty());
 }
 
+/// Where LibreOffice is installed, `make` writes with it (`soffice`) a file
+/// of the flow workbook's rows into `made` and returns its path; the file
+/// becomes `in/<name>/october.xls`, read by a flow source `name` pushed
+/// onto `sources`. Returns whether it did; without LibreOffice, `require`
+/// says so (a failure when `CI=true`).
+fn office_made_flow_source(
+    lab: &Lab,
+    sources: &mut Vec<String>,
+    name: &str,
+    make: impl FnOnce(&Path, &Path) -> PathBuf,
+) -> bool {
+    let Some(soffice) = soffice() else {
+        return require("LibreOffice (soffice)", false);
+    };
+    let made = lab.path("made");
+    std::fs::create_dir_all(&made).unwrap();
+    let file = make(&soffice, &made);
+    std::fs::create_dir_all(lab.path(&format!("in/{name}"))).unwrap();
+    std::fs::rename(file, lab.path(&format!("in/{name}/october.xls"))).unwrap();
+    sources.push(flow_source(name, &format!("in/{name}/*.xls")));
+    true
+}
+
+/// `flow_expected` in the order `Lab::sales` gives rows.
+fn flow_expected_sorted() -> Vec<(String, String, String, f64)> {
+    let mut expected = flow_expected();
+    expected.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    expected
+}
+
 /// An Excel 2003 XML spreadsheet, as .NET and Java ERPs export "Excel"
 /// under an `.xls` name: the one LibreOffice writes of the flow workbook's
 /// rows loads like the workbook (from a CSV: LibreOffice 7.4's
@@ -2171,8 +2201,7 @@ async fn excel_2003_xml_spreadsheets_load_like_the_xlsx() {
         // after row 3 was tried as the header
         flow_source("erp-unset", "in/erp-unset/*.xls").replace("header_row = 3\n", "")
     )];
-    let office = soffice();
-    if let Some(soffice) = &office {
+    let office = office_made_flow_source(&lab, &mut sources, "lo", |soffice, made| {
         // the flow workbook's rows; LibreOffice types the date and numbers
         lab.write(
             "made/流向.csv",
@@ -2180,20 +2209,15 @@ async fn excel_2003_xml_spreadsheets_load_like_the_xlsx() {
              46330,C2,P2,,\"¥1,000\"\n2026年10月07日,C3,P1,,-20\n"
                 .as_bytes(),
         );
-        let made = lab.path("made");
         convert_with(
             soffice,
             &made.join("流向.csv"),
             &["--infilter=CSV:44,34,76,1"],
             "xml:MS Excel 2003 XML",
-            &made,
+            made,
         );
-        std::fs::create_dir_all(lab.path("in/lo")).unwrap();
-        std::fs::rename(made.join("流向.xml"), lab.path("in/lo/october.xls")).unwrap();
-        sources.push(flow_source("lo", "in/lo/*.xls"));
-    } else {
-        require("LibreOffice (soffice)", false);
-    }
+        made.join("流向.xml")
+    });
     let settings = lab.settings(&sources.concat());
     let summary = lab.ingest(&settings).await;
     assert_eq!(
@@ -2209,10 +2233,8 @@ async fn excel_2003_xml_spreadsheets_load_like_the_xlsx() {
         lab.sales("erp").await,
         vec![row("2026-10-05", "1001", "P1", 88.5)]
     );
-    if office.is_some() {
-        let mut expected = flow_expected();
-        expected.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        assert_eq!(lab.sales("lo").await, expected);
+    if office {
+        assert_eq!(lab.sales("lo").await, flow_expected_sorted());
     }
 }
 
@@ -2247,28 +2269,21 @@ async fn html_pages_named_xls_load_like_the_xlsx() {
         "[ingest]\nmax_reject_ratio = 0.5\n{}",
         flow_source("erp", "in/erp/*.xls").replace("header_row = 3", "header_row = 4"),
     )];
-    let office = soffice();
-    if let Some(soffice) = &office {
-        std::fs::create_dir_all(lab.path("made")).unwrap();
+    let office = office_made_flow_source(&lab, &mut sources, "lo", |soffice, made| {
         let mut wb = Workbook::new();
         let note = wb.add_worksheet().set_name("说明").unwrap();
         note.write(0, 0, "日期：开票日期").unwrap();
         note.write(1, 0, "金额：含税").unwrap();
         flow_rows(wb.add_worksheet().set_name("流向").unwrap());
-        wb.save(lab.path("made/流向.xlsx")).unwrap();
-        let made = lab.path("made");
-        convert(soffice, &made.join("流向.xlsx"), "html", &made);
+        wb.save(made.join("流向.xlsx")).unwrap();
+        convert(soffice, &made.join("流向.xlsx"), "html", made);
         let page = std::fs::read_to_string(made.join("流向.html")).unwrap();
         assert!(
             page.contains("<em>说明</em>") && page.contains("<em>流向</em>"),
             "{page}"
         );
-        std::fs::create_dir_all(lab.path("in/lo")).unwrap();
-        std::fs::rename(made.join("流向.html"), lab.path("in/lo/october.xls")).unwrap();
-        sources.push(flow_source("lo", "in/lo/*.xls"));
-    } else {
-        require("LibreOffice (soffice)", false);
-    }
+        made.join("流向.html")
+    });
     let settings = lab.settings(&sources.concat());
     let summary = lab.ingest(&settings).await;
     assert_eq!(
@@ -2280,10 +2295,8 @@ async fn html_pages_named_xls_load_like_the_xlsx() {
         lab.sales("erp").await,
         vec![row("2026-10-05", "1001", "P1", 88.5)]
     );
-    if office.is_some() {
-        let mut expected = flow_expected();
-        expected.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        assert_eq!(lab.sales("lo").await, expected);
+    if office {
+        assert_eq!(lab.sales("lo").await, flow_expected_sorted());
     }
 }
 
@@ -2304,32 +2317,25 @@ async fn tab_separated_text_named_xls_loads_as_excel_opens_it() {
     assert!(!unmappable);
     lab.write("in/gbk/october.xls", &gbk);
     let mut sources = vec![flow_source("gbk", "in/gbk/*.xls")];
-    if let Some(soffice) = &soffice() {
-        std::fs::create_dir_all(lab.path("made")).unwrap();
-        flow_workbook(&lab.path("made/流向.xlsx"));
-        let made = lab.path("made");
+    let office = office_made_flow_source(&lab, &mut sources, "utf16", |soffice, made| {
+        flow_workbook(&made.join("流向.xlsx"));
         // tab, double quotes, character set 65535: UTF-16
         convert(
             soffice,
             &made.join("流向.xlsx"),
             "txt:Text - txt - csv (StarCalc):9,34,65535",
-            &made,
+            made,
         );
         let unicode = std::fs::read(made.join("流向.txt")).unwrap();
         assert!(unicode.starts_with(&[0xFF, 0xFE]), "{unicode:?}");
-        lab.write("in/utf16/october.xls", &unicode);
-        sources.push(flow_source("utf16", "in/utf16/*.xls"));
-    } else {
-        require("LibreOffice (soffice)", false);
-    }
+        made.join("流向.txt")
+    });
     let settings = lab.settings(&sources.concat());
     let summary = lab.ingest(&settings).await;
     assert_eq!(rejections(&summary), Vec::<String>::new());
-    let mut expected = flow_expected();
-    expected.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    assert_eq!(lab.sales("gbk").await, expected);
-    if sources.len() > 1 {
-        assert_eq!(lab.sales("utf16").await, expected);
+    assert_eq!(lab.sales("gbk").await, flow_expected_sorted());
+    if office {
+        assert_eq!(lab.sales("utf16").await, flow_expected_sorted());
     }
 }
 
