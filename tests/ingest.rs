@@ -2245,7 +2245,9 @@ async fn excel_2003_xml_spreadsheets_load_like_the_xlsx() {
 /// workbook, and a hand-written export in the style of Excel's "Web Page"
 /// (GB2312, the sheet named in a comment, `x:num` numbers behind formatted
 /// text, a header in two rows by `rowspan`/`colspan`, `&nbsp;` and `<br>`)
-/// loads its good row and names the bad one's cell.
+/// loads its good row and names the bad one's cell. A page saved as
+/// Excel's "Unicode" (UTF-16 after its byte order mark) is HTML too, not
+/// tab-separated text.
 #[tokio::test]
 async fn html_pages_named_xls_load_like_the_xlsx() {
     let lab = Lab::new();
@@ -2265,9 +2267,20 @@ async fn html_pages_named_xls_load_like_the_xlsx() {
     let (gbk, _, unmappable) = encoding_rs::GBK.encode(export);
     assert!(!unmappable);
     lab.write("in/erp/export.xls", &gbk);
+    // Excel's "Unicode" web page: UTF-16 after its byte order mark
+    let unicode_page =
+        "<html><head><meta http-equiv=Content-Type content=\"text/html; charset=unicode\"></head>\
+        <body><table><tr><td>日期</td><td>客户编码</td><td>产品编码</td><td>金额</td></tr>\
+        <tr><td>2026-10-07</td><td>C3</td><td>P1</td><td>-20</td></tr></table></body></html>";
+    let utf16: Vec<u8> = [0xFF, 0xFE]
+        .into_iter()
+        .chain(unicode_page.encode_utf16().flat_map(u16::to_le_bytes))
+        .collect();
+    lab.write("in/unicode/export.xls", &utf16);
     let mut sources = vec![format!(
-        "[ingest]\nmax_reject_ratio = 0.5\n{}",
+        "[ingest]\nmax_reject_ratio = 0.5\n{}{}",
         flow_source("erp", "in/erp/*.xls").replace("header_row = 3", "header_row = 4"),
+        flow_source("unicode", "in/unicode/*.xls").replace("header_row = 3", "header_row = 1"),
     )];
     let office = office_made_flow_source(&lab, &mut sources, "lo", |soffice, made| {
         let mut wb = Workbook::new();
@@ -2294,6 +2307,10 @@ async fn html_pages_named_xls_load_like_the_xlsx() {
     assert_eq!(
         lab.sales("erp").await,
         vec![row("2026-10-05", "1001", "P1", 88.5)]
+    );
+    assert_eq!(
+        lab.sales("unicode").await,
+        vec![row("2026-10-07", "C3", "P1", -20.0)]
     );
     if office {
         assert_eq!(lab.sales("lo").await, flow_expected_sorted());

@@ -82,7 +82,7 @@ pub fn sniff(path: &Path) -> Result<Format, FileError> {
             Ok(Format::Xls)
         }
         None if super::xml2003::is_xml2003(&head) => Ok(Format::Xml2003),
-        None if super::html::is_html(&head) => Ok(Format::Html),
+        None if super::html::is_html(&utf16_as_utf8(&head)) => Ok(Format::Html),
         None if is_tab_text(&head) => {
             // told from more text than the markers need
             let start = first_bytes(path, TEXT_SNIFF_BYTES).map_err(|e| refuse(e.to_string()))?;
@@ -130,6 +130,19 @@ pub fn workbook_container(head: &[u8]) -> Option<&'static str> {
         Container::Zip => "a zip container, as xlsx, xlsb and ods files are",
         Container::Ole => "an OLE compound file, as xls files are",
     })
+}
+
+/// UTF-16 text after its byte order mark as UTF-8, so that the ASCII
+/// markers of HTML are found in a page saved as Excel's "Unicode" web
+/// page; any other bytes as they are.
+fn utf16_as_utf8(head: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    match encoding_rs::Encoding::for_bom(head) {
+        Some((encoding, _)) if encoding != encoding_rs::UTF_8 => {
+            let (text, _) = encoding.decode_with_bom_removal(head);
+            std::borrow::Cow::Owned(text.into_owned().into_bytes())
+        }
+        _ => std::borrow::Cow::Borrowed(head),
+    }
 }
 
 /// Whether the first bytes of a file are tab-separated text: UTF-16 after
