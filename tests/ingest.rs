@@ -4145,6 +4145,20 @@ fn a_kill_in_the_middle_of_a_file_leaves_nothing_of_it() {
         assert_eq!(count("SELECT COUNT(*) FROM customers").await, 4);
         pool.close().await;
     });
+    let statuses = || {
+        rt.block_on(async {
+            let pool = lab.warehouse().await;
+            let rows = sqlx::query("SELECT status FROM runs ORDER BY run_id")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            rows.iter()
+                .map(|r| r.get::<String, _>(0))
+                .collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(statuses(), ["running"]);
     let status = run().wait().unwrap();
     assert_eq!(status.code(), Some(0));
     rt.block_on(async {
@@ -4157,6 +4171,8 @@ fn a_kill_in_the_middle_of_a_file_leaves_nothing_of_it() {
         assert_eq!(n, ROWS as i64);
         pool.close().await;
     });
+    // the killed run no longer reads as one still going
+    assert_eq!(statuses(), ["interrupted", "success"]);
 }
 
 // ---------------------------------------------------------------- coercion

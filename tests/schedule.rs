@@ -152,6 +152,129 @@ steps = ["compute"]
     assert_eq!(locks, 0);
 }
 
+/// A nightly run killed in the middle (the machine went down at night)
+/// leaves its run recorded as running. `serve`, started again, catches
+/// that night up instead of taking the dead run for done, and the dead
+/// run is marked `interrupted`. The run is killed for real: it waits for
+/// its turn to ingest, held by this test, after recording its start.
+#[test]
+fn serve_catches_up_a_night_whose_run_was_killed() {
+    let lab = Lab::new();
+    lab.write(
+        "in/sales.csv",
+        "日期,客户编码,产品编码,金额\n2026-10-01,C1,P1,10\n".as_bytes(),
+    );
+    let cron = "0 30 2 * * *";
+    let settings = lab.settings(&format!(
+        r#"
+timezone = "Asia/Shanghai"
+[[sources]]
+name = "flow"
+dataset = "sales"
+kind = "csv"
+path = "in/sales.csv"
+columns = {{ invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", amount = "金额" }}
+[[jobs]]
+name = "nightly"
+cron = "{cron}"
+steps = ["ingest", "compute"]
+catch_up = true
+"#
+    ));
+    let tz = chrono_tz::Asia::Shanghai;
+    let missed = salesbatch::schedule::previous_fire(cron, tz, chrono::Utc::now()).unwrap();
+    let as_of = salesbatch::schedule::as_of_for(missed, tz).to_string();
+    let run = |as_of: &str| {
+        bin()
+            .arg("--config")
+            .arg(&settings.path)
+            .args(["run", "nightly", "--as-of", as_of])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // a night before, to create the warehouse
+    let earlier = (salesbatch::schedule::as_of_for(missed, tz) - chrono::Days::new(1)).to_string();
+    assert_eq!(run(&earlier).wait().unwrap().code(), Some(0));
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sql = |statement: &'static str| {
+        rt.block_on(async {
+            let pool = lab.warehouse().await;
+            sqlx::query(statement).execute(&pool).await.unwrap();
+            pool.close().await;
+        });
+    };
+    let statuses = || {
+        rt.block_on(async {
+            let pool = lab.warehouse().await;
+            let rows = sqlx::query("SELECT as_of, status FROM runs ORDER BY run_id")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            rows.iter()
+                .map(|r| (r.get::<String, _>(0), r.get::<String, _>(1)))
+                .collect::<Vec<_>>()
+        })
+    };
+    // this process holds the ingest turn, as a live run would
+    let holder = format!("{}:test", salesbatch::jobs::this_process());
+    rt.block_on(async {
+        let pool = lab.warehouse().await;
+        sqlx::query("INSERT INTO job_locks (job, holder, acquired_at) VALUES ('(ingest)', ?, '2026-01-01T00:00:00Z')")
+            .bind(&holder)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    });
+    let mut killed = run(&as_of);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while statuses().len() < 2 {
+        assert!(Instant::now() < deadline, "the run did not start");
+        assert!(killed.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    sql("DELETE FROM job_locks WHERE job = '(ingest)'");
+    assert_eq!(
+        statuses(),
+        [
+            (earlier.clone(), "success".to_string()),
+            (as_of.clone(), "running".to_string())
+        ]
+    );
+
+    let (log, mut child) = start_serve(&lab, &settings);
+    wait_for_log(&log, "run finished", 1, &mut child);
+    stops_on_sigterm(&mut child);
+    assert_eq!(
+        statuses(),
+        [
+            (earlier, "success".to_string()),
+            (as_of.clone(), "interrupted".to_string()),
+            (as_of, "success".to_string())
+        ]
+    );
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("catching up a missed fire"), "{log}");
+    assert!(
+        log.contains("earlier runs of this job stopped before they finished"),
+        "{log}"
+    );
+    let history = bin()
+        .arg("--config")
+        .arg(&settings.path)
+        .arg("history")
+        .output()
+        .unwrap();
+    let history = String::from_utf8_lossy(&history.stdout);
+    assert_eq!(history.matches("interrupted").count(), 1, "{history}");
+}
+
 /// Waits until `log` holds `needle` `times` times, with `child` alive.
 fn wait_for_log(
     log: &std::path::Path,

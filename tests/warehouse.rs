@@ -646,6 +646,46 @@ on_both_warehouses!(
     postgres_each_jobs_latest_computed_run_of_a_date
 );
 
+/// Both backends: marking a job's unfinished runs `interrupted` touches
+/// that job's runs still recorded as running, and no finished run nor
+/// another job's.
+async fn unfinished_runs_of_a_job_are_marked_interrupted(lab: &Lab, wh: &Wh<'_>) {
+    let settings = lab.settings("");
+    let store = Lab::store(&settings, wh).await;
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+    let dead = store.start_run("nightly", day, "{}").await.unwrap();
+    let finished = store.start_run("nightly", day, "{}").await.unwrap();
+    store
+        .finish_run(finished, "degraded", "{}", None)
+        .await
+        .unwrap();
+    let other_job = store.start_run("monthly", day, "{}").await.unwrap();
+    assert_eq!(store.interrupt_runs("nightly").await.unwrap(), 1);
+    assert_eq!(store.interrupt_runs("nightly").await.unwrap(), 0);
+    let mut runs: Vec<(i64, String)> = store
+        .runs(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.run_id, r.status))
+        .collect();
+    runs.sort();
+    assert_eq!(
+        runs,
+        [
+            (dead, "interrupted".to_string()),
+            (finished, "degraded".to_string()),
+            (other_job, "running".to_string())
+        ]
+    );
+}
+
+on_both_warehouses!(
+    unfinished_runs_of_a_job_are_marked_interrupted,
+    sqlite_unfinished_runs_of_a_job_are_marked_interrupted,
+    postgres_unfinished_runs_of_a_job_are_marked_interrupted
+);
+
 /// Both backends: pruning keeps the snapshots an export or a comparison
 /// can still read: a run's own, whatever its date, and the latest of each
 /// other job and date not before the cutoff; it removes the superseded runs

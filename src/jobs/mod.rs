@@ -164,6 +164,20 @@ pub async fn run_locked_with_heartbeat(
     let heartbeat = store
         .detached()
         .map(|owned| LockHeartbeat::start(owned, &job.name, &holder, heartbeat_every));
+    match store.interrupt_runs(&job.name).await {
+        Ok(0) => {}
+        Ok(runs) => {
+            tracing::warn!(
+                job = %job.name,
+                runs,
+                "earlier runs of this job stopped before they finished (killed, or their machine stopped); `history` shows them as interrupted"
+            );
+        }
+        // the run itself need not fail for a label on earlier ones
+        Err(e) => {
+            tracing::warn!(job = %job.name, error = %e, "cannot mark earlier unfinished runs as interrupted");
+        }
+    }
     // boxed to keep the nesting of futures shallow (see main.rs)
     let result = Box::pin(run_job(settings, store, job, as_of, opts)).await;
     // stopped before the lock goes: a refresh after the unlock finds no row

@@ -240,8 +240,10 @@ fn offset_now(tz: chrono_tz::Tz) -> i32 {
         .local_minus_utc()
 }
 
-/// Runs, at start, each `catch_up` job whose latest fire has no run for its
-/// as-of date in the warehouse (the daemon was down at that time).
+/// Runs, at start, each `catch_up` job whose latest fire has no finished
+/// run for its as-of date in the warehouse (the daemon was down at that
+/// time, or stopped in the middle of the run): one that failed or was
+/// interrupted is run again.
 async fn catch_up(settings: &Arc<Settings>, running: &Running) -> anyhow::Result<()> {
     let store = crate::cli::open_store(settings).await?;
     let runs = store.runs(500).await?;
@@ -250,9 +252,15 @@ async fn catch_up(settings: &Arc<Settings>, running: &Running) -> anyhow::Result
             continue;
         };
         let as_of = as_of_for(at, settings.tz);
-        let done = runs
-            .iter()
-            .any(|r| r.job == job.name && r.as_of == as_of && r.status != "failed");
+        // a run still recorded as running either goes on elsewhere, and
+        // the job's lock then keeps the catch-up from starting, or its
+        // process died with it (the machine went down mid-run), and only
+        // a catch-up makes that night's reports
+        let done = runs.iter().any(|r| {
+            r.job == job.name
+                && r.as_of == as_of
+                && matches!(r.status.as_str(), "success" | "degraded")
+        });
         if !done {
             info!(job = %job.name, missed = %at, %as_of, "catching up a missed fire");
             let claim = format!("{} catch-up", fire_name(at, settings.tz));

@@ -255,6 +255,13 @@ pub trait Store: Send + Sync {
         counts: &str,
         error: Option<&str>,
     ) -> Result<()>;
+    /// Marks the runs of `job` still recorded as running `interrupted`,
+    /// returning how many. Called by a run that has just taken the job's
+    /// lock: no other run of the job can be going then, so their processes
+    /// stopped before they finished (killed, or their machine stopped),
+    /// and a run left `running` would stand for the date forever (`serve`
+    /// would not catch it up).
+    async fn interrupt_runs(&self, job: &str) -> Result<u64>;
     async fn runs(&self, limit: i64) -> Result<Vec<RunRow>>;
     /// Each job's latest run for `as_of` that saved a snapshot, newest
     /// first: jobs of different periods (`mtd`, `previous_month`) may
@@ -460,6 +467,10 @@ pub fn now() -> String {
 /// clocks go back); the rest is for an operator asking which instance took
 /// a recent fire.
 pub const KEEP_FIRE_CLAIMS_DAYS: i64 = 90;
+
+/// The error an `interrupted` run is stored with (`Store::interrupt_runs`).
+pub const RUN_INTERRUPTED: &str =
+    "the run stopped before it finished: its process was killed or its machine stopped";
 
 /// Claims made before this are pruned when a job claims its next fire.
 pub fn fire_claims_cutoff() -> String {

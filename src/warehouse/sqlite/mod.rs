@@ -208,6 +208,17 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn interrupt_runs(&self, job: &str) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE runs SET status = 'interrupted', error = ? WHERE job = ? AND status = 'running'",
+        )
+        .bind(super::RUN_INTERRUPTED)
+        .bind(job)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn runs(&self, limit: i64) -> Result<Vec<RunRow>> {
         let rows = sqlx::query(select_runs!("ORDER BY run_id DESC LIMIT ?"))
             .bind(limit)
