@@ -197,6 +197,17 @@ impl Lab {
         .unwrap()
     }
 
+    /// (as_of, status) of every run, in the order they started.
+    pub async fn runs(&self) -> Vec<(String, String)> {
+        let pool = self.warehouse().await;
+        let rows = sqlx::query("SELECT as_of, status FROM runs ORDER BY run_id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+    }
+
     /// (invoice_date, customer_id, product_id, amount) of one source, sorted.
     pub async fn sales(&self, source: &str) -> Vec<(String, String, String, f64)> {
         let pool = self.warehouse().await;
@@ -4145,18 +4156,9 @@ fn a_kill_in_the_middle_of_a_file_leaves_nothing_of_it() {
         assert_eq!(count("SELECT COUNT(*) FROM customers").await, 4);
         pool.close().await;
     });
-    let statuses = || {
-        rt.block_on(async {
-            let pool = lab.warehouse().await;
-            let rows = sqlx::query("SELECT status FROM runs ORDER BY run_id")
-                .fetch_all(&pool)
-                .await
-                .unwrap();
-            pool.close().await;
-            rows.iter()
-                .map(|r| r.get::<String, _>(0))
-                .collect::<Vec<_>>()
-        })
+    let statuses = || -> Vec<String> {
+        let runs = rt.block_on(lab.runs());
+        runs.into_iter().map(|(_, status)| status).collect()
     };
     assert_eq!(statuses(), ["running"]);
     let status = run().wait().unwrap();

@@ -10,6 +10,14 @@ use sqlx::Row;
 use crate::cli::bin;
 use crate::ingest::Lab;
 
+/// The one source of the daemon tests: `in/sales.csv`.
+const FLOW_SOURCE: &str = r#"[[sources]]
+name = "flow"
+dataset = "sales"
+kind = "csv"
+path = "in/sales.csv"
+columns = { invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", amount = "金额" }"#;
+
 /// Starts `serve` on the lab's config, logging at INFO to `serve.log`.
 fn start_serve(
     lab: &Lab,
@@ -54,12 +62,7 @@ host = "127.0.0.1"
 port = {smtp_port}
 security = "none"
 from = "销售报表 <reports@example.com>"
-[[sources]]
-name = "flow"
-dataset = "sales"
-kind = "csv"
-path = "in/sales.csv"
-columns = {{ invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", amount = "金额" }}
+{FLOW_SOURCE}
 [[jobs]]
 name = "mail"
 cron = "0 0 6 1 1 *"
@@ -168,12 +171,7 @@ fn serve_catches_up_a_night_whose_run_was_killed() {
     let settings = lab.settings(&format!(
         r#"
 timezone = "Asia/Shanghai"
-[[sources]]
-name = "flow"
-dataset = "sales"
-kind = "csv"
-path = "in/sales.csv"
-columns = {{ invoice_date = "日期", customer_id = "客户编码", product_id = "产品编码", amount = "金额" }}
+{FLOW_SOURCE}
 [[jobs]]
 name = "nightly"
 cron = "{cron}"
@@ -206,19 +204,7 @@ catch_up = true
             pool.close().await;
         });
     };
-    let statuses = || {
-        rt.block_on(async {
-            let pool = lab.warehouse().await;
-            let rows = sqlx::query("SELECT as_of, status FROM runs ORDER BY run_id")
-                .fetch_all(&pool)
-                .await
-                .unwrap();
-            pool.close().await;
-            rows.iter()
-                .map(|r| (r.get::<String, _>(0), r.get::<String, _>(1)))
-                .collect::<Vec<_>>()
-        })
-    };
+    let statuses = || rt.block_on(lab.runs());
     // this process holds the ingest turn, as a live run would
     let holder = format!("{}:test", salesbatch::jobs::this_process());
     rt.block_on(async {
