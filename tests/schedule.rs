@@ -155,21 +155,29 @@ steps = ["compute"]
     assert_eq!(locks, 0);
 }
 
-/// A nightly run killed in the middle (the machine went down at night)
-/// leaves its run recorded as running. `serve`, started again, catches
-/// that night up instead of taking the dead run for done, and the dead
-/// run is marked `interrupted`. The run is killed for real: it waits for
-/// its turn to ingest, held by this test, after recording its start.
-#[test]
-fn serve_catches_up_a_night_whose_run_was_killed() {
-    let lab = Lab::new();
-    lab.write(
-        "in/sales.csv",
-        "日期,客户编码,产品编码,金额\n2026-10-01,C1,P1,10\n".as_bytes(),
-    );
-    let cron = "0 30 2 * * *";
-    let settings = lab.settings(&format!(
-        r#"
+/// A lab whose `nightly` job (catch-up on) ran the night before its
+/// latest fire, and whose runs can be made to stop in the middle: this
+/// test process holds the turn to ingest, as a live run would, and a run
+/// that records its start then waits for it until killed.
+struct NightLab {
+    lab: Lab,
+    settings: salesbatch::config::Settings,
+    rt: tokio::runtime::Runtime,
+    /// the night before the missed one, and the missed one
+    earlier: String,
+    as_of: String,
+}
+
+impl NightLab {
+    fn new() -> Self {
+        let lab = Lab::new();
+        lab.write(
+            "in/sales.csv",
+            "日期,客户编码,产品编码,金额\n2026-10-01,C1,P1,10\n".as_bytes(),
+        );
+        let cron = "0 30 2 * * *";
+        let settings = lab.settings(&format!(
+            r#"
 timezone = "Asia/Shanghai"
 {FLOW_SOURCE}
 [[jobs]]
@@ -178,73 +186,112 @@ cron = "{cron}"
 steps = ["ingest", "compute"]
 catch_up = true
 "#
-    ));
-    let tz = chrono_tz::Asia::Shanghai;
-    let missed = salesbatch::schedule::previous_fire(cron, tz, chrono::Utc::now()).unwrap();
-    let as_of = salesbatch::schedule::as_of_for(missed, tz).to_string();
-    let run = |as_of: &str| {
+        ));
+        let tz = chrono_tz::Asia::Shanghai;
+        let missed = salesbatch::schedule::previous_fire(cron, tz, chrono::Utc::now()).unwrap();
+        let night = salesbatch::schedule::as_of_for(missed, tz);
+        let this = Self {
+            lab,
+            settings,
+            rt: tokio::runtime::Runtime::new().unwrap(),
+            earlier: (night - chrono::Days::new(1)).to_string(),
+            as_of: night.to_string(),
+        };
+        // creates the warehouse
+        assert_eq!(this.run(&this.earlier).wait().unwrap().code(), Some(0));
+        this
+    }
+
+    fn run(&self, as_of: &str) -> std::process::Child {
         bin()
             .arg("--config")
-            .arg(&settings.path)
+            .arg(&self.settings.path)
             .args(["run", "nightly", "--as-of", as_of])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap()
-    };
-    // a night before, to create the warehouse
-    let earlier = (salesbatch::schedule::as_of_for(missed, tz) - chrono::Days::new(1)).to_string();
-    assert_eq!(run(&earlier).wait().unwrap().code(), Some(0));
+    }
 
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let sql = |statement: &'static str| {
-        rt.block_on(async {
-            let pool = lab.warehouse().await;
-            sqlx::query(statement).execute(&pool).await.unwrap();
+    /// (as_of, status) of every run, in the order they started.
+    fn runs(&self) -> Vec<(String, String)> {
+        self.rt.block_on(self.lab.runs())
+    }
+
+    /// Takes the turn to ingest (`true`) for this process, or gives it back.
+    fn hold_ingest_turn(&self, hold: bool) {
+        let holder = format!("{}:test", salesbatch::jobs::this_process());
+        self.rt.block_on(async {
+            let pool = self.lab.warehouse().await;
+            let statement = if hold {
+                "INSERT INTO job_locks (job, holder, acquired_at) VALUES ('(ingest)', ?, '2026-01-01T00:00:00Z')"
+            } else {
+                "DELETE FROM job_locks WHERE job = '(ingest)' AND holder = ?"
+            };
+            sqlx::query(statement)
+                .bind(&holder)
+                .execute(&pool)
+                .await
+                .unwrap();
             pool.close().await;
         });
-    };
-    let statuses = || rt.block_on(lab.runs());
-    // this process holds the ingest turn, as a live run would
-    let holder = format!("{}:test", salesbatch::jobs::this_process());
-    rt.block_on(async {
-        let pool = lab.warehouse().await;
-        sqlx::query("INSERT INTO job_locks (job, holder, acquired_at) VALUES ('(ingest)', ?, '2026-01-01T00:00:00Z')")
-            .bind(&holder)
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-    });
-    let mut killed = run(&as_of);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while statuses().len() < 2 {
-        assert!(Instant::now() < deadline, "the run did not start");
-        assert!(killed.try_wait().unwrap().is_none(), "the run ended early");
-        std::thread::sleep(Duration::from_millis(50));
     }
-    killed.kill().unwrap();
-    killed.wait().unwrap();
-    sql("DELETE FROM job_locks WHERE job = '(ingest)'");
-    assert_eq!(
-        statuses(),
-        [
-            (earlier.clone(), "success".to_string()),
-            (as_of.clone(), "running".to_string())
-        ]
-    );
 
-    let (log, mut child) = start_serve(&lab, &settings);
+    /// Waits until the missed night's run has started, with `process`
+    /// (running it) alive.
+    fn wait_run_started(&self, process: &mut std::process::Child) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.runs().len() < 2 {
+            assert!(Instant::now() < deadline, "the run did not start");
+            assert!(process.try_wait().unwrap().is_none(), "the run ended early");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills `process`, running the missed night, and checks its run is
+    /// left recorded as running.
+    fn kill_mid_run(&self, process: &mut std::process::Child) {
+        process.kill().unwrap();
+        process.wait().unwrap();
+        assert_eq!(
+            self.runs(),
+            [
+                (self.earlier.clone(), "success".to_string()),
+                (self.as_of.clone(), "running".to_string())
+            ]
+        );
+    }
+
+    /// The runs once the killed one was run again.
+    fn assert_run_again(&self) {
+        assert_eq!(
+            self.runs(),
+            [
+                (self.earlier.clone(), "success".to_string()),
+                (self.as_of.clone(), "interrupted".to_string()),
+                (self.as_of.clone(), "success".to_string())
+            ]
+        );
+    }
+}
+
+/// A nightly run killed in the middle (the machine went down at night)
+/// leaves its run recorded as running. `serve`, started again, catches
+/// that night up instead of taking the dead run for done, and the dead
+/// run is marked `interrupted`.
+#[test]
+fn serve_catches_up_a_night_whose_run_was_killed() {
+    let night = NightLab::new();
+    night.hold_ingest_turn(true);
+    let mut killed = night.run(&night.as_of);
+    night.wait_run_started(&mut killed);
+    night.kill_mid_run(&mut killed);
+    night.hold_ingest_turn(false);
+
+    let (log, mut child) = start_serve(&night.lab, &night.settings);
     wait_for_log(&log, "run finished", 1, &mut child);
     stops_on_sigterm(&mut child);
-    assert_eq!(
-        statuses(),
-        [
-            (earlier, "success".to_string()),
-            (as_of.clone(), "interrupted".to_string()),
-            (as_of, "success".to_string())
-        ]
-    );
+    night.assert_run_again();
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(log.contains("catching up a missed fire"), "{log}");
     assert!(
@@ -253,12 +300,48 @@ catch_up = true
     );
     let history = bin()
         .arg("--config")
-        .arg(&settings.path)
+        .arg(&night.settings.path)
         .arg("history")
         .output()
         .unwrap();
     let history = String::from_utf8_lossy(&history.stdout);
     assert_eq!(history.matches("interrupted").count(), 1, "{history}");
+}
+
+/// Two instances: the one running the night's catch-up dies with its run
+/// (its machine went down) while the other goes on. The other runs the
+/// night again at its next minute's check, rather than leaving it without
+/// reports until an instance starts again.
+#[test]
+fn an_instance_runs_again_a_night_whose_run_died_on_another() {
+    let night = NightLab::new();
+    night.hold_ingest_turn(true);
+    let (_, mut first) = start_serve_logging_to(&night.lab, &night.settings, "serve-1.log");
+    night.wait_run_started(&mut first);
+    let (log, mut second) = start_serve(&night.lab, &night.settings);
+    // its own catch-up leaves the night to the first
+    wait_for_log(
+        &log,
+        "this fire was taken by another instance",
+        1,
+        &mut second,
+    );
+    night.kill_mid_run(&mut first);
+    night.hold_ingest_turn(false);
+    wait_for_log_within(
+        &log,
+        "run finished",
+        1,
+        &mut second,
+        Duration::from_secs(90),
+    );
+    stops_on_sigterm(&mut second);
+    night.assert_run_again();
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log.contains("a run of the latest fire stopped before it finished (its process died); running the date again"),
+        "{log}"
+    );
 }
 
 /// Waits until `log` holds `needle` `times` times, with `child` alive.
@@ -268,7 +351,18 @@ fn wait_for_log(
     times: usize,
     child: &mut std::process::Child,
 ) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    wait_for_log_within(log, needle, times, child, Duration::from_secs(30));
+}
+
+/// `wait_for_log` for at most `limit`.
+fn wait_for_log_within(
+    log: &std::path::Path,
+    needle: &str,
+    times: usize,
+    child: &mut std::process::Child,
+    limit: Duration,
+) {
+    let deadline = Instant::now() + limit;
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         if text.matches(needle).count() >= times {

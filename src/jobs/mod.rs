@@ -141,6 +141,38 @@ pub async fn run_locked(
     run_locked_with_heartbeat(settings, store, job, as_of, opts, LOCK_HEARTBEAT).await
 }
 
+/// Raised by `run_locked_if` when, the lock taken, the run was found no
+/// longer needed.
+#[derive(Debug, thiserror::Error)]
+#[error("job `{job}` has nothing to run: another run did it first")]
+pub struct NotNeeded {
+    pub job: String,
+}
+
+/// `run_locked`, where `still_needed`, asked once the job's lock is taken,
+/// decides whether the run goes ahead (`NotNeeded` when not): what it reads
+/// of the job's runs cannot change under it then, as no other run of the
+/// job can start or be going.
+pub async fn run_locked_if(
+    settings: &Settings,
+    store: &dyn Store,
+    job: &JobConfig,
+    as_of: NaiveDate,
+    still_needed: impl AsyncFnOnce() -> anyhow::Result<bool>,
+) -> anyhow::Result<RunOutcome> {
+    let opts = RunOptions::default();
+    locked(
+        settings,
+        store,
+        job,
+        as_of,
+        &opts,
+        LOCK_HEARTBEAT,
+        still_needed,
+    )
+    .await
+}
+
 /// `run_locked` with the heartbeat period given (tests use a short one).
 pub async fn run_locked_with_heartbeat(
     settings: &Settings,
@@ -150,12 +182,44 @@ pub async fn run_locked_with_heartbeat(
     opts: &RunOptions,
     heartbeat_every: std::time::Duration,
 ) -> anyhow::Result<RunOutcome> {
+    locked(
+        settings,
+        store,
+        job,
+        as_of,
+        opts,
+        heartbeat_every,
+        async || Ok(true),
+    )
+    .await
+}
+
+async fn locked(
+    settings: &Settings,
+    store: &dyn Store,
+    job: &JobConfig,
+    as_of: NaiveDate,
+    opts: &RunOptions,
+    heartbeat_every: std::time::Duration,
+    still_needed: impl AsyncFnOnce() -> anyhow::Result<bool>,
+) -> anyhow::Result<RunOutcome> {
     if opts.dry_run {
         return run_job(settings, store, job, as_of, opts).await;
     }
     let holder = new_holder();
     if try_acquire(store, &job.name, &holder).await?.is_some() {
         return Err(JobLocked {
+            job: job.name.clone(),
+        }
+        .into());
+    }
+    let needed = still_needed().await;
+    if !matches!(needed, Ok(true)) {
+        if let Err(e) = store.unlock(&job.name, &holder).await {
+            tracing::warn!(job = %job.name, error = %e, "cannot release the job lock; it expires on its own");
+        }
+        needed?;
+        return Err(NotNeeded {
             job: job.name.clone(),
         }
         .into());

@@ -246,7 +246,7 @@ fn offset_now(tz: chrono_tz::Tz) -> i32 {
 /// interrupted is run again.
 async fn catch_up(settings: &Arc<Settings>, running: &Running) -> anyhow::Result<()> {
     let store = crate::cli::open_store(settings).await?;
-    let runs = store.runs(500).await?;
+    let runs = store.runs(RUNS_LOOKED_AT).await?;
     for job in settings.config.jobs.iter().filter(|j| j.catch_up) {
         let Some(at) = previous_fire(&job.cron, settings.tz, Utc::now()) else {
             continue;
@@ -275,6 +275,80 @@ async fn catch_up(settings: &Arc<Settings>, running: &Running) -> anyhow::Result
     }
     Ok(())
 }
+
+/// The run of `job`'s fire for `as_of` to run again because its process
+/// died: the latest run of that date, when it is still recorded as
+/// running or was marked interrupted and no run of the date finished
+/// (`runs` newest first, as `Store::runs` gives them). A run that failed
+/// is left to the operator, as its error says why.
+fn dead_run(runs: &[crate::warehouse::RunRow], job: &str, as_of: NaiveDate) -> Option<i64> {
+    let mut of_date = runs.iter().filter(|r| r.job == job && r.as_of == as_of);
+    let latest = of_date.next()?;
+    let dead = matches!(latest.status.as_str(), "running" | "interrupted");
+    let finished =
+        |r: &crate::warehouse::RunRow| matches!(r.status.as_str(), "success" | "degraded");
+    (dead && !of_date.any(finished)).then_some(latest.run_id)
+}
+
+/// Runs again, once, each `catch_up` job's latest fire whose run died with
+/// its process (`dead_run`) while this instance goes on: with several
+/// instances, the one whose run died (its machine went down) may not come
+/// back soon, and the catch-up at start alone would leave the night
+/// without reports. Looked at every minute. The job's lock is taken
+/// first, so a run still going (here or elsewhere) keeps it out, and the
+/// runs are read again under it, so that two instances finding the same
+/// dead run run the date once.
+async fn recover(settings: Arc<Settings>, running: Running) {
+    if !settings.config.jobs.iter().any(|j| j.catch_up) {
+        return;
+    }
+    let _guard = running.enter();
+    let store = match crate::cli::open_store(&settings).await {
+        Ok(st) => st,
+        Err(e) => {
+            warn!(error = %crate::cli::error_chain(e.as_ref()), "cannot open the warehouse to look for runs that died");
+            return;
+        }
+    };
+    let runs = match store.runs(RUNS_LOOKED_AT).await {
+        Ok(runs) => runs,
+        Err(e) => {
+            warn!(error = %e, "cannot read the runs to look for ones that died");
+            return;
+        }
+    };
+    for job in settings.config.jobs.iter().filter(|j| j.catch_up) {
+        let Some(at) = previous_fire(&job.cron, settings.tz, Utc::now()) else {
+            continue;
+        };
+        let as_of = as_of_for(at, settings.tz);
+        let Some(dead) = dead_run(&runs, &job.name, as_of) else {
+            continue;
+        };
+        let still_dead = async || {
+            let runs = store.runs(RUNS_LOOKED_AT).await?;
+            let still = dead_run(&runs, &job.name, as_of) == Some(dead);
+            if still {
+                info!(job = %job.name, run_id = dead, %as_of, "a run of the latest fire stopped before it finished (its process died); running the date again");
+            }
+            Ok(still)
+        };
+        match jobs::run_locked_if(&settings, store.as_ref(), job, as_of, still_dead).await {
+            Ok(_) => {}
+            // going on, or already run again by another instance
+            Err(e) if e.is::<jobs::JobLocked>() || e.is::<jobs::NotNeeded>() => {}
+            Err(e) => {
+                error!(job = %job.name, error = %crate::cli::error_chain(e.as_ref()), "job failed");
+            }
+        }
+    }
+}
+
+/// How often `serve` looks for a changed UTC offset and for runs that died.
+const CHECK_EVERY: Duration = Duration::from_secs(60);
+
+/// How many of the latest runs catch-up and recovery look at for a fire's.
+const RUNS_LOOKED_AT: i64 = 500;
 
 /// SIGHUP, the service manager's "reload". Elsewhere than on Unix there is
 /// none: the config is read at start only.
@@ -395,7 +469,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     catch_up(&settings, &running).await?;
 
     let mut offset = offset_now(settings.tz);
-    let mut check = tokio::time::interval(Duration::from_secs(60));
+    // not at once: `catch_up` has just started what is missing
+    let mut check =
+        tokio::time::interval_at(tokio::time::Instant::now() + CHECK_EVERY, CHECK_EVERY);
     let stop = stop_signal();
     tokio::pin!(stop);
     loop {
@@ -411,6 +487,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
                 }
             }
             _ = check.tick() => {
+                tokio::spawn(recover(settings.clone(), running.clone()));
                 let now = offset_now(settings.tz);
                 if now != offset {
                     info!(from = offset, to = now, "UTC offset changed (DST); rescheduling jobs");
@@ -443,6 +520,55 @@ mod tests {
         chrono::DateTime::parse_from_rfc3339(s)
             .unwrap()
             .with_timezone(&Utc)
+    }
+
+    /// Runs of `(run_id, job, status)` for 2026-11-30, newest first.
+    fn runs_of(rows: &[(i64, &str, &str)]) -> Vec<crate::warehouse::RunRow> {
+        rows.iter()
+            .map(|&(run_id, job, status)| crate::warehouse::RunRow {
+                run_id,
+                job: job.into(),
+                as_of: NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
+                started_at: String::new(),
+                finished_at: None,
+                status: status.into(),
+                counts: "{}".into(),
+                rules: "{}".into(),
+                quality_run: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_dead_run_is_the_latest_of_its_date_left_running_or_interrupted() {
+        let day = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+        let dead = |rows: &[(i64, &str, &str)]| dead_run(&runs_of(rows), "nightly", day);
+        assert_eq!(dead(&[(3, "nightly", "running")]), Some(3));
+        assert_eq!(
+            dead(&[(4, "monthly", "success"), (3, "nightly", "interrupted")]),
+            Some(3)
+        );
+        assert_eq!(
+            dead(&[(3, "nightly", "running"), (2, "nightly", "failed")]),
+            Some(3)
+        );
+        // a failed run is the operator's; a finished one makes the date done
+        assert_eq!(
+            dead(&[(3, "nightly", "failed"), (2, "nightly", "running")]),
+            None
+        );
+        assert_eq!(
+            dead(&[(3, "nightly", "running"), (2, "nightly", "degraded")]),
+            None
+        );
+        assert_eq!(dead(&[(3, "nightly", "success")]), None);
+        assert_eq!(dead(&[(3, "monthly", "running")]), None);
+        assert_eq!(dead(&[]), None);
+        let other_day = NaiveDate::from_ymd_opt(2026, 11, 29).unwrap();
+        assert_eq!(
+            dead_run(&runs_of(&[(3, "nightly", "running")]), "nightly", other_day),
+            None
+        );
     }
 
     #[test]
