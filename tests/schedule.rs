@@ -218,6 +218,24 @@ catch_up = true
         self.rt.block_on(self.lab.runs())
     }
 
+    /// The status of each run as `history --json` shows it, newest first.
+    fn history(&self) -> Vec<String> {
+        let out = bin()
+            .arg("--config")
+            .arg(&self.settings.path)
+            .args(["history", "--json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let run: serde_json::Value = serde_json::from_str(l).unwrap();
+                run["status"].as_str().unwrap().to_string()
+            })
+            .collect()
+    }
+
     /// Takes the turn to ingest (`true`) for this process, or gives it back.
     fn hold_ingest_turn(&self, hold: bool) {
         let holder = format!("{}:test", salesbatch::jobs::this_process());
@@ -285,7 +303,10 @@ fn serve_catches_up_a_night_whose_run_was_killed() {
     night.hold_ingest_turn(true);
     let mut killed = night.run(&night.as_of);
     night.wait_run_started(&mut killed);
+    assert_eq!(night.history(), ["running", "success"]);
     night.kill_mid_run(&mut killed);
+    // recorded as running, but its lock has no live holder
+    assert_eq!(night.history(), ["interrupted", "success"]);
     night.hold_ingest_turn(false);
 
     let (log, mut child) = start_serve(&night.lab, &night.settings);

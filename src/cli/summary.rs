@@ -92,6 +92,27 @@ pub(super) fn without_workbooks(count: u64) -> String {
     }
 }
 
+/// `runs` (newest first) with those recorded as running whose process is
+/// gone shown `interrupted`, as the job's next run will mark them: a run
+/// of a job is going only while it is the job's latest and the job's lock
+/// is held (`jobs::may_be_running`). Otherwise a run killed at night read
+/// as still going until the job ran again, and the operator waited on it.
+async fn dead_runs_interrupted(
+    store: &dyn warehouse::Store,
+    mut runs: Vec<warehouse::RunRow>,
+) -> anyhow::Result<Vec<warehouse::RunRow>> {
+    let mut seen = std::collections::HashSet::new();
+    for r in &mut runs {
+        let latest_of_job = seen.insert(r.job.clone());
+        if r.status == "running"
+            && !(latest_of_job && crate::jobs::may_be_running(store, &r.job).await?)
+        {
+            r.status = "interrupted".into();
+        }
+    }
+    Ok(runs)
+}
+
 /// `history`: past runs, newest first, as a table or one JSON object a run.
 pub(super) async fn history(
     settings: &Settings,
@@ -99,14 +120,15 @@ pub(super) async fn history(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let store = open_store(settings).await?;
+    let runs = dead_runs_interrupted(store.as_ref(), store.runs(limit).await?).await?;
     if json {
-        for r in store.runs(limit).await? {
+        for r in runs {
             outln!("{}", history_json(&r));
         }
         return Ok(ExitCode::Success);
     }
     outln!(
-        "{:>6}  {} {:<10}  {:<25}  {:>8}  {:<9}  {:>7}  counts",
+        "{:>6}  {} {:<10}  {:<25}  {:>8}  {:<11}  {:>7}  counts",
         "run",
         padded("job", 12),
         "as_of",
@@ -115,7 +137,7 @@ pub(super) async fn history(
         "status",
         "quality"
     );
-    for r in store.runs(limit).await? {
+    for r in runs {
         // in `timezone`, as cron, as-of and the reports' "开始于" are:
         // a 02:30 run in Shanghai is not shown as 18:30 the day before
         let started =
@@ -132,7 +154,7 @@ pub(super) async fn history(
         // which run's rejections and notes its reports showed
         let quality = r.quality_run.map_or(String::new(), |q| format!("#{q}"));
         outln!(
-            "{:>6}  {} {:<10}  {:<25}  {:>8}  {:<9}  {:>7}  {}",
+            "{:>6}  {} {:<10}  {:<25}  {:>8}  {:<11}  {:>7}  {}",
             r.run_id,
             padded(&r.job, 12),
             r.as_of,

@@ -252,6 +252,17 @@ async fn locked(
     result
 }
 
+/// Whether a run of `job` may be going now: its lock is held by a
+/// process alive on this host, or by one on another host sharing the
+/// warehouse (where only the lock's age could tell, once a run takes it
+/// over). A run recorded as running without it died with its process.
+pub async fn may_be_running(store: &dyn Store, job: &str) -> anyhow::Result<bool> {
+    let Some(holder) = store.lock_holder(job).await? else {
+        return Ok(false);
+    };
+    Ok(holder_alive_here(&holder).unwrap_or_else(|| store.is_shared()))
+}
+
 /// A holder for a lock taken now by this process.
 fn new_holder() -> String {
     let pid = std::process::id();
