@@ -155,6 +155,28 @@ steps = ["compute"]
     assert_eq!(locks, 0);
 }
 
+/// A lab with `in/sales.csv` and a `nightly` job (Shanghai time, catch-up
+/// on) firing on `cron`.
+fn nightly_lab(cron: &str) -> (Lab, salesbatch::config::Settings) {
+    let lab = Lab::new();
+    lab.write(
+        "in/sales.csv",
+        "日期,客户编码,产品编码,金额\n2026-10-01,C1,P1,10\n".as_bytes(),
+    );
+    let settings = lab.settings(&format!(
+        r#"
+timezone = "Asia/Shanghai"
+{FLOW_SOURCE}
+[[jobs]]
+name = "nightly"
+cron = "{cron}"
+steps = ["ingest", "compute"]
+catch_up = true
+"#
+    ));
+    (lab, settings)
+}
+
 /// A lab whose `nightly` job (catch-up on) ran the night before its
 /// latest fire, and whose runs can be made to stop in the middle: this
 /// test process holds the turn to ingest, as a live run would, and a run
@@ -170,23 +192,8 @@ struct NightLab {
 
 impl NightLab {
     fn new() -> Self {
-        let lab = Lab::new();
-        lab.write(
-            "in/sales.csv",
-            "日期,客户编码,产品编码,金额\n2026-10-01,C1,P1,10\n".as_bytes(),
-        );
         let cron = "0 30 2 * * *";
-        let settings = lab.settings(&format!(
-            r#"
-timezone = "Asia/Shanghai"
-{FLOW_SOURCE}
-[[jobs]]
-name = "nightly"
-cron = "{cron}"
-steps = ["ingest", "compute"]
-catch_up = true
-"#
-        ));
+        let (lab, settings) = nightly_lab(cron);
         let tz = chrono_tz::Asia::Shanghai;
         let missed = salesbatch::schedule::previous_fire(cron, tz, chrono::Utc::now()).unwrap();
         let night = salesbatch::schedule::as_of_for(missed, tz);
@@ -361,6 +368,61 @@ fn an_instance_runs_again_a_night_whose_run_died_on_another() {
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(
         log.contains("a run of the latest fire stopped before it finished (its process died); running the date again"),
+        "{log}"
+    );
+}
+
+/// A fire that finds the job's lock held (an operator's manual run of
+/// another date going at its time) is skipped; once the lock is free, the
+/// instance runs it at its next minute's check instead of losing the
+/// night until its next start.
+#[test]
+fn a_fire_skipped_for_a_held_lock_runs_once_the_lock_is_free() {
+    use chrono::Timelike;
+    let tz = chrono_tz::Asia::Shanghai;
+    // a fire a few seconds after serve starts
+    let fire = (chrono::Utc::now() + chrono::Duration::seconds(8)).with_timezone(&tz);
+    let cron = format!("{} {} {} * * *", fire.second(), fire.minute(), fire.hour());
+    let as_of = salesbatch::schedule::as_of_for(fire.with_timezone(&chrono::Utc), tz).to_string();
+    let (lab, settings) = nightly_lab(&cron);
+    // creates the warehouse
+    let made = bin()
+        .arg("--config")
+        .arg(&settings.path)
+        .args(["run", "nightly", "--as-of", "2026-11-01"])
+        .output()
+        .unwrap();
+    assert_eq!(made.status.code(), Some(0));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let lock = |statement: &'static str| {
+        rt.block_on(async {
+            let pool = lab.warehouse().await;
+            sqlx::query(statement)
+                .bind(format!("{}:test", salesbatch::jobs::this_process()))
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        });
+    };
+    // this process holds the job's lock, as a manual run would
+    lock("INSERT INTO job_locks (job, holder, acquired_at) VALUES ('nightly', ?, '2026-01-01T00:00:00Z')");
+    let (log, mut child) = start_serve(&lab, &settings);
+    // the catch-up at start (of the fire the day before), then the fire
+    let skipped = "the previous run is still going; this fire is skipped until it ends (`catch_up` runs it then)";
+    wait_for_log(&log, skipped, 2, &mut child);
+    lock("DELETE FROM job_locks WHERE job = 'nightly' AND holder = ?");
+    wait_for_log_within(&log, "run finished", 1, &mut child, Duration::from_secs(90));
+    stops_on_sigterm(&mut child);
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("the latest fire has no run"), "{log}");
+    let runs = rt.block_on(lab.runs());
+    assert_eq!(
+        runs,
+        [
+            ("2026-11-01".to_string(), "success".to_string()),
+            (as_of, "success".to_string())
+        ],
         "{log}"
     );
 }

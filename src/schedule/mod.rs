@@ -204,7 +204,11 @@ async fn fire(
     {
         Ok(_) => {}
         Err(e) if e.is::<jobs::JobLocked>() => {
-            warn!(job = %job.name, "the previous run is still going; this fire is skipped");
+            if job.catch_up {
+                warn!(job = %job.name, "the previous run is still going; this fire is skipped until it ends (`catch_up` runs it then)");
+            } else {
+                warn!(job = %job.name, "the previous run is still going; this fire is skipped");
+            }
         }
         Err(e) => {
             error!(job = %job.name, error = %crate::cli::error_chain(e.as_ref()), "job failed");
@@ -276,28 +280,43 @@ async fn catch_up(settings: &Arc<Settings>, running: &Running) -> anyhow::Result
     Ok(())
 }
 
-/// The run of `job`'s fire for `as_of` to run again because its process
-/// died: the latest run of that date, when it is still recorded as
-/// running or was marked interrupted and no run of the date finished
-/// (`runs` newest first, as `Store::runs` gives them). A run that failed
-/// is left to the operator, as its error says why.
-fn dead_run(runs: &[crate::warehouse::RunRow], job: &str, as_of: NaiveDate) -> Option<i64> {
-    let mut of_date = runs.iter().filter(|r| r.job == job && r.as_of == as_of);
-    let latest = of_date.next()?;
-    let dead = matches!(latest.status.as_str(), "running" | "interrupted");
-    let finished =
-        |r: &crate::warehouse::RunRow| matches!(r.status.as_str(), "success" | "degraded");
-    (dead && !of_date.any(finished)).then_some(latest.run_id)
+/// Why the latest fire of a `catch_up` job is owed a run while `serve`
+/// goes on (`owed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owed {
+    /// its date's latest run died with its process: still recorded as
+    /// running, or marked interrupted
+    Died(i64),
+    /// its date has no run: the fire found the job's lock held (a manual
+    /// run of another date going at that time) and was skipped, or its
+    /// instance died between claiming it and starting its run
+    Skipped,
 }
 
-/// Runs again, once, each `catch_up` job's latest fire whose run died with
-/// its process (`dead_run`) while this instance goes on: with several
-/// instances, the one whose run died (its machine went down) may not come
-/// back soon, and the catch-up at start alone would leave the night
-/// without reports. Looked at every minute. The job's lock is taken
-/// first, so a run still going (here or elsewhere) keeps it out, and the
-/// runs are read again under it, so that two instances finding the same
-/// dead run run the date once.
+/// Whether `job`'s fire for `as_of` is owed a run (`runs` newest first,
+/// as `Store::runs` gives them): none of the date's runs finished, and the
+/// latest died or there is none. A run that failed is left to the
+/// operator, as its error says why.
+fn owed(runs: &[crate::warehouse::RunRow], job: &str, as_of: NaiveDate) -> Option<Owed> {
+    let mut of_date = runs.iter().filter(|r| r.job == job && r.as_of == as_of);
+    let Some(latest) = of_date.next() else {
+        return Some(Owed::Skipped);
+    };
+    let died = matches!(latest.status.as_str(), "running" | "interrupted");
+    let finished =
+        |r: &crate::warehouse::RunRow| matches!(r.status.as_str(), "success" | "degraded");
+    (died && !of_date.any(finished)).then_some(Owed::Died(latest.run_id))
+}
+
+/// Runs, once, each `catch_up` job's latest fire that is `owed` a run while
+/// this instance goes on: with several instances, the one whose run died
+/// (its machine went down) may not come back soon, and a fire skipped
+/// because a manual run held the job's lock at its time would otherwise
+/// wait for the next start, so the night would stay without reports.
+/// Looked at every minute; a fire with no run is left `SKIPPED_AFTER` to
+/// start its own. The job's lock is taken first, so a run still going (here or
+/// elsewhere) keeps it out, and the runs are read again under it, so that
+/// two instances finding the same fire run the date once.
 async fn recover(settings: Arc<Settings>, running: Running) {
     if !settings.config.jobs.iter().any(|j| j.catch_up) {
         return;
@@ -306,36 +325,47 @@ async fn recover(settings: Arc<Settings>, running: Running) {
     let store = match crate::cli::open_store(&settings).await {
         Ok(st) => st,
         Err(e) => {
-            warn!(error = %crate::cli::error_chain(e.as_ref()), "cannot open the warehouse to look for runs that died");
+            warn!(error = %crate::cli::error_chain(e.as_ref()), "cannot open the warehouse to look for fires owed a run");
             return;
         }
     };
     let runs = match store.runs(RUNS_LOOKED_AT).await {
         Ok(runs) => runs,
         Err(e) => {
-            warn!(error = %e, "cannot read the runs to look for ones that died");
+            warn!(error = %e, "cannot read the runs to look for fires owed a run");
             return;
         }
     };
+    let now = Utc::now();
     for job in settings.config.jobs.iter().filter(|j| j.catch_up) {
-        let Some(at) = previous_fire(&job.cron, settings.tz, Utc::now()) else {
+        let Some(at) = previous_fire(&job.cron, settings.tz, now) else {
             continue;
         };
         let as_of = as_of_for(at, settings.tz);
-        let Some(dead) = dead_run(&runs, &job.name, as_of) else {
+        let Some(why) = owed(&runs, &job.name, as_of) else {
             continue;
         };
-        let still_dead = async || {
+        if why == Owed::Skipped && now - at < SKIPPED_AFTER {
+            continue;
+        }
+        let still_owed = async || {
             let runs = store.runs(RUNS_LOOKED_AT).await?;
-            let still = dead_run(&runs, &job.name, as_of) == Some(dead);
+            let still = owed(&runs, &job.name, as_of) == Some(why);
             if still {
-                info!(job = %job.name, run_id = dead, %as_of, "a run of the latest fire stopped before it finished (its process died); running the date again");
+                match why {
+                    Owed::Died(run_id) => {
+                        info!(job = %job.name, run_id, %as_of, "a run of the latest fire stopped before it finished (its process died); running the date again");
+                    }
+                    Owed::Skipped => {
+                        info!(job = %job.name, fire = %at, %as_of, "the latest fire has no run (skipped while the job's lock was held, or its instance died before running it); running it now");
+                    }
+                }
             }
             Ok(still)
         };
-        match jobs::run_locked_if(&settings, store.as_ref(), job, as_of, still_dead).await {
+        match jobs::run_locked_if(&settings, store.as_ref(), job, as_of, still_owed).await {
             Ok(_) => {}
-            // going on, or already run again by another instance
+            // going on, or already run by another instance
             Err(e) if e.is::<jobs::JobLocked>() || e.is::<jobs::NotNeeded>() => {}
             Err(e) => {
                 error!(job = %job.name, error = %crate::cli::error_chain(e.as_ref()), "job failed");
@@ -344,7 +374,12 @@ async fn recover(settings: Arc<Settings>, running: Running) {
     }
 }
 
-/// How often `serve` looks for a changed UTC offset and for runs that died.
+/// How long after a fire `recover` takes it for skipped when it has no
+/// run: time for its own run to start (which takes milliseconds, or the
+/// wait for a SQLite warehouse's opening lock).
+const SKIPPED_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+
+/// How often `serve` looks for a changed UTC offset and for fires owed a run.
 const CHECK_EVERY: Duration = Duration::from_secs(60);
 
 /// How many of the latest runs catch-up and recovery look at for a fire's.
@@ -540,35 +575,35 @@ mod tests {
     }
 
     #[test]
-    fn a_dead_run_is_the_latest_of_its_date_left_running_or_interrupted() {
+    fn a_fire_is_owed_a_run_when_its_latest_died_or_it_has_none() {
         let day = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
-        let dead = |rows: &[(i64, &str, &str)]| dead_run(&runs_of(rows), "nightly", day);
-        assert_eq!(dead(&[(3, "nightly", "running")]), Some(3));
+        let owed_by = |rows: &[(i64, &str, &str)]| owed(&runs_of(rows), "nightly", day);
+        assert_eq!(owed_by(&[(3, "nightly", "running")]), Some(Owed::Died(3)));
         assert_eq!(
-            dead(&[(4, "monthly", "success"), (3, "nightly", "interrupted")]),
-            Some(3)
+            owed_by(&[(4, "monthly", "success"), (3, "nightly", "interrupted")]),
+            Some(Owed::Died(3))
         );
         assert_eq!(
-            dead(&[(3, "nightly", "running"), (2, "nightly", "failed")]),
-            Some(3)
+            owed_by(&[(3, "nightly", "running"), (2, "nightly", "failed")]),
+            Some(Owed::Died(3))
+        );
+        assert_eq!(owed_by(&[]), Some(Owed::Skipped));
+        assert_eq!(owed_by(&[(3, "monthly", "running")]), Some(Owed::Skipped));
+        let other_day = NaiveDate::from_ymd_opt(2026, 11, 29).unwrap();
+        assert_eq!(
+            owed(&runs_of(&[(3, "nightly", "success")]), "nightly", other_day),
+            Some(Owed::Skipped)
         );
         // a failed run is the operator's; a finished one makes the date done
         assert_eq!(
-            dead(&[(3, "nightly", "failed"), (2, "nightly", "running")]),
+            owed_by(&[(3, "nightly", "failed"), (2, "nightly", "running")]),
             None
         );
         assert_eq!(
-            dead(&[(3, "nightly", "running"), (2, "nightly", "degraded")]),
+            owed_by(&[(3, "nightly", "running"), (2, "nightly", "degraded")]),
             None
         );
-        assert_eq!(dead(&[(3, "nightly", "success")]), None);
-        assert_eq!(dead(&[(3, "monthly", "running")]), None);
-        assert_eq!(dead(&[]), None);
-        let other_day = NaiveDate::from_ymd_opt(2026, 11, 29).unwrap();
-        assert_eq!(
-            dead_run(&runs_of(&[(3, "nightly", "running")]), "nightly", other_day),
-            None
-        );
+        assert_eq!(owed_by(&[(3, "nightly", "success")]), None);
     }
 
     #[test]
