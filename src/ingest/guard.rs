@@ -81,7 +81,7 @@ pub fn sniff(path: &Path) -> Result<Format, FileError> {
             xls_dimensions(path)?;
             Ok(Format::Xls)
         }
-        None if super::xml2003::is_xml2003(&head) => Ok(Format::Xml2003),
+        None if super::xml2003::is_xml2003(&utf16_as_utf8(&head)) => Ok(Format::Xml2003),
         None if super::html::is_html(&utf16_as_utf8(&head)) => Ok(Format::Html),
         None if is_tab_text(&head) => {
             // told from more text than the markers need
@@ -133,8 +133,9 @@ pub fn workbook_container(head: &[u8]) -> Option<&'static str> {
 }
 
 /// UTF-16 text after its byte order mark as UTF-8, so that the ASCII
-/// markers of HTML are found in a page saved as Excel's "Unicode" web
-/// page; any other bytes as they are.
+/// markers of HTML and XML are found in a page saved as Excel's "Unicode"
+/// web page or a spreadsheet a .NET exporter wrote in UTF-16; any other
+/// bytes as they are.
 fn utf16_as_utf8(head: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     match encoding_rs::Encoding::for_bom(head) {
         Some((encoding, _)) if encoding != encoding_rs::UTF_8 => {

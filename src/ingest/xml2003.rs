@@ -166,11 +166,15 @@ impl Book {
 
 type Xml = quick_xml::Reader<Box<dyn BufRead>>;
 
-/// The file as UTF-8 XML: decoded from the encoding its declaration names
-/// (`GB2312`, `GBK`: some Chinese exporters write one) or its BOM.
+/// The file as UTF-8 XML: decoded from UTF-16 after its BOM (.NET
+/// exporters writing `Encoding.Unicode`), else from the encoding its
+/// declaration names (`GB2312`, `GBK`: some Chinese exporters write one).
 fn reader(path: &Path) -> Result<Xml, FileError> {
     let head = super::guard::first_bytes(path, 512).map_err(|e| cannot_open(&e))?;
-    let declared = declared_encoding(&head);
+    let declared = match encoding_rs::Encoding::for_bom(&head) {
+        Some((encoding, _)) if encoding != encoding_rs::UTF_8 => Some(encoding),
+        _ => declared_encoding(&head),
+    };
     let file = File::open(path).map_err(|e| cannot_open(&e))?;
     let text: Box<dyn BufRead> = match declared {
         Some(encoding) if encoding != encoding_rs::UTF_8 => Box::new(BufReader::new(
@@ -738,6 +742,30 @@ mod tests {
             all_cells(&path, "S"),
             [((0, 0), Cell::Text("客户编码".into()))]
         );
+    }
+
+    /// A .NET exporter's UTF-16 (little-endian, after its BOM, declared
+    /// `utf-16`) is taken for Excel 2003 XML and read as the UTF-8 book.
+    #[test]
+    fn utf16_after_its_byte_order_mark_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("utf16.xls");
+        let text = BOOK.replacen("UTF-8", "utf-16", 1);
+        let utf16: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain(text.encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        std::fs::write(&path, utf16).unwrap();
+        assert_eq!(
+            super::super::guard::sniff(&path).unwrap(),
+            super::super::guard::Format::Xml2003
+        );
+        let (_dir, utf8) = book();
+        assert_eq!(
+            Book::scan(&path, Some(None)).unwrap().sheets,
+            Book::scan(&utf8, Some(None)).unwrap().sheets
+        );
+        assert_eq!(all_cells(&path, "流 & 向"), all_cells(&utf8, "流 & 向"));
     }
 
     /// GBK text under a declaration naming no encoding (so UTF-8) is
