@@ -427,6 +427,34 @@ fn a_fire_skipped_for_a_held_lock_runs_once_the_lock_is_free() {
     );
 }
 
+/// A warehouse that does not answer when `serve` starts (its database
+/// server starting with the machine) does not stop the daemon, which a
+/// service manager would restart only a few times: it logs the error,
+/// keeps its jobs scheduled, and once the warehouse answers runs the
+/// night it could not catch up, at its next minute's check.
+#[test]
+fn serve_outlives_a_warehouse_that_is_not_up_at_its_start() {
+    let cron = "0 30 2 * * *";
+    let (lab, settings) = nightly_lab(cron);
+    // a directory where the SQLite file goes: opening it fails
+    std::fs::create_dir_all(lab.path("data/warehouse.db")).unwrap();
+    let (log, mut child) = start_serve(&lab, &settings);
+    wait_for_log(
+        &log,
+        "cannot look for missed fires in the warehouse; the jobs stay scheduled",
+        1,
+        &mut child,
+    );
+    std::fs::remove_dir(lab.path("data/warehouse.db")).unwrap();
+    wait_for_log_within(&log, "run finished", 1, &mut child, Duration::from_secs(90));
+    stops_on_sigterm(&mut child);
+    let tz = chrono_tz::Asia::Shanghai;
+    let missed = salesbatch::schedule::previous_fire(cron, tz, chrono::Utc::now()).unwrap();
+    let as_of = salesbatch::schedule::as_of_for(missed, tz).to_string();
+    let runs = tokio::runtime::Runtime::new().unwrap().block_on(lab.runs());
+    assert_eq!(runs, [(as_of, "success".to_string())]);
+}
+
 /// Waits until `log` holds `needle` `times` times, with `child` alive.
 fn wait_for_log(
     log: &std::path::Path,

@@ -501,7 +501,15 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     schedule_all(&sched, &mut ids, &settings, &running).await?;
     sched.start().await?;
     warn_if_mail_server_unusable(&settings);
-    catch_up(&settings, &running).await?;
+    // a warehouse not up yet (a database server starting with the
+    // machine) must not stop the daemon: a service manager restarting it
+    // gives up after a few tries, and no night would run
+    if let Err(e) = catch_up(&settings, &running).await {
+        error!(
+            error = %crate::cli::error_chain(e.as_ref()),
+            "cannot look for missed fires in the warehouse; the jobs stay scheduled, and `catch_up` jobs' latest fires run at a minute's check once it answers"
+        );
+    }
 
     let mut offset = offset_now(settings.tz);
     // not at once: `catch_up` has just started what is missing
