@@ -256,16 +256,17 @@ async fn catch_up(settings: &Arc<Settings>, running: &Running) -> anyhow::Result
             continue;
         };
         let as_of = as_of_for(at, settings.tz);
-        // a run still recorded as running either goes on elsewhere, and
-        // the job's lock then keeps the catch-up from starting, or its
-        // process died with it (the machine went down mid-run), and only
-        // a catch-up makes that night's reports
+        // a run still recorded as running either goes on elsewhere, or
+        // its process died with it (the machine went down mid-run), and
+        // only a catch-up makes that night's reports
         let done = runs.iter().any(|r| {
             r.job == job.name
                 && r.as_of == as_of
                 && matches!(r.status.as_str(), "success" | "degraded")
         });
-        if !done {
+        if !done && going(store.as_ref(), &runs, &job.name, as_of).await? {
+            info!(job = %job.name, %as_of, "the missed fire's run is still going in another process; it is left to it");
+        } else if !done {
             info!(job = %job.name, missed = %at, %as_of, "catching up a missed fire");
             let claim = format!("{} catch-up", fire_name(at, settings.tz));
             tokio::spawn(fire(
@@ -278,6 +279,22 @@ async fn catch_up(settings: &Arc<Settings>, running: &Running) -> anyhow::Result
         }
     }
     Ok(())
+}
+
+/// Whether the latest run of `job` (`runs` newest first) is one of
+/// `as_of` still going: recorded as running, and its job's lock held by a
+/// live holder.
+async fn going(
+    store: &dyn crate::warehouse::Store,
+    runs: &[crate::warehouse::RunRow],
+    job: &str,
+    as_of: NaiveDate,
+) -> anyhow::Result<bool> {
+    let latest = runs.iter().find(|r| r.job == job);
+    if !latest.is_some_and(|r| r.as_of == as_of && r.status == "running") {
+        return Ok(false);
+    }
+    jobs::may_be_running(store, job).await
 }
 
 /// Why the latest fire of a `catch_up` job is owed a run while `serve`
