@@ -81,16 +81,25 @@ pub fn sniff(path: &Path) -> Result<Format, FileError> {
             xls_dimensions(path)?;
             Ok(Format::Xls)
         }
-        None if super::xml2003::is_xml2003(&utf16_as_utf8(&head)) => Ok(Format::Xml2003),
-        None if super::html::is_html(&utf16_as_utf8(&head)) => Ok(Format::Html),
-        None if is_tab_text(&head) => {
-            // told from more text than the markers need
-            let start = first_bytes(path, TEXT_SNIFF_BYTES).map_err(|e| refuse(e.to_string()))?;
-            Ok(Format::TabText {
-                encoding: text_encoding(&start),
-            })
-        }
-        None => Err(refuse(not_a_workbook(&head))),
+        None => text_format(path, &head),
+    }
+}
+
+/// What a file that is no container is, by the markers of its text.
+fn text_format(path: &Path, head: &[u8]) -> Result<Format, FileError> {
+    let markers = utf16_as_utf8(head);
+    if super::xml2003::is_xml2003(&markers) {
+        Ok(Format::Xml2003)
+    } else if super::html::is_html(&markers) {
+        Ok(Format::Html)
+    } else if is_tab_text(head) {
+        // told from more text than the markers need
+        let start = first_bytes(path, TEXT_SNIFF_BYTES).map_err(|e| refuse(e.to_string()))?;
+        Ok(Format::TabText {
+            encoding: text_encoding(&start),
+        })
+    } else {
+        Err(refuse(not_a_workbook(head)))
     }
 }
 
