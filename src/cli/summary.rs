@@ -93,22 +93,21 @@ pub(super) fn without_workbooks(count: u64) -> String {
 }
 
 /// `runs` (newest first) with those recorded as running whose process is
-/// gone shown `interrupted`, as the job's next run will mark them: a run
-/// of a job is going only while it is the job's latest and the job's lock
-/// is held (`jobs::may_be_running`). Otherwise a run killed at night read
-/// as still going until the job ran again, and the operator waited on it.
+/// gone shown `interrupted`, as the job's next run will mark them
+/// (`jobs::run_is_going`). Otherwise a run killed at night read as still
+/// going until the job ran again, and the operator waited on it.
 async fn dead_runs_interrupted(
     store: &dyn warehouse::Store,
     mut runs: Vec<warehouse::RunRow>,
 ) -> anyhow::Result<Vec<warehouse::RunRow>> {
-    let mut seen = std::collections::HashSet::new();
-    for r in &mut runs {
-        let latest_of_job = seen.insert(r.job.clone());
-        if r.status == "running"
-            && !(latest_of_job && crate::jobs::may_be_running(store, &r.job).await?)
-        {
-            r.status = "interrupted".into();
+    let mut dead = Vec::new();
+    for r in runs.iter().filter(|r| r.status == "running") {
+        if !crate::jobs::run_is_going(store, &runs, r).await? {
+            dead.push(r.run_id);
         }
+    }
+    for r in runs.iter_mut().filter(|r| dead.contains(&r.run_id)) {
+        r.status = "interrupted".into();
     }
     Ok(runs)
 }

@@ -252,12 +252,25 @@ async fn locked(
     result
 }
 
-/// Whether a run of `job` may be going now: its lock is held by a
-/// process alive on this host, or by one on another host sharing the
-/// warehouse (where only the lock's age could tell, once a run takes it
-/// over). A run recorded as running without it died with its process.
-pub async fn may_be_running(store: &dyn Store, job: &str) -> anyhow::Result<bool> {
-    let Some(holder) = store.lock_holder(job).await? else {
+/// Whether `run` may be going now: recorded as running, the latest of its
+/// job among `runs` (newest first, as `Store::runs` gives them), and the
+/// job's lock held by a process alive on this host, or by one on another
+/// host sharing the warehouse (where only the lock's age could tell, once
+/// a run takes it over). A run recorded as running otherwise died with
+/// its process.
+pub async fn run_is_going(
+    store: &dyn Store,
+    runs: &[crate::warehouse::RunRow],
+    run: &crate::warehouse::RunRow,
+) -> anyhow::Result<bool> {
+    let latest_of_job = runs
+        .iter()
+        .find(|r| r.job == run.job)
+        .is_some_and(|r| r.run_id == run.run_id);
+    if run.status != "running" || !latest_of_job {
+        return Ok(false);
+    }
+    let Some(holder) = store.lock_holder(&run.job).await? else {
         return Ok(false);
     };
     Ok(holder_alive_here(&holder).unwrap_or_else(|| store.is_shared()))

@@ -252,49 +252,32 @@ async fn catch_up(settings: &Arc<Settings>, running: &Running) -> anyhow::Result
     let store = crate::cli::open_store(settings).await?;
     let runs = store.runs(RUNS_LOOKED_AT).await?;
     for job in settings.config.jobs.iter().filter(|j| j.catch_up) {
-        let Some(at) = previous_fire(&job.cron, settings.tz, Utc::now()) else {
+        let Some((at, as_of)) = latest_fire(job, settings.tz, Utc::now()) else {
             continue;
         };
-        let as_of = as_of_for(at, settings.tz);
         // a run still recorded as running either goes on elsewhere, or
         // its process died with it (the machine went down mid-run), and
         // only a catch-up makes that night's reports
-        let done = runs.iter().any(|r| {
-            r.job == job.name
-                && r.as_of == as_of
-                && matches!(r.status.as_str(), "success" | "degraded")
-        });
-        if !done && going(store.as_ref(), &runs, &job.name, as_of).await? {
-            info!(job = %job.name, %as_of, "the missed fire's run is still going in another process; it is left to it");
-        } else if !done {
-            info!(job = %job.name, missed = %at, %as_of, "catching up a missed fire");
-            let claim = format!("{} catch-up", fire_name(at, settings.tz));
-            tokio::spawn(fire(
-                settings.clone(),
-                job.clone(),
-                as_of,
-                claim,
-                running.clone(),
-            ));
+        if of_date(&runs, &job.name, as_of).any(finished) {
+            continue;
         }
+        if let Some(latest) = of_date(&runs, &job.name, as_of).next() {
+            if jobs::run_is_going(store.as_ref(), &runs, latest).await? {
+                info!(job = %job.name, %as_of, "the missed fire's run is still going in another process; it is left to it");
+                continue;
+            }
+        }
+        info!(job = %job.name, missed = %at, %as_of, "catching up a missed fire");
+        let claim = format!("{} catch-up", fire_name(at, settings.tz));
+        tokio::spawn(fire(
+            settings.clone(),
+            job.clone(),
+            as_of,
+            claim,
+            running.clone(),
+        ));
     }
     Ok(())
-}
-
-/// Whether the latest run of `job` (`runs` newest first) is one of
-/// `as_of` still going: recorded as running, and its job's lock held by a
-/// live holder.
-async fn going(
-    store: &dyn crate::warehouse::Store,
-    runs: &[crate::warehouse::RunRow],
-    job: &str,
-    as_of: NaiveDate,
-) -> anyhow::Result<bool> {
-    let latest = runs.iter().find(|r| r.job == job);
-    if !latest.is_some_and(|r| r.as_of == as_of && r.status == "running") {
-        return Ok(false);
-    }
-    jobs::may_be_running(store, job).await
 }
 
 /// Why the latest fire of a `catch_up` job is owed a run while `serve`
@@ -315,14 +298,38 @@ enum Owed {
 /// latest died or there is none. A run that failed is left to the
 /// operator, as its error says why.
 fn owed(runs: &[crate::warehouse::RunRow], job: &str, as_of: NaiveDate) -> Option<Owed> {
-    let mut of_date = runs.iter().filter(|r| r.job == job && r.as_of == as_of);
-    let Some(latest) = of_date.next() else {
+    let mut runs = of_date(runs, job, as_of);
+    let Some(latest) = runs.next() else {
         return Some(Owed::Skipped);
     };
     let died = matches!(latest.status.as_str(), "running" | "interrupted");
-    let finished =
-        |r: &crate::warehouse::RunRow| matches!(r.status.as_str(), "success" | "degraded");
-    (died && !of_date.any(finished)).then_some(Owed::Died(latest.run_id))
+    (died && !runs.any(finished)).then_some(Owed::Died(latest.run_id))
+}
+
+/// A `catch_up` job's latest fire at or before `now` and the date it
+/// computes.
+fn latest_fire(
+    job: &JobConfig,
+    tz: chrono_tz::Tz,
+    now: chrono::DateTime<Utc>,
+) -> Option<(chrono::DateTime<Utc>, NaiveDate)> {
+    let at = previous_fire(&job.cron, tz, now)?;
+    Some((at, as_of_for(at, tz)))
+}
+
+/// The runs of `job` for `as_of` among `runs`, in their order.
+fn of_date<'r>(
+    runs: &'r [crate::warehouse::RunRow],
+    job: &'r str,
+    as_of: NaiveDate,
+) -> impl Iterator<Item = &'r crate::warehouse::RunRow> {
+    runs.iter()
+        .filter(move |r| r.job == job && r.as_of == as_of)
+}
+
+/// Whether a run finished, well or with rejections: its date is done.
+fn finished(run: &crate::warehouse::RunRow) -> bool {
+    matches!(run.status.as_str(), "success" | "degraded")
 }
 
 /// Runs, once, each `catch_up` job's latest fire that is `owed` a run while
@@ -355,10 +362,9 @@ async fn recover(settings: Arc<Settings>, running: Running) {
     };
     let now = Utc::now();
     for job in settings.config.jobs.iter().filter(|j| j.catch_up) {
-        let Some(at) = previous_fire(&job.cron, settings.tz, now) else {
+        let Some((at, as_of)) = latest_fire(job, settings.tz, now) else {
             continue;
         };
-        let as_of = as_of_for(at, settings.tz);
         let Some(why) = owed(&runs, &job.name, as_of) else {
             continue;
         };
