@@ -155,6 +155,27 @@ steps = ["compute"]
     assert_eq!(locks, 0);
 }
 
+/// Takes the warehouse lock `name` (`true`) for this test process, alive
+/// as a run's holder is, or gives it back.
+fn hold_lock(lab: &Lab, rt: &tokio::runtime::Runtime, name: &str, hold: bool) {
+    let holder = format!("{}:test", salesbatch::jobs::this_process());
+    rt.block_on(async {
+        let pool = lab.warehouse().await;
+        let statement = if hold {
+            "INSERT INTO job_locks (job, holder, acquired_at) VALUES (?, ?, '2026-01-01T00:00:00Z')"
+        } else {
+            "DELETE FROM job_locks WHERE job = ? AND holder = ?"
+        };
+        sqlx::query(statement)
+            .bind(name)
+            .bind(&holder)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    });
+}
+
 /// A lab with `in/sales.csv` and a `nightly` job (Shanghai time, catch-up
 /// on) firing on `cron`.
 fn nightly_lab(cron: &str) -> (Lab, salesbatch::config::Settings) {
@@ -245,21 +266,7 @@ impl NightLab {
 
     /// Takes the turn to ingest (`true`) for this process, or gives it back.
     fn hold_ingest_turn(&self, hold: bool) {
-        let holder = format!("{}:test", salesbatch::jobs::this_process());
-        self.rt.block_on(async {
-            let pool = self.lab.warehouse().await;
-            let statement = if hold {
-                "INSERT INTO job_locks (job, holder, acquired_at) VALUES ('(ingest)', ?, '2026-01-01T00:00:00Z')"
-            } else {
-                "DELETE FROM job_locks WHERE job = '(ingest)' AND holder = ?"
-            };
-            sqlx::query(statement)
-                .bind(&holder)
-                .execute(&pool)
-                .await
-                .unwrap();
-            pool.close().await;
-        });
+        hold_lock(&self.lab, &self.rt, "(ingest)", hold);
     }
 
     /// Waits until the missed night's run has started, with `process`
@@ -394,24 +401,13 @@ fn a_fire_skipped_for_a_held_lock_runs_once_the_lock_is_free() {
         .unwrap();
     assert_eq!(made.status.code(), Some(0));
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let lock = |statement: &'static str| {
-        rt.block_on(async {
-            let pool = lab.warehouse().await;
-            sqlx::query(statement)
-                .bind(format!("{}:test", salesbatch::jobs::this_process()))
-                .execute(&pool)
-                .await
-                .unwrap();
-            pool.close().await;
-        });
-    };
     // this process holds the job's lock, as a manual run would
-    lock("INSERT INTO job_locks (job, holder, acquired_at) VALUES ('nightly', ?, '2026-01-01T00:00:00Z')");
+    hold_lock(&lab, &rt, "nightly", true);
     let (log, mut child) = start_serve(&lab, &settings);
     // the catch-up at start (of the fire the day before), then the fire
     let skipped = "the previous run is still going; this fire is skipped until it ends (`catch_up` runs it then)";
     wait_for_log(&log, skipped, 2, &mut child);
-    lock("DELETE FROM job_locks WHERE job = 'nightly' AND holder = ?");
+    hold_lock(&lab, &rt, "nightly", false);
     wait_for_log_within(&log, "run finished", 1, &mut child, Duration::from_secs(90));
     stops_on_sigterm(&mut child);
     let log = std::fs::read_to_string(&log).unwrap();
