@@ -67,6 +67,17 @@ impl Value {
     pub fn opt_num(v: Option<f64>) -> Self {
         v.map_or(Value::Blank, Value::Num)
     }
+    /// A count read from a file as a number (a new-customer target): whole,
+    /// it shows as the count it is (`3`, not `3.00`); a fraction someone
+    /// typed keeps its decimals rather than being rounded away.
+    pub fn opt_count(v: Option<f64>) -> Self {
+        match v {
+            None => Value::Blank,
+            #[allow(clippy::cast_possible_truncation)]
+            Some(n) if n.fract() == 0.0 && n.abs() < 9.0e15 => Value::Int(n as i64),
+            Some(n) => Value::Num(n),
+        }
+    }
 
     /// Text for the HTML page and email body.
     pub fn display(&self) -> String {
@@ -389,7 +400,7 @@ pub fn build(
             Value::opt_pct(s.sales_achievement),
             Value::Int(i64::from(s.active_customers)),
             Value::Int(i64::from(s.new_customers)),
-            Value::opt_num(s.new_customer_target),
+            Value::opt_count(s.new_customer_target),
             Value::opt_pct(s.visit_attainment),
             Value::opt_pct(s.visit_coverage),
             Value::opt_pct(s.visit_pace),
@@ -420,7 +431,7 @@ pub fn build(
             text(&d.name),
             text(&d.region),
             Value::Int(i64::from(d.new_customers)),
-            Value::opt_num(d.new_customer_target),
+            Value::opt_count(d.new_customer_target),
             Value::opt_pct(d.achievement),
         ]);
     }
@@ -450,7 +461,7 @@ pub fn build(
         areas.rows.push(vec![
             Value::Text(name),
             Value::Int(i64::from(a.new_customers)),
-            Value::opt_num(a.new_customer_target),
+            Value::opt_count(a.new_customer_target),
             Value::opt_pct(a.achievement),
             Value::opt_pct(a.conversion),
             Value::opt_pct(a.retention),
@@ -744,5 +755,14 @@ mod tests {
         assert_eq!(Value::Pct(netted).display(), "0.0%");
         assert_eq!(Value::Pct(-0.123).display(), "-12.3%");
         assert_eq!(Value::Money(-0.004).display(), "0.00");
+    }
+
+    #[test]
+    fn a_count_read_as_a_number_shows_whole_and_a_fraction_keeps_its_decimals() {
+        assert_eq!(Value::opt_count(Some(3.0)), Value::Int(3));
+        assert_eq!(Value::opt_count(Some(3.0)).display(), "3");
+        assert_eq!(Value::opt_count(Some(0.0)).display(), "0");
+        assert_eq!(Value::opt_count(Some(2.5)).display(), "2.50");
+        assert_eq!(Value::opt_count(None), Value::Blank);
     }
 }
