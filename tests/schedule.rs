@@ -444,6 +444,13 @@ fn serve_outlives_a_warehouse_that_is_not_up_at_its_start() {
     std::fs::remove_dir(lab.path("data/warehouse.db")).unwrap();
     wait_for_log_within(&log, "run finished", 1, &mut child, Duration::from_secs(90));
     stops_on_sigterm(&mut child);
+    // the outage the start told of is told to have ended
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        text.matches("the warehouse answers again").count(),
+        1,
+        "{text}"
+    );
     let tz = chrono_tz::Asia::Shanghai;
     let missed = salesbatch::schedule::previous_fire(cron, tz, chrono::Utc::now()).unwrap();
     let as_of = salesbatch::schedule::as_of_for(missed, tz).to_string();

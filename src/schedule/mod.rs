@@ -10,7 +10,7 @@
 //! fire once (the job lock alone only keeps runs from overlapping).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{NaiveDate, Offset, Timelike, Utc};
@@ -341,22 +341,31 @@ fn finished(run: &crate::warehouse::RunRow) -> bool {
 /// start its own. The job's lock is taken first, so a run still going (here or
 /// elsewhere) keeps it out, and the runs are read again under it, so that
 /// two instances finding the same fire run the date once.
-async fn recover(settings: Arc<Settings>, running: Running) {
+async fn recover(settings: Arc<Settings>, running: Running, outage: Arc<Mutex<Outage>>) {
     if !settings.config.jobs.iter().any(|j| j.catch_up) {
         return;
     }
     let _guard = running.enter();
-    let store = match crate::cli::open_store(&settings).await {
-        Ok(st) => st,
-        Err(e) => {
-            warn!(error = %crate::cli::error_chain(e.as_ref()), "cannot open the warehouse to look for fires owed a run");
-            return;
-        }
+    let read = async {
+        let store = crate::cli::open_store(&settings).await?;
+        let runs = store.runs(RUNS_LOOKED_AT).await?;
+        anyhow::Ok((store, runs))
     };
-    let runs = match store.runs(RUNS_LOOKED_AT).await {
-        Ok(runs) => runs,
+    let (store, runs) = match read.await {
+        Ok(read) => {
+            if let Some(since) = lock(&outage).answered() {
+                info!(%since, "the warehouse answers again");
+            }
+            read
+        }
         Err(e) => {
-            warn!(error = %e, "cannot read the runs to look for fires owed a run");
+            if let Some(since) = lock(&outage).failed(Utc::now()) {
+                warn!(
+                    %since,
+                    error = %crate::cli::error_chain(e.as_ref()),
+                    "cannot read the warehouse's runs to look for fires owed a run; said again each hour it lasts"
+                );
+            }
             return;
         }
     };
@@ -395,6 +404,44 @@ async fn recover(settings: Arc<Settings>, running: Running) {
             }
         }
     }
+}
+
+/// What `serve`'s minute check has said of a warehouse it cannot read:
+/// an outage is told when it starts, each `OUTAGE_REMINDER` while it
+/// lasts, and when it ends, not every minute (a night's outage was
+/// hundreds of the same WARN, burying what else the log said).
+#[derive(Debug, Default)]
+struct Outage {
+    since: Option<chrono::DateTime<Utc>>,
+    told: Option<chrono::DateTime<Utc>>,
+}
+
+impl Outage {
+    /// Notes a failure at `now`; the outage's start when it is to be told.
+    fn failed(&mut self, now: chrono::DateTime<Utc>) -> Option<chrono::DateTime<Utc>> {
+        let since = *self.since.get_or_insert(now);
+        if self.told.is_some_and(|told| now - told < OUTAGE_REMINDER) {
+            return None;
+        }
+        self.told = Some(now);
+        Some(since)
+    }
+
+    /// Notes that the warehouse answered; the start of the outage this ends.
+    fn answered(&mut self) -> Option<chrono::DateTime<Utc>> {
+        self.told = None;
+        self.since.take()
+    }
+}
+
+/// How often an outage `serve` goes on through is told again.
+const OUTAGE_REMINDER: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+/// The outage record, whichever minute's check panicked holding it.
+fn lock(outage: &Mutex<Outage>) -> std::sync::MutexGuard<'_, Outage> {
+    outage
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// How long after a fire `recover` takes it for skipped when it has no
@@ -527,7 +574,11 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     // a warehouse not up yet (a database server starting with the
     // machine) must not stop the daemon: a service manager restarting it
     // gives up after a few tries, and no night would run
+    let outage = Arc::new(Mutex::new(Outage::default()));
     if let Err(e) = catch_up(&settings, &running).await {
+        // told here, as an ERROR: the minute check's first failure is not
+        // told again
+        lock(&outage).failed(Utc::now());
         error!(
             error = %crate::cli::error_chain(e.as_ref()),
             "cannot look for missed fires in the warehouse; the jobs stay scheduled, and `catch_up` jobs' latest fires run at a minute's check once it answers"
@@ -553,7 +604,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
                 }
             }
             _ = check.tick() => {
-                tokio::spawn(recover(settings.clone(), running.clone()));
+                tokio::spawn(recover(settings.clone(), running.clone(), outage.clone()));
                 let now = offset_now(settings.tz);
                 if now != offset {
                     info!(from = offset, to = now, "UTC offset changed (DST); rescheduling jobs");
@@ -756,5 +807,22 @@ mod tests {
         let b = previous_fire("0 30 2 * * *", tz, after).unwrap();
         assert_eq!(a.to_rfc3339(), "2026-10-24T00:30:00+00:00");
         assert_eq!(b.to_rfc3339(), "2026-10-26T01:30:00+00:00");
+    }
+
+    #[test]
+    fn an_outage_is_told_when_it_starts_each_hour_it_lasts_and_when_it_ends() {
+        let mut outage = Outage::default();
+        let start = utc("2026-11-30T18:00:00Z");
+        assert_eq!(outage.failed(start), Some(start));
+        let minutes = |m| start + chrono::TimeDelta::minutes(m);
+        for m in 1..60 {
+            assert_eq!(outage.failed(minutes(m)), None, "minute {m}");
+        }
+        assert_eq!(outage.failed(minutes(60)), Some(start));
+        assert_eq!(outage.failed(minutes(61)), None);
+        assert_eq!(outage.answered(), Some(start));
+        assert_eq!(outage.answered(), None);
+        // the next outage is its own, told at once
+        assert_eq!(outage.failed(minutes(62)), Some(minutes(62)));
     }
 }
