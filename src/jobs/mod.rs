@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use chrono::NaiveDate;
 use serde::Serialize;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::config::{JobConfig, Settings, Step};
 use crate::ingest::record::Rejection;
@@ -332,6 +332,19 @@ pub const INGEST_TURN: &str = "(ingest)";
 const INGEST_TURN_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 /// ...and how often it says it is still waiting.
 const INGEST_WAIT_WARNING: std::time::Duration = std::time::Duration::from_secs(600);
+/// How long a wait lasts before it is told as an ERROR: no ingest takes
+/// an hour, so the other run is stuck (a read hung on a network share) and
+/// keeps this one, and each later fire of its job, from going on.
+const INGEST_WAIT_STUCK: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The level a still-waiting reminder is logged at after `waited`.
+fn ingest_wait_level(waited: std::time::Duration) -> tracing::Level {
+    if waited >= INGEST_WAIT_STUCK {
+        tracing::Level::ERROR
+    } else {
+        tracing::Level::WARN
+    }
+}
 
 /// A run's turn to ingest, held until `release`. Runs of different jobs
 /// (a nightly and a monthly job fired together on the 1st, a manual run
@@ -357,11 +370,20 @@ impl IngestTurn {
                 said = true;
             } else if warned_at.elapsed() >= INGEST_WAIT_WARNING {
                 warned_at = std::time::Instant::now();
-                warn!(
-                    holder = %other,
-                    waited_s = started.elapsed().as_secs(),
-                    "still waiting for another run's ingest to finish"
-                );
+                let waited = started.elapsed();
+                if ingest_wait_level(waited) == tracing::Level::ERROR {
+                    error!(
+                        holder = %other,
+                        waited_s = waited.as_secs(),
+                        "still waiting for another run's ingest after an hour: its process looks stuck; stop it (the holder is `pid@host:…`) and this run goes on"
+                    );
+                } else {
+                    warn!(
+                        holder = %other,
+                        waited_s = waited.as_secs(),
+                        "still waiting for another run's ingest to finish"
+                    );
+                }
             }
             tokio::time::sleep(INGEST_TURN_POLL).await;
         }
@@ -891,6 +913,15 @@ fn not_compared_message(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wait_for_the_ingest_turn_is_an_error_after_an_hour() {
+        let minutes = |m: u64| std::time::Duration::from_secs(m * 60);
+        assert_eq!(ingest_wait_level(minutes(10)), tracing::Level::WARN);
+        assert_eq!(ingest_wait_level(minutes(59)), tracing::Level::WARN);
+        assert_eq!(ingest_wait_level(minutes(60)), tracing::Level::ERROR);
+        assert_eq!(ingest_wait_level(minutes(600)), tracing::Level::ERROR);
+    }
 
     fn holder(pid: u32, start: &str) -> String {
         holder_id(pid, start, "0123456789abcdef")
