@@ -5,7 +5,8 @@
 //! a first pass lists the sheets (names, visibility, the 1904 date
 //! system) so that the sheet is chosen as for any workbook, and a second
 //! one hands the chosen sheet's cells to the same row assembly as the
-//! other formats. Merged cells are marked on their first cell
+//! other formats. A configured `sheet` found by its name is read on from
+//! the first pass, with no second. Merged cells are marked on their first cell
 //! (`ss:MergeAcross`, `ss:MergeDown`) and collected on the way.
 
 use std::cell::RefCell;
@@ -46,13 +47,19 @@ pub fn read(
     header_row: Option<u32>,
     visitor: &mut dyn Visitor,
 ) -> Result<String, FileError> {
-    let book = Book::scan(path, sheet.is_none().then_some(header_row))?;
-    let name = pick_sheet(&book.sheets, sheet)?;
+    let (book, found) = Book::scan(path, sheet.is_none().then_some(header_row), sheet)?;
+    let (name, mut cells) = match found {
+        Some(found) => found,
+        None => {
+            let name = pick_sheet(&book.sheets, sheet)?;
+            let cells = SheetCells::open(path, &name)?;
+            (name, cells)
+        }
+    };
     visitor.sheet(&name);
     if sheet.is_none() {
         book.headers.visit_others(&book.sheets, &name, visitor);
     }
-    let mut cells = SheetCells::open(path, &name)?;
     let merges = Rc::clone(&cells.merges);
     stream_collecting_merges(&name, book.epoch, header_row, merges, visitor, || {
         cells.next_cell()
@@ -79,7 +86,8 @@ struct Book {
 /// What the first pass needs of one XML event.
 enum Seen {
     Table(String),
-    Worksheet(String),
+    /// its name, and whether it is empty (`<Worksheet …/>`)
+    Worksheet(String, bool),
     Date1904,
     Visible,
     Visibility(Option<SheetVisible>),
@@ -93,7 +101,20 @@ impl Book {
     /// sheet's header row is read on the way, so that looking at the
     /// other sheets costs no pass of its own per sheet; the rest of each
     /// table is skipped.
-    fn scan(path: &Path, headers: Option<Option<u32>>) -> Result<Self, FileError> {
+    ///
+    /// It stops at the start of the worksheet named `wanted` (as
+    /// `pick_sheet` first matches it, trimmed) when the file has one: the
+    /// cells read on from there are that sheet's, so the file is read
+    /// once, not once to list its sheets and again to find the chosen one.
+    /// The 1904 date system is declared in `ExcelWorkbook`, which the
+    /// format puts before the worksheets. A name matched only ignoring
+    /// case, or none, reads on to the end: `pick_sheet` decides on the
+    /// whole list.
+    fn scan(
+        path: &Path,
+        headers: Option<Option<u32>>,
+        wanted: Option<&str>,
+    ) -> Result<(Self, Option<(String, SheetCells)>), FileError> {
         let mut cells = SheetCells::new(reader(path)?, false);
         let mut book = Self {
             sheets: Vec::new(),
@@ -112,8 +133,17 @@ impl Book {
                 Event::Start(e) if e.local_name().as_ref() == "Table" => {
                     Seen::Table(e.name().as_ref().to_string())
                 }
-                Event::Start(e) | Event::Empty(e) => match e.local_name().as_ref() {
-                    "Worksheet" => Seen::Worksheet(attribute(&e, "Name").unwrap_or_default()),
+                Event::Start(e) => match e.local_name().as_ref() {
+                    "Worksheet" => {
+                        Seen::Worksheet(attribute(&e, "Name").unwrap_or_default(), false)
+                    }
+                    "Date1904" => Seen::Date1904,
+                    "Visible" => Seen::Visible,
+                    _ => Seen::Other,
+                },
+                // `<Worksheet ss:Name="…"/>`: a sheet without cells
+                Event::Empty(e) => match e.local_name().as_ref() {
+                    "Worksheet" => Seen::Worksheet(attribute(&e, "Name").unwrap_or_default(), true),
                     "Date1904" => Seen::Date1904,
                     "Visible" => Seen::Visible,
                     _ => Seen::Other,
@@ -144,11 +174,19 @@ impl Book {
                             .map_err(|e| malformed(&cells.xml, &e))?;
                     }
                 }
-                Seen::Worksheet(name) => book.sheets.push(Sheet {
-                    name,
-                    typ: SheetType::WorkSheet,
-                    visible: SheetVisible::Visible,
-                }),
+                Seen::Worksheet(name, empty) => {
+                    let chosen = wanted.is_some_and(|w| name.trim() == w.trim());
+                    book.sheets.push(Sheet {
+                        name: name.clone(),
+                        typ: SheetType::WorkSheet,
+                        visible: SheetVisible::Visible,
+                    });
+                    if chosen {
+                        cells.restart();
+                        cells.done = empty;
+                        return Ok((book, Some((name, cells))));
+                    }
+                }
                 Seen::Date1904 => book.epoch = Epoch::declared(true),
                 Seen::Visible => in_visible = true,
                 Seen::Visibility(Some(hidden)) => {
@@ -157,7 +195,7 @@ impl Book {
                     }
                 }
                 Seen::VisibleEnd => in_visible = false,
-                Seen::Eof => return Ok(book),
+                Seen::Eof => return Ok((book, None)),
                 Seen::Visibility(None) | Seen::Other => {}
             }
         }
@@ -617,7 +655,7 @@ mod tests {
     #[test]
     fn cells_sheets_and_merges_are_read_at_their_positions() {
         let (_dir, path) = book();
-        let scanned = Book::scan(&path, None).unwrap();
+        let scanned = Book::scan(&path, None, None).unwrap().0;
         let names: Vec<_> = scanned
             .sheets
             .iter()
@@ -633,7 +671,7 @@ mod tests {
         assert_eq!(scanned.epoch, super::Epoch::E1904);
         // read with the header rows: the same sheets, and each one's first
         // non-empty row; the visibility after the first table still seen
-        let with_headers = Book::scan(&path, Some(None)).unwrap();
+        let with_headers = Book::scan(&path, Some(None), None).unwrap().0;
         assert_eq!(with_headers.sheets, scanned.sheets);
         let header = |name: &str| match with_headers.headers.get(name) {
             Some((Ok(found), _)) => (found.row, found.cells.clone()),
@@ -681,6 +719,57 @@ mod tests {
             merges(&path, "流 & 向").unwrap(),
             [((0, 0), (1, 0)), ((0, 1), (0, 2))]
         );
+    }
+
+    /// A configured sheet found by its name (trimmed) is read on from the
+    /// first pass: the cells and merges a second pass finds, with the date
+    /// system declared before it. An empty sheet so found has no cells; a
+    /// name that matches only ignoring case reads the whole list, for
+    /// `pick_sheet` to prefer an exact match further on.
+    #[test]
+    fn a_named_sheet_is_read_on_from_the_first_pass() {
+        let (_dir, path) = book();
+        let (scanned, found) = Book::scan(&path, None, Some(" 流 & 向 ")).unwrap();
+        let Some((name, mut cells)) = found else {
+            panic!("the sheet was not found")
+        };
+        assert_eq!(name, "流 & 向");
+        assert_eq!(scanned.epoch, super::Epoch::E1904);
+        let mut read = Vec::new();
+        while let Some(cell) = cells.next_cell().unwrap() {
+            read.push(cell);
+        }
+        assert_eq!(read, all_cells(&path, "流 & 向"));
+        assert_eq!(read.len(), 10);
+        assert_eq!(*cells.merges.borrow(), [((0, 0), (1, 0)), ((0, 1), (0, 2))]);
+
+        let dir = tempfile::tempdir().unwrap();
+        let cased = dir.path().join("cased.xls");
+        std::fs::write(
+            &cased,
+            r#"<Workbook xmlns="urn:schemas-microsoft-com:office:spreadsheet" xmlns:ss="urn:schemas-microsoft-com:office:spreadsheet">
+ <Worksheet ss:Name="Flow"/>
+ <Worksheet ss:Name="flow"><Table><Row><Cell><Data ss:Type="String">x</Data></Cell></Row></Table></Worksheet>
+</Workbook>"#,
+        )
+        .unwrap();
+        let (_, found) = Book::scan(&cased, None, Some("Flow")).unwrap();
+        let Some((name, mut cells)) = found else {
+            panic!("the sheet was not found")
+        };
+        assert_eq!(name, "Flow");
+        assert_eq!(cells.next_cell().unwrap(), None);
+        let (_, found) = Book::scan(&cased, None, Some("flow")).unwrap();
+        let Some((_, mut cells)) = found else {
+            panic!("the sheet was not found")
+        };
+        assert_eq!(
+            cells.next_cell().unwrap(),
+            Some(((0, 0), Cell::Text("x".into())))
+        );
+        let (listed, found) = Book::scan(&cased, None, Some("FLOW")).unwrap();
+        assert!(found.is_none());
+        assert_eq!(listed.sheets.len(), 2);
     }
 
     /// Rows or cells placed before the last, and a cell holding more text
@@ -737,7 +826,7 @@ mod tests {
         let book = "\u{feff}<?xml version=\"1.0\"?><Workbook xmlns=\"urn:schemas-microsoft-com:office:spreadsheet\" xmlns:ss=\"urn:schemas-microsoft-com:office:spreadsheet\" xmlns:html=\"http://www.w3.org/TR/REC-html40\"><Worksheet ss:Name=\"S\"><Table><Row><Cell><ss:Data ss:Type=\"String\" xmlns=\"http://www.w3.org/TR/REC-html40\"><Font html:Color=\"#FF0000\">客户</Font>编码</ss:Data></Cell></Row></Table></Worksheet></Workbook>";
         std::fs::write(&path, book).unwrap();
         assert!(super::is_xml2003(book.as_bytes()));
-        assert_eq!(Book::scan(&path, None).unwrap().sheets.len(), 1);
+        assert_eq!(Book::scan(&path, None, None).unwrap().0.sheets.len(), 1);
         assert_eq!(
             all_cells(&path, "S"),
             [((0, 0), Cell::Text("客户编码".into()))]
@@ -762,8 +851,8 @@ mod tests {
         );
         let (_dir, utf8) = book();
         assert_eq!(
-            Book::scan(&path, Some(None)).unwrap().sheets,
-            Book::scan(&utf8, Some(None)).unwrap().sheets
+            Book::scan(&path, Some(None), None).unwrap().0.sheets,
+            Book::scan(&utf8, Some(None), None).unwrap().0.sheets
         );
         assert_eq!(all_cells(&path, "流 & 向"), all_cells(&utf8, "流 & 向"));
     }
@@ -776,7 +865,7 @@ mod tests {
         let path = dir.path().join("gbk.xls");
         let book = r#"<?xml version="1.0"?><Workbook xmlns="urn:schemas-microsoft-com:office:spreadsheet" xmlns:ss="urn:schemas-microsoft-com:office:spreadsheet"><Worksheet ss:Name="流向"></Worksheet></Workbook>"#;
         std::fs::write(&path, encoding_rs::GBK.encode(book).0).unwrap();
-        let Err(error) = Book::scan(&path, None) else {
+        let Err(error) = Book::scan(&path, None, None) else {
             panic!("read");
         };
         assert_eq!(
