@@ -487,7 +487,17 @@ impl SheetCells {
                     "Table" | "Worksheet" => self.done = true,
                     _ => {}
                 },
-                Event::Eof => self.done = true,
+                // a sheet's table or the sheet itself ends the cells: a
+                // file ending first was cut short, and its rows so far
+                // must not load as the whole file
+                Event::Eof => {
+                    return Err(FileError::CannotOpen(format!(
+                        "not a well-formed Excel 2003 XML spreadsheet: the file ends inside a \
+                         sheet's table (at byte {}): it was cut short, as by an interrupted \
+                         download or copy",
+                        self.xml.buffer_position()
+                    )));
+                }
                 _ => {}
             }
         }
@@ -770,6 +780,39 @@ mod tests {
         let (listed, found) = Book::scan(&cased, None, Some("FLOW")).unwrap();
         assert!(found.is_none());
         assert_eq!(listed.sheets.len(), 2);
+    }
+
+    /// A file cut short after a whole row (an interrupted copy) is
+    /// refused, whether its sheet was read on from the first pass or
+    /// found again by a second: its rows so far are not the file.
+    #[test]
+    fn a_file_cut_short_inside_the_table_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cut.xls");
+        let cut = BOOK.find("  <Row/>").unwrap();
+        std::fs::write(&path, &BOOK[..cut]).unwrap();
+        let (_, found) = Book::scan(&path, None, Some("流 & 向")).unwrap();
+        let (_, mut cells) = found.unwrap();
+        let first_pass = loop {
+            match cells.next_cell() {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the cut file read to its end without an error"),
+                Err(e) => break e.to_string(),
+            }
+        };
+        assert!(
+            first_pass.contains("the file ends inside a sheet's table (at byte"),
+            "{first_pass}"
+        );
+        let mut cells = super::SheetCells::open(&path, "流 & 向").unwrap();
+        let second_pass = loop {
+            match cells.next_cell() {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the cut file read to its end without an error"),
+                Err(e) => break e.to_string(),
+            }
+        };
+        assert_eq!(second_pass, first_pass);
     }
 
     /// Rows or cells placed before the last, and a cell holding more text
