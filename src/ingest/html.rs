@@ -513,10 +513,15 @@ impl TableCells {
                 return Ok(None);
             }
             let Some(token) = self.token()? else {
-                // a page cut off inside its table ends the table
-                self.close_cell()?;
-                self.depth = 0;
-                continue;
+                // `</table>` may not be left out (HTML lets a row's and a
+                // cell's end go, not a table's): a page ending inside its
+                // table was cut short (an interrupted download or copy),
+                // and its rows so far must not load as the whole file
+                return Err(FileError::CannotOpen(format!(
+                    "the page ends inside table `{}`, without its `</table>`: it was cut \
+                     short, as by an interrupted download or copy",
+                    self.table_name()
+                )));
             };
             let top = self.depth == 1;
             match token {
@@ -864,6 +869,7 @@ mod tests {
         let path = dir.path().join("p.xls");
         let mut bytes = b"<meta charset=\"utf-8\"><table><tr><td>a</td><td>".to_vec();
         bytes.extend(gbk("日期"));
+        bytes.extend(b"</td></tr></table>");
         std::fs::write(&path, &bytes).unwrap();
         let mut cells = TableCells::open(&path, 0).unwrap();
         assert_eq!(cells.next_cell().unwrap(), Some(((0, 0), text("a"))));
@@ -874,11 +880,47 @@ mod tests {
         );
     }
 
+    /// A page cut short inside its table (an interrupted copy) is refused,
+    /// not read as the rows it has: HTML lets a cell's and a row's end
+    /// go, not a table's.
+    #[test]
+    fn a_page_cut_short_inside_its_table_is_refused() {
+        let (_dir, path) = page("<table><tr><td>a<tr><td>b</td></tr><tr><td>c</td></tr>\n");
+        let mut cells = TableCells::open(&path, 0).unwrap();
+        let mut read = Vec::new();
+        let refused = loop {
+            match cells.next_cell() {
+                Err(e) => break e.to_string(),
+                Ok(None) => panic!("the cut page read to its end without an error"),
+                Ok(Some(cell)) => read.push(cell),
+            }
+        };
+        assert_eq!(
+            refused,
+            "the page ends inside table `Table1`, without its `</table>`: \
+             it was cut short, as by an interrupted download or copy"
+        );
+        assert_eq!(
+            read,
+            [
+                ((0, 0), text("a")),
+                ((1, 0), text("b")),
+                ((2, 0), text("c"))
+            ]
+        );
+        let (_dir, path) = page("<table><tr><td>a<tr><td>b</table>");
+        assert_eq!(
+            all_cells(&path, 0),
+            [((0, 0), text("a")), ((1, 0), text("b"))]
+        );
+    }
+
     /// Spans beyond a sheet's size refuse the file; a huge `rowspan` is
     /// clamped as browsers clamp it.
     #[test]
     fn a_table_beyond_a_sheet_refuses_the_file() {
-        let (_dir, path) = page(r#"<table><tr><td colspan=1000>a</td><td colspan=1000>b</td>"#);
+        let (_dir, path) =
+            page(r#"<table><tr><td colspan=1000>a</td><td colspan=1000>b</td></tr></table>"#);
         let mut cells = TableCells::open(&path, 0).unwrap();
         let mut refused = None;
         for _ in 0..40 {
