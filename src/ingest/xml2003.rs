@@ -96,6 +96,19 @@ enum Seen {
     Other,
 }
 
+impl Seen {
+    /// What an element's start (`empty`: with no content) tells the first
+    /// pass, but a `Table`'s.
+    fn element(e: &BytesStart<'_>, empty: bool) -> Self {
+        match e.local_name().as_ref() {
+            "Worksheet" => Seen::Worksheet(attribute(e, "Name").unwrap_or_default(), empty),
+            "Date1904" => Seen::Date1904,
+            "Visible" => Seen::Visible,
+            _ => Seen::Other,
+        }
+    }
+}
+
 impl Book {
     /// The first pass. With `headers` (the source's `header_row`), each
     /// sheet's header row is read on the way, so that looking at the
@@ -133,21 +146,9 @@ impl Book {
                 Event::Start(e) if e.local_name().as_ref() == "Table" => {
                     Seen::Table(e.name().as_ref().to_string())
                 }
-                Event::Start(e) => match e.local_name().as_ref() {
-                    "Worksheet" => {
-                        Seen::Worksheet(attribute(&e, "Name").unwrap_or_default(), false)
-                    }
-                    "Date1904" => Seen::Date1904,
-                    "Visible" => Seen::Visible,
-                    _ => Seen::Other,
-                },
+                Event::Start(e) => Seen::element(&e, false),
                 // `<Worksheet ss:Name="…"/>`: a sheet without cells
-                Event::Empty(e) => match e.local_name().as_ref() {
-                    "Worksheet" => Seen::Worksheet(attribute(&e, "Name").unwrap_or_default(), true),
-                    "Date1904" => Seen::Date1904,
-                    "Visible" => Seen::Visible,
-                    _ => Seen::Other,
-                },
+                Event::Empty(e) => Seen::element(&e, true),
                 Event::Text(t) if in_visible => Seen::Visibility(match t.trim() {
                     "SheetHidden" => Some(SheetVisible::Hidden),
                     "SheetVeryHidden" => Some(SheetVisible::VeryHidden),
@@ -621,20 +622,29 @@ fn date_time(text: &str) -> Option<NaiveDateTime> {
         .ok()
 }
 
+/// A cell at its 0-based (row, column), for tests.
+#[cfg(test)]
+type Placed = ((u32, u32), Cell);
+
 /// Reads everything left of a reader, for tests.
 #[cfg(test)]
-fn all_cells(path: &Path, sheet: &str) -> Vec<((u32, u32), Cell)> {
-    let mut cells = SheetCells::open(path, sheet).unwrap();
+fn all_cells(path: &Path, sheet: &str) -> Vec<Placed> {
+    read_on(&mut SheetCells::open(path, sheet).unwrap()).unwrap()
+}
+
+/// The cells left of `cells`, or the error that stops them, for tests.
+#[cfg(test)]
+fn read_on(cells: &mut SheetCells) -> Result<Vec<Placed>, FileError> {
     let mut out = Vec::new();
-    while let Some(cell) = cells.next_cell().unwrap() {
+    while let Some(cell) = cells.next_cell()? {
         out.push(cell);
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{all_cells, declared_encoding, merges, Book, Cell};
+    use super::{all_cells, declared_encoding, merges, read_on, Book, Cell};
     use chrono::NaiveDate;
 
     const BOOK: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
@@ -745,10 +755,7 @@ mod tests {
         };
         assert_eq!(name, "流 & 向");
         assert_eq!(scanned.epoch, super::Epoch::E1904);
-        let mut read = Vec::new();
-        while let Some(cell) = cells.next_cell().unwrap() {
-            read.push(cell);
-        }
+        let read = read_on(&mut cells).unwrap();
         assert_eq!(read, all_cells(&path, "流 & 向"));
         assert_eq!(read.len(), 10);
         assert_eq!(*cells.merges.borrow(), [((0, 0), (1, 0)), ((0, 1), (0, 2))]);
@@ -793,25 +800,13 @@ mod tests {
         std::fs::write(&path, &BOOK[..cut]).unwrap();
         let (_, found) = Book::scan(&path, None, Some("流 & 向")).unwrap();
         let (_, mut cells) = found.unwrap();
-        let first_pass = loop {
-            match cells.next_cell() {
-                Ok(Some(_)) => {}
-                Ok(None) => panic!("the cut file read to its end without an error"),
-                Err(e) => break e.to_string(),
-            }
-        };
+        let first_pass = read_on(&mut cells).unwrap_err().to_string();
         assert!(
             first_pass.contains("the file ends inside a sheet's table (at byte"),
             "{first_pass}"
         );
         let mut cells = super::SheetCells::open(&path, "流 & 向").unwrap();
-        let second_pass = loop {
-            match cells.next_cell() {
-                Ok(Some(_)) => {}
-                Ok(None) => panic!("the cut file read to its end without an error"),
-                Err(e) => break e.to_string(),
-            }
-        };
+        let second_pass = read_on(&mut cells).unwrap_err().to_string();
         assert_eq!(second_pass, first_pass);
     }
 
